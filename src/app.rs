@@ -1,0 +1,278 @@
+//! Application state, router assembly and the server loop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::keys::{ServerSecret, SigningKeys};
+use crate::auth::SessionGate;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{AppError, Code, Problem};
+use crate::http::middleware;
+use crate::notify::{Mailer, SmsSender};
+use crate::ratelimit::RateLimiter;
+
+/// JSON request bodies are limited to 1 MiB (api.md).
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub keys: SigningKeys,
+    pub secret: ServerSecret,
+    pub limiter: RateLimiter,
+    pub sessions: SessionGate,
+    pub sms: SmsSender,
+    pub mail: Mailer,
+    pub metrics: PrometheusHandle,
+    pub default_workspace_id: String,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the database (migrating it), loads or generates keys, builds the senders.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        let db = Db::connect(config.database_url.expose(), config.db_max_connections).await?;
+        db.migrate().await?;
+        let default_workspace_id = crate::workspaces::store::ensure_default(&db).await?;
+        let keys = SigningKeys::load_or_generate(&config)?;
+        let secret = ServerSecret::load_or_generate(&config)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?;
+        if config.otp_dev_code.is_some() {
+            tracing::warn!("PALAVER_OTP_DEV_CODE is set: every phone accepts the fixed code; never do this in production");
+        }
+        let sms = SmsSender::new(config.sms.clone(), http.clone());
+        let mail = Mailer::new(&config.mail, config.mail_from.clone(), http)?;
+        Ok(AppState(Arc::new(Inner {
+            limiter: RateLimiter::in_memory(config.rate_limits),
+            config,
+            db,
+            keys,
+            secret,
+            sessions: SessionGate::default(),
+            sms,
+            mail,
+            metrics: crate::ops::metrics_handle(),
+            default_workspace_id,
+        })))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Palaver",
+        description = "Self-hosted messaging backend: the HTTP API (v1). Authenticate with \
+            `Authorization: Bearer <accessToken>`; pick a workspace with the `Palaver-Workspace` \
+            header (id or slug). Lists take `limit` and `cursor` and answer `{items, nextCursor}`."
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// The `/api/v1` routes and their OpenAPI document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .merge(crate::auth::routes::router())
+        .merge(crate::users::routes::router())
+        .merge(crate::workspaces::routes::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts()
+}
+
+/// The OpenAPI document as JSON (also used by `palaver openapi`).
+pub fn openapi_json() -> serde_json::Value {
+    let (_, mut doc) = api();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    serde_json::to_value(&doc).expect("the OpenAPI document serializes")
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api_routes, _) = api();
+    let doc = openapi_json();
+    let openapi_bytes: Arc<[u8]> = serde_json::to_vec(&doc).expect("serializes").into();
+    let docs_html: Arc<str> = crate::ops::docs::render(&doc).into();
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut router = Router::new()
+        .merge(api_routes)
+        .merge(crate::ops::router())
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let bytes = openapi_bytes.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], bytes.to_vec()) }
+            }),
+        )
+        .route(
+            "/docs",
+            get(move || {
+                let html = docs_html.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_SECURITY_POLICY,
+                            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'",
+                        )],
+                        Html(html.to_string()),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { AppError::new(Code::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(Code::MethodNotAllowed, "this path does not accept this method")
+        })
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::problem_json))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(cors(&state.config))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+    if state.config.public_url.starts_with("https://") {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    router
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            // The path only: query strings may carry cursors or search terms.
+            tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("palaver-workspace"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Serves until `shutdown` resolves, then gives in-flight requests up to the configured
+/// shutdown timeout to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = state.config.shutdown_timeout;
+    let app = router(state.clone());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(grace, server).await {
+        Ok(joined) => joined.context("the server task")?.context("serving")?,
+        Err(_) => tracing::warn!(
+            seconds = grace.as_secs(),
+            "in-flight requests did not finish in time"
+        ),
+    }
+    state.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

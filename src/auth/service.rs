@@ -1,0 +1,409 @@
+//! The sign-in rules, shared by the HTTP routes and the `palaver admin` command.
+
+use std::time::Duration;
+
+use rand::Rng;
+use subtle::ConstantTimeEq;
+
+use super::secrets::{hash_password, new_token, token_hash, verify_password};
+use super::store::{self, RefreshUse, SessionRow};
+use crate::app::AppState;
+use crate::config::SignupMode;
+use crate::db::{now_ms, Tx};
+use crate::error::{AppError, AppResult, Code};
+use crate::notify::Mail;
+use crate::users::model::UserRow;
+use crate::users::store as users;
+use crate::workspaces::{store as workspaces, Role};
+
+pub const OTP_TTL: Duration = Duration::from_secs(300);
+pub const OTP_RESEND_COOLDOWN: Duration = Duration::from_secs(60);
+pub const OTP_MAX_ATTEMPTS: i64 = 3;
+const RESET_TTL: Duration = Duration::from_secs(3600);
+
+/// The device a session is opened for.
+pub struct Device {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// A freshly opened session with its tokens.
+pub struct Issued {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub session: SessionRow,
+}
+
+/// Opens a session inside `tx` and returns the refresh token; the caller commits, then calls
+/// [`finish`] to sign the access token.
+async fn open_session(
+    state: &AppState,
+    tx: &mut Tx,
+    user_id: &str,
+    device: &Device,
+) -> AppResult<(SessionRow, String)> {
+    let (session, replaced) =
+        store::insert_session(tx, user_id, &device.id, device.name.as_deref()).await?;
+    state.sessions.forget(&replaced);
+    let refresh = new_token();
+    let expires_at = now_ms() + state.config.refresh_token_ttl.as_millis() as i64;
+    store::insert_refresh_token(tx, &token_hash(&refresh), &session.id, expires_at).await?;
+    Ok((session, refresh))
+}
+
+fn finish(state: &AppState, session: SessionRow, refresh_token: String) -> AppResult<Issued> {
+    let ttl = state.config.access_token_ttl.as_secs();
+    let access_token =
+        state
+            .keys
+            .sign(&session.user_id, &session.id, now_ms() / 1000, ttl as i64)?;
+    Ok(Issued {
+        access_token,
+        refresh_token,
+        expires_in: ttl,
+        session,
+    })
+}
+
+pub struct SignupInput {
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+    pub device: Device,
+}
+
+/// Creates an account (or claims an invited one) and signs it in.
+pub async fn signup(state: &AppState, input: SignupInput) -> AppResult<(UserRow, Issued)> {
+    let existing = users::find_by_email(&state.db, &input.email).await?;
+    let invited = existing.as_ref().filter(|u| u.is_invited != 0);
+    match (state.config.signup, invited, &existing) {
+        (SignupMode::Closed, _, _) => return Err(signup_closed()),
+        (_, None, Some(_)) => {
+            return Err(AppError::new(
+                Code::EmailTaken,
+                "an account with this email exists",
+            ))
+        }
+        (SignupMode::Invite, None, None) => return Err(signup_closed()),
+        _ => {}
+    }
+    // Hash before the transaction: Argon2 takes tens of milliseconds and the writer is shared.
+    let hash = hash_password(input.password).await?;
+    let mut tx = state.db.begin().await?;
+    let user = match invited {
+        Some(u) => {
+            users::claim_invited(&mut tx, &u.id, Some(&input.display_name), Some(&hash)).await?
+        }
+        None => {
+            let user = users::insert(
+                &mut tx,
+                users::NewUser {
+                    display_name: &input.display_name,
+                    email: Some(&input.email),
+                    phone: None,
+                    password_hash: Some(&hash),
+                    is_platform_admin: false,
+                    is_invited: false,
+                },
+            )
+            .await?;
+            workspaces::insert_membership(
+                &mut tx,
+                &state.default_workspace_id,
+                &user.id,
+                Role::Member,
+            )
+            .await?;
+            user
+        }
+    };
+    let (session, refresh) = open_session(state, &mut tx, &user.id, &input.device).await?;
+    tx.commit().await?;
+    Ok((user, finish(state, session, refresh)?))
+}
+
+fn signup_closed() -> AppError {
+    AppError::new(
+        Code::SignupClosed,
+        "this server does not accept new accounts",
+    )
+}
+
+/// Email + password. Unknown email and wrong password are the same 401, in the same time.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    device: Device,
+) -> AppResult<(UserRow, Issued)> {
+    let user = users::find_by_email(&state.db, email).await?;
+    let ok = verify_password(
+        password,
+        user.as_ref().and_then(|u| u.password_hash.clone()),
+    )
+    .await?;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            return Err(AppError::new(
+                Code::InvalidCredentials,
+                "wrong email or password",
+            ))
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    let (session, refresh) = open_session(state, &mut tx, &user.id, &device).await?;
+    tx.commit().await?;
+    Ok((user, finish(state, session, refresh)?))
+}
+
+/// Sends a one-time code to a phone; returns (expires in, resend after) in seconds.
+pub async fn request_otp(state: &AppState, phone: &str) -> AppResult<(u64, u64)> {
+    let now = now_ms();
+    if let Some(latest) = store::latest_otp(&state.db, phone).await? {
+        if latest.resend_after > now && latest.consumed_at.is_none() {
+            let wait = (latest.resend_after - now + 999) / 1000;
+            return Err(AppError::rate_limited(Code::OtpCooldown, wait as u64));
+        }
+    }
+    if state.config.signup != SignupMode::Open {
+        // Refuse before sending: an SMS to a number that can never sign in costs money.
+        let known = users::find_by_phone(&state.db, phone).await?;
+        let may_sign_in = match state.config.signup {
+            SignupMode::Closed => known.is_some_and(|u| u.is_invited == 0),
+            _ => known.is_some(),
+        };
+        if !may_sign_in {
+            return Err(signup_closed());
+        }
+    }
+    let code = match &state.config.otp_dev_code {
+        Some(fixed) => fixed.expose().to_owned(),
+        None => format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32)),
+    };
+    let hash = state.secret.mac(&["otp", phone, &code]);
+    let id = store::insert_otp(
+        &state.db,
+        phone,
+        &hash,
+        now + OTP_TTL.as_millis() as i64,
+        now + OTP_RESEND_COOLDOWN.as_millis() as i64,
+    )
+    .await?;
+    if let Err(e) = state.sms.send_code(phone, &code, OTP_TTL).await {
+        store::delete_otp(&state.db, &id).await?;
+        tracing::warn!(error = format!("{e:#}"), "the SMS sender failed");
+        return Err(AppError::new(
+            Code::SmsDeliveryFailed,
+            "the code could not be sent; try again",
+        ));
+    }
+    Ok((OTP_TTL.as_secs(), OTP_RESEND_COOLDOWN.as_secs()))
+}
+
+/// Checks a code and signs in, creating the account on the first sign-in of a phone.
+pub async fn verify_otp(
+    state: &AppState,
+    phone: &str,
+    code: &str,
+    display_name: Option<String>,
+    device: Device,
+) -> AppResult<(UserRow, Issued)> {
+    let invalid = || AppError::new(Code::InvalidCode, "the code is wrong or expired");
+    let challenge = store::latest_otp(&state.db, phone)
+        .await?
+        .ok_or_else(invalid)?;
+    if challenge.consumed_at.is_some()
+        || challenge.expires_at <= now_ms()
+        || challenge.attempts >= OTP_MAX_ATTEMPTS
+    {
+        return Err(invalid());
+    }
+    let expected = state.secret.mac(&["otp", phone, code]);
+    if !bool::from(expected.as_bytes().ct_eq(challenge.code_hash.as_bytes())) {
+        store::count_otp_attempt(&state.db, &challenge.id, OTP_MAX_ATTEMPTS).await?;
+        return Err(invalid());
+    }
+    let existing = users::find_by_phone(&state.db, phone).await?;
+    match (state.config.signup, &existing) {
+        (SignupMode::Closed, None) | (SignupMode::Invite, None) => return Err(signup_closed()),
+        (SignupMode::Closed, Some(u)) if u.is_invited != 0 => return Err(signup_closed()),
+        _ => {}
+    }
+    let mut tx = state.db.begin().await?;
+    if !store::consume_otp(&mut tx, &challenge.id, OTP_MAX_ATTEMPTS).await? {
+        return Err(invalid());
+    }
+    let user = match existing {
+        Some(u) if u.is_invited != 0 => {
+            users::claim_invited(&mut tx, &u.id, display_name.as_deref(), None).await?
+        }
+        Some(u) => u,
+        None => {
+            let name = display_name.unwrap_or_else(|| "New user".to_owned());
+            let user = users::insert(
+                &mut tx,
+                users::NewUser {
+                    display_name: &name,
+                    email: None,
+                    phone: Some(phone),
+                    password_hash: None,
+                    is_platform_admin: false,
+                    is_invited: false,
+                },
+            )
+            .await?;
+            workspaces::insert_membership(
+                &mut tx,
+                &state.default_workspace_id,
+                &user.id,
+                Role::Member,
+            )
+            .await?;
+            user
+        }
+    };
+    let (session, refresh) = open_session(state, &mut tx, &user.id, &device).await?;
+    tx.commit().await?;
+    Ok((user, finish(state, session, refresh)?))
+}
+
+/// Exchanges a refresh token for a new pair. A token presented twice revokes its session.
+pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Issued> {
+    let invalid = || {
+        AppError::new(
+            Code::InvalidRefreshToken,
+            "the refresh token is invalid, expired or used",
+        )
+    };
+    let mut tx = state.db.begin().await?;
+    match store::use_refresh_token(&mut tx, &token_hash(refresh_token)).await? {
+        RefreshUse::Fresh {
+            session_id,
+            user_id,
+        } => {
+            let refresh = new_token();
+            let expires_at = now_ms() + state.config.refresh_token_ttl.as_millis() as i64;
+            store::insert_refresh_token(&mut tx, &token_hash(&refresh), &session_id, expires_at)
+                .await?;
+            tx.commit().await?;
+            let session = store::find_session(&state.db, &session_id)
+                .await?
+                .ok_or_else(invalid)?;
+            debug_assert_eq!(session.user_id, user_id);
+            finish(state, session, refresh)
+        }
+        RefreshUse::Reused { session_id } => {
+            tx.commit().await?;
+            state.sessions.forget(&[session_id]);
+            tracing::warn!("a used refresh token was presented again; its session is revoked");
+            Err(invalid())
+        }
+        RefreshUse::Invalid => Err(invalid()),
+    }
+}
+
+pub async fn logout_all(state: &AppState, user_id: &str) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let revoked = store::revoke_all_sessions(&mut tx, user_id).await?;
+    tx.commit().await?;
+    state.sessions.forget(&revoked);
+    Ok(())
+}
+
+/// Mails a reset link if the account exists. Runs after the response (always 202), so its
+/// timing says nothing about the account.
+pub async fn send_password_reset(state: AppState, email: String) {
+    let result: anyhow::Result<()> = async {
+        let Some(user) = users::find_by_email(&state.db, &email)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        else {
+            return Ok(());
+        };
+        let token = new_token();
+        let expires_at = now_ms() + RESET_TTL.as_millis() as i64;
+        store::insert_password_reset(&state.db, &token_hash(&token), &user.id, expires_at)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let link = format!("{}/reset-password?token={token}", state.config.public_url);
+        state
+            .mail
+            .send(Mail {
+                to: email,
+                subject: "Reset your Palaver password".into(),
+                text: format!(
+                    "Someone asked to reset the password of your account.\n\n\
+                     To choose a new password, open this link within an hour:\n{link}\n\n\
+                     If it was not you, ignore this mail; your password stays as it is."
+                ),
+                link: Some(link),
+            })
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "sending a password-reset mail failed"
+        );
+    }
+}
+
+/// Sets a new password with a reset token and revokes every session of the account.
+pub async fn reset_password(state: &AppState, token: &str, password: String) -> AppResult<()> {
+    let hash = hash_password(password).await?;
+    let mut tx = state.db.begin().await?;
+    let user_id = store::use_password_reset(&mut tx, &token_hash(token))
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                Code::InvalidResetToken,
+                "the reset token is invalid, expired or used",
+            )
+        })?;
+    users::set_password(&mut tx, &user_id, &hash).await?;
+    let revoked = store::revoke_all_sessions(&mut tx, &user_id).await?;
+    tx.commit().await?;
+    state.sessions.forget(&revoked);
+    Ok(())
+}
+
+/// A password: 8 to 128 characters.
+pub fn parse_password(raw: String) -> Result<String, String> {
+    let n = raw.chars().count();
+    if n < 8 {
+        Err("must be at least 8 characters".into())
+    } else if n > 128 {
+        Err("must be at most 128 characters".into())
+    } else {
+        Ok(raw)
+    }
+}
+
+/// A device id: 1 to 128 visible characters.
+pub fn parse_device_id(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+        return Err("must be 1 to 128 visible characters".into());
+    }
+    Ok(t.to_owned())
+}
+
+pub fn parse_device_name(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.chars().count() > 128 || t.chars().any(char::is_control) {
+        return Err("must be at most 128 characters without control characters".into());
+    }
+    Ok(t.to_owned())
+}
+
+pub fn parse_otp_code(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(t.to_owned())
+    } else {
+        Err("must be the 6-digit code".into())
+    }
+}

@@ -1,0 +1,198 @@
+//! The command line: `palaver [serve|migrate|admin create|openapi]`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "palaver",
+    version,
+    about = "Self-hosted messaging backend for WhatsApp-style products"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Configuration file (TOML; keys are the setting names in snake_case)
+    #[arg(long, global = true, env = "PALAVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a subcommand, `palaver` is `palaver serve`.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server (the default); migrates the database first
+    Serve(SettingsArgs),
+    /// Apply database migrations and exit
+    Migrate(SettingsArgs),
+    /// Administration tasks
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Print the OpenAPI document of the HTTP API
+    Openapi,
+}
+
+#[derive(clap::Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create a platform admin who owns the default workspace (an existing account with this
+    /// email is promoted; its password stays)
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// Settings from the flags/environment layered over the config file.
+fn config(file: Option<&PathBuf>, settings: Settings) -> anyhow::Result<Config> {
+    let file_settings = match file {
+        Some(path) => Settings::from_file(path)?,
+        None if std::path::Path::new("palaver.toml").exists() => {
+            Settings::from_file("palaver.toml".as_ref())?
+        }
+        None => Settings::default(),
+    };
+    Config::build(settings.or(file_settings))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(config(cli.config.as_ref(), cli.settings)?).await,
+        Some(Command::Serve(args)) => serve(config(cli.config.as_ref(), args.settings)?).await,
+        Some(Command::Migrate(args)) => {
+            let config = config(cli.config.as_ref(), args.settings)?;
+            crate::telemetry::init(&config.log, config.log_format);
+            std::fs::create_dir_all(&config.data_dir)?;
+            let db = crate::db::Db::connect(config.database_url.expose(), 2).await?;
+            db.migrate().await?;
+            crate::workspaces::store::ensure_default(&db).await?;
+            db.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    password,
+                    name,
+                    settings,
+                },
+        }) => {
+            let config = config(cli.config.as_ref(), settings)?;
+            crate::telemetry::init(&config.log, config.log_format);
+            create_admin(config, &email, password, name).await
+        }
+        Some(Command::Openapi) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::app::openapi_json())?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::init(&config.log, config.log_format);
+    let listen = config.listen;
+    let state = crate::app::AppState::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = ?state.db.backend(),
+        data_dir = %state.config.data_dir.display(),
+        "Palaver is ready"
+    );
+    crate::app::serve(listener, state, crate::app::shutdown_signal()).await
+}
+
+async fn create_admin(
+    config: Config,
+    email: &str,
+    password: String,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::users::model::{parse_display_name, Email};
+
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let password = crate::auth::service::parse_password(password)
+        .map_err(|m| anyhow::anyhow!("--password {m}"))?;
+    let name = parse_display_name(name.as_deref().unwrap_or("Admin"))
+        .map_err(|m| anyhow::anyhow!("--name: {m}"))?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = crate::db::Db::connect(config.database_url.expose(), 2).await?;
+    db.migrate().await?;
+    let workspace_id = crate::workspaces::store::ensure_default(&db).await?;
+    let existing = crate::users::store::find_by_email(&db, email.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tx = db.begin().await?;
+    let user_id = match existing {
+        Some(u) => {
+            sqlx::query("UPDATE users SET is_platform_admin = 1 WHERE id = $1")
+                .bind(&u.id)
+                .execute(&mut *tx)
+                .await?;
+            println!(
+                "promoted the existing account {} to platform admin (its password is unchanged)",
+                email.as_str()
+            );
+            u.id
+        }
+        None => {
+            let hash = crate::auth::secrets::hash_password(password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = crate::users::store::insert(
+                &mut tx,
+                crate::users::store::NewUser {
+                    display_name: &name,
+                    email: Some(email.as_str()),
+                    phone: None,
+                    password_hash: Some(&hash),
+                    is_platform_admin: true,
+                    is_invited: false,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created platform admin {} ({})", email.as_str(), user.id);
+            user.id
+        }
+    };
+    sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3) \
+         ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = 'owner'",
+    )
+    .bind(&workspace_id)
+    .bind(&user_id)
+    .bind(crate::db::now_ms())
+    .execute(&mut *tx)
+    .await
+    .context("making the admin owner of the default workspace")?;
+    tx.commit().await?;
+    db.close().await;
+    Ok(())
+}

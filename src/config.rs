@@ -1,0 +1,439 @@
+//! Configuration: built-in defaults, then `palaver.toml`, then environment variables, then
+//! command-line flags (each layer wins over the one before).
+//!
+//! [`Settings`] is both the clap argument set (so `palaver serve --help` lists every setting with
+//! its environment variable) and the TOML file's schema (keys are the flag names in snake_case).
+//! [`Config::build`] applies the defaults and checks the values. Secrets may also be given as
+//! `NAME_FILE` environment variables that point to a file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Every setting. `None` means "not given at this layer".
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP + Socket.IO listen address [default: 127.0.0.1:3000]
+    #[arg(long, env = "PALAVER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: SQLite file, media, generated keys [default: ./palaver-data]
+    #[arg(long, env = "PALAVER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite:...` or `postgres://...` [default: SQLite file `palaver.db` in the data dir]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Database connection pool size [default: 16]
+    #[arg(long, env = "PALAVER_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    /// Redis URL; setting it selects cluster mode (not available in this version)
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Public base URL, for links in mails and media URLs [default: http://<listen>]
+    #[arg(long, env = "PALAVER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Who may sign up: open, invite or closed [default: open]
+    #[arg(long, env = "PALAVER_SIGNUP")]
+    pub signup: Option<SignupMode>,
+    /// Who may create workspaces: admin (platform admins) or open [default: admin]
+    #[arg(long, env = "PALAVER_WORKSPACES")]
+    pub workspaces: Option<WorkspaceCreation>,
+    /// SMS sender for one-time codes: log, webhook or twilio [default: log]
+    #[arg(long, env = "PALAVER_SMS_SENDER")]
+    pub sms_sender: Option<SmsSenderKind>,
+    /// The webhook SMS sender POSTs {"phone","code","expiresIn"} here
+    #[arg(long, env = "PALAVER_SMS_WEBHOOK_URL")]
+    pub sms_webhook_url: Option<String>,
+    /// Twilio account SID (twilio SMS sender)
+    #[arg(long, env = "PALAVER_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token (twilio SMS sender; also PALAVER_TWILIO_AUTH_TOKEN_FILE)
+    #[arg(long, env = "PALAVER_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// Twilio sender number or messaging service (twilio SMS sender)
+    #[arg(long, env = "PALAVER_TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    /// Twilio API base URL [default: https://api.twilio.com]
+    #[arg(long, env = "PALAVER_TWILIO_API_URL")]
+    pub twilio_api_url: Option<String>,
+    /// Mailer for password-reset links: log, smtp or webhook [default: log]
+    #[arg(long, env = "PALAVER_MAIL_SENDER")]
+    pub mail_sender: Option<MailSenderKind>,
+    /// SMTP URL for the smtp mailer, e.g. smtps://user:pass@mail.example.com (also PALAVER_SMTP_URL_FILE)
+    #[arg(long, env = "PALAVER_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The webhook mailer POSTs {"to","subject","text","link"} here
+    #[arg(long, env = "PALAVER_MAIL_WEBHOOK_URL")]
+    pub mail_webhook_url: Option<String>,
+    /// From address of mails [default: Palaver <no-reply@localhost>]
+    #[arg(long, env = "PALAVER_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Comma-separated allowed CORS origins [default: none]
+    #[arg(long, env = "PALAVER_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// Per-IP and per-account request rate limits: on or off [default: on]
+    #[arg(long, env = "PALAVER_RATE_LIMITS")]
+    pub rate_limits: Option<OnOff>,
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy) [default: off]
+    #[arg(long, env = "PALAVER_TRUST_PROXY")]
+    pub trust_proxy: Option<OnOff>,
+    /// Log filter (tracing EnvFilter syntax) [default: info]
+    #[arg(long, env = "PALAVER_LOG")]
+    pub log: Option<String>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "PALAVER_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Access-token lifetime in seconds [default: 900]
+    #[arg(long, env = "PALAVER_ACCESS_TOKEN_TTL")]
+    pub access_token_ttl: Option<u64>,
+    /// Refresh-token lifetime in seconds [default: 2592000 (30 days)]
+    #[arg(long, env = "PALAVER_REFRESH_TOKEN_TTL")]
+    pub refresh_token_ttl: Option<u64>,
+    /// Ed25519 signing key, PKCS#8 PEM (also PALAVER_JWT_PRIVATE_KEY_FILE) [default: generated into the data dir]
+    #[arg(long, env = "PALAVER_JWT_PRIVATE_KEY", hide_env_values = true)]
+    pub jwt_private_key: Option<String>,
+    /// 32-byte server secret, 64 hex digits, for code hashing and encryption at rest (also PALAVER_SECRET_KEY_FILE) [default: generated into the data dir]
+    #[arg(long, env = "PALAVER_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Development only: a fixed one-time code accepted for every phone. Never set in production.
+    #[arg(long, env = "PALAVER_OTP_DEV_CODE", hide_env_values = true)]
+    pub otp_dev_code: Option<String>,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 10]
+    #[arg(long, env = "PALAVER_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+}
+
+macro_rules! merge_fields {
+    ($a:ident, $b:ident, $($f:ident),* $(,)?) => { Settings { $($f: $a.$f.or($b.$f)),* } };
+}
+
+impl Settings {
+    /// Field-wise: `self` wins where it has a value.
+    pub fn or(self, fallback: Settings) -> Settings {
+        let (a, b) = (self, fallback);
+        merge_fields!(
+            a,
+            b,
+            listen,
+            data_dir,
+            database_url,
+            db_max_connections,
+            redis_url,
+            public_url,
+            signup,
+            workspaces,
+            sms_sender,
+            sms_webhook_url,
+            twilio_account_sid,
+            twilio_auth_token,
+            twilio_from,
+            twilio_api_url,
+            mail_sender,
+            smtp_url,
+            mail_webhook_url,
+            mail_from,
+            cors_origins,
+            rate_limits,
+            trust_proxy,
+            log,
+            log_format,
+            access_token_ttl,
+            refresh_token_ttl,
+            jwt_private_key,
+            secret_key,
+            otp_dev_code,
+            shutdown_timeout
+        )
+    }
+
+    /// Reads a `palaver.toml`-style file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupMode {
+    Open,
+    Invite,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceCreation {
+    Admin,
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsSenderKind {
+    Log,
+    Webhook,
+    Twilio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MailSenderKind {
+    Log,
+    Smtp,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A secret string whose `Debug` never prints it.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SmsConfig {
+    Log,
+    Webhook {
+        url: String,
+    },
+    Twilio {
+        api_url: String,
+        account_sid: String,
+        auth_token: Secret,
+        from: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum MailConfig {
+    Log,
+    Webhook { url: String },
+    Smtp { url: Secret },
+}
+
+/// The checked, defaulted configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Secret,
+    pub db_max_connections: u32,
+    pub public_url: String,
+    pub signup: SignupMode,
+    pub workspaces: WorkspaceCreation,
+    pub sms: SmsConfig,
+    pub mail: MailConfig,
+    pub mail_from: String,
+    pub cors_origins: Vec<String>,
+    pub rate_limits: bool,
+    pub trust_proxy: bool,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub jwt_private_key: Option<Secret>,
+    pub secret_key: Option<Secret>,
+    pub otp_dev_code: Option<Secret>,
+    pub shutdown_timeout: Duration,
+}
+
+/// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
+fn secret_or_file(value: Option<String>, env_name: &str) -> anyhow::Result<Option<Secret>> {
+    if let Some(v) = value {
+        return Ok(Some(Secret::new(v)));
+    }
+    match std::env::var_os(format!("{env_name}_FILE")) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {env_name}_FILE"))?;
+            Ok(Some(Secret::new(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
+impl Config {
+    pub fn build(s: Settings) -> anyhow::Result<Config> {
+        let listen = s
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:3000".parse().expect("valid address"));
+        let data_dir = s
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./palaver-data"));
+        let database_url = match s.database_url {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("palaver.db").display()),
+        };
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!("DATABASE_URL must start with sqlite: or postgres://");
+        }
+        if s.redis_url.is_some() {
+            bail!(
+                "REDIS_URL is set, but cluster mode is not available in this version of Palaver; \
+                 unset it to run a single node"
+            );
+        }
+        let public_url = s
+            .public_url
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        url::Url::parse(&public_url).context("PALAVER_PUBLIC_URL is not a valid URL")?;
+
+        let sms = match s.sms_sender.unwrap_or(SmsSenderKind::Log) {
+            SmsSenderKind::Log => SmsConfig::Log,
+            SmsSenderKind::Webhook => SmsConfig::Webhook {
+                url: s
+                    .sms_webhook_url
+                    .context("PALAVER_SMS_SENDER=webhook needs PALAVER_SMS_WEBHOOK_URL")?,
+            },
+            SmsSenderKind::Twilio => SmsConfig::Twilio {
+                api_url: s
+                    .twilio_api_url
+                    .unwrap_or_else(|| "https://api.twilio.com".into()),
+                account_sid: s
+                    .twilio_account_sid
+                    .context("the twilio SMS sender needs PALAVER_TWILIO_ACCOUNT_SID")?,
+                auth_token: secret_or_file(s.twilio_auth_token, "PALAVER_TWILIO_AUTH_TOKEN")?
+                    .context("the twilio SMS sender needs PALAVER_TWILIO_AUTH_TOKEN")?,
+                from: s
+                    .twilio_from
+                    .context("the twilio SMS sender needs PALAVER_TWILIO_FROM")?,
+            },
+        };
+        let mail = match s.mail_sender.unwrap_or(MailSenderKind::Log) {
+            MailSenderKind::Log => MailConfig::Log,
+            MailSenderKind::Webhook => MailConfig::Webhook {
+                url: s
+                    .mail_webhook_url
+                    .context("PALAVER_MAIL_SENDER=webhook needs PALAVER_MAIL_WEBHOOK_URL")?,
+            },
+            MailSenderKind::Smtp => MailConfig::Smtp {
+                url: secret_or_file(s.smtp_url, "PALAVER_SMTP_URL")?
+                    .context("PALAVER_MAIL_SENDER=smtp needs PALAVER_SMTP_URL")?,
+            },
+        };
+        let otp_dev_code = secret_or_file(s.otp_dev_code, "PALAVER_OTP_DEV_CODE")?;
+        if let Some(code) = &otp_dev_code {
+            let c = code.expose();
+            if c.len() != 6 || !c.bytes().all(|b| b.is_ascii_digit()) {
+                bail!("PALAVER_OTP_DEV_CODE must be 6 digits");
+            }
+        }
+        let access_token_ttl = s.access_token_ttl.unwrap_or(900);
+        if !(30..=86_400).contains(&access_token_ttl) {
+            bail!("PALAVER_ACCESS_TOKEN_TTL must be between 30 and 86400 seconds");
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url: Secret::new(database_url),
+            db_max_connections: s.db_max_connections.unwrap_or(16).max(2),
+            public_url,
+            signup: s.signup.unwrap_or(SignupMode::Open),
+            workspaces: s.workspaces.unwrap_or(WorkspaceCreation::Admin),
+            sms,
+            mail,
+            mail_from: s
+                .mail_from
+                .unwrap_or_else(|| "Palaver <no-reply@localhost>".into()),
+            cors_origins: s
+                .cors_origins
+                .unwrap_or_default()
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            rate_limits: s.rate_limits.unwrap_or(OnOff::On) == OnOff::On,
+            trust_proxy: s.trust_proxy.unwrap_or(OnOff::Off) == OnOff::On,
+            log: s.log.unwrap_or_else(|| "info".into()),
+            log_format: s.log_format.unwrap_or(LogFormat::Text),
+            access_token_ttl: Duration::from_secs(access_token_ttl),
+            refresh_token_ttl: Duration::from_secs(
+                s.refresh_token_ttl.unwrap_or(30 * 86_400).max(60),
+            ),
+            jwt_private_key: secret_or_file(s.jwt_private_key, "PALAVER_JWT_PRIVATE_KEY")?,
+            secret_key: secret_or_file(s.secret_key, "PALAVER_SECRET_KEY")?,
+            otp_dev_code,
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_a_local_sqlite_server() {
+        let c = Config::build(Settings::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        assert!(c.is_sqlite());
+        assert!(c.rate_limits);
+        assert_eq!(c.signup, SignupMode::Open);
+    }
+
+    #[test]
+    fn earlier_layer_wins_field_by_field() {
+        let file: Settings =
+            toml::from_str("listen = \"0.0.0.0:4000\"\nsignup = \"closed\"").unwrap();
+        let env = Settings {
+            signup: Some(SignupMode::Invite),
+            ..Default::default()
+        };
+        let merged = env.or(file);
+        assert_eq!(merged.listen.unwrap().port(), 4000);
+        assert_eq!(merged.signup, Some(SignupMode::Invite));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,239 @@
+//! The data-access layer: one [`Db`] over SQLite or PostgreSQL, migrations, ids and time.
+//!
+//! SQL is written once, in the dialect both engines share (`$1` parameters, `RETURNING`,
+//! `ON CONFLICT`), and runs through sqlx's `Any` driver. Ids are TEXT (UUIDv7), times are
+//! BIGINT milliseconds since the Unix epoch, flags are 0/1 integers: the types both engines map
+//! the same way. Where the engines truly differ (full-text search, locking), a store function
+//! branches on [`Db::backend`]; callers never see the dialect.
+//!
+//! SQLite gets one writer connection and a pool of readers. Every write goes through the
+//! single writer, so writers queue in the pool instead of fighting over SQLite's lock: no
+//! "database is locked", no deadlock between two deferred transactions upgrading to writers.
+//! Readers see committed data through WAL. PostgreSQL uses one pool for both.
+//!
+//! Tenant data (anything that belongs to a workspace) is reached only through [`Tenant`], which
+//! carries the workspace id and can only be made from an authenticated scope; see `tenant.rs`.
+
+mod tenant;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use tenant::Tenant;
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Pragmas for every SQLite connection. `synchronous=FULL` makes a commit durable against power
+/// loss before it returns (the meaning of "durable" in quality.md); WAL lets readers run
+/// beside the writer.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+    PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;";
+
+type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
+
+fn sqlite_pragmas<'c>(
+    conn: &'c mut sqlx::AnyConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(SQLITE_PRAGMAS).await?;
+        Ok(())
+    })
+}
+
+impl Db {
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            let opts = AnyConnectOptions::from_str(&url)
+                .context("parsing the SQLite URL")?
+                .log_statements(tracing::log::LevelFilter::Trace);
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(sqlite_pragmas)
+                .connect_with(opts.clone())
+                .await
+                .context("opening the SQLite database")?;
+            let read = AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(sqlite_pragmas)
+                .connect_with(opts)
+                .await
+                .context("opening the SQLite database")?;
+            Ok(Db {
+                backend: Backend::Sqlite,
+                read,
+                write,
+            })
+        } else {
+            let opts = AnyConnectOptions::from_str(url)
+                .context("parsing the PostgreSQL URL")?
+                .log_statements(tracing::log::LevelFilter::Trace);
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Ok(Db {
+                backend: Backend::Postgres,
+                read: pool.clone(),
+                write: pool,
+            })
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads (SQLite: many readers; PostgreSQL: the pool).
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for single-statement writes (SQLite: the one writer).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// A write transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.write)
+            .await
+            .context("applying database migrations")
+    }
+
+    /// One cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map(|_| ())
+    }
+
+    /// (connections open, idle) per pool, for metrics.
+    pub fn pool_stats(&self) -> [(&'static str, u32, usize); 2] {
+        [
+            ("read", self.read.size(), self.read.num_idle()),
+            ("write", self.write.size(), self.write.num_idle()),
+        ]
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// A new time-ordered id (UUIDv7, hyphenated).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Is this a unique-constraint violation? Used to turn races into domain errors where the
+/// query runs.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db
+                    .code()
+                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+        }
+        _ => false,
+    }
+}
+
+/// An RFC 3339 UTC timestamp with milliseconds, stored as epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .examples([serde_json::json!("2026-01-31T12:00:00.000Z")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_millis() {
+        assert_eq!(
+            Timestamp(1_700_000_000_123).rfc3339(),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+
+    #[test]
+    fn ids_are_time_ordered() {
+        let a = new_id();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(new_id() > a);
+    }
+}

@@ -1,0 +1,44 @@
+//! Palaver: a self-hosted messaging backend for WhatsApp-style products, in one binary.
+//!
+//! # Layout
+//!
+//! One crate, organised by capability. Each capability module owns its rules and its SQL:
+//! `model.rs` (domain and API types, validated inputs), `store.rs` (queries only, no HTTP),
+//! `service.rs` (the rules, shared by HTTP, Socket.IO and jobs; skipped where it would only
+//! forward a query) and `routes.rs` (thin handlers: extract, call, answer).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `openapi` |
+//! | [`config`] | settings from `palaver.toml`, the environment and flags |
+//! | [`app`] | shared state, router assembly, middleware stack, graceful shutdown |
+//! | [`error`] | the one error type and the list of problem codes |
+//! | [`http`] | extractors (JSON, auth, workspace scope, client IP), pagination, middleware |
+//! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, tenant scope |
+//! | [`ratelimit`] | request rate limits behind one interface (memory now, Redis in cluster mode) |
+//! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, signing keys, JWKS |
+//! | [`users`] | profiles, privacy, search, contacts, blocks |
+//! | [`workspaces`] | tenants, memberships and roles |
+//! | [`notify`] | SMS and mail senders |
+//! | [`ops`] | health, readiness, metrics, OpenAPI and `/docs` |
+//!
+//! The capabilities still to come slot in beside these without moving them: `chats` and
+//! `messages` (conversations, receipts, search, the change stream behind sync), `realtime`
+//! (the Socket.IO gateway, presence, typing), `media` (uploads, storage, processing jobs),
+//! `jobs` (the durable job runner), `whatsapp` (channels, webhooks, outbound queue,
+//! templates), `inbox` (leads, notes, automations, campaigns), `ai` (analysis, keys, usage) and
+//! `calls` (signalling). Migrations live in `migrations/sqlite` and `migrations/postgres`.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod notify;
+pub mod ops;
+pub mod ratelimit;
+pub mod telemetry;
+pub mod users;
+pub mod workspaces;

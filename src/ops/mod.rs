@@ -1,0 +1,88 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics, the JWKS, the OpenAPI
+//! document and the offline API reference at `/docs`.
+
+pub mod docs;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// GET /healthz — the process is up.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// GET /readyz — the database answers (and, in cluster mode, Redis). 503 otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => {
+            axum::Json(serde_json::json!({ "status": "ready", "database": "ok" })).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({ "status": "unavailable", "database": "unreachable" })
+                    .to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// GET /metrics — Prometheus text format.
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    for (pool, size, idle) in state.db.pool_stats() {
+        metrics::gauge!("db_pool_connections", "pool" => pool).set(size as f64);
+        metrics::gauge!("db_pool_idle_connections", "pool" => pool).set(idle as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// GET /.well-known/jwks.json — the public keys that verify access tokens.
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(state.keys.jwks()),
+    )
+}
+
+/// The process-wide Prometheus recorder (installed once; every server in a test process
+/// shares it).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "http_request_duration_seconds".into(),
+                    ),
+                    &buckets,
+                )
+                .expect("buckets are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}

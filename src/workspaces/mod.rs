@@ -1,0 +1,105 @@
+//! Workspaces: the tenants. A default workspace is created on first start; users belong to
+//! workspaces through memberships with a role. Owners, admins and agents are the workspace's
+//! agents for the inbox; members are its end users.
+
+pub mod routes;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Agent,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Role {
+        match s {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            "agent" => Role::Agent,
+            _ => Role::Member,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub is_default: bool,
+    /// Free-form workspace settings (business hours, timezone, AI options…).
+    pub settings: serde_json::Value,
+    /// The caller's role in this workspace.
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceMember {
+    pub user_id: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub role: Role,
+    /// True while the member was invited and has not signed in yet.
+    pub invited: bool,
+    pub joined_at: Timestamp,
+}
+
+/// A workspace slug: 2 to 40 of `a-z`, `0-9` and inner `-`.
+pub fn parse_slug(raw: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let ok = (2..=40).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 2 to 40 characters of a-z, 0-9 and inner dashes".into())
+    }
+}
+
+pub fn parse_name(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    let n = t.chars().count();
+    if !(1..=80).contains(&n) || t.chars().any(char::is_control) {
+        return Err("must be 1 to 80 characters without control characters".into());
+    }
+    Ok(t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_lowercase_words_with_dashes() {
+        assert!(parse_slug("acme-pharmacy").is_ok());
+        for bad in ["a", "Acme", "-acme", "acme-", "ac me", "ac_me"] {
+            assert!(parse_slug(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Workspace and membership queries. Reads of one workspace's data take a [`Tenant`].
+
+use sqlx::Row;
+
+use super::{Role, Workspace, WorkspaceMember};
+use crate::db::{is_unique_violation, new_id, now_ms, Db, Tenant, Timestamp, Tx};
+use crate::error::{AppError, AppResult, Code};
+
+/// Creates the default workspace on first start; returns its id.
+pub async fn ensure_default(db: &Db) -> anyhow::Result<String> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO workspaces (id, name, slug, is_default, settings, created_at, updated_at) \
+         SELECT $1, 'Default', 'default', 1, '{}', $2, $2 \
+         WHERE NOT EXISTS (SELECT 1 FROM workspaces WHERE is_default = 1)",
+    )
+    .bind(new_id())
+    .bind(now)
+    .execute(db.writer())
+    .await?;
+    let id: String = sqlx::query_scalar("SELECT id FROM workspaces WHERE is_default = 1")
+        .fetch_one(db.reader())
+        .await?;
+    Ok(id)
+}
+
+fn role_of(row: &sqlx::any::AnyRow) -> Result<(String, Role), sqlx::Error> {
+    Ok((
+        row.try_get("id")?,
+        Role::from_db(&row.try_get::<String, _>("role")?),
+    ))
+}
+
+/// The caller's membership in the workspace with this id or slug.
+pub async fn find_membership_by_ref(
+    db: &Db,
+    user_id: &str,
+    id_or_slug: &str,
+) -> AppResult<Option<(String, Role)>> {
+    let row = sqlx::query(
+        "SELECT w.id, m.role FROM workspaces w \
+         JOIN memberships m ON m.workspace_id = w.id AND m.user_id = $1 \
+         WHERE w.id = $2 OR w.slug = $2",
+    )
+    .bind(user_id)
+    .bind(id_or_slug)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|r| role_of(&r)).transpose()?)
+}
+
+/// The workspace a request acts in without a `Palaver-Workspace` header: the default workspace
+/// when the user belongs to it, else their oldest membership.
+pub async fn default_membership(db: &Db, user_id: &str) -> AppResult<Option<(String, Role)>> {
+    let row = sqlx::query(
+        "SELECT w.id, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+         WHERE m.user_id = $1 ORDER BY w.is_default DESC, m.created_at, w.id LIMIT 1",
+    )
+    .bind(user_id)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|r| role_of(&r)).transpose()?)
+}
+
+const WORKSPACE_COLUMNS: &str =
+    "w.id, w.name, w.slug, w.is_default, w.settings, w.created_at, w.updated_at, m.role";
+
+fn workspace_from_row(r: &sqlx::any::AnyRow) -> Result<Workspace, sqlx::Error> {
+    let settings: String = r.try_get("settings")?;
+    Ok(Workspace {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        slug: r.try_get("slug")?,
+        is_default: r.try_get::<i64, _>("is_default")? != 0,
+        settings: serde_json::from_str(&settings).unwrap_or_else(|_| serde_json::json!({})),
+        role: Role::from_db(&r.try_get::<String, _>("role")?),
+        created_at: Timestamp(r.try_get("created_at")?),
+        updated_at: Timestamp(r.try_get("updated_at")?),
+    })
+}
+
+/// The user's workspaces, oldest first, after the id `after`.
+pub async fn list_for_user(
+    db: &Db,
+    user_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<Workspace>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {WORKSPACE_COLUMNS} FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+         WHERE m.user_id = $1 AND w.id > $2 ORDER BY w.id LIMIT $3"
+    ))
+    .bind(user_id)
+    .bind(after.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows
+        .iter()
+        .map(workspace_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// The tenant's workspace as its member `user_id` sees it.
+pub async fn get(t: Tenant<'_>, user_id: &str) -> AppResult<Workspace> {
+    let row = sqlx::query(&format!(
+        "SELECT {WORKSPACE_COLUMNS} FROM workspaces w \
+         JOIN memberships m ON m.workspace_id = w.id AND m.user_id = $2 WHERE w.id = $1"
+    ))
+    .bind(t.workspace_id())
+    .bind(user_id)
+    .fetch_optional(t.db().reader())
+    .await?
+    .ok_or_else(AppError::not_found)?;
+    Ok(workspace_from_row(&row)?)
+}
+
+pub async fn create(tx: &mut Tx, name: &str, slug: &str, owner_id: &str) -> AppResult<String> {
+    let id = new_id();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO workspaces (id, name, slug, is_default, settings, created_at, updated_at) \
+         VALUES ($1, $2, $3, 0, '{}', $4, $4)",
+    )
+    .bind(&id)
+    .bind(name)
+    .bind(slug)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            AppError::new(Code::SlugTaken, "this slug is taken")
+        } else {
+            e.into()
+        }
+    })?;
+    insert_membership(tx, &id, owner_id, Role::Owner).await?;
+    Ok(id)
+}
+
+pub async fn update(t: Tenant<'_>, name: Option<&str>, settings: Option<&str>) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE workspaces SET name = COALESCE($2, name), settings = COALESCE($3, settings), \
+         updated_at = $4 WHERE id = $1",
+    )
+    .bind(t.workspace_id())
+    .bind(name)
+    .bind(settings)
+    .bind(now_ms())
+    .execute(t.db().writer())
+    .await?;
+    Ok(())
+}
+
+/// Adds a membership; `AlreadyMember` if there is one.
+pub async fn insert_membership(
+    tx: &mut Tx,
+    workspace_id: &str,
+    user_id: &str,
+    role: Role,
+) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            AppError::new(Code::AlreadyMember, "the user is already a member")
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+const MEMBER_COLUMNS: &str =
+    "u.id AS user_id, u.display_name, u.email, u.phone, u.is_invited, m.role, m.created_at";
+
+fn member_from_row(r: &sqlx::any::AnyRow) -> Result<WorkspaceMember, sqlx::Error> {
+    Ok(WorkspaceMember {
+        user_id: r.try_get("user_id")?,
+        display_name: r.try_get("display_name")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+        role: Role::from_db(&r.try_get::<String, _>("role")?),
+        invited: r.try_get::<i64, _>("is_invited")? != 0,
+        joined_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+pub async fn list_members(
+    t: Tenant<'_>,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<WorkspaceMember>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.workspace_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+    ))
+    .bind(t.workspace_id())
+    .bind(after.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(t.db().reader())
+    .await?;
+    Ok(rows.iter().map(member_from_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn find_member(t: Tenant<'_>, user_id: &str) -> AppResult<Option<WorkspaceMember>> {
+    let row = sqlx::query(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.workspace_id = $1 AND m.user_id = $2"
+    ))
+    .bind(t.workspace_id())
+    .bind(user_id)
+    .fetch_optional(t.db().reader())
+    .await?;
+    Ok(row.as_ref().map(member_from_row).transpose()?)
+}
+
+/// Changes a role; refuses to leave the workspace without an owner.
+pub async fn set_role(t: Tenant<'_>, user_id: &str, role: Role) -> AppResult<()> {
+    change_member(
+        t,
+        user_id,
+        "UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2",
+        Some(role),
+    )
+    .await
+}
+
+/// Removes a membership; refuses to remove the last owner.
+pub async fn remove_member(t: Tenant<'_>, user_id: &str) -> AppResult<()> {
+    change_member(
+        t,
+        user_id,
+        "DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        None,
+    )
+    .await
+}
+
+async fn change_member(
+    t: Tenant<'_>,
+    user_id: &str,
+    sql: &str,
+    role: Option<Role>,
+) -> AppResult<()> {
+    let mut tx = t.db().begin().await?;
+    // Touching the workspace row first serializes concurrent membership changes of one
+    // workspace on PostgreSQL (row lock), so two owners demoting each other cannot both pass
+    // the check below. SQLite writes are serialized anyway.
+    sqlx::query("UPDATE workspaces SET updated_at = $2 WHERE id = $1")
+        .bind(t.workspace_id())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(t.workspace_id())
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(previous) = previous else {
+        return Err(AppError::not_found());
+    };
+    let mut q = sqlx::query(sql).bind(t.workspace_id()).bind(user_id);
+    if let Some(role) = role {
+        q = q.bind(role.as_str());
+    }
+    q.execute(&mut *tx).await?;
+    if previous == "owner" {
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1 AND role = 'owner'",
+        )
+        .bind(t.workspace_id())
+        .fetch_one(&mut *tx)
+        .await?;
+        if owners == 0 {
+            return Err(AppError::new(
+                Code::LastOwner,
+                "a workspace must keep at least one owner",
+            ));
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
