@@ -144,55 +144,20 @@ async fn create_admin(
     std::fs::create_dir_all(&config.data_dir)?;
     let db = crate::db::Db::connect(config.database_url.expose(), 2).await?;
     db.migrate().await?;
-    let workspace_id = crate::workspaces::store::ensure_default(&db).await?;
-    let existing = crate::users::store::find_by_email(&db, email.as_str())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut tx = db.begin().await?;
-    let user_id = match existing {
-        Some(u) => {
-            sqlx::query("UPDATE users SET is_platform_admin = 1 WHERE id = $1")
-                .bind(&u.id)
-                .execute(&mut *tx)
-                .await?;
-            println!(
-                "promoted the existing account {} to platform admin (its password is unchanged)",
-                email.as_str()
-            );
-            u.id
-        }
-        None => {
-            let hash = crate::auth::secrets::hash_password(password)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let user = crate::users::store::insert(
-                &mut tx,
-                crate::users::store::NewUser {
-                    display_name: &name,
-                    email: Some(email.as_str()),
-                    phone: None,
-                    password_hash: Some(&hash),
-                    is_platform_admin: true,
-                    is_invited: false,
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created platform admin {} ({})", email.as_str(), user.id);
-            user.id
-        }
-    };
-    sqlx::query(
-        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3) \
-         ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = 'owner'",
-    )
-    .bind(&workspace_id)
-    .bind(&user_id)
-    .bind(crate::db::now_ms())
-    .execute(&mut *tx)
-    .await
-    .context("making the admin owner of the default workspace")?;
-    tx.commit().await?;
+    let (user_id, created) =
+        crate::auth::service::create_platform_admin(&db, &email, password, &name).await?;
     db.close().await;
+    if created {
+        println!(
+            "created platform admin {} ({user_id}), owner of the default workspace",
+            email.as_str()
+        );
+    } else {
+        println!(
+            "promoted the existing account {} ({user_id}) to platform admin and owner of the default \
+             workspace; its password is unchanged",
+            email.as_str()
+        );
+    }
     Ok(())
 }

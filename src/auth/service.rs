@@ -407,3 +407,62 @@ pub fn parse_otp_code(raw: &str) -> Result<String, String> {
         Err("must be the 6-digit code".into())
     }
 }
+
+/// Creates a platform admin who owns the default workspace, or promotes the account that has
+/// this email (keeping its password). Returns the user id and whether it was created.
+pub async fn create_platform_admin(
+    db: &crate::db::Db,
+    email: &crate::users::model::Email,
+    password: String,
+    name: &str,
+) -> anyhow::Result<(String, bool)> {
+    let workspace_id = workspaces::ensure_default(db).await?;
+    let existing = users::find_by_email(db, email.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = match existing {
+        Some(_) => None,
+        None => Some(
+            hash_password(password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+    };
+    let mut tx = db.begin().await?;
+    let (user_id, created) = match (existing, hash) {
+        (Some(u), _) => {
+            sqlx::query("UPDATE users SET is_platform_admin = 1 WHERE id = $1")
+                .bind(&u.id)
+                .execute(&mut *tx)
+                .await?;
+            (u.id, false)
+        }
+        (None, hash) => {
+            let user = users::insert(
+                &mut tx,
+                users::NewUser {
+                    display_name: name,
+                    email: Some(email.as_str()),
+                    phone: None,
+                    password_hash: hash.as_deref(),
+                    is_platform_admin: true,
+                    is_invited: false,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (user.id, true)
+        }
+    };
+    sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3) \
+         ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = 'owner'",
+    )
+    .bind(&workspace_id)
+    .bind(&user_id)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((user_id, created))
+}

@@ -1,0 +1,330 @@
+//! The test harness: starts the real server on a random port with a temporary SQLite database
+//! (or a fresh PostgreSQL database when `TEST_DATABASE_URL` is set) and talks HTTP to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use palaver::app::AppState;
+use palaver::config::{Config, OnOff, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg_database: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs an async test body once on SQLite and once on PostgreSQL (skipped with a line when
+/// `TEST_DATABASE_URL` is not set). An optional closure adjusts the settings.
+#[macro_export]
+macro_rules! dual_test {
+    ($name:ident) => {
+        $crate::dual_test!($name, |_s| {});
+    };
+    ($name:ident, custom) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if std::env::var_os("TEST_DATABASE_URL").is_none() {
+                    eprintln!(
+                        "skipped {}::postgres: TEST_DATABASE_URL is not set",
+                        stringify!($name)
+                    );
+                    return;
+                }
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+    ($name:ident, $configure:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn($crate::helpers::Backend::Sqlite, $configure)
+                    .await
+                    .expect("sqlite app");
+                super::$name(&app).await;
+                app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::helpers::spawn($crate::helpers::Backend::Postgres, $configure).await {
+                    Some(app) => {
+                        super::$name(&app).await;
+                        app.stop().await;
+                    }
+                    None => eprintln!(
+                        "skipped {}::postgres: TEST_DATABASE_URL is not set",
+                        stringify!($name)
+                    ),
+                }
+            }
+        }
+    };
+}
+
+/// Settings for a test server: loopback, port 0, limits on, quiet logs.
+pub fn base_settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir.to_path_buf()),
+        rate_limits: Some(OnOff::On),
+        log: Some(std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
+        ..Default::default()
+    }
+}
+
+pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = base_settings(dir.path());
+    let mut pg_database = None;
+    if backend == Backend::Postgres {
+        let admin_url = std::env::var("TEST_DATABASE_URL").ok()?;
+        let name = format!("palaver_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        settings.database_url = Some(url.to_string());
+        pg_database = Some((admin_url, name));
+    }
+    configure(&mut settings);
+    palaver::telemetry::init(
+        settings.log.as_deref().unwrap_or("warn"),
+        palaver::config::LogFormat::Text,
+    );
+    let config = Config::build(settings).expect("test config");
+    let state = AppState::build(config).await.expect("app state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(palaver::app::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Some(TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        state,
+        stop: Some(stop),
+        server: Some(server),
+        pg_database,
+        _dir: dir,
+    })
+}
+
+impl TestApp {
+    /// Stops the server and drops a PostgreSQL test database.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        if let Some((admin_url, name)) = self.pg_database.take() {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A JSON request; `token` adds a bearer token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Signs up a user and returns the sign-in answer.
+    pub async fn signup(&self, email: &str, name: &str) -> User {
+        let r = self
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD, "displayName": name}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "signup {email}: {}", r.body);
+        User::from(&r.body)
+    }
+
+    pub async fn login(&self, email: &str, device: &str) -> User {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD, "deviceId": device}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {email}: {}", r.body);
+        User::from(&r.body)
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A signed-in user.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+    pub refresh: String,
+    pub session: String,
+}
+
+impl From<&Value> for User {
+    fn from(v: &Value) -> Self {
+        User {
+            id: v["user"]["id"].as_str().expect("user.id").to_owned(),
+            token: v["accessToken"].as_str().expect("accessToken").to_owned(),
+            refresh: v["refreshToken"].as_str().expect("refreshToken").to_owned(),
+            session: v["session"]["id"].as_str().expect("session.id").to_owned(),
+        }
+    }
+}
+
+/// A response with its body parsed as JSON (or `Value::Null`).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "{}", self.text);
+        assert_eq!(self.body["status"], status);
+        if status == 422 {
+            assert!(!self.body["errors"].as_array().expect("errors").is_empty());
+        }
+    }
+}
+
+/// A local HTTP endpoint that records the JSON bodies POSTed to it (an SMS or mail webhook).
+pub struct Capture {
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<Value>,
+}
+
+impl Capture {
+    pub async fn start() -> Capture {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(v);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Capture { url, rx }
+    }
+
+    /// The next recorded body (fails after 10 s).
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("a webhook call within 10 s")
+            .expect("capture open")
+    }
+
+    pub fn try_next(&mut self) -> Option<Value> {
+        self.rx.try_recv().ok()
+    }
+}

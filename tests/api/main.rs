@@ -1,0 +1,12 @@
+//! Integration tests: the real server on a random port, over real HTTP, on SQLite and (with
+//! `TEST_DATABASE_URL`) on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod logs;
+mod ops;
+mod otp;
+mod users;
+mod workspaces;
