@@ -80,9 +80,12 @@ impl RateLimiter {
     }
 }
 
+/// (limit name, key) → (window start in ms, hits in the window).
+type Windows = HashMap<(&'static str, String), (i64, u32)>;
+
 #[derive(Default)]
 struct MemoryStore {
-    windows: Mutex<HashMap<(&'static str, String), (i64, u32)>>,
+    windows: Mutex<Windows>,
 }
 
 /// Above this many keys, expired windows are swept on the next hit.

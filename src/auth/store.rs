@@ -118,18 +118,34 @@ pub enum RefreshUse {
     Invalid,
 }
 
+#[derive(FromRow)]
+struct RefreshLookup {
+    session_id: String,
+    used_at: Option<i64>,
+    expires_at: i64,
+    user_id: String,
+    revoked_at: Option<i64>,
+}
+
 /// Marks a refresh token used, atomically: of two concurrent presentations of one token,
 /// exactly one is `Fresh`.
 pub async fn use_refresh_token(tx: &mut Tx, hash: &str) -> AppResult<RefreshUse> {
     let now = now_ms();
-    let row: Option<(String, Option<i64>, i64, String, Option<i64>)> = sqlx::query_as(
+    let row: Option<RefreshLookup> = sqlx::query_as(
         "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
     )
     .bind(hash)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((session_id, used_at, expires_at, user_id, revoked_at)) = row else {
+    let Some(RefreshLookup {
+        session_id,
+        used_at,
+        expires_at,
+        user_id,
+        revoked_at,
+    }) = row
+    else {
         return Ok(RefreshUse::Invalid);
     };
     if revoked_at.is_some() {
