@@ -62,7 +62,7 @@ pub struct Settings {
     /// Mailer for password-reset links: log, smtp or webhook [default: log]
     #[arg(long, env = "PALAVER_MAIL_SENDER")]
     pub mail_sender: Option<MailSenderKind>,
-    /// SMTP URL for the smtp mailer, e.g. smtps://user:pass@mail.example.com (also PALAVER_SMTP_URL_FILE)
+    /// SMTP URL for the smtp mailer: smtps://user:pass@host (TLS), smtp://user:pass@host:587?tls=required (STARTTLS) or smtp://host:25 (plain) (also PALAVER_SMTP_URL_FILE)
     #[arg(long, env = "PALAVER_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The webhook mailer POSTs {"to","subject","text","link"} here
@@ -430,6 +430,26 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        // A variable name no other test reads.
+        std::env::set_var("PALAVER_UNIT_TEST_SECRET_FILE", &path);
+        let from_file = secret_or_file(None, "PALAVER_UNIT_TEST_SECRET")
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_file.expose(), "s3cret");
+        let direct = secret_or_file(Some("direct".into()), "PALAVER_UNIT_TEST_SECRET")
+            .unwrap()
+            .unwrap();
+        assert_eq!(direct.expose(), "direct");
+        assert!(secret_or_file(None, "PALAVER_UNIT_TEST_UNSET")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -60,9 +60,10 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
 
+-- At most one live challenge per phone: a new code replaces the old one.
 CREATE TABLE otp_challenges (
     id            TEXT PRIMARY KEY,
-    phone         TEXT NOT NULL,
+    phone         TEXT NOT NULL UNIQUE,
     code_hash     TEXT NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
     created_at    INTEGER NOT NULL,
@@ -70,7 +71,6 @@ CREATE TABLE otp_challenges (
     resend_after  INTEGER NOT NULL,
     consumed_at   INTEGER
 );
-CREATE INDEX otp_challenges_phone ON otp_challenges (phone, created_at);
 
 CREATE TABLE password_resets (
     token_hash  TEXT PRIMARY KEY,

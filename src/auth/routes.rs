@@ -203,8 +203,6 @@ async fn request_otp(
     let phone = field("phone", Phone::parse(&b.phone)).validate()?;
     limit(&state, &limits::OTP_PER_IP, &ip.to_string()).await?;
     let (expires_in, retry_after) = service::request_otp(&state, phone.as_str()).await?;
-    // Counted after the cooldown check, so that refused early retries do not use up the hour.
-    limit(&state, &limits::OTP_PER_PHONE, phone.as_str()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(OtpRequested {

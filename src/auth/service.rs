@@ -12,6 +12,7 @@ use crate::config::SignupMode;
 use crate::db::{now_ms, Tx};
 use crate::error::{AppError, AppResult, Code};
 use crate::notify::Mail;
+use crate::ratelimit::limits;
 use crate::users::model::UserRow;
 use crate::users::store as users;
 use crate::workspaces::{store as workspaces, Role};
@@ -158,14 +159,19 @@ pub async fn login(
     Ok((user, finish(state, session, refresh)?))
 }
 
+/// Seconds left of the phone's resend cooldown, if it is in one.
+async fn otp_cooldown(state: &AppState, phone: &str) -> AppResult<Option<u64>> {
+    let now = now_ms();
+    Ok(store::find_otp(&state.db, phone)
+        .await?
+        .filter(|c| c.resend_after > now && c.consumed_at.is_none())
+        .map(|c| ((c.resend_after - now + 999) / 1000) as u64))
+}
+
 /// Sends a one-time code to a phone; returns (expires in, resend after) in seconds.
 pub async fn request_otp(state: &AppState, phone: &str) -> AppResult<(u64, u64)> {
-    let now = now_ms();
-    if let Some(latest) = store::latest_otp(&state.db, phone).await? {
-        if latest.resend_after > now && latest.consumed_at.is_none() {
-            let wait = (latest.resend_after - now + 999) / 1000;
-            return Err(AppError::rate_limited(Code::OtpCooldown, wait as u64));
-        }
+    if let Some(wait) = otp_cooldown(state, phone).await? {
+        return Err(AppError::rate_limited(Code::OtpCooldown, wait));
     }
     if state.config.signup != SignupMode::Open {
         // Refuse before sending: an SMS to a number that can never sign in costs money.
@@ -178,19 +184,27 @@ pub async fn request_otp(state: &AppState, phone: &str) -> AppResult<(u64, u64)>
             return Err(signup_closed());
         }
     }
+    // Counted only for codes about to be sent, so that retries refused by the cooldown do not
+    // use up the phone's hourly allowance.
+    if let Err(retry) = state.limiter.check(&limits::OTP_PER_PHONE, phone).await {
+        return Err(AppError::rate_limited(Code::RateLimited, retry));
+    }
     let code = match &state.config.otp_dev_code {
         Some(fixed) => fixed.expose().to_owned(),
         None => format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32)),
     };
+    let now = now_ms();
     let hash = state.secret.mac(&["otp", phone, &code]);
-    let id = store::insert_otp(
-        &state.db,
-        phone,
-        &hash,
-        now + OTP_TTL.as_millis() as i64,
-        now + OTP_RESEND_COOLDOWN.as_millis() as i64,
-    )
-    .await?;
+    let expires_at = now + OTP_TTL.as_millis() as i64;
+    let resend_after = now + OTP_RESEND_COOLDOWN.as_millis() as i64;
+    let Some(id) = store::replace_otp(&state.db, phone, &hash, expires_at, resend_after).await?
+    else {
+        // A concurrent request won the race and sent a code.
+        let wait = otp_cooldown(state, phone)
+            .await?
+            .unwrap_or(OTP_RESEND_COOLDOWN.as_secs());
+        return Err(AppError::rate_limited(Code::OtpCooldown, wait));
+    };
     if let Err(e) = state.sms.send_code(phone, &code, OTP_TTL).await {
         store::delete_otp(&state.db, &id).await?;
         tracing::warn!(error = format!("{e:#}"), "the SMS sender failed");
@@ -211,7 +225,7 @@ pub async fn verify_otp(
     device: Device,
 ) -> AppResult<(UserRow, Issued)> {
     let invalid = || AppError::new(Code::InvalidCode, "the code is wrong or expired");
-    let challenge = store::latest_otp(&state.db, phone)
+    let challenge = store::find_otp(&state.db, phone)
         .await?
         .ok_or_else(invalid)?;
     if challenge.consumed_at.is_some()

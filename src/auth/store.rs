@@ -200,45 +200,43 @@ pub struct OtpRow {
     pub consumed_at: Option<i64>,
 }
 
-/// The newest challenge for a phone.
-pub async fn latest_otp(db: &Db, phone: &str) -> AppResult<Option<OtpRow>> {
+/// The phone's challenge.
+pub async fn find_otp(db: &Db, phone: &str) -> AppResult<Option<OtpRow>> {
     Ok(sqlx::query_as(
-        "SELECT id, code_hash, attempts, expires_at, resend_after, consumed_at FROM otp_challenges \
-         WHERE phone = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        "SELECT id, code_hash, attempts, expires_at, resend_after, consumed_at FROM otp_challenges WHERE phone = $1",
     )
     .bind(phone)
-    .fetch_optional(db.writer())
+    .fetch_optional(db.reader())
     .await?)
 }
 
-pub async fn insert_otp(
+/// Stores a new code for the phone, replacing the old one, unless the old one is still in its
+/// resend cooldown (then `None`). One statement, so two concurrent requests cannot both pass.
+pub async fn replace_otp(
     db: &Db,
     phone: &str,
     code_hash: &str,
     expires_at: i64,
     resend_after: i64,
-) -> AppResult<String> {
-    let id = new_id();
-    let mut tx = db.begin().await?;
-    // A new code replaces the old ones, and old challenges of this phone are not needed anymore.
-    sqlx::query("DELETE FROM otp_challenges WHERE phone = $1")
-        .bind(phone)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+) -> AppResult<Option<String>> {
+    let now = now_ms();
+    Ok(sqlx::query_scalar(
         "INSERT INTO otp_challenges (id, phone, code_hash, attempts, created_at, expires_at, resend_after) \
-         VALUES ($1, $2, $3, 0, $4, $5, $6)",
+         VALUES ($1, $2, $3, 0, $4, $5, $6) \
+         ON CONFLICT (phone) DO UPDATE SET id = excluded.id, code_hash = excluded.code_hash, attempts = 0, \
+         created_at = excluded.created_at, expires_at = excluded.expires_at, \
+         resend_after = excluded.resend_after, consumed_at = NULL \
+         WHERE otp_challenges.resend_after <= $4 OR otp_challenges.consumed_at IS NOT NULL \
+         RETURNING id",
     )
-    .bind(&id)
+    .bind(new_id())
     .bind(phone)
     .bind(code_hash)
-    .bind(now_ms())
+    .bind(now)
     .bind(expires_at)
     .bind(resend_after)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(id)
+    .fetch_optional(db.writer())
+    .await?)
 }
 
 pub async fn delete_otp(db: &Db, id: &str) -> AppResult<()> {

@@ -229,29 +229,31 @@ pub async fn contacts(
 ) -> AppResult<Vec<UserRow>> {
     let (after_name, after_id) = after.unwrap_or_default();
     let phone_filter = match phones {
-        Some(list) if !list.is_empty() => {
-            // Phones were validated as E.164 (`+` and digits), so they are safe to inline.
-            let quoted: Vec<String> = list.iter().map(|p| format!("'{p}'")).collect();
-            format!("AND a.phone IN ({})", quoted.join(", "))
+        Some([]) => return Ok(Vec::new()),
+        Some(list) => {
+            let params: Vec<String> = (0..list.len()).map(|i| format!("${}", i + 6)).collect();
+            format!("AND a.phone IN ({})", params.join(", "))
         }
-        Some(_) => return Ok(Vec::new()),
         None => String::new(),
     };
-    Ok(sqlx::query_as(&format!(
+    let sql = format!(
         "SELECT {} FROM address_book a JOIN users u ON u.phone = a.phone \
          JOIN memberships m ON m.user_id = u.id AND m.workspace_id = $1 \
          WHERE a.owner_id = $2 AND u.id <> $2 {phone_filter} \
          AND (lower(u.display_name) > $3 OR (lower(u.display_name) = $3 AND u.id > $4)) \
          ORDER BY lower(u.display_name), u.id LIMIT $5",
         prefixed_user_columns()
-    ))
-    .bind(t.workspace_id())
-    .bind(owner)
-    .bind(after_name)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(t.db().reader())
-    .await?)
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(t.workspace_id())
+        .bind(owner)
+        .bind(after_name)
+        .bind(after_id)
+        .bind(limit);
+    for phone in phones.unwrap_or_default() {
+        query = query.bind(phone);
+    }
+    Ok(query.fetch_all(t.db().reader()).await?)
 }
 
 /// Does `owner` have `phone` in their address book?

@@ -74,7 +74,9 @@ pub fn parse_slug(raw: &str) -> Result<String, String> {
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
-        && !s.ends_with('-');
+        && !s.ends_with('-')
+        // Workspaces are named by id or slug; a slug shaped like an id would be ambiguous.
+        && uuid::Uuid::parse_str(s).is_err();
     if ok {
         Ok(s.to_owned())
     } else {
@@ -98,7 +100,15 @@ mod tests {
     #[test]
     fn slugs_are_lowercase_words_with_dashes() {
         assert!(parse_slug("acme-pharmacy").is_ok());
-        for bad in ["a", "Acme", "-acme", "acme-", "ac me", "ac_me"] {
+        for bad in [
+            "a",
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac me",
+            "ac_me",
+            "01a1fcc9-f534-7180-b41d-68bc6714f8df",
+        ] {
             assert!(parse_slug(bad).is_err(), "{bad}");
         }
     }

@@ -8,5 +8,6 @@ mod errors;
 mod logs;
 mod ops;
 mod otp;
+mod senders;
 mod users;
 mod workspaces;

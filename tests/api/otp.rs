@@ -216,6 +216,8 @@ async fn codes_per_phone_are_limited_per_hour(backend: Backend) {
             .unwrap();
     }
     assert!(limited, "the sixth code within an hour is refused");
+    // The webhook is called before the server answers, so a sent code would be here already.
+    assert!(sms.try_next().is_none(), "no SMS for a refused request");
     app.stop().await;
 }
 
@@ -276,4 +278,43 @@ async fn invalid_otp_inputs_are_422(app: &TestApp) {
     )
     .await
     .assert_problem(422, "validation_failed");
+}
+
+dual_test!(concurrent_requests_for_one_phone_send_one_code, custom);
+async fn concurrent_requests_for_one_phone_send_one_code(backend: Backend) {
+    let Some((app, mut sms)) = with_sms(backend, |_| {}).await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (client, url) = (app.client.clone(), app.url("/api/v1/auth/otp/request"));
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .json(&json!({"phone": "+14155550123"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let sent = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    assert_eq!(sent, 1, "exactly one request wins");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::ACCEPTED) {
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (429, Some("otp_cooldown"))
+        );
+    }
+    sms.next().await;
+    assert!(sms.try_next().is_none(), "one SMS");
+    app.stop().await;
 }
