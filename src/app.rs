@@ -135,7 +135,63 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn openapi_json() -> serde_json::Value {
     let (_, mut doc) = api();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    serde_json::to_value(&doc).expect("the OpenAPI document serializes")
+    let mut json = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    document_problems(&mut json);
+    json
+}
+
+/// Every error answer is problem+json, and every operation can answer the generic failures;
+/// this says so once for the whole document instead of in every handler's annotation.
+fn document_problems(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let problem =
+        json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (_, op) in item.iter_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let secured = op.contains_key("security");
+            let has_body = op.contains_key("requestBody");
+            let responses = op.entry("responses").or_insert_with(|| json!({}));
+            let Some(responses) = responses.as_object_mut() else {
+                continue;
+            };
+            let mut generic: Vec<(&str, Code)> = vec![
+                ("400", Code::BadRequest),
+                ("422", Code::ValidationFailed),
+                ("429", Code::RateLimited),
+                ("500", Code::Internal),
+                ("503", Code::Unavailable),
+            ];
+            if secured {
+                generic.push(("401", Code::Unauthorized));
+            }
+            if has_body {
+                generic.push(("413", Code::PayloadTooLarge));
+                generic.push(("415", Code::UnsupportedMediaType));
+            }
+            if path.contains('{') {
+                generic.push(("404", Code::NotFound));
+            }
+            for (status, code) in generic {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| json!({"description": code.description()}));
+            }
+            for (status, response) in responses.iter_mut() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    response["content"] = problem.clone();
+                }
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

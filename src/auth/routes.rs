@@ -108,11 +108,15 @@ fn device(id: Option<String>, name: Option<String>) -> Result<Device, crate::err
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignupBody {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 64)]
     pub display_name: String,
     /// A stable id of the device; signing in again on the same device replaces its session.
+    #[schema(min_length = 1, max_length = 128)]
     pub device_id: Option<String>,
     pub device_name: Option<String>,
 }
@@ -149,8 +153,10 @@ async fn signup(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginBody {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     pub password: String,
+    #[schema(min_length = 1, max_length = 128)]
     pub device_id: Option<String>,
     pub device_name: Option<String>,
 }
@@ -178,6 +184,7 @@ async fn login(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OtpRequestBody {
     /// E.164, e.g. `+14155550123`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: String,
 }
 
@@ -215,8 +222,11 @@ async fn request_otp(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OtpVerifyBody {
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: String,
+    #[schema(pattern = r"^[0-9]{6}$")]
     pub code: String,
+    #[schema(min_length = 1, max_length = 128)]
     pub device_id: String,
     pub device_name: Option<String>,
     /// The name of an account created by this sign-in (default "New user").
@@ -295,6 +305,7 @@ async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> AppResult<
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ForgotBody {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -320,6 +331,7 @@ async fn forgot_password(
 pub struct ResetBody {
     /// The token from the reset link.
     pub token: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 

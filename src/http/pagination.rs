@@ -14,6 +14,7 @@ use crate::error::AppError;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1 to 100 (default 50; larger values are capped at 100).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -29,7 +30,11 @@ impl ListQuery {
     }
 
     pub fn position<T: DeserializeOwned>(&self) -> Result<Option<T>, AppError> {
-        self.cursor.as_deref().map(decode_cursor).transpose()
+        self.cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()
     }
 }
 

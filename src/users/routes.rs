@@ -48,13 +48,16 @@ pub struct PrivacyChange {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateMeBody {
+    #[schema(min_length = 1, max_length = 64)]
     pub display_name: Option<String>,
     /// Up to 140 characters.
+    #[schema(max_length = 140)]
     pub about: Option<String>,
     /// The id of an uploaded image; `null` removes the avatar.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub avatar_media_id: Option<Option<String>>,
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
     pub privacy: Option<PrivacyChange>,
 }
@@ -155,6 +158,7 @@ async fn get_user(
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// An exact E.164 phone number, an exact email, or at least 2 characters of a display name.
+    #[param(min_length = 2, max_length = 254)]
     pub q: String,
     /// At most 50 (default 20).
     pub limit: Option<i64>,

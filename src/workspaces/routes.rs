@@ -63,8 +63,10 @@ async fn list_workspaces(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateWorkspaceBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     /// 2 to 40 of a-z, 0-9 and inner dashes; usable in `Palaver-Workspace`.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")]
     pub slug: String,
 }
 
