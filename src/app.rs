@@ -125,7 +125,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .merge(crate::auth::routes::router())
         .merge(crate::users::routes::router())
-        .merge(crate::workspaces::routes::router());
+        .merge(crate::workspaces::routes::router())
+        .merge(crate::chats::routes::router())
+        .merge(crate::messages::routes::router())
+        .merge(crate::sync::routes::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()

@@ -19,11 +19,13 @@
 //! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, signing keys, JWKS |
 //! | [`users`] | profiles, privacy, search, contacts, blocks |
 //! | [`workspaces`] | tenants, memberships and roles |
+//! | [`chats`] | conversations: direct, groups, members and roles, message requests, settings, the list |
+//! | [`messages`] | sending (ordered, idempotent), history, edits, deletion, reactions, receipts |
+//! | [`sync`] | the change log behind `GET /sync` (and, later, the socket's `sync:request`) |
 //! | [`notify`] | SMS and mail senders |
 //! | [`ops`] | health, readiness, metrics, OpenAPI and `/docs` |
 //!
-//! The capabilities still to come slot in beside these without moving them: `chats` and
-//! `messages` (conversations, receipts, search, the change stream behind sync), `realtime`
+//! The capabilities still to come slot in beside these without moving them: `realtime`
 //! (the Socket.IO gateway, presence, typing), `media` (uploads, storage, processing jobs),
 //! `jobs` (the durable job runner), `whatsapp` (channels, webhooks, outbound queue,
 //! templates), `inbox` (leads, notes, automations, campaigns), `ai` (analysis, keys, usage) and
@@ -31,14 +33,17 @@
 
 pub mod app;
 pub mod auth;
+pub mod chats;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod messages;
 pub mod notify;
 pub mod ops;
 pub mod ratelimit;
+pub mod sync;
 pub mod telemetry;
 pub mod users;
 pub mod workspaces;

@@ -328,3 +328,73 @@ impl Capture {
         self.rx.try_recv().ok()
     }
 }
+
+impl TestApp {
+    /// Opens (or finds) the direct conversation of `a` with `b`; returns its id.
+    pub async fn direct(&self, a: &User, b: &User) -> String {
+        let r = self
+            .post(
+                "/api/v1/conversations/direct",
+                Some(&a.token),
+                json!({"userId": b.id}),
+            )
+            .await;
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
+            "{}",
+            r.text
+        );
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a group owned by `owner`; returns its id.
+    pub async fn group(&self, owner: &User, title: &str, members: &[&User]) -> String {
+        let ids: Vec<&str> = members.iter().map(|u| u.id.as_str()).collect();
+        let r = self
+            .post(
+                "/api/v1/conversations/groups",
+                Some(&owner.token),
+                json!({"title": title, "memberIds": ids}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a text message and returns the stored message.
+    pub async fn say(&self, from: &User, conversation: &str, text: &str) -> Value {
+        let r = self
+            .post(
+                &format!("/api/v1/conversations/{conversation}/messages"),
+                Some(&from.token),
+                json!({"clientMsgId": uuid::Uuid::now_v7().to_string(), "type": "text", "text": text}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body
+    }
+
+    /// The whole history the user can see, ascending.
+    pub async fn history(&self, user: &User, conversation: &str) -> Vec<Value> {
+        let r = self
+            .get(
+                &format!("/api/v1/conversations/{conversation}/messages?limit=100"),
+                &user.token,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["items"].as_array().unwrap().clone()
+    }
+
+    /// The conversation as the user sees it.
+    pub async fn conversation(&self, user: &User, conversation: &str) -> Value {
+        let r = self
+            .get(
+                &format!("/api/v1/conversations/{conversation}"),
+                &user.token,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body
+    }
+}

@@ -4,10 +4,13 @@
 mod helpers;
 
 mod auth;
+mod chats;
 mod errors;
 mod logs;
+mod messages;
 mod ops;
 mod otp;
 mod senders;
+mod sync;
 mod users;
 mod workspaces;

@@ -1,0 +1,180 @@
+//! Conversation types and their API shapes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::Timestamp;
+use crate::messages::model::MessageView;
+
+/// Groups have at most this many members (the creator included).
+pub const MAX_GROUP_MEMBERS: usize = 1024;
+/// `members` in a conversation answer is complete up to this many.
+pub const MEMBERS_INLINE: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Direct,
+    Group,
+    Channel,
+}
+
+impl Kind {
+    pub fn from_db(s: &str) -> Kind {
+        match s {
+            "group" => Kind::Group,
+            "channel" => Kind::Channel,
+            _ => Kind::Direct,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Owner => "owner",
+            MemberRole::Admin => "admin",
+            MemberRole::Member => "member",
+        }
+    }
+    pub fn from_db(s: &str) -> MemberRole {
+        match s {
+            "owner" => MemberRole::Owner,
+            "admin" => MemberRole::Admin,
+            _ => MemberRole::Member,
+        }
+    }
+    pub fn manages(self) -> bool {
+        matches!(self, MemberRole::Owner | MemberRole::Admin)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    Accepted,
+    Pending,
+    Declined,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Accepted => "accepted",
+            RequestState::Pending => "pending",
+            RequestState::Declined => "declined",
+        }
+    }
+    pub fn from_db(s: &str) -> RequestState {
+        match s {
+            "pending" => RequestState::Pending,
+            "declined" => RequestState::Declined,
+            _ => RequestState::Accepted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConversationRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub kind: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub avatar_media_id: Option<String>,
+    pub created_by: Option<String>,
+    pub last_seq: i64,
+    pub last_activity_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub const CONVERSATION_COLUMNS: &str =
+    "c.id, c.workspace_id, c.kind, c.title, c.description, c.avatar_media_id, \
+    c.created_by, c.last_seq, c.last_activity_at, c.created_at, c.updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub joined_at: i64,
+    pub joined_seq: i64,
+    pub left_at: Option<i64>,
+    pub left_seq: Option<i64>,
+    pub left_pos: Option<i64>,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+    pub muted_until: Option<i64>,
+    pub archived: i64,
+    pub pinned: i64,
+    pub request_state: String,
+}
+
+pub const MEMBER_COLUMNS: &str = "m.conversation_id, m.user_id, m.role, m.joined_at, m.joined_seq, m.left_at, \
+    m.left_seq, m.left_pos, m.delivered_seq, m.read_seq, m.muted_until, m.archived, m.pinned, m.request_state";
+
+impl MemberRow {
+    pub fn is_current(&self) -> bool {
+        self.left_at.is_none()
+    }
+    pub fn role(&self) -> MemberRole {
+        MemberRole::from_db(&self.role)
+    }
+    pub fn request_state(&self) -> RequestState {
+        RequestState::from_db(&self.request_state)
+    }
+    /// The highest seq this member may see.
+    pub fn visible_until(&self, last_seq: i64) -> i64 {
+        self.left_seq.unwrap_or(last_seq)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub user_id: String,
+    pub role: MemberRole,
+    pub joined_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Muted until this time (null: not muted).
+    pub muted_until: Option<Timestamp>,
+    pub archived: bool,
+    pub pinned: bool,
+}
+
+/// A conversation as one member sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: String,
+    pub kind: Kind,
+    /// The group's title; for a direct conversation, the other member's display name.
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// Avatar media id.
+    pub avatar: Option<String>,
+    pub created_at: Timestamp,
+    pub last_activity_at: Timestamp,
+    pub last_message: Option<MessageView>,
+    pub unread_count: i64,
+    /// Current members, complete up to 256 (else use `GET /conversations/{id}/members`).
+    pub members: Vec<MemberView>,
+    pub member_count: i64,
+    /// The caller's message-request state: `pending` for a direct conversation started by
+    /// someone not in the caller's contacts, until accepted.
+    pub request_state: RequestState,
+    pub settings: Settings,
+}

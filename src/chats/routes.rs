@@ -1,0 +1,372 @@
+//! `/api/v1/conversations*` (conversation-level; messages and receipts are in `messages`).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::{ConversationView, MemberRole, MemberView};
+use super::service::{self, NewGroup};
+use super::store::{self, ListFilter, SettingsChange};
+use crate::app::AppState;
+use crate::db::Timestamp;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::pagination::encode_cursor;
+use crate::http::validate::{field, optional, Validate};
+use crate::http::{Json, ListQuery, Page, Scope};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_conversations))
+        .routes(routes!(open_direct))
+        .routes(routes!(create_group))
+        .routes(routes!(get_conversation, update_conversation))
+        .routes(routes!(list_members, add_members))
+        .routes(routes!(remove_member, change_member_role))
+        .routes(routes!(update_settings))
+        .routes(routes!(accept_request))
+        .routes(routes!(decline_request))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListConversationsQuery {
+    /// `true`: the message requests waiting for the caller instead of the accepted conversations.
+    pub requests: Option<bool>,
+    /// `true`: only archived; `false`: only not archived; absent: both.
+    pub archived: Option<bool>,
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// GET /api/v1/conversations — the caller's conversations, most recent activity first.
+#[utoipa::path(get, path = "/conversations", tag = "conversations", security(("bearer" = [])), params(ListConversationsQuery),
+    responses((status = 200, body = Page<ConversationView>)))]
+async fn list_conversations(
+    State(state): State<AppState>,
+    scope: Scope,
+    Query(q): Query<ListConversationsQuery>,
+) -> AppResult<Json<Page<ConversationView>>> {
+    let paging = ListQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = paging.limit()?;
+    let filter = ListFilter {
+        requests: q.requests.unwrap_or(false),
+        archived: q.archived,
+        after: paging.position()?,
+        limit,
+    };
+    let t = scope.tenant(&state.db);
+    let mut rows = store::list_for_user(t, &scope.user_id, &filter).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last()
+            .map(|r| encode_cursor(&(r.conversation.last_activity_at, &r.conversation.id)))
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|r| (r.conversation, r.member, r.unread))
+        .collect();
+    let items = service::views(&state.db, &scope.user_id, items).await?;
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenDirectBody {
+    pub user_id: String,
+}
+
+/// POST /api/v1/conversations/direct — the direct conversation with a user: the existing one (200) or a new one (201).
+#[utoipa::path(post, path = "/conversations/direct", tag = "conversations", security(("bearer" = [])), request_body = OpenDirectBody,
+    responses((status = 200, body = ConversationView), (status = 201, body = ConversationView)))]
+async fn open_direct(
+    State(state): State<AppState>,
+    scope: Scope,
+    Json(b): Json<OpenDirectBody>,
+) -> AppResult<(StatusCode, Json<ConversationView>)> {
+    let (view, created) =
+        service::open_direct(scope.tenant(&state.db), &scope.user_id, &b.user_id).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    ))
+}
+
+fn parse_title(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
+        return Err("must be 1 to 100 characters without control characters".into());
+    }
+    Ok(t.to_owned())
+}
+
+fn parse_description(raw: &str) -> Result<String, String> {
+    if raw.chars().count() > 512 {
+        return Err("must be at most 512 characters".into());
+    }
+    Ok(raw.trim().to_owned())
+}
+
+/// Avatars reference uploaded media; until uploads exist, only `null` is accepted.
+fn no_avatar(value: &Option<String>) -> Result<(), FieldError> {
+    match value {
+        Some(_) => Err(FieldError::new("avatarMediaId", "no such media")),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateGroupBody {
+    #[schema(min_length = 1, max_length = 100)]
+    pub title: String,
+    /// The other members (1 to 1023); the creator becomes the owner.
+    pub member_ids: Vec<String>,
+    #[schema(max_length = 512)]
+    pub description: Option<String>,
+    pub avatar_media_id: Option<String>,
+}
+
+/// POST /api/v1/conversations/groups — creates a group; its first message (seq 1) records the creation.
+#[utoipa::path(post, path = "/conversations/groups", tag = "conversations", security(("bearer" = [])), request_body = CreateGroupBody,
+    responses((status = 201, body = ConversationView), (status = 403, description = "blocked")))]
+async fn create_group(
+    State(state): State<AppState>,
+    scope: Scope,
+    Json(b): Json<CreateGroupBody>,
+) -> AppResult<(StatusCode, Json<ConversationView>)> {
+    let (title, description, _) = (
+        field("title", parse_title(&b.title)),
+        optional("description", b.description, |d| parse_description(&d)),
+        no_avatar(&b.avatar_media_id),
+    )
+        .validate()?;
+    let view = service::create_group(
+        scope.tenant(&state.db),
+        &scope.user_id,
+        NewGroup {
+            title,
+            description,
+            member_ids: b.member_ids,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// GET /api/v1/conversations/{id} — one conversation, for its current members.
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = ConversationView)))]
+async fn get_conversation(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<Json<ConversationView>> {
+    Ok(Json(
+        service::reload(scope.tenant(&state.db), &id, &scope.user_id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateConversationBody {
+    #[schema(min_length = 1, max_length = 100)]
+    pub title: Option<String>,
+    #[schema(max_length = 512)]
+    pub description: Option<String>,
+    pub avatar_media_id: Option<String>,
+}
+
+/// PATCH /api/v1/conversations/{id} — a group's title, description or avatar (owner and admins).
+#[utoipa::path(patch, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])), request_body = UpdateConversationBody,
+    params(("id" = String, Path)), responses((status = 200, body = ConversationView), (status = 403, body = crate::error::Problem)))]
+async fn update_conversation(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<UpdateConversationBody>,
+) -> AppResult<Json<ConversationView>> {
+    let (title, description, _) = (
+        optional("title", b.title, |t| parse_title(&t)),
+        optional("description", b.description, |d| parse_description(&d)),
+        no_avatar(&b.avatar_media_id),
+    )
+        .validate()?;
+    Ok(Json(
+        service::update_group(
+            scope.tenant(&state.db),
+            &scope.user_id,
+            &id,
+            title,
+            description,
+        )
+        .await?,
+    ))
+}
+
+/// GET /api/v1/conversations/{id}/members — the current members, paged.
+#[utoipa::path(get, path = "/conversations/{id}/members", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path), ListQuery), responses((status = 200, body = Page<MemberView>)))]
+async fn list_members(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<Page<MemberView>>> {
+    service::access(scope.tenant(&state.db), &id, &scope.user_id, false).await?;
+    let limit = q.limit()?;
+    let after: Option<String> = q.position()?;
+    let rows = store::list_members(&state.db, &id, after.as_deref(), limit).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |m| m.user_id.clone(),
+        |m| MemberView {
+            role: m.role(),
+            joined_at: Timestamp(m.joined_at),
+            user_id: m.user_id,
+        },
+    )))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddMembersBody {
+    pub user_ids: Vec<String>,
+}
+
+/// POST /api/v1/conversations/{id}/members — adds users to a group (owner and admins); 200 with the conversation.
+#[utoipa::path(post, path = "/conversations/{id}/members", tag = "conversations", security(("bearer" = [])), request_body = AddMembersBody,
+    params(("id" = String, Path)), responses((status = 200, body = ConversationView), (status = 403, body = crate::error::Problem)))]
+async fn add_members(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<AddMembersBody>,
+) -> AppResult<Json<ConversationView>> {
+    Ok(Json(
+        service::add_members(scope.tenant(&state.db), &scope.user_id, &id, b.user_ids).await?,
+    ))
+}
+
+/// DELETE /api/v1/conversations/{id}/members/{userId} — removes a member (owner and admins), or leaves (yourself).
+#[utoipa::path(delete, path = "/conversations/{id}/members/{userId}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path), ("userId" = String, Path)), responses((status = 204), (status = 403, body = crate::error::Problem)))]
+async fn remove_member(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path((id, user_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    service::remove_member(scope.tenant(&state.db), &scope.user_id, &id, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeMemberRoleBody {
+    /// `admin` or `member`.
+    pub role: MemberRole,
+}
+
+/// PATCH /api/v1/conversations/{id}/members/{userId} — makes a member admin or member (owner and admins).
+#[utoipa::path(patch, path = "/conversations/{id}/members/{userId}", tag = "conversations", security(("bearer" = [])), request_body = ChangeMemberRoleBody,
+    params(("id" = String, Path), ("userId" = String, Path)), responses((status = 200, body = ConversationView), (status = 403, body = crate::error::Problem)))]
+async fn change_member_role(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path((id, user_id)): Path<(String, String)>,
+    Json(b): Json<ChangeMemberRoleBody>,
+) -> AppResult<Json<ConversationView>> {
+    Ok(Json(
+        service::set_role(
+            scope.tenant(&state.db),
+            &scope.user_id,
+            &id,
+            &user_id,
+            b.role,
+        )
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsBody {
+    /// RFC 3339 time until which the conversation is muted; `null` unmutes.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub muted_until: Option<Option<String>>,
+    pub archived: Option<bool>,
+    pub pinned: Option<bool>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// PATCH /api/v1/conversations/{id}/settings — the caller's own mute, archive and pin.
+#[utoipa::path(patch, path = "/conversations/{id}/settings", tag = "conversations", security(("bearer" = [])), request_body = SettingsBody,
+    params(("id" = String, Path)), responses((status = 200, body = ConversationView)))]
+async fn update_settings(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<SettingsBody>,
+) -> AppResult<Json<ConversationView>> {
+    let muted_until = match b.muted_until {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(s)) => {
+            let at = chrono::DateTime::parse_from_rfc3339(&s).map_err(|_| {
+                AppError::invalid_field("mutedUntil", "must be an RFC 3339 time or null")
+            })?;
+            Some(Some(at.timestamp_millis()))
+        }
+    };
+    let change = SettingsChange {
+        muted_until,
+        archived: b.archived,
+        pinned: b.pinned,
+    };
+    Ok(Json(
+        service::update_settings(scope.tenant(&state.db), &scope.user_id, &id, change).await?,
+    ))
+}
+
+/// POST /api/v1/conversations/{id}/accept — accepts a message request.
+#[utoipa::path(post, path = "/conversations/{id}/accept", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = ConversationView)))]
+async fn accept_request(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<Json<ConversationView>> {
+    let view = service::answer_request(scope.tenant(&state.db), &scope.user_id, &id, true).await?;
+    view.map(Json).ok_or_else(AppError::not_found)
+}
+
+/// POST /api/v1/conversations/{id}/decline — declines a message request: hidden for the caller, the sender's further messages refused.
+#[utoipa::path(post, path = "/conversations/{id}/decline", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204)))]
+async fn decline_request(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    service::answer_request(scope.tenant(&state.db), &scope.user_id, &id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

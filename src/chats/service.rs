@@ -1,0 +1,605 @@
+//! The conversation rules: who may see and change what, and the system messages and change-log
+//! rows every membership change writes in the same transaction.
+
+use std::collections::HashMap;
+
+use super::model::*;
+use super::store::{self, NewConversation, SettingsChange};
+use crate::db::{Db, Tenant, Timestamp, Tx};
+use crate::error::{AppError, AppResult, Code};
+use crate::messages::service as messages;
+use crate::sync::kinds;
+use crate::sync::store::{append, NewChange};
+use crate::users::store as users;
+
+/// A member's view of a conversation they may access.
+pub struct Access {
+    pub conversation: ConversationRow,
+    pub me: MemberRow,
+}
+
+/// The one access check. `history`: former members may read what they saw before leaving;
+/// otherwise only current members pass. Everyone else gets the same 404.
+pub async fn access(
+    t: Tenant<'_>,
+    conversation_id: &str,
+    user_id: &str,
+    history: bool,
+) -> AppResult<Access> {
+    let conversation = store::find(t, conversation_id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let me = store::find_member(t.db(), conversation_id, user_id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    if !me.is_current() && !history {
+        return Err(AppError::not_found());
+    }
+    Ok(Access { conversation, me })
+}
+
+/// Builds the views of conversations for one member, with three batched queries (members,
+/// last messages with their reactions and replies, names for direct titles).
+pub async fn views(
+    db: &Db,
+    viewer: &str,
+    items: Vec<(ConversationRow, MemberRow, i64)>,
+) -> AppResult<Vec<ConversationView>> {
+    let ids: Vec<String> = items.iter().map(|(c, _, _)| c.id.clone()).collect();
+    let mut members: HashMap<String, Vec<MemberRow>> = HashMap::new();
+    for m in store::current_members(db, &ids).await? {
+        members
+            .entry(m.conversation_id.clone())
+            .or_default()
+            .push(m);
+    }
+    let floors: HashMap<String, (i64, i64)> = members
+        .iter()
+        .map(|(id, ms)| (id.clone(), messages::floor_of(ms)))
+        .collect();
+    let last_keys: Vec<(String, i64)> = items
+        .iter()
+        .map(|(c, m, _)| (c.id.clone(), m.visible_until(c.last_seq)))
+        .collect();
+    let last_rows = crate::messages::store::last_messages(db, &last_keys).await?;
+    let mut last: HashMap<String, crate::messages::model::MessageView> =
+        messages::build_views(db, last_rows, &floors)
+            .await?
+            .into_iter()
+            .map(|v| (v.conversation_id.clone(), v))
+            .collect();
+    let others: Vec<String> = items
+        .iter()
+        .filter(|(c, _, _)| c.kind == "direct")
+        .filter_map(|(c, _, _)| {
+            members
+                .get(&c.id)?
+                .iter()
+                .find(|m| m.user_id != viewer)
+                .map(|m| m.user_id.clone())
+        })
+        .collect();
+    let names: HashMap<String, String> = store::display_names(db, &others)
+        .await?
+        .into_iter()
+        .collect();
+
+    Ok(items
+        .into_iter()
+        .map(|(c, me, unread)| {
+            let current = members.remove(&c.id).unwrap_or_default();
+            let title = if c.kind == "direct" {
+                current
+                    .iter()
+                    .find(|m| m.user_id != viewer)
+                    .and_then(|m| names.get(&m.user_id).cloned())
+            } else {
+                c.title.clone()
+            };
+            ConversationView {
+                kind: Kind::from_db(&c.kind),
+                title,
+                description: c.description.clone(),
+                avatar: c.avatar_media_id.clone(),
+                created_at: Timestamp(c.created_at),
+                last_activity_at: Timestamp(c.last_activity_at),
+                last_message: last.remove(&c.id),
+                unread_count: unread,
+                member_count: current.len() as i64,
+                members: current
+                    .iter()
+                    .take(MEMBERS_INLINE)
+                    .map(|m| MemberView {
+                        user_id: m.user_id.clone(),
+                        role: m.role(),
+                        joined_at: Timestamp(m.joined_at),
+                    })
+                    .collect(),
+                request_state: me.request_state(),
+                settings: Settings {
+                    muted_until: me.muted_until.map(Timestamp),
+                    archived: me.archived != 0,
+                    pinned: me.pinned != 0,
+                },
+                id: c.id,
+            }
+        })
+        .collect())
+}
+
+/// One conversation as `viewer` sees it.
+pub async fn view(db: &Db, viewer: &str, access: Access) -> AppResult<ConversationView> {
+    let unread = unread_count(db, &access.conversation, &access.me).await?;
+    let mut v = views(db, viewer, vec![(access.conversation, access.me, unread)]).await?;
+    Ok(v.remove(0))
+}
+
+pub async fn unread_count(db: &Db, c: &ConversationRow, me: &MemberRow) -> AppResult<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq > $3 AND seq <= $4 \
+         AND (sender_id IS NULL OR sender_id <> $5)",
+    )
+    .bind(&c.id)
+    .bind(me.read_seq)
+    .bind(me.joined_seq)
+    .bind(me.visible_until(c.last_seq))
+    .bind(&me.user_id)
+    .fetch_one(db.reader())
+    .await?)
+}
+
+/// The conversation as its current member `user_id` sees it. Former members get a 404: what
+/// the conversation became after they left is not theirs to see (their messages stay readable
+/// through the history endpoints).
+pub async fn reload(
+    t: Tenant<'_>,
+    conversation_id: &str,
+    user_id: &str,
+) -> AppResult<ConversationView> {
+    let a = access(t, conversation_id, user_id, false).await?;
+    view(t.db(), user_id, a).await
+}
+
+fn direct_key(workspace_id: &str, a: &str, b: &str) -> String {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    format!("{workspace_id}:{lo}:{hi}")
+}
+
+/// Finds or creates the direct conversation of the caller and `other`; `true` if created.
+/// Two users creating it at the same instant end with one row (a unique key on the pair).
+pub async fn open_direct(
+    t: Tenant<'_>,
+    me: &str,
+    other: &str,
+) -> AppResult<(ConversationView, bool)> {
+    if me == other {
+        return Err(AppError::invalid_field(
+            "userId",
+            "a direct conversation needs another user",
+        ));
+    }
+    let peer = users::find_member(t, other)
+        .await?
+        .ok_or_else(|| AppError::invalid_field("userId", "no such user"))?;
+    let key = direct_key(t.workspace_id(), me, other);
+    if let Some(c) = store::find_direct(t, &key).await? {
+        return Ok((reload(t, &c.id, me).await?, false));
+    }
+    // The recipient sees a message request unless the caller is in their address book.
+    let me_row = users::find_by_id(t.db(), me)
+        .await?
+        .ok_or_else(AppError::unauthorized)?;
+    let known = match &me_row.phone {
+        Some(phone) => users::has_in_address_book(t.db(), &peer.id, phone).await?,
+        None => false,
+    };
+    let mut tx = t.db().begin().await?;
+    let created = store::insert(
+        &mut tx,
+        t,
+        NewConversation {
+            kind: "direct",
+            title: None,
+            description: None,
+            created_by: me,
+            direct_key: Some(&key),
+        },
+    )
+    .await?;
+    let Some(id) = created else {
+        drop(tx);
+        let c = store::find_direct(t, &key)
+            .await?
+            .ok_or_else(AppError::not_found)?;
+        return Ok((reload(t, &c.id, me).await?, false));
+    };
+    store::upsert_member(
+        &mut tx,
+        &id,
+        me,
+        MemberRole::Member,
+        0,
+        RequestState::Accepted,
+    )
+    .await?;
+    let state = if known {
+        RequestState::Accepted
+    } else {
+        RequestState::Pending
+    };
+    store::upsert_member(&mut tx, &id, other, MemberRole::Member, 0, state).await?;
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id: &id,
+            user_id: Some(me),
+            kind: kinds::CONVERSATION_UPDATED,
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((reload(t, &id, me).await?, true))
+}
+
+/// Checks that every user is a member of the workspace and has not blocked `actor`.
+async fn check_invitees(t: Tenant<'_>, actor: &str, user_ids: &[String]) -> AppResult<()> {
+    for (i, id) in user_ids.iter().enumerate() {
+        if users::find_member(t, id).await?.is_none() {
+            return Err(AppError::invalid_field(
+                &format!("memberIds[{i}]"),
+                "no such user",
+            ));
+        }
+        if users::blocked_either_way(t.db(), actor, id).await? {
+            return Err(AppError::new(
+                Code::Blocked,
+                "a block between you and one of these users forbids adding them",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a system message (next seq) recording `actor`'s action; returns its seq.
+async fn system_message(
+    tx: &mut Tx,
+    conversation_id: &str,
+    actor: &str,
+    payload: serde_json::Value,
+) -> AppResult<i64> {
+    let row = messages::insert_system(tx, conversation_id, actor, &payload).await?;
+    Ok(row.seq)
+}
+
+async fn conversation_changed(tx: &mut Tx, conversation_id: &str) -> AppResult<i64> {
+    append(
+        tx,
+        NewChange {
+            conversation_id,
+            kind: kinds::CONVERSATION_UPDATED,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+pub struct NewGroup {
+    pub title: String,
+    pub description: Option<String>,
+    pub member_ids: Vec<String>,
+}
+
+pub async fn create_group(t: Tenant<'_>, me: &str, g: NewGroup) -> AppResult<ConversationView> {
+    let mut ids: Vec<String> = g.member_ids.into_iter().filter(|id| id != me).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() || ids.len() + 1 > MAX_GROUP_MEMBERS {
+        return Err(AppError::invalid_field(
+            "memberIds",
+            format!("a group has 2 to {MAX_GROUP_MEMBERS} members"),
+        ));
+    }
+    check_invitees(t, me, &ids).await?;
+    let mut tx = t.db().begin().await?;
+    let new = NewConversation {
+        kind: "group",
+        title: Some(&g.title),
+        description: g.description.as_deref(),
+        created_by: me,
+        direct_key: None,
+    };
+    let id = store::insert(&mut tx, t, new)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("group id collision")))?;
+    store::upsert_member(
+        &mut tx,
+        &id,
+        me,
+        MemberRole::Owner,
+        0,
+        RequestState::Accepted,
+    )
+    .await?;
+    for user in &ids {
+        store::upsert_member(
+            &mut tx,
+            &id,
+            user,
+            MemberRole::Member,
+            0,
+            RequestState::Accepted,
+        )
+        .await?;
+    }
+    system_message(
+        &mut tx,
+        &id,
+        me,
+        serde_json::json!({"event": "created", "actorId": me, "title": g.title}),
+    )
+    .await?;
+    conversation_changed(&mut tx, &id).await?;
+    tx.commit().await?;
+    reload(t, &id, me).await
+}
+
+fn require_group(a: &Access) -> AppResult<()> {
+    if a.conversation.kind != "group" {
+        return Err(AppError::invalid_field(
+            "id",
+            "only groups have members to manage",
+        ));
+    }
+    Ok(())
+}
+
+fn require_manager(a: &Access) -> AppResult<()> {
+    if !a.me.role().manages() {
+        return Err(AppError::forbidden(
+            "only the group's owner and admins may do this",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn add_members(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    user_ids: Vec<String>,
+) -> AppResult<ConversationView> {
+    let a = access(t, conversation_id, me, false).await?;
+    require_group(&a)?;
+    require_manager(&a)?;
+    let mut ids = user_ids;
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() || ids.len() > MAX_GROUP_MEMBERS {
+        return Err(AppError::invalid_field("userIds", "give 1 to 1024 users"));
+    }
+    check_invitees(t, me, &ids).await?;
+    let mut tx = t.db().begin().await?;
+    store::lock(&mut tx, conversation_id).await?;
+    let mut new = Vec::new();
+    for id in ids {
+        if !store::find_member_in_tx(&mut tx, conversation_id, &id)
+            .await?
+            .is_some_and(|m| m.is_current())
+        {
+            new.push(id);
+        }
+    }
+    if new.is_empty() {
+        drop(tx);
+        return reload(t, conversation_id, me).await;
+    }
+    if store::count_current_members(&mut tx, conversation_id).await? + new.len() as i64
+        > MAX_GROUP_MEMBERS as i64
+    {
+        return Err(AppError::invalid_field(
+            "userIds",
+            format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+        ));
+    }
+    let seq = system_message(
+        &mut tx,
+        conversation_id,
+        me,
+        serde_json::json!({"event": "member_added", "actorId": me, "userIds": new}),
+    )
+    .await?;
+    for id in &new {
+        // New members see history from the message that announces them.
+        store::upsert_member(
+            &mut tx,
+            conversation_id,
+            id,
+            MemberRole::Member,
+            seq - 1,
+            RequestState::Accepted,
+        )
+        .await?;
+    }
+    conversation_changed(&mut tx, conversation_id).await?;
+    tx.commit().await?;
+    reload(t, conversation_id, me).await
+}
+
+/// Removes a member (owner/admins), or the caller leaves. An owner who leaves hands the group to
+/// the longest-standing admin, else the longest-standing member.
+pub async fn remove_member(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    user_id: &str,
+) -> AppResult<()> {
+    let a = access(t, conversation_id, me, false).await?;
+    require_group(&a)?;
+    let leaving = user_id == me;
+    if !leaving {
+        require_manager(&a)?;
+    }
+    let mut tx = t.db().begin().await?;
+    store::lock(&mut tx, conversation_id).await?;
+    let target = store::find_member_in_tx(&mut tx, conversation_id, user_id)
+        .await?
+        .filter(|m| m.is_current())
+        .ok_or_else(AppError::not_found)?;
+    if !leaving && target.role() == MemberRole::Owner {
+        return Err(AppError::forbidden("the owner cannot be removed"));
+    }
+    let event = if leaving {
+        "member_left"
+    } else {
+        "member_removed"
+    };
+    let seq = system_message(
+        &mut tx,
+        conversation_id,
+        me,
+        serde_json::json!({"event": event, "actorId": me, "userId": user_id}),
+    )
+    .await?;
+    let pos = conversation_changed(&mut tx, conversation_id).await?;
+    store::set_member_left(&mut tx, conversation_id, user_id, seq, pos).await?;
+    if target.role() == MemberRole::Owner {
+        let heir: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL \
+             ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id LIMIT 1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(heir) = heir {
+            store::set_member_role(&mut tx, conversation_id, &heir, MemberRole::Owner).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn set_role(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    user_id: &str,
+    role: MemberRole,
+) -> AppResult<ConversationView> {
+    let a = access(t, conversation_id, me, false).await?;
+    require_group(&a)?;
+    require_manager(&a)?;
+    if role == MemberRole::Owner {
+        return Err(AppError::invalid_field("role", "must be admin or member"));
+    }
+    let mut tx = t.db().begin().await?;
+    store::lock(&mut tx, conversation_id).await?;
+    let target = store::find_member_in_tx(&mut tx, conversation_id, user_id)
+        .await?
+        .filter(|m| m.is_current())
+        .ok_or_else(AppError::not_found)?;
+    if target.role() == MemberRole::Owner {
+        return Err(AppError::forbidden("the owner's role cannot be changed"));
+    }
+    if target.role() != role {
+        store::set_member_role(&mut tx, conversation_id, user_id, role).await?;
+        conversation_changed(&mut tx, conversation_id).await?;
+    }
+    tx.commit().await?;
+    reload(t, conversation_id, me).await
+}
+
+pub async fn update_group(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    title: Option<String>,
+    description: Option<String>,
+) -> AppResult<ConversationView> {
+    let a = access(t, conversation_id, me, false).await?;
+    require_group(&a)?;
+    require_manager(&a)?;
+    let mut tx = t.db().begin().await?;
+    store::lock(&mut tx, conversation_id).await?;
+    store::update_group(
+        &mut tx,
+        conversation_id,
+        title.as_deref(),
+        description.as_deref(),
+    )
+    .await?;
+    if let Some(title) = title.filter(|t| Some(t) != a.conversation.title.as_ref()) {
+        system_message(
+            &mut tx,
+            conversation_id,
+            me,
+            serde_json::json!({"event": "title_changed", "actorId": me, "title": title}),
+        )
+        .await?;
+    }
+    conversation_changed(&mut tx, conversation_id).await?;
+    tx.commit().await?;
+    reload(t, conversation_id, me).await
+}
+
+pub async fn update_settings(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    change: SettingsChange,
+) -> AppResult<ConversationView> {
+    access(t, conversation_id, me, false).await?;
+    let mut tx = t.db().begin().await?;
+    store::update_settings(&mut tx, conversation_id, me, &change).await?;
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id,
+            user_id: Some(me),
+            kind: kinds::CONVERSATION_UPDATED,
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    reload(t, conversation_id, me).await
+}
+
+/// Accepts or declines a message request.
+pub async fn answer_request(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    accept: bool,
+) -> AppResult<Option<ConversationView>> {
+    let a = access(t, conversation_id, me, false).await?;
+    if a.conversation.kind != "direct" {
+        return Err(AppError::invalid_field(
+            "id",
+            "only direct conversations have message requests",
+        ));
+    }
+    let state = if accept {
+        RequestState::Accepted
+    } else {
+        RequestState::Declined
+    };
+    let mut tx = t.db().begin().await?;
+    store::set_request_state(&mut tx, conversation_id, me, state).await?;
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id,
+            user_id: Some(me),
+            kind: kinds::CONVERSATION_UPDATED,
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if accept {
+        Ok(Some(reload(t, conversation_id, me).await?))
+    } else {
+        Ok(None)
+    }
+}

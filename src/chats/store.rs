@@ -1,0 +1,365 @@
+//! Conversation and member queries. Conversations belong to a workspace: every read takes the
+//! [`Tenant`].
+
+use super::model::{
+    ConversationRow, MemberRole, MemberRow, RequestState, CONVERSATION_COLUMNS, MEMBER_COLUMNS,
+};
+use crate::db::{is_unique_violation, new_id, now_ms, Db, Tenant, Tx};
+use crate::error::AppResult;
+
+pub async fn find(t: Tenant<'_>, id: &str) -> AppResult<Option<ConversationRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = $1 AND c.workspace_id = $2"))
+        .bind(id)
+        .bind(t.workspace_id())
+        .fetch_optional(t.db().reader())
+        .await?)
+}
+
+/// The conversation inside a write transaction (sees the transaction's own changes).
+pub async fn find_in_tx(tx: &mut Tx, id: &str) -> AppResult<ConversationRow> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+pub async fn find_direct(t: Tenant<'_>, key: &str) -> AppResult<Option<ConversationRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.direct_key = $1 AND c.workspace_id = $2"))
+        .bind(key)
+        .bind(t.workspace_id())
+        .fetch_optional(t.db().reader())
+        .await?)
+}
+
+pub struct NewConversation<'a> {
+    pub kind: &'static str,
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub created_by: &'a str,
+    pub direct_key: Option<&'a str>,
+}
+
+/// Inserts a conversation; `None` when a direct conversation with this key already exists.
+pub async fn insert(
+    tx: &mut Tx,
+    t: Tenant<'_>,
+    c: NewConversation<'_>,
+) -> AppResult<Option<String>> {
+    let id = new_id();
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO conversations (id, workspace_id, kind, title, description, created_by, direct_key, last_seq, \
+         last_activity_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8) \
+         ON CONFLICT (direct_key) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(t.workspace_id())
+    .bind(c.kind)
+    .bind(c.title)
+    .bind(c.description)
+    .bind(c.created_by)
+    .bind(c.direct_key)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(id))
+}
+
+/// Adds a member (or brings a former member back) with visibility from `joined_seq` on.
+pub async fn upsert_member(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+    role: MemberRole,
+    joined_seq: i64,
+    request: RequestState,
+) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq, delivered_seq, read_seq, request_state) \
+         VALUES ($1, $2, $3, $4, $5, $5, $5, $6) \
+         ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = excluded.role, joined_at = excluded.joined_at, \
+         joined_seq = excluded.joined_seq, left_at = NULL, left_seq = NULL, left_pos = NULL, \
+         delivered_seq = CASE WHEN conversation_members.delivered_seq > excluded.delivered_seq THEN conversation_members.delivered_seq ELSE excluded.delivered_seq END, \
+         read_seq = CASE WHEN conversation_members.read_seq > excluded.read_seq THEN conversation_members.read_seq ELSE excluded.read_seq END, \
+         request_state = excluded.request_state",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(now_ms())
+    .bind(joined_seq)
+    .bind(request.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { crate::error::AppError::internal(e) } else { e.into() })?;
+    Ok(())
+}
+
+pub async fn find_member(
+    db: &Db,
+    conversation_id: &str,
+    user_id: &str,
+) -> AppResult<Option<MemberRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {MEMBER_COLUMNS} FROM conversation_members m WHERE m.conversation_id = $1 AND m.user_id = $2"))
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(db.reader())
+        .await?)
+}
+
+pub async fn find_member_in_tx(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+) -> AppResult<Option<MemberRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {MEMBER_COLUMNS} FROM conversation_members m WHERE m.conversation_id = $1 AND m.user_id = $2"))
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// Current members of the conversations, in join order.
+pub async fn current_members(db: &Db, conversation_ids: &[String]) -> AppResult<Vec<MemberRow>> {
+    if conversation_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<String> = (1..=conversation_ids.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let sql = format!(
+        "SELECT {MEMBER_COLUMNS} FROM conversation_members m WHERE m.conversation_id IN ({}) AND m.left_at IS NULL \
+         ORDER BY m.conversation_id, m.joined_at, m.user_id",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql);
+    for id in conversation_ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(db.reader()).await?)
+}
+
+/// Current members of one conversation, paged by user id.
+pub async fn list_members(
+    db: &Db,
+    conversation_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<MemberRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM conversation_members m WHERE m.conversation_id = $1 AND m.left_at IS NULL \
+         AND m.user_id > $2 ORDER BY m.user_id LIMIT $3"
+    ))
+    .bind(conversation_id)
+    .bind(after.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(db.reader())
+    .await?)
+}
+
+pub async fn count_current_members(tx: &mut Tx, conversation_id: &str) -> AppResult<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL",
+    )
+    .bind(conversation_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Takes the next `seq` of the conversation. The row update is also the lock that orders
+/// concurrent writers of one conversation on PostgreSQL, so seqs commit in order.
+pub async fn next_seq(tx: &mut Tx, conversation_id: &str) -> AppResult<i64> {
+    let now = now_ms();
+    Ok(sqlx::query_scalar(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $2, updated_at = $2 WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(conversation_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Locks the conversation row for a membership change (PostgreSQL row lock; SQLite has one
+/// writer anyway) and returns it fresh.
+pub async fn lock(tx: &mut Tx, conversation_id: &str) -> AppResult<ConversationRow> {
+    sqlx::query("UPDATE conversations SET updated_at = $2 WHERE id = $1")
+        .bind(conversation_id)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    find_in_tx(tx, conversation_id).await
+}
+
+pub async fn set_member_left(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+    left_seq: i64,
+    left_pos: i64,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE conversation_members SET left_at = $3, left_seq = $4, left_pos = $5 WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(now_ms())
+    .bind(left_seq)
+    .bind(left_pos)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_member_role(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+    role: MemberRole,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_request_state(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+    state: RequestState,
+) -> AppResult<()> {
+    sqlx::query("UPDATE conversation_members SET request_state = $3 WHERE conversation_id = $1 AND user_id = $2")
+        .bind(conversation_id)
+        .bind(user_id)
+        .bind(state.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_group(
+    tx: &mut Tx,
+    conversation_id: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE conversations SET title = COALESCE($2, title), description = COALESCE($3, description), updated_at = $4 WHERE id = $1",
+    )
+    .bind(conversation_id)
+    .bind(title)
+    .bind(description)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The caller's own settings; `None` leaves a field as it is.
+pub struct SettingsChange {
+    /// `Some(None)` unmutes.
+    pub muted_until: Option<Option<i64>>,
+    pub archived: Option<bool>,
+    pub pinned: Option<bool>,
+}
+
+pub async fn update_settings(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+    c: &SettingsChange,
+) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE conversation_members SET \
+         muted_until = CASE WHEN $3 = 1 THEN $4 ELSE muted_until END, \
+         archived = COALESCE($5, archived), pinned = COALESCE($6, pinned) \
+         WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(c.muted_until.is_some() as i64)
+    .bind(c.muted_until.flatten())
+    .bind(c.archived.map(i64::from))
+    .bind(c.pinned.map(i64::from))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A page of the user's conversation list, newest activity first, with the unread count.
+pub struct ListFilter {
+    pub requests: bool,
+    pub archived: Option<bool>,
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ListedConversation {
+    #[sqlx(flatten)]
+    pub conversation: ConversationRow,
+    #[sqlx(flatten)]
+    pub member: MemberRow,
+    pub unread: i64,
+}
+
+pub async fn list_for_user(
+    t: Tenant<'_>,
+    user_id: &str,
+    f: &ListFilter,
+) -> AppResult<Vec<ListedConversation>> {
+    let (after_at, after_id) = f.after.clone().unwrap_or_default();
+    let archived = match f.archived {
+        Some(true) => "AND m.archived = 1",
+        Some(false) => "AND m.archived = 0",
+        None => "",
+    };
+    let state = if f.requests {
+        "m.request_state = 'pending'"
+    } else {
+        "m.request_state = 'accepted'"
+    };
+    let sql = format!(
+        "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS}, \
+         (SELECT COUNT(*) FROM messages msg WHERE msg.conversation_id = c.id AND msg.seq > m.read_seq \
+          AND msg.seq > m.joined_seq AND (msg.sender_id IS NULL OR msg.sender_id <> $2)) AS unread \
+         FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.user_id = $2 AND c.workspace_id = $1 AND m.left_at IS NULL AND {state} {archived} \
+         AND (c.kind <> 'direct' OR c.last_seq > 0 OR c.created_by = $2) \
+         AND ($6 = 0 OR c.last_activity_at < $3 OR (c.last_activity_at = $3 AND c.id < $4)) \
+         ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(t.workspace_id())
+        .bind(user_id)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(f.limit + 1)
+        .bind(f.after.is_some() as i64)
+        .fetch_all(t.db().reader())
+        .await?)
+}
+
+/// Display names of users, for direct-conversation titles.
+pub async fn display_names(db: &Db, user_ids: &[String]) -> AppResult<Vec<(String, String)>> {
+    if user_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<String> = (1..=user_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, display_name FROM users WHERE id IN ({})",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql);
+    for id in user_ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(db.reader()).await?)
+}

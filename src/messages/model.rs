@@ -1,0 +1,312 @@
+//! Message types, their API shape and the validated content of a new message.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::Timestamp;
+
+/// Edits are allowed this long after sending.
+pub const EDIT_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Deleting for everyone is allowed this long after sending.
+pub const DELETE_WINDOW_MS: i64 = 48 * 3600 * 1000;
+pub const MAX_TEXT_CHARS: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageType {
+    Text,
+    Image,
+    Audio,
+    Voice,
+    Video,
+    Document,
+    Sticker,
+    Location,
+    Contact,
+    Template,
+    Interactive,
+    System,
+    Call,
+    Button,
+    Order,
+    Unsupported,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Audio => "audio",
+            Self::Voice => "voice",
+            Self::Video => "video",
+            Self::Document => "document",
+            Self::Sticker => "sticker",
+            Self::Location => "location",
+            Self::Contact => "contact",
+            Self::Template => "template",
+            Self::Interactive => "interactive",
+            Self::System => "system",
+            Self::Call => "call",
+            Self::Button => "button",
+            Self::Order => "order",
+            Self::Unsupported => "unsupported",
+        }
+    }
+
+    pub fn from_db(s: &str) -> MessageType {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Self::Unsupported)
+    }
+
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            Self::Image | Self::Audio | Self::Voice | Self::Video | Self::Document | Self::Sticker
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderType {
+    User,
+    Lead,
+    System,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Party {
+    #[serde(rename = "type")]
+    pub kind: SenderType,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub by: Party,
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyPreview {
+    pub id: String,
+    pub seq: i64,
+    pub sender: Party,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    /// Null when the original was deleted for everyone.
+    pub text: Option<String>,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// A message as the API answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender: Party,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub text: Option<String>,
+    /// Media metadata and URLs (media messages).
+    pub media: Option<serde_json::Value>,
+    pub reply_to: Option<ReplyPreview>,
+    pub forwarded: bool,
+    /// `{latitude, longitude, name?, address?}` for `location` messages.
+    pub location: Option<serde_json::Value>,
+    /// `{name, phones: [...]}` for `contact` messages.
+    pub contact: Option<serde_json::Value>,
+    /// Type-specific data (system events, interactive, order…).
+    pub payload: Option<serde_json::Value>,
+    pub reactions: Vec<ReactionView>,
+    pub edited_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    /// The sender's view: read by every other member, delivered to every other member, or sent.
+    pub status: Status,
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_type: String,
+    pub sender_id: Option<String>,
+    pub client_msg_id: Option<String>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+    pub media_id: Option<String>,
+    pub reply_to_id: Option<String>,
+    pub forwarded: i64,
+    pub payload: Option<String>,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub const MESSAGE_COLUMNS: &str = "msg.id, msg.conversation_id, msg.seq, msg.sender_type, msg.sender_id, \
+    msg.client_msg_id, msg.type, msg.text, msg.media_id, msg.reply_to_id, msg.forwarded, msg.payload, \
+    msg.edited_at, msg.deleted_at, msg.created_at";
+
+impl MessageRow {
+    pub fn party(&self) -> Party {
+        let kind = match self.sender_type.as_str() {
+            "lead" => SenderType::Lead,
+            "system" => SenderType::System,
+            _ => SenderType::User,
+        };
+        Party {
+            kind,
+            id: self.sender_id.clone(),
+        }
+    }
+
+    pub fn message_type(&self) -> MessageType {
+        MessageType::from_db(&self.kind)
+    }
+}
+
+/// A location as sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+/// A shared contact card.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContactCard {
+    pub name: String,
+    #[serde(default)]
+    pub phones: Vec<String>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+}
+
+/// Validated content of a message a user sends.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub kind: MessageType,
+    pub text: Option<String>,
+    pub media_id: Option<String>,
+    /// JSON of the location or contact.
+    pub payload: Option<String>,
+}
+
+pub fn parse_text(raw: &str) -> Result<String, String> {
+    if raw.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if raw.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("must be at most {MAX_TEXT_CHARS} characters"));
+    }
+    Ok(raw.to_owned())
+}
+
+pub fn parse_client_msg_id(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+        return Err("must be 1 to 128 visible characters".into());
+    }
+    Ok(t.to_owned())
+}
+
+/// An emoji reaction: one short grapheme-ish string without spaces or control characters.
+pub fn parse_emoji(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.is_empty()
+        || t.len() > 32
+        || t.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c.is_ascii_alphanumeric())
+    {
+        return Err("must be one emoji".into());
+    }
+    Ok(t.to_owned())
+}
+
+pub fn parse_location(l: Location) -> Result<String, String> {
+    if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) {
+        return Err("latitude must be within ±90 and longitude within ±180".into());
+    }
+    for s in [&l.name, &l.address].into_iter().flatten() {
+        if s.chars().count() > 256 {
+            return Err("name and address must be at most 256 characters".into());
+        }
+    }
+    Ok(serde_json::to_string(&l).unwrap_or_default())
+}
+
+pub fn parse_contact(c: ContactCard) -> Result<String, String> {
+    if c.name.trim().is_empty() || c.name.chars().count() > 128 {
+        return Err("name must be 1 to 128 characters".into());
+    }
+    if c.phones.len() + c.emails.len() > 20
+        || c.phones.iter().chain(&c.emails).any(|s| s.len() > 64)
+    {
+        return Err("at most 20 phones and emails of at most 64 characters".into());
+    }
+    Ok(serde_json::to_string(&c).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emoji_are_short_and_not_words() {
+        assert!(parse_emoji("👍").is_ok());
+        assert!(parse_emoji("👍🏽").is_ok());
+        for bad in ["", " ", "ok", "👍 👍", "\u{7}"] {
+            assert!(parse_emoji(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn locations_are_on_earth() {
+        assert!(parse_location(Location {
+            latitude: 48.85,
+            longitude: 2.35,
+            name: None,
+            address: None
+        })
+        .is_ok());
+        assert!(parse_location(Location {
+            latitude: 91.0,
+            longitude: 0.0,
+            name: None,
+            address: None
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn types_round_trip_through_the_database_names() {
+        for t in [
+            MessageType::Text,
+            MessageType::Voice,
+            MessageType::Unsupported,
+            MessageType::System,
+        ] {
+            assert_eq!(MessageType::from_db(t.as_str()), t);
+        }
+    }
+}

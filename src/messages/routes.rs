@@ -1,0 +1,340 @@
+//! Message endpoints: history, send, edit, delete, reactions, receipts.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::*;
+use super::service::{self, Marks, Outgoing, Receipt};
+use super::store::Direction;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::http::pagination::{decode_cursor, encode_cursor};
+use crate::http::validate::{field, Validate};
+use crate::http::{Json, Page, Scope};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_messages, send_message))
+        .routes(routes!(edit_message, delete_message))
+        .routes(routes!(react, unreact))
+        .routes(routes!(list_receipts))
+        .routes(routes!(mark_delivered))
+        .routes(routes!(mark_read))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// The `limit` messages just below this seq.
+    pub before: Option<i64>,
+    /// The `limit` messages just above this seq.
+    pub after: Option<i64>,
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page (continues in the same direction).
+    pub cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+enum HistoryCursor {
+    #[serde(rename = "b")]
+    Before(i64),
+    #[serde(rename = "a")]
+    After(i64),
+}
+
+/// GET /api/v1/conversations/{id}/messages — history, always ascending by seq: the latest page, or the page before/after a seq.
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path), HistoryQuery), responses((status = 200, body = Page<MessageView>)))]
+async fn list_messages(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> AppResult<Json<Page<MessageView>>> {
+    let limit = match q.limit {
+        None => 50,
+        Some(n) if n < 1 => return Err(AppError::invalid_field("limit", "must be at least 1")),
+        Some(n) => n.min(100),
+    };
+    let cursor = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor::<HistoryCursor>)
+        .transpose()?;
+    let dir = match (cursor, q.before, q.after) {
+        (Some(HistoryCursor::Before(s)), _, _) | (None, Some(s), None) => Direction::Before(s),
+        (Some(HistoryCursor::After(s)), _, _) | (None, None, Some(s)) => Direction::After(s),
+        (None, None, None) => Direction::Latest,
+        (None, Some(_), Some(_)) => {
+            return Err(AppError::invalid_field(
+                "before",
+                "give before or after, not both",
+            ))
+        }
+    };
+    let forward = matches!(dir, Direction::After(_));
+    let (items, more) =
+        service::history(scope.tenant(&state.db), &scope.user_id, &id, dir, limit).await?;
+    let next_cursor = match (more, forward) {
+        (true, true) => items
+            .last()
+            .map(|m| encode_cursor(&HistoryCursor::After(m.seq))),
+        (true, false) => items
+            .first()
+            .map(|m| encode_cursor(&HistoryCursor::Before(m.seq))),
+        _ => None,
+    };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageBody {
+    /// The client's id for this message: a retry with the same id returns the original.
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_msg_id: String,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub text: Option<String>,
+    pub media_id: Option<String>,
+    pub reply_to_id: Option<String>,
+    pub location: Option<Location>,
+    pub contact: Option<ContactCard>,
+    /// The id of a message the caller can see; marks this one as forwarded.
+    pub forwarded_from: Option<String>,
+}
+
+/// Validates a message's content for its type.
+pub fn content(
+    kind: MessageType,
+    text: Option<String>,
+    media_id: Option<String>,
+    location: Option<Location>,
+    contact: Option<ContactCard>,
+) -> AppResult<Content> {
+    let required = |what: &str| {
+        AppError::invalid_field(what, format!("is required for {} messages", kind.as_str()))
+    };
+    let c = match kind {
+        MessageType::Text => Content {
+            kind,
+            text: Some(
+                field("text", parse_text(&text.ok_or_else(|| required("text"))?)).validate()?,
+            ),
+            media_id: None,
+            payload: None,
+        },
+        _ if kind.is_media() => {
+            // Media messages reference an upload; no upload can exist before the media
+            // capability lands, so every reference is unknown.
+            media_id.ok_or_else(|| required("mediaId"))?;
+            return Err(AppError::invalid_field("mediaId", "no such media"));
+        }
+        MessageType::Location => Content {
+            kind,
+            text: None,
+            media_id: None,
+            payload: Some(
+                field(
+                    "location",
+                    parse_location(location.ok_or_else(|| required("location"))?),
+                )
+                .validate()?,
+            ),
+        },
+        MessageType::Contact => Content {
+            kind,
+            text: None,
+            media_id: None,
+            payload: Some(
+                field(
+                    "contact",
+                    parse_contact(contact.ok_or_else(|| required("contact"))?),
+                )
+                .validate()?,
+            ),
+        },
+        other => {
+            return Err(AppError::invalid_field(
+                "type",
+                format!("{} messages cannot be sent here", other.as_str()),
+            ))
+        }
+    };
+    Ok(c)
+}
+
+/// POST /api/v1/conversations/{id}/messages — sends a message: 201 once stored, 200 with the original for a retried clientMsgId.
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", security(("bearer" = [])), request_body = SendMessageBody,
+    params(("id" = String, Path)),
+    responses((status = 201, body = MessageView), (status = 200, description = "the original of a retried clientMsgId", body = MessageView),
+        (status = 403, description = "blocked, request_declined", body = crate::error::Problem),
+        (status = 409, description = "client_msg_id_conflict", body = crate::error::Problem)))]
+async fn send_message(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<SendMessageBody>,
+) -> AppResult<(StatusCode, Json<MessageView>)> {
+    let client_msg_id = field("clientMsgId", parse_client_msg_id(&b.client_msg_id)).validate()?;
+    let content = content(b.kind, b.text, b.media_id, b.location, b.contact)?;
+    let t = scope.tenant(&state.db);
+    let forwarded = match &b.forwarded_from {
+        Some(original) => {
+            if !service::can_see(t, &scope.user_id, original).await? {
+                return Err(AppError::invalid_field("forwardedFrom", "no such message"));
+            }
+            true
+        }
+        None => false,
+    };
+    let out = Outgoing {
+        client_msg_id,
+        content,
+        reply_to_id: b.reply_to_id,
+        forwarded,
+    };
+    let (message, created) = service::send(t, &scope.user_id, &id, out).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(message),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EditBody {
+    pub text: String,
+}
+
+/// PATCH /api/v1/messages/{id} — edits a text message (its sender, within 15 minutes); sets editedAt.
+#[utoipa::path(patch, path = "/messages/{id}", tag = "messages", security(("bearer" = [])), request_body = EditBody,
+    params(("id" = String, Path)), responses((status = 200, body = MessageView), (status = 403, description = "forbidden, edit_window_closed", body = crate::error::Problem)))]
+async fn edit_message(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<EditBody>,
+) -> AppResult<Json<MessageView>> {
+    let text = field("text", parse_text(&b.text)).validate()?;
+    Ok(Json(
+        service::edit(scope.tenant(&state.db), &scope.user_id, &id, text).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// `me` (default) hides it for the caller; `everyone` erases it (sender or group admin, within 48 h).
+    #[serde(rename = "for")]
+    #[param(rename = "for")]
+    pub scope: Option<String>,
+}
+
+/// DELETE /api/v1/messages/{id} — deletes for the caller or for everyone (a tombstone stays).
+#[utoipa::path(delete, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path), DeleteQuery), responses((status = 204), (status = 403, description = "forbidden, delete_window_closed", body = crate::error::Problem)))]
+async fn delete_message(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> AppResult<StatusCode> {
+    let everyone = match q.scope.as_deref() {
+        None | Some("me") => false,
+        Some("everyone") => true,
+        Some(_) => return Err(AppError::invalid_field("for", "must be me or everyone")),
+    };
+    service::delete(scope.tenant(&state.db), &scope.user_id, &id, everyone).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReactBody {
+    pub emoji: String,
+}
+
+/// PUT /api/v1/messages/{id}/reactions — sets the caller's reaction (one per user per message).
+#[utoipa::path(put, path = "/messages/{id}/reactions", tag = "messages", security(("bearer" = [])), request_body = ReactBody,
+    params(("id" = String, Path)), responses((status = 200, body = MessageView)))]
+async fn react(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<ReactBody>,
+) -> AppResult<Json<MessageView>> {
+    let emoji = field("emoji", parse_emoji(&b.emoji)).validate()?;
+    Ok(Json(
+        service::react(scope.tenant(&state.db), &scope.user_id, &id, Some(emoji)).await?,
+    ))
+}
+
+/// DELETE /api/v1/messages/{id}/reactions — removes the caller's reaction.
+#[utoipa::path(delete, path = "/messages/{id}/reactions", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = MessageView)))]
+async fn unreact(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<Json<MessageView>> {
+    Ok(Json(
+        service::react(scope.tenant(&state.db), &scope.user_id, &id, None).await?,
+    ))
+}
+
+/// GET /api/v1/messages/{id}/receipts — when each other member got and read the message.
+#[utoipa::path(get, path = "/messages/{id}/receipts", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Page<Receipt>)))]
+async fn list_receipts(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<Json<Page<Receipt>>> {
+    let items = service::receipts(scope.tenant(&state.db), &scope.user_id, &id).await?;
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SeqBody {
+    pub seq: i64,
+}
+
+/// POST /api/v1/conversations/{id}/delivered — everything up to seq reached one of the caller's devices.
+#[utoipa::path(post, path = "/conversations/{id}/delivered", tag = "messages", security(("bearer" = [])), request_body = SeqBody,
+    params(("id" = String, Path)), responses((status = 200, body = Marks)))]
+async fn mark_delivered(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<SeqBody>,
+) -> AppResult<Json<Marks>> {
+    Ok(Json(
+        service::mark(scope.tenant(&state.db), &scope.user_id, &id, b.seq, false).await?,
+    ))
+}
+
+/// POST /api/v1/conversations/{id}/read — the caller read up to seq (which implies delivered).
+#[utoipa::path(post, path = "/conversations/{id}/read", tag = "messages", security(("bearer" = [])), request_body = SeqBody,
+    params(("id" = String, Path)), responses((status = 200, body = Marks)))]
+async fn mark_read(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Json(b): Json<SeqBody>,
+) -> AppResult<Json<Marks>> {
+    Ok(Json(
+        service::mark(scope.tenant(&state.db), &scope.user_id, &id, b.seq, true).await?,
+    ))
+}

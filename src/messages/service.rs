@@ -1,0 +1,614 @@
+//! The message rules, shared by the HTTP routes and (later) the socket gateway: one code path
+//! for sending, editing, deleting, reacting and receipts.
+
+use std::collections::HashMap;
+
+use super::model::*;
+use super::store::{self, Direction, NewMessage};
+use crate::chats::model::{MemberRow, RequestState};
+use crate::chats::service::{access, Access};
+use crate::chats::store as chats;
+use crate::db::{is_unique_violation, now_ms, Db, Tenant, Timestamp, Tx};
+use crate::error::{AppError, AppResult, Code};
+use crate::sync::kinds;
+use crate::sync::store::{append, NewChange};
+
+/// (lowest deliveredSeq, lowest readSeq) of current members: a message at or below them is
+/// delivered / read by everyone, its sender included (sending moves the sender's own marks).
+pub fn floor_of(members: &[MemberRow]) -> (i64, i64) {
+    let current = members.iter().filter(|m| m.is_current());
+    let delivered = current.clone().map(|m| m.delivered_seq).min().unwrap_or(0);
+    let read = current
+        .map(|m| {
+            if m.request_state() == RequestState::Pending {
+                0
+            } else {
+                m.read_seq
+            }
+        })
+        .min()
+        .unwrap_or(0);
+    (delivered, read)
+}
+
+fn status_of(seq: i64, (delivered, read): (i64, i64)) -> Status {
+    if read >= seq {
+        Status::Read
+    } else if delivered >= seq {
+        Status::Delivered
+    } else {
+        Status::Sent
+    }
+}
+
+fn parse_json(s: &Option<String>) -> Option<serde_json::Value> {
+    s.as_deref().and_then(|p| serde_json::from_str(p).ok())
+}
+
+/// Builds message views: reactions and reply previews in one query each; `floors` gives each
+/// conversation's receipt floor for the status.
+pub async fn build_views(
+    db: &Db,
+    rows: Vec<MessageRow>,
+    floors: &HashMap<String, (i64, i64)>,
+) -> AppResult<Vec<MessageView>> {
+    let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
+    let mut reactions: HashMap<String, Vec<ReactionView>> = HashMap::new();
+    for (message_id, reactor_type, reactor_id, emoji) in store::reactions(db, &ids).await? {
+        let kind = if reactor_type == "lead" {
+            SenderType::Lead
+        } else {
+            SenderType::User
+        };
+        reactions.entry(message_id).or_default().push(ReactionView {
+            emoji,
+            by: Party {
+                kind,
+                id: Some(reactor_id),
+            },
+        });
+    }
+    let reply_ids: Vec<String> = rows.iter().filter_map(|m| m.reply_to_id.clone()).collect();
+    let replies: HashMap<String, ReplyPreview> = store::find_many(db, &reply_ids)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let preview = ReplyPreview {
+                id: r.id.clone(),
+                seq: r.seq,
+                sender: r.party(),
+                kind: r.message_type(),
+                text: r.text.as_ref().map(|t| t.chars().take(200).collect()),
+                deleted: r.deleted_at.is_some(),
+            };
+            (r.id, preview)
+        })
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let kind = m.message_type();
+            let payload = parse_json(&m.payload);
+            let (location, contact, payload) = match kind {
+                MessageType::Location => (payload, None, None),
+                MessageType::Contact => (None, payload, None),
+                _ => (None, None, payload),
+            };
+            let floor = floors.get(&m.conversation_id).copied().unwrap_or((0, 0));
+            MessageView {
+                status: status_of(m.seq, floor),
+                sender: m.party(),
+                reply_to: m
+                    .reply_to_id
+                    .as_ref()
+                    .and_then(|id| replies.get(id).cloned()),
+                reactions: reactions.remove(&m.id).unwrap_or_default(),
+                forwarded: m.forwarded != 0,
+                media: None,
+                location,
+                contact,
+                payload,
+                edited_at: m.edited_at.map(Timestamp),
+                deleted_at: m.deleted_at.map(Timestamp),
+                created_at: Timestamp(m.created_at),
+                text: m.text,
+                kind,
+                id: m.id,
+                conversation_id: m.conversation_id,
+                seq: m.seq,
+                client_msg_id: m.client_msg_id,
+            }
+        })
+        .collect())
+}
+
+/// Views of messages of one conversation.
+pub async fn views_in(
+    db: &Db,
+    conversation_id: &str,
+    rows: Vec<MessageRow>,
+) -> AppResult<Vec<MessageView>> {
+    let floor = store::receipt_floor(db, conversation_id).await?;
+    let floors = HashMap::from([(conversation_id.to_owned(), floor)]);
+    build_views(db, rows, &floors).await
+}
+
+async fn one_view(db: &Db, row: MessageRow) -> AppResult<MessageView> {
+    let conversation_id = row.conversation_id.clone();
+    Ok(views_in(db, &conversation_id, vec![row]).await?.remove(0))
+}
+
+/// Writes a system message (group events) and its change. Like sending, it moves the marks of
+/// the member whose action it records, so nobody has their own action unread.
+pub async fn insert_system(
+    tx: &mut Tx,
+    conversation_id: &str,
+    actor: &str,
+    payload: &serde_json::Value,
+) -> AppResult<MessageRow> {
+    let seq = chats::next_seq(tx, conversation_id).await?;
+    let text = payload.to_string();
+    let row = store::insert(
+        tx,
+        NewMessage {
+            conversation_id,
+            seq,
+            sender_type: "system",
+            sender_id: None,
+            client_msg_id: None,
+            kind: "system",
+            text: None,
+            media_id: None,
+            reply_to_id: None,
+            forwarded: false,
+            payload: Some(&text),
+        },
+    )
+    .await?;
+    append(
+        tx,
+        NewChange {
+            conversation_id,
+            kind: kinds::MESSAGE_NEW,
+            message_id: Some(&row.id),
+            seq: Some(seq),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if chats::find_member_in_tx(tx, conversation_id, actor)
+        .await?
+        .is_some_and(|m| m.is_current())
+    {
+        store::advance_receipts(tx, conversation_id, actor, seq, true).await?;
+    }
+    Ok(row)
+}
+
+/// What a user sends.
+pub struct Outgoing {
+    pub client_msg_id: String,
+    pub content: Content,
+    pub reply_to_id: Option<String>,
+    pub forwarded: bool,
+}
+
+/// Checks that `message_id` is a message of the conversation within the member's window.
+async fn visible_in(db: &Db, a: &Access, message_id: &str) -> AppResult<Option<MessageRow>> {
+    let Some(m) = store::find(db, message_id).await? else {
+        return Ok(None);
+    };
+    let visible = m.conversation_id == a.conversation.id
+        && m.seq > a.me.joined_seq
+        && m.seq <= a.me.visible_until(a.conversation.last_seq);
+    Ok(visible.then_some(m))
+}
+
+/// Sends a message: durable when this returns. `false` with a retried `clientMsgId`: the
+/// original message, nothing new written.
+pub async fn send(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    out: Outgoing,
+) -> AppResult<(MessageView, bool)> {
+    let db = t.db();
+    let a = access(t, conversation_id, me, false).await?;
+    if let Some(existing) = store::find_by_client_id(db, me, &out.client_msg_id).await? {
+        return original(db, existing, conversation_id).await;
+    }
+    if a.conversation.kind == "channel" {
+        return Err(AppError::invalid_field(
+            "id",
+            "channel conversations are not available yet",
+        ));
+    }
+    if a.conversation.kind == "direct" {
+        let members = chats::current_members(db, std::slice::from_ref(&a.conversation.id)).await?;
+        if let Some(peer) = members.iter().find(|m| m.user_id != me) {
+            if peer.request_state() == RequestState::Declined {
+                return Err(AppError::new(
+                    Code::RequestDeclined,
+                    "the recipient declined this conversation",
+                ));
+            }
+            if crate::users::store::blocked_either_way(db, me, &peer.user_id).await? {
+                return Err(AppError::new(Code::Blocked, "you cannot message this user"));
+            }
+        }
+    }
+    if let Some(reply) = &out.reply_to_id {
+        if visible_in(db, &a, reply).await?.is_none() {
+            return Err(AppError::invalid_field(
+                "replyToId",
+                "no such message in this conversation",
+            ));
+        }
+    }
+
+    let mut tx = db.begin().await?;
+    let seq = chats::next_seq(&mut tx, conversation_id).await?;
+    let inserted = store::insert(
+        &mut tx,
+        NewMessage {
+            conversation_id,
+            seq,
+            sender_type: "user",
+            sender_id: Some(me),
+            client_msg_id: Some(&out.client_msg_id),
+            kind: out.content.kind.as_str(),
+            text: out.content.text.as_deref(),
+            media_id: out.content.media_id.as_deref(),
+            reply_to_id: out.reply_to_id.as_deref(),
+            forwarded: out.forwarded,
+            payload: out.content.payload.as_deref(),
+        },
+    )
+    .await;
+    let row = match inserted {
+        Ok(row) => row,
+        Err(e) if is_unique_violation(&e) => {
+            // A concurrent retry of the same clientMsgId committed first: its seq is the only
+            // one, ours is rolled back with this transaction.
+            drop(tx);
+            let existing = store::find_by_client_id(db, me, &out.client_msg_id)
+                .await?
+                .ok_or_else(|| AppError::internal(e))?;
+            return original(db, existing, conversation_id).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id,
+            kind: kinds::MESSAGE_NEW,
+            message_id: Some(&row.id),
+            seq: Some(seq),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if a.conversation.kind == "direct" && seq == 1 {
+        // The recipient learns of the conversation with its first message.
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id,
+                kind: kinds::CONVERSATION_UPDATED,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    // Sending reads everything before it; others learn of it only when that skipped messages.
+    let (_, read_moved) = store::advance_receipts(&mut tx, conversation_id, me, seq, true).await?;
+    if read_moved && a.me.read_seq < seq - 1 {
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id,
+                kind: kinds::MESSAGE_STATUS,
+                seq: Some(seq),
+                actor_id: Some(me),
+                status: Some("read"),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if a.me.request_state() != RequestState::Accepted {
+        // Answering a request accepts it.
+        chats::set_request_state(&mut tx, conversation_id, me, RequestState::Accepted).await?;
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id,
+                user_id: Some(me),
+                kind: kinds::CONVERSATION_UPDATED,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((one_view(db, row).await?, true))
+}
+
+async fn original(
+    db: &Db,
+    existing: MessageRow,
+    conversation_id: &str,
+) -> AppResult<(MessageView, bool)> {
+    if existing.conversation_id != conversation_id {
+        return Err(AppError::new(
+            Code::ClientMsgIdConflict,
+            "this clientMsgId belongs to a message in another conversation",
+        ));
+    }
+    Ok((one_view(db, existing).await?, false))
+}
+
+/// A page of history as the member may see it.
+pub async fn history(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    dir: Direction,
+    limit: i64,
+) -> AppResult<(Vec<MessageView>, bool)> {
+    let a = access(t, conversation_id, me, true).await?;
+    let to = a.me.visible_until(a.conversation.last_seq);
+    let mut rows = store::page(
+        t.db(),
+        conversation_id,
+        me,
+        a.me.joined_seq + 1,
+        to,
+        &dir,
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() as i64 > limit;
+    if more {
+        match dir {
+            Direction::After(_) => rows.truncate(limit as usize),
+            _ => {
+                rows.remove(0);
+            }
+        }
+    }
+    Ok((views_in(t.db(), conversation_id, rows).await?, more))
+}
+
+/// The message and the caller's access to its conversation; 404 unless a current member
+/// (or, with `history`, a former one within their window).
+async fn message_access(
+    t: Tenant<'_>,
+    me: &str,
+    message_id: &str,
+    history: bool,
+) -> AppResult<(MessageRow, Access)> {
+    let m = store::find(t.db(), message_id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let a = access(t, &m.conversation_id, me, history).await?;
+    if m.seq <= a.me.joined_seq || m.seq > a.me.visible_until(a.conversation.last_seq) {
+        return Err(AppError::not_found());
+    }
+    Ok((m, a))
+}
+
+/// May the user read this message (a member now, or before they left)?
+pub async fn can_see(t: Tenant<'_>, me: &str, message_id: &str) -> AppResult<bool> {
+    match message_access(t, me, message_id, true).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Code::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn edit(
+    t: Tenant<'_>,
+    me: &str,
+    message_id: &str,
+    text: String,
+) -> AppResult<MessageView> {
+    let (m, _) = message_access(t, me, message_id, false).await?;
+    if m.sender_id.as_deref() != Some(me) || m.sender_type != "user" {
+        return Err(AppError::forbidden("only the sender may edit a message"));
+    }
+    if m.deleted_at.is_some() || m.message_type() != MessageType::Text {
+        return Err(AppError::invalid_field(
+            "text",
+            "only text messages that are not deleted can be edited",
+        ));
+    }
+    if now_ms() - m.created_at > EDIT_WINDOW_MS {
+        return Err(AppError::new(
+            Code::EditWindowClosed,
+            "the 15 minutes to edit this message are over",
+        ));
+    }
+    if m.text.as_deref() == Some(text.as_str()) {
+        return one_view(t.db(), m).await;
+    }
+    let mut tx = t.db().begin().await?;
+    store::edit_text(&mut tx, &m.id, m.text.as_deref().unwrap_or(""), &text).await?;
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id: &m.conversation_id,
+            kind: kinds::MESSAGE_UPDATED,
+            message_id: Some(&m.id),
+            seq: Some(m.seq),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let row = store::find_in_tx(&mut tx, &m.id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    tx.commit().await?;
+    one_view(t.db(), row).await
+}
+
+/// Deletes for the caller only, or for everyone (the sender, or a group admin, within 48 h).
+pub async fn delete(
+    t: Tenant<'_>,
+    me: &str,
+    message_id: &str,
+    for_everyone: bool,
+) -> AppResult<()> {
+    let (m, a) = message_access(t, me, message_id, !for_everyone).await?;
+    if !for_everyone {
+        return store::hide_for(t.db(), &m.id, me).await;
+    }
+    if m.deleted_at.is_some() {
+        return Ok(());
+    }
+    let is_sender = m.sender_type == "user" && m.sender_id.as_deref() == Some(me);
+    let is_group_admin = a.conversation.kind == "group" && a.me.role().manages();
+    if !is_sender && !is_group_admin {
+        return Err(AppError::forbidden(
+            "only the sender or a group admin may delete this message for everyone",
+        ));
+    }
+    if m.sender_type == "system" {
+        return Err(AppError::forbidden("system messages cannot be deleted"));
+    }
+    if now_ms() - m.created_at > DELETE_WINDOW_MS {
+        return Err(AppError::new(
+            Code::DeleteWindowClosed,
+            "the 48 hours to delete this message for everyone are over",
+        ));
+    }
+    let mut tx = t.db().begin().await?;
+    store::tombstone(&mut tx, &m.id).await?;
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id: &m.conversation_id,
+            kind: kinds::MESSAGE_UPDATED,
+            message_id: Some(&m.id),
+            seq: Some(m.seq),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets (`Some`) or removes (`None`) the caller's reaction.
+pub async fn react(
+    t: Tenant<'_>,
+    me: &str,
+    message_id: &str,
+    emoji: Option<String>,
+) -> AppResult<MessageView> {
+    let (m, _) = message_access(t, me, message_id, false).await?;
+    if m.deleted_at.is_some() {
+        return Err(AppError::invalid_field(
+            "emoji",
+            "deleted messages take no reactions",
+        ));
+    }
+    let mut tx = t.db().begin().await?;
+    let changed = match &emoji {
+        Some(e) => store::set_reaction(&mut tx, &m.id, me, e).await?,
+        None => store::remove_reaction(&mut tx, &m.id, me).await?,
+    };
+    if changed {
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id: &m.conversation_id,
+                kind: kinds::MESSAGE_UPDATED,
+                message_id: Some(&m.id),
+                seq: Some(m.seq),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    one_view(t.db(), m).await
+}
+
+/// The member's positions after a receipt.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Marks {
+    pub conversation_id: String,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+}
+
+/// Moves the caller's delivered (or read, which implies delivered) mark forward to `seq`.
+pub async fn mark(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    seq: i64,
+    read: bool,
+) -> AppResult<Marks> {
+    let a = access(t, conversation_id, me, false).await?;
+    if seq < 0 || seq > a.conversation.last_seq {
+        return Err(AppError::invalid_field(
+            "seq",
+            "must be between 0 and the conversation's last seq",
+        ));
+    }
+    let mut tx = t.db().begin().await?;
+    let (delivered, read_moved) =
+        store::advance_receipts(&mut tx, conversation_id, me, seq, read).await?;
+    if read_moved || delivered {
+        let status = if read_moved { "read" } else { "delivered" };
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id,
+                kind: kinds::MESSAGE_STATUS,
+                seq: Some(seq),
+                actor_id: Some(me),
+                status: Some(status),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    let after = chats::find_member_in_tx(&mut tx, conversation_id, me)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    tx.commit().await?;
+    Ok(Marks {
+        conversation_id: conversation_id.to_owned(),
+        delivered_seq: after.delivered_seq,
+        read_seq: after.read_seq,
+    })
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub user_id: String,
+    pub delivered_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
+}
+
+/// When each other current member got and read the message.
+pub async fn receipts(t: Tenant<'_>, me: &str, message_id: &str) -> AppResult<Vec<Receipt>> {
+    let (m, _) = message_access(t, me, message_id, true).await?;
+    Ok(
+        store::receipts_for(t.db(), &m.conversation_id, m.seq, m.sender_id.as_deref())
+            .await?
+            .into_iter()
+            .map(|(user_id, d, r)| Receipt {
+                user_id,
+                delivered_at: d.map(Timestamp),
+                read_at: r.map(Timestamp),
+            })
+            .collect(),
+    )
+}

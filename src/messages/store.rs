@@ -1,0 +1,344 @@
+//! Message, reaction and receipt queries.
+
+use super::model::{MessageRow, MESSAGE_COLUMNS};
+use crate::db::{new_id, now_ms, Db, Tx};
+use crate::error::AppResult;
+
+pub struct NewMessage<'a> {
+    pub conversation_id: &'a str,
+    pub seq: i64,
+    pub sender_type: &'static str,
+    pub sender_id: Option<&'a str>,
+    pub client_msg_id: Option<&'a str>,
+    pub kind: &'static str,
+    pub text: Option<&'a str>,
+    pub media_id: Option<&'a str>,
+    pub reply_to_id: Option<&'a str>,
+    pub forwarded: bool,
+    pub payload: Option<&'a str>,
+}
+
+/// Inserts a message; a unique violation on (sender, clientMsgId) is left to the caller.
+pub async fn insert(tx: &mut Tx, m: NewMessage<'_>) -> Result<MessageRow, sqlx::Error> {
+    let returning = MESSAGE_COLUMNS.replace("msg.", "");
+    sqlx::query_as(&format!(
+        "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
+         media_id, reply_to_id, forwarded, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {returning}"
+    ))
+    .bind(new_id())
+    .bind(m.conversation_id)
+    .bind(m.seq)
+    .bind(m.sender_type)
+    .bind(m.sender_id)
+    .bind(m.client_msg_id)
+    .bind(m.kind)
+    .bind(m.text)
+    .bind(m.media_id)
+    .bind(m.reply_to_id)
+    .bind(m.forwarded as i64)
+    .bind(m.payload)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn find(db: &Db, id: &str) -> AppResult<Option<MessageRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.reader())
+    .await?)
+}
+
+pub async fn find_in_tx(tx: &mut Tx, id: &str) -> AppResult<Option<MessageRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+pub async fn find_by_client_id(
+    db: &Db,
+    sender_id: &str,
+    client_msg_id: &str,
+) -> AppResult<Option<MessageRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.sender_id = $1 AND msg.client_msg_id = $2"))
+        .bind(sender_id)
+        .bind(client_msg_id)
+        .fetch_optional(db.writer())
+        .await?)
+}
+
+/// Messages by id (for reply previews and change replays).
+pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MessageRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id IN ({})",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql);
+    for id in ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(db.reader()).await?)
+}
+
+/// The last message of each conversation at its `last_seq`.
+pub async fn last_messages(db: &Db, conversations: &[(String, i64)]) -> AppResult<Vec<MessageRow>> {
+    let wanted: Vec<&(String, i64)> = conversations.iter().filter(|(_, seq)| *seq > 0).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pairs: Vec<String> = (0..wanted.len())
+        .map(|i| {
+            format!(
+                "(msg.conversation_id = ${} AND msg.seq = ${})",
+                2 * i + 1,
+                2 * i + 2
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE {}",
+        pairs.join(" OR ")
+    );
+    let mut q = sqlx::query_as(&sql);
+    for (id, seq) in wanted {
+        q = q.bind(id).bind(*seq);
+    }
+    Ok(q.fetch_all(db.reader()).await?)
+}
+
+/// Which way a history page goes from its anchor.
+pub enum Direction {
+    /// The `limit` messages just below `seq`.
+    Before(i64),
+    /// The `limit` messages just above `seq`.
+    After(i64),
+    Latest,
+}
+
+/// A page of history within [from_seq, to_seq] (the reader's window), minus what the reader
+/// deleted for themself; answered ascending.
+pub async fn page(
+    db: &Db,
+    conversation_id: &str,
+    reader: &str,
+    from_seq: i64,
+    to_seq: i64,
+    dir: &Direction,
+    limit: i64,
+) -> AppResult<Vec<MessageRow>> {
+    let (bound, order, anchor) = match dir {
+        Direction::Before(s) => ("msg.seq < $5", "DESC", *s),
+        Direction::After(s) => ("msg.seq > $5", "ASC", *s),
+        Direction::Latest => ("$5 = $5", "DESC", 0),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.conversation_id = $1 AND msg.seq >= $3 AND msg.seq <= $4 AND {bound} \
+         AND NOT EXISTS (SELECT 1 FROM message_hidden h WHERE h.user_id = $2 AND h.message_id = msg.id) \
+         ORDER BY msg.seq {order} LIMIT $6"
+    );
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
+        .bind(conversation_id)
+        .bind(reader)
+        .bind(from_seq)
+        .bind(to_seq)
+        .bind(anchor)
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?;
+    rows.sort_by_key(|m| m.seq);
+    Ok(rows)
+}
+
+/// (message id, reactor type, reactor id, emoji) of the messages, oldest reaction first.
+pub async fn reactions(
+    db: &Db,
+    message_ids: &[String],
+) -> AppResult<Vec<(String, String, String, String)>> {
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<String> = (1..=message_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT message_id, reactor_type, reactor_id, emoji FROM reactions WHERE message_id IN ({}) ORDER BY created_at, reactor_id",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql);
+    for id in message_ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(db.reader()).await?)
+}
+
+/// (lowest deliveredSeq, lowest readSeq) over the conversation's current members; a member
+/// with a pending message request counts as having read nothing.
+pub async fn receipt_floor(db: &Db, conversation_id: &str) -> AppResult<(i64, i64)> {
+    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
+         FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL",
+    )
+    .bind(conversation_id)
+    .fetch_optional(db.reader())
+    .await?;
+    let (d, r) = row.unwrap_or((None, None));
+    Ok((d.unwrap_or(0), r.unwrap_or(0)))
+}
+
+pub async fn edit_text(tx: &mut Tx, id: &str, old_text: &str, new_text: &str) -> AppResult<()> {
+    let now = now_ms();
+    sqlx::query("INSERT INTO message_edits (message_id, text, replaced_at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(old_text)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE messages SET text = $2, edited_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(new_text)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes for everyone: the row stays as a tombstone (id, seq, sender, time); content,
+/// media link, reactions and edit history go.
+pub async fn tombstone(tx: &mut Tx, id: &str) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE messages SET text = NULL, media_id = NULL, payload = NULL, reply_to_id = NULL, edited_at = NULL, deleted_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    for table in ["reactions", "message_edits"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE message_id = $1"))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn hide_for(db: &Db, message_id: &str, user_id: &str) -> AppResult<()> {
+    sqlx::query("INSERT INTO message_hidden (message_id, user_id) VALUES ($1, $2) ON CONFLICT (user_id, message_id) DO NOTHING")
+        .bind(message_id)
+        .bind(user_id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// Sets or replaces the user's reaction; false if it was already this emoji.
+pub async fn set_reaction(
+    tx: &mut Tx,
+    message_id: &str,
+    user_id: &str,
+    emoji: &str,
+) -> AppResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO reactions (message_id, reactor_type, reactor_id, emoji, created_at) VALUES ($1, 'user', $2, $3, $4) \
+         ON CONFLICT (message_id, reactor_type, reactor_id) DO UPDATE SET emoji = excluded.emoji, created_at = excluded.created_at \
+         WHERE reactions.emoji <> excluded.emoji",
+    )
+    .bind(message_id)
+    .bind(user_id)
+    .bind(emoji)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Removes the user's reaction; false if there was none.
+pub async fn remove_reaction(tx: &mut Tx, message_id: &str, user_id: &str) -> AppResult<bool> {
+    let done = sqlx::query(
+        "DELETE FROM reactions WHERE message_id = $1 AND reactor_type = 'user' AND reactor_id = $2",
+    )
+    .bind(message_id)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Moves a member's delivered (and, for `read`, read) position forward to `seq`, never back.
+/// Returns which of (delivered, read) moved.
+pub async fn advance_receipts(
+    tx: &mut Tx,
+    conversation_id: &str,
+    user_id: &str,
+    seq: i64,
+    read: bool,
+) -> AppResult<(bool, bool)> {
+    let before: (i64, i64) = sqlx::query_as(
+        "SELECT delivered_seq, read_seq FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let delivered = seq > before.0;
+    let read_moved = read && seq > before.1;
+    if !delivered && !read_moved {
+        return Ok((false, false));
+    }
+    sqlx::query(
+        "UPDATE conversation_members SET \
+         delivered_seq = CASE WHEN delivered_seq < $3 THEN $3 ELSE delivered_seq END, \
+         read_seq = CASE WHEN $4 = 1 AND read_seq < $3 THEN $3 ELSE read_seq END \
+         WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(user_id)
+    .bind(seq)
+    .bind(read as i64)
+    .execute(&mut **tx)
+    .await?;
+    let now = now_ms();
+    for (kind, moved) in [("delivered", delivered), ("read", read_moved)] {
+        if moved {
+            sqlx::query("INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(conversation_id)
+                .bind(user_id)
+                .bind(kind)
+                .bind(seq)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok((delivered, read_moved))
+}
+
+/// When each current member other than the sender first had the message delivered and read:
+/// (user id, deliveredAt, readAt).
+pub async fn receipts_for(
+    db: &Db,
+    conversation_id: &str,
+    seq: i64,
+    sender: Option<&str>,
+) -> AppResult<Vec<(String, Option<i64>, Option<i64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT m.user_id, \
+         (SELECT MIN(r.at) FROM receipt_moves r WHERE r.conversation_id = m.conversation_id AND r.user_id = m.user_id AND r.kind = 'delivered' AND r.up_to_seq >= $2), \
+         CASE WHEN m.request_state = 'pending' THEN NULL ELSE \
+         (SELECT MIN(r.at) FROM receipt_moves r WHERE r.conversation_id = m.conversation_id AND r.user_id = m.user_id AND r.kind = 'read' AND r.up_to_seq >= $2) END \
+         FROM conversation_members m WHERE m.conversation_id = $1 AND m.left_at IS NULL AND m.joined_seq < $2 \
+         AND ($3 = '' OR m.user_id <> $3) ORDER BY m.user_id",
+    )
+    .bind(conversation_id)
+    .bind(seq)
+    .bind(sender.unwrap_or(""))
+    .fetch_all(db.reader())
+    .await?)
+}

@@ -1,0 +1,203 @@
+//! `GET /api/v1/sync`: the caller's change stream, paged by cursor.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::kinds;
+use super::store::{self, Position};
+use crate::app::AppState;
+use crate::chats::model::ConversationView;
+use crate::chats::service as chats;
+use crate::db::{Tenant, Timestamp};
+use crate::error::{AppError, AppResult};
+use crate::http::pagination::{decode_cursor, encode_cursor};
+use crate::http::{Json, Scope};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sync))
+}
+
+/// One change: the live event's name, its payload, and the cursor just after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub cursor: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPage {
+    /// Oldest first.
+    pub events: Vec<Envelope>,
+    /// Ask again from here.
+    pub cursor: String,
+    pub has_more: bool,
+    /// Without a cursor: the starting point, the most recent conversations (up to 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<Vec<ConversationView>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// The cursor of the last event seen; absent: a snapshot and the current cursor.
+    pub cursor: Option<String>,
+    /// At most this many events (default 500, at most 1000).
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+}
+
+/// GET /api/v1/sync — the changes after a cursor, oldest first, with no gaps and no duplicates.
+#[utoipa::path(get, path = "/sync", tag = "sync", security(("bearer" = [])), params(SyncQuery),
+    responses((status = 200, body = SyncPage)))]
+async fn sync(
+    State(state): State<AppState>,
+    scope: Scope,
+    Query(q): Query<SyncQuery>,
+) -> AppResult<Json<SyncPage>> {
+    let limit = match q.limit {
+        None => 500,
+        Some(n) if n < 1 => return Err(AppError::invalid_field("limit", "must be at least 1")),
+        Some(n) => n.min(1000),
+    };
+    let cursor = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(decode_cursor::<Position>)
+        .transpose()?;
+    Ok(Json(
+        page(scope.tenant(&state.db), &scope.user_id, cursor, limit).await?,
+    ))
+}
+
+/// A page of the user's changes (shared with the socket's `sync:request`).
+pub async fn page(
+    t: Tenant<'_>,
+    user_id: &str,
+    cursor: Option<Position>,
+    limit: i64,
+) -> AppResult<SyncPage> {
+    let db = t.db();
+    let Some(after) = cursor else {
+        // Snapshot: where the stream stands now, and the conversation list as of then.
+        let position = store::current_position(db).await?;
+        let filter = crate::chats::store::ListFilter {
+            requests: false,
+            archived: None,
+            after: None,
+            limit: 100,
+        };
+        let mut rows = crate::chats::store::list_for_user(t, user_id, &filter).await?;
+        rows.truncate(100);
+        let items = rows
+            .into_iter()
+            .map(|r| (r.conversation, r.member, r.unread))
+            .collect();
+        let conversations = chats::views(db, user_id, items).await?;
+        return Ok(SyncPage {
+            events: Vec::new(),
+            cursor: encode_cursor(&position),
+            has_more: false,
+            conversations: Some(conversations),
+        });
+    };
+    let mut rows = store::changes_after(db, user_id, t.workspace_id(), after, limit + 1).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+
+    // Messages and conversations are shown as they are now: an edited or deleted message
+    // replays with its current (erased) content.
+    let message_ids: Vec<String> = rows.iter().filter_map(|r| r.message_id.clone()).collect();
+    let hidden = hidden_for(db, user_id, &message_ids).await?;
+    let mut by_conversation: HashMap<String, Vec<crate::messages::model::MessageRow>> =
+        HashMap::new();
+    for m in crate::messages::store::find_many(db, &message_ids).await? {
+        by_conversation
+            .entry(m.conversation_id.clone())
+            .or_default()
+            .push(m);
+    }
+    let mut messages = HashMap::new();
+    for (conversation_id, ms) in by_conversation {
+        for v in crate::messages::service::views_in(db, &conversation_id, ms).await? {
+            messages.insert(v.id.clone(), v);
+        }
+    }
+    let mut conversations: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let cursor = encode_cursor(&r.position());
+        let data = match r.kind.as_str() {
+            kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => {
+                let Some(id) = &r.message_id else { continue };
+                if hidden.contains(id) {
+                    continue;
+                }
+                let Some(m) = messages.get(id) else { continue };
+                serde_json::json!({ "message": m, "cursor": cursor })
+            }
+            kinds::MESSAGE_STATUS => serde_json::json!({
+                "conversationId": r.conversation_id,
+                "userId": r.actor_id,
+                "status": r.status,
+                "upToSeq": r.seq,
+                "at": Timestamp(r.created_at),
+            }),
+            kinds::CONVERSATION_UPDATED => {
+                if !conversations.contains_key(&r.conversation_id) {
+                    let view = match chats::reload(t, &r.conversation_id, user_id).await {
+                        Ok(v) => serde_json::to_value(v).unwrap_or_default(),
+                        Err(_) => continue,
+                    };
+                    conversations.insert(r.conversation_id.clone(), view);
+                }
+                serde_json::json!({ "conversation": conversations[&r.conversation_id], "cursor": cursor })
+            }
+            _ => continue,
+        };
+        events.push(Envelope {
+            kind: r.kind.clone(),
+            data,
+            cursor,
+        });
+    }
+    let cursor = rows
+        .last()
+        .map(|r| encode_cursor(&r.position()))
+        .unwrap_or_else(|| encode_cursor(&after));
+    Ok(SyncPage {
+        events,
+        cursor,
+        has_more,
+        conversations: None,
+    })
+}
+
+async fn hidden_for(
+    db: &crate::db::Db,
+    user_id: &str,
+    ids: &[String],
+) -> AppResult<std::collections::HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let params: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT message_id FROM message_hidden WHERE user_id = $1 AND message_id IN ({})",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_scalar(&sql).bind(user_id);
+    for id in ids {
+        q = q.bind(id);
+    }
+    let found: Vec<String> = q.fetch_all(db.reader()).await?;
+    Ok(found.into_iter().collect())
+}

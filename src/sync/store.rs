@@ -1,0 +1,117 @@
+//! The change log's queries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::{now_ms, Backend, Db, Tx};
+use crate::error::AppResult;
+
+/// One change to record.
+#[derive(Default)]
+pub struct NewChange<'a> {
+    pub conversation_id: &'a str,
+    /// Only for this user (their settings or request state); `None`: for every member.
+    pub user_id: Option<&'a str>,
+    pub kind: &'static str,
+    pub message_id: Option<&'a str>,
+    pub seq: Option<i64>,
+    pub actor_id: Option<&'a str>,
+    pub status: Option<&'static str>,
+}
+
+/// Appends a change inside the transaction that makes it; returns its position.
+pub async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pos",
+    )
+    .bind(c.conversation_id)
+    .bind(c.user_id)
+    .bind(c.kind)
+    .bind(c.message_id)
+    .bind(c.seq)
+    .bind(c.actor_id)
+    .bind(c.status)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// A position in the change stream: (transaction id, position). The transaction id is always
+/// 0 on SQLite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position(pub i64, pub i64);
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChangeRow {
+    pub pos: i64,
+    pub txid: i64,
+    pub conversation_id: String,
+    pub kind: String,
+    pub message_id: Option<String>,
+    pub seq: Option<i64>,
+    pub actor_id: Option<String>,
+    pub status: Option<String>,
+    pub created_at: i64,
+}
+
+impl ChangeRow {
+    pub fn position(&self) -> Position {
+        Position(self.txid, self.pos)
+    }
+}
+
+/// Rows with a transaction id at or above this may still be joined by rows that commit later.
+async fn horizon(db: &Db) -> AppResult<i64> {
+    Ok(match db.backend() {
+        Backend::Sqlite => i64::MAX,
+        Backend::Postgres => {
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(db.reader())
+                .await?
+        }
+    })
+}
+
+/// The user's changes after `after`, oldest first: changes of conversations they are a member
+/// of, within their visibility window, plus changes addressed to them alone.
+pub async fn changes_after(
+    db: &Db,
+    user_id: &str,
+    workspace_id: &str,
+    after: Position,
+    limit: i64,
+) -> AppResult<Vec<ChangeRow>> {
+    let horizon = horizon(db).await?;
+    Ok(sqlx::query_as(
+        "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
+         FROM conversation_members m \
+         JOIN conversations c ON c.id = m.conversation_id AND c.workspace_id = $2 \
+         JOIN changes ch ON ch.conversation_id = m.conversation_id \
+         WHERE m.user_id = $1 AND m.request_state <> 'declined' \
+         AND (ch.txid > $3 OR (ch.txid = $3 AND ch.pos > $4)) AND ch.txid < $5 \
+         AND (ch.user_id IS NULL OR ch.user_id = $1) \
+         AND (m.left_pos IS NULL OR ch.pos <= m.left_pos) \
+         AND (ch.kind NOT IN ('message:new', 'message:updated') OR ch.seq > m.joined_seq) \
+         ORDER BY ch.txid, ch.pos LIMIT $6",
+    )
+    .bind(user_id)
+    .bind(workspace_id)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(horizon)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?)
+}
+
+/// The position of the newest change a reader may see now: a cursor from which sync starts.
+pub async fn current_position(db: &Db) -> AppResult<Position> {
+    let horizon = horizon(db).await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT txid, pos FROM changes WHERE txid < $1 ORDER BY txid DESC, pos DESC LIMIT 1",
+    )
+    .bind(horizon)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|(t, p)| Position(t, p)).unwrap_or_default())
+}

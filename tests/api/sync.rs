@@ -1,0 +1,238 @@
+use std::collections::HashSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::dual_test;
+use crate::helpers::{TestApp, User};
+
+/// Pages through the user's stream from `cursor` with `limit`; returns the events and the end cursor.
+async fn drain(
+    app: &TestApp,
+    user: &User,
+    mut cursor: String,
+    limit: usize,
+) -> (Vec<Value>, String) {
+    let mut events = Vec::new();
+    loop {
+        let page = app
+            .get(
+                &format!("/api/v1/sync?cursor={cursor}&limit={limit}"),
+                &user.token,
+            )
+            .await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.text);
+        let batch = page.body["events"].as_array().unwrap().clone();
+        assert!(batch.len() <= limit);
+        cursor = page.body["cursor"].as_str().unwrap().to_owned();
+        events.extend(batch);
+        if page.body["hasMore"] != true {
+            return (events, cursor);
+        }
+    }
+}
+
+/// Drains until `done` holds for everything received so far. On PostgreSQL a committed change
+/// becomes visible once every older writing transaction of the cluster has ended (see
+/// `sync::store`), which other tests' transactions can delay briefly; nothing is skipped, so
+/// continuing from the returned cursor must eventually deliver it.
+async fn drain_until(
+    app: &TestApp,
+    user: &User,
+    mut cursor: String,
+    limit: usize,
+    done: impl Fn(&[Value]) -> bool,
+) -> (Vec<Value>, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut events = Vec::new();
+    loop {
+        let (batch, next) = drain(app, user, cursor, limit).await;
+        events.extend(batch);
+        cursor = next;
+        if done(&events) {
+            return (events, cursor);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changes did not arrive: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+dual_test!(sync_pages_every_change_once_in_order);
+async fn sync_pages_every_change_once_in_order(app: &TestApp) {
+    let a = app.signup("sa@example.com", "Sa").await;
+    let b = app.signup("sb@example.com", "Sb").await;
+    let c = app.signup("sc@example.com", "Sc").await;
+    // B's device takes a snapshot, then goes offline.
+    let snap = app.get("/api/v1/sync", &b.token).await;
+    assert_eq!(snap.body["events"], json!([]));
+    assert_eq!(snap.body["conversations"], json!([]));
+    let start = snap.body["cursor"].as_str().unwrap().to_owned();
+
+    let g = app.group(&a, "Offline test", &[&b, &c]).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.say(&a, &g, &format!("while away {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    app.call(
+        Method::PATCH,
+        &format!("/api/v1/messages/{}", ids[0]),
+        Some(&a.token),
+        Some(json!({"text": "edited while away"})),
+    )
+    .await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/messages/{}?for=everyone", ids[1]),
+        Some(&a.token),
+        None,
+    )
+    .await;
+    app.call(
+        Method::PUT,
+        &format!("/api/v1/messages/{}/reactions", ids[2]),
+        Some(&c.token),
+        Some(json!({"emoji": "👍"})),
+    )
+    .await;
+    app.post(
+        &format!("/api/v1/conversations/{g}/read"),
+        Some(&c.token),
+        json!({"seq": 6}),
+    )
+    .await;
+    // A conversation B is not in: nothing of it reaches B.
+    let private = app.direct(&a, &c).await;
+    app.say(&a, &private, "not for b").await;
+
+    let complete = |e: &[Value]| {
+        e.iter().filter(|e| e["type"] == "message:new").count() == 6
+            && e.iter().filter(|e| e["type"] == "message:updated").count() == 3
+            && e.iter().any(|e| e["type"] == "message:status")
+    };
+    let (events, end) = drain_until(app, &b, start.clone(), 3, complete).await;
+    let cursors: Vec<&str> = events
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cursors.iter().collect::<HashSet<_>>().len(),
+        cursors.len(),
+        "no duplicates"
+    );
+    assert!(!events.iter().any(|e| e.to_string().contains("not for b")));
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let new_seqs: Vec<i64> = events
+        .iter()
+        .filter(|e| e["type"] == "message:new")
+        .map(|e| e["data"]["message"]["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(new_seqs, [1, 2, 3, 4, 5, 6], "every message, in seq order");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "message:updated").count(),
+        3,
+        "edit, deletion, reaction"
+    );
+    assert!(kinds.contains(&"conversation:updated"));
+    let status = events
+        .iter()
+        .find(|e| e["type"] == "message:status" && e["data"]["userId"] == c.id.as_str())
+        .expect("c's read receipt");
+    assert_eq!(status["data"]["userId"], c.id.as_str());
+    assert_eq!(
+        (
+            status["data"]["status"].clone(),
+            status["data"]["upToSeq"].clone()
+        ),
+        (json!("read"), json!(6))
+    );
+    // Replays show messages as they are now: the edit, the tombstone.
+    let shown = |id: &str| {
+        events
+            .iter()
+            .filter(|e| e["data"]["message"]["id"] == id)
+            .next_back()
+            .unwrap()["data"]["message"]
+            .clone()
+    };
+    assert_eq!(shown(&ids[0])["text"], "edited while away");
+    assert_eq!(shown(&ids[1])["text"], Value::Null);
+    assert!(shown(&ids[1])["deletedAt"].is_string());
+    // Every event's data carries its cursor.
+    assert!(events
+        .iter()
+        .filter(|e| e["type"] != "message:status")
+        .all(|e| e["data"]["cursor"] == e["cursor"]));
+
+    // Caught up: nothing more; new changes continue from the end cursor, and the whole stream
+    // read in one page equals the paged one.
+    let (more, _) = drain(app, &b, end.clone(), 500).await;
+    assert!(more.is_empty());
+    app.say(&c, &g, "welcome back").await;
+    let (next, _) = drain_until(app, &b, end, 500, |e| !e.is_empty()).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0]["data"]["message"]["text"], "welcome back");
+    let expected = events.len() + 1;
+    let (once, _) = drain_until(app, &b, start, 500, |e| e.len() >= expected).await;
+    assert_eq!(once.len(), expected);
+}
+
+dual_test!(a_removed_member_stops_receiving_changes);
+async fn a_removed_member_stops_receiving_changes(app: &TestApp) {
+    let a = app.signup("ra@example.com", "Ra").await;
+    let b = app.signup("rb@example.com", "Rb").await;
+    let start = app.get("/api/v1/sync", &b.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let g = app.group(&a, "Soon without b", &[&b]).await;
+    app.say(&a, &g, "b sees this").await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/conversations/{g}/members/{}", b.id),
+        Some(&a.token),
+        None,
+    )
+    .await;
+    app.say(&a, &g, "b never sees this").await;
+    app.call(
+        Method::PATCH,
+        &format!("/api/v1/conversations/{g}"),
+        Some(&a.token),
+        Some(json!({"title": "renamed later"})),
+    )
+    .await;
+    let removed = |e: &[Value]| {
+        e.iter()
+            .any(|e| e["data"]["message"]["payload"]["event"] == "member_removed")
+    };
+    let (events, _) = drain_until(app, &b, start, 100, removed).await;
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(text.contains("b sees this"));
+    assert!(!text.contains("b never sees this"));
+    assert!(!text.contains("renamed later"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["data"]["message"]["payload"]["event"] == "member_removed"),
+        "b learns of the removal"
+    );
+}
+
+dual_test!(a_garbage_cursor_is_refused);
+async fn a_garbage_cursor_is_refused(app: &TestApp) {
+    let a = app.signup("ga@example.com", "Ga").await;
+    app.get("/api/v1/sync?cursor=%%%", &a.token)
+        .await
+        .assert_problem(422, "validation_failed");
+    app.get("/api/v1/sync?limit=0", &a.token)
+        .await
+        .assert_problem(422, "validation_failed");
+}
