@@ -157,8 +157,7 @@ async fn sync_pages_every_change_once_in_order(app: &TestApp) {
     let shown = |id: &str| {
         events
             .iter()
-            .filter(|e| e["data"]["message"]["id"] == id)
-            .next_back()
+            .rfind(|e| e["data"]["message"]["id"] == id)
             .unwrap()["data"]["message"]
             .clone()
     };
