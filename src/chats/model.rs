@@ -138,7 +138,7 @@ impl MemberRow {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberView {
     pub user_id: String,
@@ -146,7 +146,7 @@ pub struct MemberView {
     pub joined_at: Timestamp,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// Muted until this time (null: not muted).
@@ -156,7 +156,7 @@ pub struct Settings {
 }
 
 /// A conversation as one member sees it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationView {
     pub id: String,

@@ -612,3 +612,35 @@ pub async fn receipts(t: Tenant<'_>, me: &str, message_id: &str) -> AppResult<Ve
             .collect(),
     )
 }
+
+/// Full-text search: hits in rank order, each with its conversation as the caller sees it.
+pub async fn search(
+    t: Tenant<'_>,
+    me: &str,
+    terms: &[String],
+    conversation_id: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<(MessageView, crate::chats::model::ConversationView)>> {
+    let db = t.db();
+    let rows = store::search(t, me, terms, conversation_id, limit).await?;
+    let mut conversation_ids: Vec<String> =
+        rows.iter().map(|m| m.conversation_id.clone()).collect();
+    conversation_ids.sort();
+    conversation_ids.dedup();
+    let mut conversations = HashMap::new();
+    let mut floors = HashMap::new();
+    for id in &conversation_ids {
+        if let Ok(view) = crate::chats::service::reload(t, id, me).await {
+            conversations.insert(id.clone(), view);
+        }
+        floors.insert(id.clone(), store::receipt_floor(db, id).await?);
+    }
+    let views = build_views(db, rows, &floors).await?;
+    Ok(views
+        .into_iter()
+        .filter_map(|m| {
+            let c = conversations.get(&m.conversation_id)?.clone();
+            Some((m, c))
+        })
+        .collect())
+}

@@ -342,3 +342,85 @@ pub async fn receipts_for(
     .fetch_all(db.reader())
     .await?)
 }
+
+/// Words of a search query: runs of letters and digits, lower-cased, at most 10.
+pub fn search_terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(10)
+        .map(|w| w.chars().take(64).collect::<String>().to_lowercase())
+        .collect()
+}
+
+/// Messages matching every term (the last as a prefix) in the conversations `reader` is a
+/// current member of in the tenant's workspace, best match first. Deleted messages have no text and are not in
+/// the index; messages the reader hid are skipped.
+pub async fn search(
+    t: crate::db::Tenant<'_>,
+    reader: &str,
+    terms: &[String],
+    conversation_id: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<MessageRow>> {
+    let db = t.db();
+    let last = terms.len() - 1;
+    // Terms hold only letters and digits; the expression is bound, not spliced.
+    let (from, matches, order, expr) = match db.backend() {
+        crate::db::Backend::Sqlite => {
+            let words: Vec<String> = terms
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if i == last {
+                        format!("\"{w}\"*")
+                    } else {
+                        format!("\"{w}\"")
+                    }
+                })
+                .collect();
+            (
+                "messages_fts f JOIN messages msg ON msg.rowid = f.rowid",
+                "messages_fts MATCH $5",
+                "bm25(messages_fts)",
+                words.join(" "),
+            )
+        }
+        crate::db::Backend::Postgres => {
+            let words: Vec<String> = terms
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if i == last {
+                        format!("{w}:*")
+                    } else {
+                        w.clone()
+                    }
+                })
+                .collect();
+            (
+                "messages msg",
+                "msg.search @@ to_tsquery('simple', $5)",
+                "ts_rank(msg.search, to_tsquery('simple', $5)) DESC",
+                words.join(" & "),
+            )
+        }
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM {from} \
+         JOIN conversation_members cm ON cm.conversation_id = msg.conversation_id AND cm.user_id = $1 \
+         JOIN conversations c ON c.id = msg.conversation_id AND c.workspace_id = $2 \
+         WHERE {matches} AND msg.deleted_at IS NULL AND cm.request_state <> 'declined' \
+         AND cm.left_at IS NULL AND msg.seq > cm.joined_seq \
+         AND ($3 = '' OR msg.conversation_id = $3) \
+         AND NOT EXISTS (SELECT 1 FROM message_hidden h WHERE h.user_id = $1 AND h.message_id = msg.id) \
+         ORDER BY {order}, msg.id DESC LIMIT $4"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(reader)
+        .bind(t.workspace_id())
+        .bind(conversation_id.unwrap_or(""))
+        .bind(limit)
+        .bind(expr)
+        .fetch_all(db.reader())
+        .await?)
+}

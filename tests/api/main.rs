@@ -10,6 +10,7 @@ mod logs;
 mod messages;
 mod ops;
 mod otp;
+mod search;
 mod senders;
 mod sync;
 mod users;
