@@ -128,7 +128,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::workspaces::routes::router())
         .merge(crate::chats::routes::router())
         .merge(crate::messages::routes::router())
-        .merge(crate::sync::routes::router());
+        .merge(crate::sync::routes::router())
+        .merge(crate::ops::stats::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()

@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(mark_delivered))
         .routes(routes!(mark_read))
         .routes(routes!(search_messages))
+        .routes(routes!(forward_message))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -396,4 +397,63 @@ async fn search_messages(
         items,
         next_cursor: None,
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardBody {
+    /// 1 to 20 conversations of the caller.
+    pub conversation_ids: Vec<String>,
+}
+
+/// POST /api/v1/messages/{id}/forward — copies a message into other conversations, marked forwarded. Send an `Idempotency-Key` header to make retries safe.
+#[utoipa::path(post, path = "/messages/{id}/forward", tag = "messages", security(("bearer" = [])), request_body = ForwardBody,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the same copies")),
+    responses((status = 201, body = Page<MessageView>)))]
+async fn forward_message(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Json(b): Json<ForwardBody>,
+) -> AppResult<(StatusCode, Json<Page<MessageView>>)> {
+    let mut targets = b.conversation_ids;
+    targets.sort();
+    targets.dedup();
+    if targets.is_empty() || targets.len() > 20 {
+        return Err(AppError::invalid_field(
+            "conversationIds",
+            "give 1 to 20 conversations",
+        ));
+    }
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 100)
+                .ok_or_else(|| {
+                    AppError::new(
+                        crate::error::Code::BadRequest,
+                        "Idempotency-Key must be 1 to 100 visible characters",
+                    )
+                })?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let items = service::forward(
+        scope.tenant(&state.db),
+        &scope.user_id,
+        &id,
+        &targets,
+        key.as_deref(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Page {
+            items,
+            next_cursor: None,
+        }),
+    ))
 }

@@ -644,3 +644,46 @@ pub async fn search(
         })
         .collect())
 }
+
+/// Forwards a message into conversations of the caller: a copy marked `forwarded`. With an
+/// idempotency key, a retry returns the copies made the first time.
+pub async fn forward(
+    t: Tenant<'_>,
+    me: &str,
+    message_id: &str,
+    targets: &[String],
+    key: Option<&str>,
+) -> AppResult<Vec<MessageView>> {
+    let (m, _) = message_access(t, me, message_id, true).await?;
+    if m.deleted_at.is_some() || matches!(m.message_type(), MessageType::System | MessageType::Call)
+    {
+        return Err(AppError::invalid_field(
+            "id",
+            "this message cannot be forwarded",
+        ));
+    }
+    for target in targets {
+        access(t, target, me, false).await?;
+    }
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
+        let client_msg_id = match key {
+            Some(k) => format!("fwd:{k}:{target}"),
+            None => format!("fwd:{}", crate::db::new_id()),
+        };
+        let content = Content {
+            kind: m.message_type(),
+            text: m.text.clone(),
+            media_id: m.media_id.clone(),
+            payload: m.payload.clone(),
+        };
+        let outgoing = Outgoing {
+            client_msg_id,
+            content,
+            reply_to_id: None,
+            forwarded: true,
+        };
+        out.push(send(t, me, target, outgoing).await?.0);
+    }
+    Ok(out)
+}

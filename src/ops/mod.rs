@@ -2,6 +2,7 @@
 //! document and the offline API reference at `/docs`.
 
 pub mod docs;
+pub mod stats;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};

@@ -593,3 +593,101 @@ async fn blocked_users_cannot_message(app: &TestApp) {
     .await;
     app.say(&a, &conv, "hello again").await;
 }
+
+dual_test!(forwarding_copies_a_message_once_per_key);
+async fn forwarding_copies_a_message_once_per_key(app: &TestApp) {
+    let a = app.signup("fa@example.com", "Fa").await;
+    let b = app.signup("fb@example.com", "Fb").await;
+    let c = app.signup("fc@example.com", "Fc").await;
+    let ab = app.direct(&a, &b).await;
+    let ac = app.direct(&a, &c).await;
+    let g = app.group(&a, "Fwd", &[&b, &c]).await;
+    let m = app.say(&b, &ab, "worth sharing").await;
+    let path = format!("/api/v1/messages/{}/forward", m["id"].as_str().unwrap());
+    let body = json!({"conversationIds": [ac, g]});
+    let first = app
+        .call_with(
+            Method::POST,
+            &path,
+            Some(&a.token),
+            Some(body.clone()),
+            &[("idempotency-key", "k1")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let copies = first.body["items"].as_array().unwrap();
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|c| c["forwarded"] == true
+        && c["text"] == "worth sharing"
+        && c["sender"]["id"] == a.id.as_str()));
+    let again = app
+        .call_with(
+            Method::POST,
+            &path,
+            Some(&a.token),
+            Some(body),
+            &[("idempotency-key", "k1")],
+        )
+        .await;
+    let ids = |v: &Value| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        ids(&first.body),
+        ids(&again.body),
+        "a retry with the key makes no new copies"
+    );
+    assert_eq!(app.history(&c, &ac).await.len(), 1);
+    // Not into a conversation of someone else, not what one cannot see.
+    let bc = app.direct(&b, &c).await;
+    app.post(&path, Some(&a.token), json!({"conversationIds": [bc]}))
+        .await
+        .assert_problem(404, "not_found");
+    let private = app.say(&b, &bc, "between b and c").await;
+    app.post(
+        &format!(
+            "/api/v1/messages/{}/forward",
+            private["id"].as_str().unwrap()
+        ),
+        Some(&a.token),
+        json!({"conversationIds": [ac]}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.post(&path, Some(&a.token), json!({"conversationIds": []}))
+        .await
+        .assert_problem(422, "validation_failed");
+}
+
+dual_test!(workspace_admins_read_the_statistics);
+async fn workspace_admins_read_the_statistics(app: &TestApp) {
+    let admin = crate::workspaces::admin(app, "stats@example.com").await;
+    let a = app.signup("qa@example.com", "Qa").await;
+    let b = app.signup("qb@example.com", "Qb").await;
+    let ab = app.direct(&a, &b).await;
+    app.say(&a, &ab, "one").await;
+    app.say(&b, &ab, "two").await;
+    app.group(&a, "G", &[&b]).await;
+    app.get("/api/v1/stats", &a.token)
+        .await
+        .assert_problem(403, "forbidden");
+    let r = app.get("/api/v1/stats", &admin.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["users"], 3);
+    assert_eq!(r.body["conversations"], json!({"direct": 1, "group": 1}));
+    assert_eq!(r.body["messagesByType"], json!({"system": 1, "text": 2}));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(r.body["messagesByDay"], json!([{"day": today, "count": 3}]));
+    app.get("/api/v1/stats?from=2020-13-01", &admin.token)
+        .await
+        .assert_problem(422, "validation_failed");
+    let old = app
+        .get("/api/v1/stats?from=2020-01-01&to=2020-01-31", &admin.token)
+        .await;
+    assert_eq!(old.body["messagesByDay"], json!([]));
+}
