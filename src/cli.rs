@@ -36,6 +36,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Load demo users (Alice, Bob, Charlie), chats and messages into an empty database
+    Demo(SettingsArgs),
     /// Print the OpenAPI document of the HTTP API
     Openapi,
 }
@@ -101,6 +103,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config(cli.config.as_ref(), settings)?;
             crate::telemetry::init(&config.log, config.log_format);
             create_admin(config, &email, password, name).await
+        }
+        Some(Command::Demo(args)) => {
+            let config = config(cli.config.as_ref(), args.settings)?;
+            crate::telemetry::init("warn", config.log_format);
+            crate::demo::run(&config).await
         }
         Some(Command::Openapi) => {
             println!(

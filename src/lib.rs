@@ -9,7 +9,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `openapi` |
+//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `demo`, `openapi` |
+//! | [`demo`] | demo users, chats and messages for a newcomer |
 //! | [`config`] | settings from `palaver.toml`, the environment and flags |
 //! | [`app`] | shared state, router assembly, middleware stack, graceful shutdown |
 //! | [`error`] | the one error type and the list of problem codes |
@@ -37,6 +38,7 @@ pub mod chats;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod messages;
