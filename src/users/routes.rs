@@ -20,7 +20,7 @@ use crate::http::{AuthUser, Json, ListQuery, Page, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_me, update_me))
+        .routes(routes!(get_me, update_me, erase_me))
         .routes(routes!(search_users))
         .routes(routes!(get_user))
         .routes(routes!(sync_contacts))
@@ -102,6 +102,16 @@ async fn update_me(
     };
     let user = store::update_profile(&state.db, &auth.user_id, &change).await?;
     Ok(Json(Me::from(&user)))
+}
+
+/// DELETE /api/v1/users/me — erases the caller's account: profile, sessions, contacts and blocks go; their messages stay in others' conversations as tombstones.
+#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 409, description = "last_owner: hand over owned workspaces first", body = Problem)))]
+async fn erase_me(State(state): State<AppState>, auth: AuthUser) -> AppResult<StatusCode> {
+    let sessions = super::service::erase(&state.db, &auth.user_id).await?;
+    state.sessions.forget(&sessions);
+    tracing::info!(user_id = auth.user_id, "account erased");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// What `viewer` may see of `user`: blocks hide the profile details, privacy hides last seen,

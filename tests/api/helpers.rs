@@ -398,3 +398,57 @@ impl TestApp {
         r.body
     }
 }
+
+/// Pages through the user's stream from `cursor` with `limit`; returns the events and the end cursor.
+pub async fn drain(
+    app: &TestApp,
+    user: &User,
+    mut cursor: String,
+    limit: usize,
+) -> (Vec<Value>, String) {
+    let mut events = Vec::new();
+    loop {
+        let page = app
+            .get(
+                &format!("/api/v1/sync?cursor={cursor}&limit={limit}"),
+                &user.token,
+            )
+            .await;
+        assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.text);
+        let batch = page.body["events"].as_array().unwrap().clone();
+        assert!(batch.len() <= limit);
+        cursor = page.body["cursor"].as_str().unwrap().to_owned();
+        events.extend(batch);
+        if page.body["hasMore"] != true {
+            return (events, cursor);
+        }
+    }
+}
+
+/// Drains until `done` holds for everything received so far. On PostgreSQL a committed change
+/// becomes visible once every older writing transaction of the cluster has ended (see
+/// `sync::store`), which other tests' transactions can delay briefly; nothing is skipped, so
+/// continuing from the returned cursor must eventually deliver it.
+pub async fn drain_until(
+    app: &TestApp,
+    user: &User,
+    mut cursor: String,
+    limit: usize,
+    done: impl Fn(&[Value]) -> bool,
+) -> (Vec<Value>, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut events = Vec::new();
+    loop {
+        let (batch, next) = drain(app, user, cursor, limit).await;
+        events.extend(batch);
+        cursor = next;
+        if done(&events) {
+            return (events, cursor);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changes did not arrive: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -325,3 +325,86 @@ async fn blocking_checks_its_target(app: &TestApp) {
         .await;
     r.assert_problem(404, "not_found");
 }
+
+dual_test!(erasing_an_account_leaves_only_tombstones);
+async fn erasing_an_account_leaves_only_tombstones(app: &TestApp) {
+    let a = app.signup("gone@example.com", "Soon Gone").await;
+    let b = app.signup("stays@example.com", "Stays").await;
+    let c = app.signup("also@example.com", "Also").await;
+    let ab = app.direct(&a, &b).await;
+    let from_a = app.say(&a, &ab, "my secret recipe").await;
+    let from_b = app.say(&b, &ab, "tell me more").await;
+    app.call(
+        Method::PUT,
+        &format!(
+            "/api/v1/messages/{}/reactions",
+            from_b["id"].as_str().unwrap()
+        ),
+        Some(&a.token),
+        Some(json!({"emoji": "🤫"})),
+    )
+    .await;
+    let g = app.group(&a, "Cooking", &[&b, &c]).await;
+    app.say(&a, &g, "group secret sauce").await;
+    let cursor = app.get("/api/v1/sync", &b.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let r = app
+        .call(Method::DELETE, "/api/v1/users/me", Some(&a.token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    app.get("/api/v1/users/me", &a.token)
+        .await
+        .assert_problem(401, "unauthorized");
+    app.post(
+        "/api/v1/auth/login",
+        None,
+        json!({"email": "gone@example.com", "password": crate::helpers::PASSWORD}),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+
+    // Tombstones in others' conversations: same id, seq and sender, no content.
+    let h = app.history(&b, &ab).await;
+    let t = h.iter().find(|m| m["id"] == from_a["id"]).unwrap();
+    assert_eq!(
+        (t["seq"].clone(), t["sender"]["id"].clone()),
+        (json!(1), json!(a.id))
+    );
+    assert_eq!(t["text"], serde_json::Value::Null);
+    assert!(t["deletedAt"].is_string());
+    assert_eq!(
+        h.iter().find(|m| m["id"] == from_b["id"]).unwrap()["reactions"],
+        json!([])
+    );
+    assert!(!app
+        .get("/api/v1/search/messages?q=secret", &b.token)
+        .await
+        .text
+        .contains("secret"));
+    // The group goes on without them, with a new owner.
+    let group = app.conversation(&b, &g).await;
+    assert_eq!(group["memberCount"], 2);
+    assert!(group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "owner"));
+    // The profile is gone.
+    app.get(&format!("/api/v1/users/{}", a.id), &b.token)
+        .await
+        .assert_problem(404, "not_found");
+    let row: (String, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT display_name, email, password_hash FROM users WHERE id = $1")
+            .bind(&a.id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    assert_eq!(row, ("Deleted user".to_owned(), None, None));
+    // Devices that sync learn of the erasure.
+    let tombstoned = |e: &[serde_json::Value]| e.iter().any(|e| e["type"] == "message:updated");
+    let (events, _) = crate::helpers::drain_until(app, &b, cursor, 100, tombstoned).await;
+    assert!(!serde_json::to_string(&events).unwrap().contains("secret"));
+}
