@@ -181,3 +181,77 @@ async fn a_garbage_cursor_is_refused(app: &TestApp) {
         .await
         .assert_problem(422, "validation_failed");
 }
+
+dual_test!(
+    sync_during_concurrent_writes_misses_nothing,
+    crate::messages::chats_no_limits
+);
+async fn sync_during_concurrent_writes_misses_nothing(app: &TestApp) {
+    let reader = app.signup("reader@example.com", "Reader").await;
+    let mut writers = Vec::new();
+    for i in 0..10 {
+        writers.push(
+            app.signup(&format!("w{i}@example.com"), &format!("W{i}"))
+                .await,
+        );
+    }
+    let mut members: Vec<&crate::helpers::User> = writers.iter().collect();
+    members.push(&reader);
+    let g = app.group(&writers[0], "Firehose", &members[1..]).await;
+    let mut cursor = app.get("/api/v1/sync", &reader.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut tasks = Vec::new();
+    for (i, w) in writers.iter().enumerate() {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/conversations/{g}/messages")),
+            w.token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for j in 0..30 {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"clientMsgId": format!("{i}-{j}"), "type": "text", "text": "x"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+            }
+        }));
+    }
+    // Read while they write, each time from where the last page ended.
+    let mut seqs = Vec::new();
+    while tasks.iter().any(|t| !t.is_finished()) {
+        let (events, next) = drain(app, &reader, cursor, 50).await;
+        cursor = next;
+        seqs.extend(
+            events
+                .iter()
+                .filter(|e| e["type"] == "message:new")
+                .map(|e| e["data"]["message"]["seq"].as_i64().unwrap()),
+        );
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (rest, _) = drain_until(app, &reader, cursor, 50, |e| {
+        seqs.len() + e.iter().filter(|e| e["type"] == "message:new").count() >= 300
+    })
+    .await;
+    seqs.extend(
+        rest.iter()
+            .filter(|e| e["type"] == "message:new")
+            .map(|e| e["data"]["message"]["seq"].as_i64().unwrap()),
+    );
+    let mut sorted = seqs.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (2..=301).collect::<Vec<i64>>(),
+        "every message once, none missed while writers committed"
+    );
+}
