@@ -126,7 +126,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Vec<(&'static str, String)>> {
         .await
         .map_err(err)?;
 
-    let group = chats::create_group(
+    let (group, _) = chats::create_group(
         t,
         alice,
         chats::NewGroup {
@@ -134,6 +134,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Vec<(&'static str, String)>> {
             description: Some("Saturday, weather permitting".into()),
             member_ids: vec![bob.into(), charlie.into()],
         },
+        None,
     )
     .await
     .map_err(err)?;

@@ -15,7 +15,7 @@ use crate::db::Timestamp;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::pagination::encode_cursor;
 use crate::http::validate::{field, optional, Validate};
-use crate::http::{Json, ListQuery, Page, Scope};
+use crate::http::{IdempotencyKey, Json, ListQuery, Page, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -140,12 +140,15 @@ pub struct CreateGroupBody {
     pub avatar_media_id: Option<String>,
 }
 
-/// POST /api/v1/conversations/groups — creates a group; its first message (seq 1) records the creation.
+/// POST /api/v1/conversations/groups — creates a group; its first message (seq 1) records the creation. An `Idempotency-Key` makes retries safe.
 #[utoipa::path(post, path = "/conversations/groups", tag = "conversations", security(("bearer" = [])), request_body = CreateGroupBody,
-    responses((status = 201, body = ConversationView), (status = 403, description = "blocked")))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers the group made the first time (200)")),
+    responses((status = 201, body = ConversationView), (status = 200, description = "made by an earlier request with this Idempotency-Key", body = ConversationView),
+        (status = 403, description = "blocked")))]
 async fn create_group(
     State(state): State<AppState>,
     scope: Scope,
+    key: IdempotencyKey,
     Json(b): Json<CreateGroupBody>,
 ) -> AppResult<(StatusCode, Json<ConversationView>)> {
     let (title, description, _) = (
@@ -154,17 +157,26 @@ async fn create_group(
         no_avatar(&b.avatar_media_id),
     )
         .validate()?;
-    let view = service::create_group(
+    let group = NewGroup {
+        title,
+        description,
+        member_ids: b.member_ids,
+    };
+    let (view, created) = service::create_group(
         scope.tenant(&state.db),
         &scope.user_id,
-        NewGroup {
-            title,
-            description,
-            member_ids: b.member_ids,
-        },
+        group,
+        key.0.as_deref(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    ))
 }
 
 /// GET /api/v1/conversations/{id} — one conversation, for its current members.

@@ -290,7 +290,19 @@ pub struct NewGroup {
     pub member_ids: Vec<String>,
 }
 
-pub async fn create_group(t: Tenant<'_>, me: &str, g: NewGroup) -> AppResult<ConversationView> {
+/// Creates a group; with an idempotency key, a retry answers the group made the first time
+/// (`false`: nothing new was created).
+pub async fn create_group(
+    t: Tenant<'_>,
+    me: &str,
+    g: NewGroup,
+    key: Option<&str>,
+) -> AppResult<(ConversationView, bool)> {
+    if let Some(k) = key {
+        if let Some(id) = crate::http::idempotency::find(t.db(), me, "group", k).await? {
+            return Ok((reload(t, &id, me).await?, false));
+        }
+    }
     let mut ids: Vec<String> = g.member_ids.into_iter().filter(|id| id != me).collect();
     ids.sort();
     ids.dedup();
@@ -312,6 +324,16 @@ pub async fn create_group(t: Tenant<'_>, me: &str, g: NewGroup) -> AppResult<Con
     let id = store::insert(&mut tx, t, new)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("group id collision")))?;
+    if let Some(k) = key {
+        if !crate::http::idempotency::record(&mut tx, me, "group", k, &id).await? {
+            // A concurrent request with this key made the group: answer that one.
+            drop(tx);
+            let id = crate::http::idempotency::find(t.db(), me, "group", k)
+                .await?
+                .ok_or_else(AppError::not_found)?;
+            return Ok((reload(t, &id, me).await?, false));
+        }
+    }
     store::upsert_member(
         &mut tx,
         &id,
@@ -341,7 +363,7 @@ pub async fn create_group(t: Tenant<'_>, me: &str, g: NewGroup) -> AppResult<Con
     .await?;
     conversation_changed(&mut tx, &id).await?;
     tx.commit().await?;
-    reload(t, &id, me).await
+    Ok((reload(t, &id, me).await?, true))
 }
 
 fn require_group(a: &Access) -> AppResult<()> {

@@ -2,6 +2,7 @@
 //! authentication extractors ([`AuthUser`], [`Scope`]), the client address, list pagination and
 //! the middleware that turns every failure into problem+json.
 
+pub mod idempotency;
 pub mod json;
 pub mod middleware;
 pub mod pagination;
@@ -20,6 +21,7 @@ use crate::error::{AppError, Code};
 use crate::ratelimit::limits;
 use crate::workspaces::Role;
 
+pub use idempotency::IdempotencyKey;
 pub use json::Json;
 pub use pagination::{ListQuery, Page};
 

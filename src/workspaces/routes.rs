@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::config::WorkspaceCreation;
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::http::validate::{field, optional, Validate};
-use crate::http::{AuthUser, Json, ListQuery, Page, Scope};
+use crate::http::{idempotency, AuthUser, IdempotencyKey, Json, ListQuery, Page, Scope};
 use crate::users::model::{Email, Phone};
 use crate::users::store as users;
 
@@ -70,13 +70,15 @@ pub struct CreateWorkspaceBody {
     pub slug: String,
 }
 
-/// POST /api/v1/workspaces — creates a workspace owned by the caller (platform admins, or anyone with PALAVER_WORKSPACES=open).
+/// POST /api/v1/workspaces — creates a workspace owned by the caller (platform admins, or anyone with PALAVER_WORKSPACES=open). An `Idempotency-Key` makes retries safe.
 #[utoipa::path(post, path = "/workspaces", tag = "workspaces", security(("bearer" = [])), request_body = CreateWorkspaceBody,
-    responses((status = 201, body = Workspace), (status = 401, body = Problem), (status = 403, body = Problem),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key answers the workspace made the first time (200)")),
+    responses((status = 201, body = Workspace), (status = 200, description = "made by an earlier request with this Idempotency-Key", body = Workspace), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 409, description = "slug_taken", body = Problem), (status = 422, body = Problem)))]
 async fn create_workspace(
     State(state): State<AppState>,
     auth: AuthUser,
+    key: IdempotencyKey,
     Json(b): Json<CreateWorkspaceBody>,
 ) -> AppResult<(StatusCode, Json<Workspace>)> {
     let (name, slug) = (
@@ -94,8 +96,20 @@ async fn create_workspace(
             ));
         }
     }
+    if let Some(k) = &key.0 {
+        if let Some(id) = idempotency::find(&state.db, &auth.user_id, "workspace", k).await? {
+            let scope = scope_for(&state, auth, &id).await?;
+            return Ok((
+                StatusCode::OK,
+                Json(store::get(scope.tenant(&state.db), &scope.user_id).await?),
+            ));
+        }
+    }
     let mut tx = state.db.begin().await?;
     let id = store::create(&mut tx, &name, &slug, &auth.user_id).await?;
+    if let Some(k) = &key.0 {
+        idempotency::record(&mut tx, &auth.user_id, "workspace", k, &id).await?;
+    }
     tx.commit().await?;
     let scope = scope_for(&state, auth, &id).await?;
     let ws = store::get(scope.tenant(&state.db), &scope.user_id).await?;

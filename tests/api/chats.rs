@@ -573,3 +573,58 @@ async fn outsiders_learn_nothing_of_a_conversation(app: &TestApp) {
         assert_eq!(sync.body["conversations"], json!([]));
     }
 }
+
+dual_test!(an_idempotency_key_makes_one_group, super::no_limits);
+async fn an_idempotency_key_makes_one_group(app: &TestApp) {
+    let a = app.signup("ia@example.com", "Ia").await;
+    let b = app.signup("ib@example.com", "Ib").await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (client, url, token, b_id) = (
+            app.client.clone(),
+            app.url("/api/v1/conversations/groups"),
+            a.token.clone(),
+            b.id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", "create-once")
+                .json(&json!({"title": "Once", "memberIds": [b_id]}))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{body}"
+        );
+        created += (status == StatusCode::CREATED) as usize;
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((ids.len(), created), (1, 1));
+    assert_eq!(
+        app.get("/api/v1/conversations", &b.token).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = app
+        .call_with(
+            Method::POST,
+            "/api/v1/conversations/groups",
+            Some(&a.token),
+            Some(json!({"title": "x", "memberIds": [b.id]})),
+            &[("idempotency-key", "")],
+        )
+        .await;
+    r.assert_problem(400, "bad_request");
+}
