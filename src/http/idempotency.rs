@@ -42,7 +42,7 @@ pub async fn find(db: &Db, user_id: &str, scope: &str, key: &str) -> AppResult<O
     .bind(user_id)
     .bind(scope)
     .bind(key)
-    .fetch_optional(db.writer())
+    .fetch_optional(db.reader())
     .await?)
 }
 

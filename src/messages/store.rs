@@ -69,7 +69,7 @@ pub async fn find_by_client_id(
     Ok(sqlx::query_as(&format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.sender_id = $1 AND msg.client_msg_id = $2"))
         .bind(sender_id)
         .bind(client_msg_id)
-        .fetch_optional(db.writer())
+        .fetch_optional(db.reader())
         .await?)
 }
 
