@@ -48,6 +48,7 @@ pub struct Inner {
     pub mail: Mailer,
     pub metrics: PrometheusHandle,
     pub default_workspace_id: String,
+    pub hub: crate::realtime::Hub,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -92,6 +93,7 @@ impl AppState {
             mail,
             metrics: crate::ops::metrics_handle(),
             default_workspace_id,
+            hub: Default::default(),
         })))
     }
 }
@@ -248,6 +250,7 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         ));
     }
+    let gateway = Arc::new(crate::realtime::Gateway::new(state.clone()));
     router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -257,6 +260,8 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost: Socket.IO traffic (under /socket.io/) goes straight to the gateway.
+        .layer(engineioxide::layer::EngineIoLayer::from_config(gateway, crate::realtime::Gateway::config()))
         .with_state(state)
 }
 
@@ -303,7 +308,10 @@ pub async fn serve(
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
     let server = tokio::spawn(async move { server.await });
+    let dispatcher = tokio::spawn(crate::realtime::dispatch::run(state.clone()));
     shutdown.await;
+    dispatcher.abort();
+    state.hub.close_all();
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(grace, server).await {

@@ -22,12 +22,12 @@
 //! | [`workspaces`] | tenants, memberships and roles |
 //! | [`chats`] | conversations: direct, groups, members and roles, message requests, settings, the list |
 //! | [`messages`] | sending (ordered, idempotent), history, edits, deletion, reactions, receipts |
-//! | [`sync`] | the change log behind `GET /sync` (and, later, the socket's `sync:request`) |
+//! | [`sync`] | the change log behind `GET /sync` and the socket's `sync:request` |
+//! | [`realtime`] | the Socket.IO gateway: handshake auth, client events, pushing the change log live |
 //! | [`notify`] | SMS and mail senders |
 //! | [`ops`] | health, readiness, metrics, OpenAPI and `/docs` |
 //!
-//! The capabilities still to come slot in beside these without moving them: `realtime`
-//! (the Socket.IO gateway, presence, typing), `media` (uploads, storage, processing jobs),
+//! The capabilities still to come slot in beside these without moving them: `media` (uploads, storage, processing jobs),
 //! `jobs` (the durable job runner), `whatsapp` (channels, webhooks, outbound queue,
 //! templates), `inbox` (leads, notes, automations, campaigns), `ai` (analysis, keys, usage) and
 //! `calls` (signalling). Migrations live in `migrations/sqlite` and `migrations/postgres`.
@@ -45,6 +45,7 @@ pub mod messages;
 pub mod notify;
 pub mod ops;
 pub mod ratelimit;
+pub mod realtime;
 pub mod sync;
 pub mod telemetry;
 pub mod users;

@@ -238,7 +238,7 @@ pub async fn open_direct(
         },
     )
     .await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     Ok((reload(t, &id, me).await?, true))
 }
 
@@ -362,7 +362,7 @@ pub async fn create_group(
     )
     .await?;
     conversation_changed(&mut tx, &id).await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     Ok((reload(t, &id, me).await?, true))
 }
 
@@ -444,7 +444,7 @@ pub async fn add_members(
         .await?;
     }
     conversation_changed(&mut tx, conversation_id).await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
 }
 
@@ -497,7 +497,7 @@ pub async fn remove_member(
             store::set_member_role(&mut tx, conversation_id, &heir, MemberRole::Owner).await?;
         }
     }
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     Ok(())
 }
 
@@ -527,7 +527,7 @@ pub async fn set_role(
         store::set_member_role(&mut tx, conversation_id, user_id, role).await?;
         conversation_changed(&mut tx, conversation_id).await?;
     }
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
 }
 
@@ -560,7 +560,7 @@ pub async fn update_group(
         .await?;
     }
     conversation_changed(&mut tx, conversation_id).await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
 }
 
@@ -583,7 +583,7 @@ pub async fn update_settings(
         },
     )
     .await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
 }
 
@@ -618,7 +618,7 @@ pub async fn answer_request(
         },
     )
     .await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     if accept {
         Ok(Some(reload(t, conversation_id, me).await?))
     } else {

@@ -38,6 +38,9 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// Woken after a commit that appended to the change log (the real-time dispatcher waits
+    /// on it).
+    changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -91,6 +94,7 @@ impl Db {
                 backend: Backend::Sqlite,
                 read,
                 write,
+                changed: Default::default(),
             })
         } else {
             let opts = AnyConnectOptions::from_str(url)
@@ -106,6 +110,7 @@ impl Db {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 write: pool,
+                changed: Default::default(),
             })
         }
     }
@@ -127,6 +132,18 @@ impl Db {
     /// A write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         self.write.begin().await
+    }
+
+    /// Commits a transaction that appended to the change log, and wakes whoever follows it.
+    pub async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Resolves after the next [`Db::commit`] (or at once if one happened since the last wait).
+    pub async fn changes_committed(&self) {
+        self.changed.notified().await;
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

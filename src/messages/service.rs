@@ -331,7 +331,7 @@ pub async fn send(
         )
         .await?;
     }
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     Ok((one_view(db, row).await?, true))
 }
 
@@ -449,7 +449,7 @@ pub async fn edit(
     let row = store::find_in_tx(&mut tx, &m.id)
         .await?
         .ok_or_else(AppError::not_found)?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     one_view(t.db(), row).await
 }
 
@@ -496,7 +496,7 @@ pub async fn delete(
         },
     )
     .await?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     Ok(())
 }
 
@@ -532,7 +532,7 @@ pub async fn react(
         )
         .await?;
     }
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     one_view(t.db(), m).await
 }
 
@@ -581,7 +581,7 @@ pub async fn mark(
     let after = chats::find_member_in_tx(&mut tx, conversation_id, me)
         .await?
         .ok_or_else(AppError::not_found)?;
-    tx.commit().await?;
+    t.db().commit(tx).await?;
     Ok(Marks {
         conversation_id: conversation_id.to_owned(),
         delivered_seq: after.delivered_seq,

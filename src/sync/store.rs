@@ -115,3 +115,31 @@ pub async fn current_position(db: &Db) -> AppResult<Position> {
     .await?;
     Ok(row.map(|(t, p)| Position(t, p)).unwrap_or_default())
 }
+
+/// Every change after `after` (all conversations), oldest first: what the real-time dispatcher
+/// pushes to connected devices.
+pub async fn all_changes_after(
+    db: &Db,
+    after: Position,
+    limit: i64,
+) -> AppResult<Vec<(ChangeRow, Option<String>)>> {
+    let horizon = horizon(db).await?;
+    let rows: Vec<ChangeRowWithUser> = sqlx::query_as(
+        "SELECT pos, txid, conversation_id, kind, message_id, seq, actor_id, status, created_at, user_id \
+         FROM changes WHERE (txid > $1 OR (txid = $1 AND pos > $2)) AND txid < $3 ORDER BY txid, pos LIMIT $4",
+    )
+    .bind(after.0)
+    .bind(after.1)
+    .bind(horizon)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.change, r.user_id)).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRowWithUser {
+    #[sqlx(flatten)]
+    change: ChangeRow,
+    user_id: Option<String>,
+}

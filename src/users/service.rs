@@ -71,6 +71,6 @@ pub async fn erase(db: &Db, user_id: &str) -> AppResult<Vec<String>> {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok(sessions)
 }

@@ -1,0 +1,242 @@
+//! Follows the change log and pushes each committed change to the connected devices allowed
+//! to see it, in log order: per conversation that is `seq` order. Message events are encoded
+//! once and the same bytes go to every device; conversation events differ per member (unread
+//! count, settings) and are encoded per member.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use engineioxide::Str;
+
+use super::protocol;
+use crate::app::AppState;
+use crate::http::pagination::encode_cursor;
+use crate::sync::kinds;
+use crate::sync::store::{self, ChangeRow, Position};
+
+const BATCH: i64 = 500;
+
+/// Runs until the task is dropped.
+pub async fn run(state: AppState) {
+    let mut cursor = loop {
+        match store::current_position(&state.db).await {
+            Ok(p) => break p,
+            Err(e) => {
+                tracing::warn!(error = %e, "real-time dispatcher: cannot read the change log yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        // Woken by commits on this node; the timeout also picks up changes written elsewhere
+        // (another process on the same database, or PostgreSQL's visibility horizon moving).
+        tokio::select! {
+            _ = state.db.changes_committed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        loop {
+            let rows = match store::all_changes_after(&state.db, cursor, BATCH).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "real-time dispatcher: reading the change log failed");
+                    break;
+                }
+            };
+            let Some((last, _)) = rows.last() else { break };
+            let next = last.position();
+            if let Err(e) = deliver(&state, &rows).await {
+                tracing::warn!(error = %e, "real-time dispatcher: building events failed");
+            }
+            cursor = next;
+            if (rows.len() as i64) < BATCH {
+                break;
+            }
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Recipient {
+    conversation_id: String,
+    user_id: String,
+    joined_seq: i64,
+    left_pos: Option<i64>,
+    request_state: String,
+}
+
+async fn deliver(
+    state: &AppState,
+    rows: &[(ChangeRow, Option<String>)],
+) -> crate::error::AppResult<()> {
+    let db = &state.db;
+    let mut conversation_ids: Vec<String> = rows
+        .iter()
+        .map(|(r, _)| r.conversation_id.clone())
+        .collect();
+    conversation_ids.sort();
+    conversation_ids.dedup();
+    let params: Vec<String> = (1..=conversation_ids.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let sql = format!(
+        "SELECT conversation_id, user_id, joined_seq, left_pos, request_state FROM conversation_members \
+         WHERE conversation_id IN ({})",
+        params.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, Recipient>(&sql);
+    for id in &conversation_ids {
+        q = q.bind(id);
+    }
+    let mut members: HashMap<String, Vec<Recipient>> = HashMap::new();
+    for r in q.fetch_all(db.reader()).await? {
+        if state.hub.is_online(&r.user_id) {
+            members
+                .entry(r.conversation_id.clone())
+                .or_default()
+                .push(r);
+        }
+    }
+    let recipients = |row: &ChangeRow, only: &Option<String>| -> Vec<String> {
+        members
+            .get(&row.conversation_id)
+            .map(|list| {
+                list.iter()
+                    .filter(|m| m.request_state != "declined")
+                    .filter(|m| only.as_ref().is_none_or(|u| *u == m.user_id))
+                    .filter(|m| m.left_pos.is_none_or(|p| row.pos <= p))
+                    .filter(|m| {
+                        !matches!(
+                            row.kind.as_str(),
+                            kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED
+                        ) || row.seq.unwrap_or(0) > m.joined_seq
+                    })
+                    .map(|m| m.user_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // Messages with someone online to see them, viewed once.
+    let wanted: HashSet<String> = rows
+        .iter()
+        .filter(|(r, only)| r.message_id.is_some() && !recipients(r, only).is_empty())
+        .filter_map(|(r, _)| r.message_id.clone())
+        .collect();
+    let mut by_conversation: HashMap<String, Vec<crate::messages::model::MessageRow>> =
+        HashMap::new();
+    for m in crate::messages::store::find_many(db, &wanted.into_iter().collect::<Vec<_>>()).await? {
+        by_conversation
+            .entry(m.conversation_id.clone())
+            .or_default()
+            .push(m);
+    }
+    let mut views = HashMap::new();
+    for (conversation_id, ms) in by_conversation {
+        for v in crate::messages::service::views_in(db, &conversation_id, ms).await? {
+            views.insert(v.id.clone(), v);
+        }
+    }
+
+    for (row, only) in rows {
+        let to = recipients(row, only);
+        if to.is_empty() {
+            continue;
+        }
+        let cursor = encode_cursor(&Position(row.txid, row.pos));
+        match row.kind.as_str() {
+            kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => {
+                let Some(view) = row.message_id.as_ref().and_then(|id| views.get(id)) else {
+                    continue;
+                };
+                let except = match (row.kind.as_str(), &view.sender.id, &view.client_msg_id) {
+                    (kinds::MESSAGE_NEW, Some(sender), Some(cid)) => {
+                        state.hub.take_origin(sender, cid)
+                    }
+                    _ => None,
+                };
+                let packet: Str = protocol::event(
+                    &row.kind,
+                    &serde_json::json!({"message": view, "cursor": cursor}),
+                )
+                .into();
+                fan_out(state, &to, &row.kind, &packet, except);
+            }
+            kinds::MESSAGE_STATUS => {
+                let data = serde_json::json!({
+                    "conversationId": row.conversation_id, "userId": row.actor_id, "status": row.status,
+                    "upToSeq": row.seq, "at": crate::db::Timestamp(row.created_at), "cursor": cursor,
+                });
+                let packet: Str = protocol::event(kinds::MESSAGE_STATUS, &data).into();
+                // The reader's own devices need no news of their own receipt.
+                let others: Vec<String> = to
+                    .into_iter()
+                    .filter(|u| Some(u) != row.actor_id.as_ref())
+                    .collect();
+                fan_out(state, &others, kinds::MESSAGE_STATUS, &packet, None);
+            }
+            kinds::CONVERSATION_UPDATED => {
+                for user in to {
+                    let Ok(membership) =
+                        crate::chats::store::find_member(db, &row.conversation_id, &user).await
+                    else {
+                        continue;
+                    };
+                    let Some(workspace) = conversation_workspace(db, &row.conversation_id).await
+                    else {
+                        continue;
+                    };
+                    let t = crate::db::Tenant::new(db, &workspace);
+                    let Ok(view) =
+                        crate::chats::service::reload(t, &row.conversation_id, &user).await
+                    else {
+                        let _ = membership;
+                        continue;
+                    };
+                    let packet: Str = protocol::event(
+                        kinds::CONVERSATION_UPDATED,
+                        &serde_json::json!({"conversation": view, "cursor": cursor}),
+                    )
+                    .into();
+                    fan_out(
+                        state,
+                        std::slice::from_ref(&user),
+                        kinds::CONVERSATION_UPDATED,
+                        &packet,
+                        None,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn fan_out(
+    state: &AppState,
+    users: &[String],
+    kind: &str,
+    packet: &Str,
+    except: Option<engineioxide::sid::Sid>,
+) {
+    let mut sent = 0;
+    for u in users {
+        sent += state.hub.send(u, packet, except);
+    }
+    let label = match kind {
+        kinds::MESSAGE_NEW => kinds::MESSAGE_NEW,
+        kinds::MESSAGE_UPDATED => kinds::MESSAGE_UPDATED,
+        kinds::MESSAGE_STATUS => kinds::MESSAGE_STATUS,
+        _ => kinds::CONVERSATION_UPDATED,
+    };
+    metrics::counter!("realtime_events_out_total", "event" => label).increment(sent as u64);
+}
+
+async fn conversation_workspace(db: &crate::db::Db, conversation_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT workspace_id FROM conversations WHERE id = $1")
+        .bind(conversation_id)
+        .fetch_optional(db.reader())
+        .await
+        .ok()
+        .flatten()
+}

@@ -1,0 +1,9 @@
+//! Socket event names (realtime.md), defined once.
+
+pub const MESSAGE_SEND: &str = "message:send";
+pub const MESSAGE_DELIVERED: &str = "message:delivered";
+pub const MESSAGE_READ: &str = "message:read";
+pub const MESSAGE_EDIT: &str = "message:edit";
+pub const MESSAGE_DELETE: &str = "message:delete";
+pub const MESSAGE_REACT: &str = "message:react";
+pub const SYNC_REQUEST: &str = "sync:request";

@@ -1,0 +1,205 @@
+//! Client events: each calls the same service as its HTTP endpoint and answers through the ack,
+//! `{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{events, Session, Sock};
+use crate::app::AppState;
+use crate::db::Tenant;
+use crate::error::{AppError, AppResult, Code};
+use crate::messages::model::{
+    parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType,
+};
+use crate::messages::service::{self as messages, Outgoing};
+use crate::sync::store::Position;
+
+/// Checks a handshake: the access token (like HTTP), then the workspace.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+    workspace: Option<String>,
+) -> AppResult<Session> {
+    let auth = crate::http::authenticate(state, token).await?;
+    let membership = match workspace {
+        Some(w) => {
+            crate::workspaces::store::find_membership_by_ref(&state.db, &auth.user_id, &w).await?
+        }
+        None => crate::workspaces::store::default_membership(&state.db, &auth.user_id).await?,
+    };
+    let (workspace_id, _) = membership.ok_or_else(AppError::unauthorized)?;
+    Ok(Session {
+        user_id: auth.user_id,
+        session_id: auth.session_id,
+        workspace_id,
+    })
+}
+
+fn failure(e: &AppError) -> Value {
+    json!({"ok": false, "error": {"code": e.code().as_str(), "message": e.detail()}})
+}
+
+fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<T> {
+    crate::http::json::parse(&serde_json::to_vec(&data).unwrap_or_default())
+}
+
+/// Handles one event; `None` for events that take no ack.
+pub async fn handle(
+    state: &AppState,
+    session: &Session,
+    socket: &Sock,
+    name: &str,
+    data: Value,
+) -> Option<Value> {
+    let t = Tenant::new(&state.db, &session.workspace_id);
+    let result = match name {
+        events::MESSAGE_SEND => send(state, t, session, socket, data).await,
+        events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
+            mark(t, session, data, name == events::MESSAGE_READ).await
+        }
+        events::MESSAGE_EDIT => edit(t, session, data).await,
+        events::MESSAGE_DELETE => delete(t, session, data).await,
+        events::MESSAGE_REACT => react(t, session, data).await,
+        events::SYNC_REQUEST => sync(t, session, data).await,
+        _ => Err(AppError::new(
+            Code::BadRequest,
+            format!("unknown event {name:?}"),
+        )),
+    };
+    Some(result.unwrap_or_else(|e| failure(&e)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendPayload {
+    conversation_id: String,
+    client_msg_id: String,
+    #[serde(rename = "type")]
+    kind: MessageType,
+    text: Option<String>,
+    media_id: Option<String>,
+    reply_to_id: Option<String>,
+    location: Option<Location>,
+    contact: Option<ContactCard>,
+}
+
+async fn send(
+    state: &AppState,
+    t: Tenant<'_>,
+    session: &Session,
+    socket: &Sock,
+    data: Value,
+) -> AppResult<Value> {
+    let p: SendPayload = payload(data)?;
+    let client_msg_id = parse_client_msg_id(&p.client_msg_id)
+        .map_err(|m| AppError::invalid_field("clientMsgId", m))?;
+    let content =
+        crate::messages::routes::content(p.kind, p.text, p.media_id, p.location, p.contact)?;
+    state
+        .hub
+        .note_origin(&session.user_id, &client_msg_id, socket.id);
+    let out = Outgoing {
+        client_msg_id: client_msg_id.clone(),
+        content,
+        reply_to_id: p.reply_to_id,
+        forwarded: false,
+    };
+    let result = messages::send(t, &session.user_id, &p.conversation_id, out).await;
+    if !matches!(result, Ok((_, true))) {
+        // Nothing new was committed, so the dispatcher will not come for it.
+        state.hub.forget_origin(&session.user_id, &client_msg_id);
+    }
+    let (message, _) = result?;
+    Ok(json!({"ok": true, "message": message}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MarkPayload {
+    conversation_id: String,
+    seq: i64,
+}
+
+async fn mark(t: Tenant<'_>, session: &Session, data: Value, read: bool) -> AppResult<Value> {
+    let p: MarkPayload = payload(data)?;
+    let marks = messages::mark(t, &session.user_id, &p.conversation_id, p.seq, read).await?;
+    Ok(json!({"ok": true, "deliveredSeq": marks.delivered_seq, "readSeq": marks.read_seq}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EditPayload {
+    message_id: String,
+    text: String,
+}
+
+async fn edit(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value> {
+    let p: EditPayload = payload(data)?;
+    let text = parse_text(&p.text).map_err(|m| AppError::invalid_field("text", m))?;
+    let message = messages::edit(t, &session.user_id, &p.message_id, text).await?;
+    Ok(json!({"ok": true, "message": message}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletePayload {
+    message_id: String,
+    #[serde(rename = "for")]
+    scope: Option<String>,
+}
+
+async fn delete(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value> {
+    let p: DeletePayload = payload(data)?;
+    let everyone = match p.scope.as_deref() {
+        None | Some("me") => false,
+        Some("everyone") => true,
+        Some(_) => return Err(AppError::invalid_field("for", "must be me or everyone")),
+    };
+    messages::delete(t, &session.user_id, &p.message_id, everyone).await?;
+    Ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReactPayload {
+    message_id: String,
+    emoji: Option<String>,
+}
+
+async fn react(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value> {
+    let p: ReactPayload = payload(data)?;
+    let emoji = match p.emoji.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) => Some(parse_emoji(e).map_err(|m| AppError::invalid_field("emoji", m))?),
+    };
+    messages::react(t, &session.user_id, &p.message_id, emoji).await?;
+    Ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+struct SyncPayload {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value> {
+    let p: SyncPayload = if data.is_null() {
+        SyncPayload {
+            cursor: None,
+            limit: None,
+        }
+    } else {
+        payload(data)?
+    };
+    let limit = p.limit.unwrap_or(500).clamp(1, 1000);
+    let cursor = p
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(crate::http::pagination::decode_cursor::<Position>)
+        .transpose()?;
+    let page = crate::sync::routes::page(t, &session.user_id, cursor, limit).await?;
+    let mut v = serde_json::to_value(page).unwrap_or_default();
+    v["ok"] = json!(true);
+    Ok(v)
+}

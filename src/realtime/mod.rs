@@ -1,0 +1,325 @@
+//! The real-time gateway: Socket.IO (protocol 5) on the HTTP port, over engineioxide's
+//! Engine.IO (WebSocket and long-polling).
+//!
+//! - A socket is one device of one user: the handshake's `auth.token` is an access token
+//!   (checked like HTTP), `auth.workspace` picks the workspace. Refusal is a `connect_error` with
+//!   `data.code = "unauthorized"`; an access token's expiry ends the socket.
+//! - Client events go through the same services as HTTP; each socket's events run in order.
+//! - Server events come from the change log: [`dispatch`] follows it and pushes every committed
+//!   change, in log order, to the connected devices of the users who may see it, serialized
+//!   once per event. So nothing is pushed before it is durable, and the cursor in each event is
+//!   the one `sync:request` continues from.
+//! - Back-pressure: Engine.IO's per-socket buffer is bounded; a device that stops reading is
+//!   disconnected (it syncs when it comes back).
+
+pub mod dispatch;
+pub mod events;
+mod handlers;
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use engineioxide::handler::EngineIoHandler;
+use engineioxide::{DisconnectReason, Socket, Str};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::app::AppState;
+
+/// Per-device events waiting to be handled, at most this many; more are refused.
+const EVENT_QUEUE: usize = 64;
+/// Engine.IO packets buffered for one device before it counts as not reading.
+pub const SEND_BUFFER: usize = 512;
+
+/// Who a connected socket is.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub session_id: String,
+    pub workspace_id: String,
+}
+
+/// Engine.IO socket data: set once the Socket.IO handshake succeeded.
+#[derive(Default)]
+pub struct Conn {
+    session: OnceLock<Session>,
+    events: OnceLock<mpsc::Sender<(Option<u64>, String, Value)>>,
+}
+
+type Sock = Arc<Socket<Conn>>;
+
+/// The connected devices of each user.
+#[derive(Default)]
+pub struct Hub {
+    users: RwLock<HashMap<String, Vec<Sock>>>,
+    /// (sender, clientMsgId) → the socket that is sending it, so that its own device gets the
+    /// ack instead of a `message:new`.
+    origins: Mutex<HashMap<(String, String), engineioxide::sid::Sid>>,
+}
+
+impl Hub {
+    fn add(&self, user_id: &str, socket: Sock) {
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        users.entry(user_id.to_owned()).or_default().push(socket);
+        metrics::gauge!("realtime_connected_sockets").increment(1.0);
+    }
+
+    fn remove(&self, user_id: &str, socket: &Sock) {
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = users.get_mut(user_id) {
+            let before = list.len();
+            list.retain(|s| s.id != socket.id);
+            if list.len() < before {
+                metrics::gauge!("realtime_connected_sockets").decrement(1.0);
+            }
+            if list.is_empty() {
+                users.remove(user_id);
+            }
+        }
+    }
+
+    /// Ends every connection (server shutdown); clients reconnect, to another node if there is one.
+    pub fn close_all(&self) {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        for socket in users.values().flatten() {
+            socket.close(DisconnectReason::ClosingServer);
+        }
+    }
+
+    pub fn is_online(&self, user_id: &str) -> bool {
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(user_id)
+    }
+
+    /// Sends one encoded packet to every device of the user (but `except`). A device whose
+    /// buffer is full is disconnected: it stopped reading and will sync when it returns.
+    pub fn send(
+        &self,
+        user_id: &str,
+        packet: &Str,
+        except: Option<engineioxide::sid::Sid>,
+    ) -> usize {
+        let sockets: Vec<Sock> = match self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user_id)
+        {
+            Some(list) => list.clone(),
+            None => return 0,
+        };
+        let mut sent = 0;
+        for s in sockets.iter().filter(|s| Some(s.id) != except) {
+            match s.emit(packet.clone()) {
+                Ok(()) => sent += 1,
+                Err(_) => {
+                    tracing::info!(sid = %s.id, "a device stopped reading; disconnecting it");
+                    metrics::counter!("realtime_slow_consumers_dropped_total").increment(1);
+                    s.close(DisconnectReason::TransportError);
+                }
+            }
+        }
+        sent
+    }
+
+    fn note_origin(&self, sender: &str, client_msg_id: &str, sid: engineioxide::sid::Sid) {
+        let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        if origins.len() > 10_000 {
+            origins.clear();
+        }
+        origins.insert((sender.to_owned(), client_msg_id.to_owned()), sid);
+    }
+
+    fn forget_origin(&self, sender: &str, client_msg_id: &str) {
+        self.origins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(sender.to_owned(), client_msg_id.to_owned()));
+    }
+
+    /// The sending device of a message, taken (used once by the dispatcher).
+    pub fn take_origin(&self, sender: &str, client_msg_id: &str) -> Option<engineioxide::sid::Sid> {
+        self.origins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(sender.to_owned(), client_msg_id.to_owned()))
+    }
+}
+
+/// The Engine.IO handler that speaks Socket.IO.
+#[derive(Clone)]
+pub struct Gateway {
+    state: AppState,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gateway")
+    }
+}
+
+impl Gateway {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// The Engine.IO configuration: bounded buffers, payloads like the JSON limit.
+    pub fn config() -> engineioxide::config::EngineIoConfig {
+        engineioxide::config::EngineIoConfig::builder()
+            .req_path("/socket.io")
+            .max_buffer_size(SEND_BUFFER)
+            .max_payload(crate::app::JSON_BODY_LIMIT as u64)
+            .ping_interval(Duration::from_secs(25))
+            .ping_timeout(Duration::from_secs(20))
+            .build()
+    }
+
+    async fn connect(self, socket: Sock, namespace: String, auth: Option<Value>) {
+        if socket.data.session.get().is_some() {
+            return;
+        }
+        if namespace != "/" {
+            let _ = socket.emit(protocol::connect_error(
+                &namespace,
+                "Invalid namespace",
+                serde_json::json!({"code": "invalid_namespace"}),
+            ));
+            return;
+        }
+        let token = auth
+            .as_ref()
+            .and_then(|a| a.get("token"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let workspace = auth
+            .as_ref()
+            .and_then(|a| a.get("workspace"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let session = match handlers::authenticate(&self.state, token, workspace).await {
+            Ok(s) => s,
+            Err(e) => {
+                let code = e.code().as_str();
+                let code = if code == "token_expired" || code == "unauthorized" {
+                    "unauthorized"
+                } else {
+                    code
+                };
+                let _ = socket.emit(protocol::connect_error(
+                    "/",
+                    "unauthorized",
+                    serde_json::json!({"code": code, "reason": e.code().as_str()}),
+                ));
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        if socket.data.session.set(session.clone()).is_err() || socket.data.events.set(tx).is_err()
+        {
+            return;
+        }
+        self.state.hub.add(&session.user_id, socket.clone());
+        let _ = socket.emit(protocol::connect_ok(&socket.id.to_string()));
+        tokio::spawn(self.clone().work(socket.clone(), session.clone(), rx));
+        tokio::spawn(expire(self.state.clone(), socket, token.to_owned()));
+    }
+
+    /// Handles one device's events in the order they came.
+    async fn work(
+        self,
+        socket: Sock,
+        session: Session,
+        mut rx: mpsc::Receiver<(Option<u64>, String, Value)>,
+    ) {
+        while let Some((ack, name, data)) = rx.recv().await {
+            let started = std::time::Instant::now();
+            metrics::counter!("realtime_events_in_total", "event" => event_label(&name))
+                .increment(1);
+            let reply = handlers::handle(&self.state, &session, &socket, &name, data).await;
+            if let (Some(id), Some(reply)) = (ack, reply) {
+                let _ = socket.emit(protocol::ack(id, &reply));
+                metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
+                    .record(started.elapsed().as_secs_f64());
+            }
+            if socket.is_closed() {
+                break;
+            }
+        }
+    }
+}
+
+/// Known event names as metric labels (unknown ones share one label).
+fn event_label(name: &str) -> &'static str {
+    use events::*;
+    [
+        MESSAGE_SEND,
+        MESSAGE_DELIVERED,
+        MESSAGE_READ,
+        MESSAGE_EDIT,
+        MESSAGE_DELETE,
+        MESSAGE_REACT,
+        SYNC_REQUEST,
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("other")
+}
+
+/// Ends the socket when its access token expires; the client refreshes and reconnects.
+async fn expire(state: AppState, socket: Sock, token: String) {
+    let Ok(claims) = state.keys.verify(&token) else {
+        return;
+    };
+    let left = (claims.exp - chrono::Utc::now().timestamp()).max(0) as u64;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(left)) => {
+            let _ = socket.emit(protocol::disconnect());
+            socket.close(DisconnectReason::ClosingServer);
+        }
+        _ = socket.closed() => {}
+    }
+}
+
+impl EngineIoHandler for Gateway {
+    type Data = Conn;
+
+    fn on_connect(self: Arc<Self>, _socket: Sock) {}
+
+    fn on_disconnect(&self, socket: Sock, _reason: DisconnectReason) {
+        if let Some(session) = socket.data.session.get() {
+            self.state.hub.remove(&session.user_id, &socket);
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, msg: Str, socket: Sock) {
+        match protocol::decode(msg.as_str()) {
+            protocol::Incoming::Connect { namespace, auth } => {
+                tokio::spawn(Gateway::clone(self).connect(socket, namespace, auth));
+            }
+            protocol::Incoming::Event {
+                ack, name, data, ..
+            } => {
+                let Some(events) = socket.data.events.get() else {
+                    return;
+                };
+                if events.try_send((ack, name, data)).is_err() {
+                    if let Some(id) = ack {
+                        let busy = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": "too many events in flight"}});
+                        let _ = socket.emit(protocol::ack(id, &busy));
+                    }
+                }
+            }
+            protocol::Incoming::Disconnect { .. } => socket.close(DisconnectReason::TransportClose),
+            protocol::Incoming::Unsupported => {}
+        }
+    }
+
+    fn on_binary(self: &Arc<Self>, _data: bytes::Bytes, socket: Sock) {
+        // Binary attachments are not part of this API.
+        socket.close(DisconnectReason::PacketParsingError);
+    }
+}

@@ -1,0 +1,212 @@
+//! The Socket.IO v5 packet format over Engine.IO messages (JSON only):
+//! `<type>[<namespace>,][<ack id>][<json>]` with types 0 CONNECT, 1 DISCONNECT, 2 EVENT,
+//! 3 ACK, 4 CONNECT_ERROR (5/6 are binary variants, which this server does not accept).
+//!
+//! Written here rather than taken from socketioxide because the contract needs a
+//! `connect_error` that carries `data` (`{"message", "data": {"code"}}`), which socketioxide's
+//! packet type cannot express; Engine.IO (transports, heartbeats, buffers) stays engineioxide's.
+
+use serde_json::Value;
+
+/// A packet from a client.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    Connect {
+        namespace: String,
+        auth: Option<Value>,
+    },
+    Disconnect {
+        namespace: String,
+    },
+    Event {
+        namespace: String,
+        ack: Option<u64>,
+        name: String,
+        data: Value,
+    },
+    /// Binary packets, acks from clients and anything unparsable.
+    Unsupported,
+}
+
+pub fn decode(msg: &str) -> Incoming {
+    let mut chars = msg.char_indices();
+    let Some((_, kind)) = chars.next() else {
+        return Incoming::Unsupported;
+    };
+    let rest = &msg[1..];
+    let (namespace, rest) = if rest.starts_with('/') {
+        match rest.find(',') {
+            Some(i) => (rest[..i].to_owned(), &rest[i + 1..]),
+            None => (rest.to_owned(), ""),
+        }
+    } else {
+        ("/".to_owned(), rest)
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (ack, body) = if digits > 0 && digits <= 15 {
+        (rest[..digits].parse().ok(), &rest[digits..])
+    } else if digits > 15 {
+        return Incoming::Unsupported;
+    } else {
+        (None, rest)
+    };
+    match kind {
+        '0' => {
+            let auth = if body.is_empty() {
+                None
+            } else {
+                serde_json::from_str(body).ok()
+            };
+            Incoming::Connect { namespace, auth }
+        }
+        '1' => Incoming::Disconnect { namespace },
+        '2' => match serde_json::from_str::<Value>(body) {
+            Ok(Value::Array(mut items)) if !items.is_empty() => {
+                let Value::String(name) = items.remove(0) else {
+                    return Incoming::Unsupported;
+                };
+                let data = if items.is_empty() {
+                    Value::Null
+                } else {
+                    items.remove(0)
+                };
+                Incoming::Event {
+                    namespace,
+                    ack,
+                    name,
+                    data,
+                }
+            }
+            _ => Incoming::Unsupported,
+        },
+        _ => Incoming::Unsupported,
+    }
+}
+
+/// `0{"sid": …}`: the namespace accepted the connection.
+pub fn connect_ok(sid: &str) -> String {
+    format!("0{}", serde_json::json!({ "sid": sid }))
+}
+
+/// `4{"message", "data"}`: the connection is refused; clients see `err.message` and `err.data`.
+pub fn connect_error(namespace: &str, message: &str, data: Value) -> String {
+    let body = serde_json::json!({ "message": message, "data": data });
+    if namespace == "/" {
+        format!("4{body}")
+    } else {
+        format!("4{namespace},{body}")
+    }
+}
+
+/// `2["name", data]`.
+pub fn event(name: &str, data: &impl serde::Serialize) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('2');
+    out.push_str(&serde_json::to_string(&(name, data)).unwrap_or_else(|_| "[]".into()));
+    out
+}
+
+/// `3<id>[data]`.
+pub fn ack(id: u64, data: &impl serde::Serialize) -> String {
+    format!(
+        "3{id}{}",
+        serde_json::to_string(&[data]).unwrap_or_else(|_| "[]".into())
+    )
+}
+
+/// `1`: the server ends the connection (clients do not reconnect on their own).
+pub fn disconnect() -> &'static str {
+    "1"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connect_packets_carry_auth() {
+        assert_eq!(
+            decode(r#"0{"token":"t"}"#),
+            Incoming::Connect {
+                namespace: "/".into(),
+                auth: Some(json!({"token": "t"}))
+            }
+        );
+        assert_eq!(
+            decode("0"),
+            Incoming::Connect {
+                namespace: "/".into(),
+                auth: None
+            }
+        );
+        assert_eq!(
+            decode(r#"0/admin,{"a":1}"#),
+            Incoming::Connect {
+                namespace: "/admin".into(),
+                auth: Some(json!({"a": 1}))
+            }
+        );
+    }
+
+    #[test]
+    fn events_with_and_without_ack_ids() {
+        assert_eq!(
+            decode(r#"212["message:send",{"x":1}]"#),
+            Incoming::Event {
+                namespace: "/".into(),
+                ack: Some(12),
+                name: "message:send".into(),
+                data: json!({"x": 1})
+            }
+        );
+        assert_eq!(
+            decode(r#"2["typing:start",{"conversationId":"c"}]"#),
+            Incoming::Event {
+                namespace: "/".into(),
+                ack: None,
+                name: "typing:start".into(),
+                data: json!({"conversationId": "c"})
+            }
+        );
+        assert_eq!(
+            decode(r#"2["ping"]"#),
+            Incoming::Event {
+                namespace: "/".into(),
+                ack: None,
+                name: "ping".into(),
+                data: Value::Null
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_and_binary_are_unsupported() {
+        for bad in [
+            "",
+            "2",
+            "2{}",
+            "2[1]",
+            "5-[\"x\"]",
+            "9",
+            "2123456789012345678[\"x\"]",
+            "2[\"x\"",
+        ] {
+            assert_eq!(decode(bad), Incoming::Unsupported, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encodings_follow_the_protocol() {
+        assert_eq!(
+            event("message:new", &json!({"a": 1})),
+            r#"2["message:new",{"a":1}]"#
+        );
+        assert_eq!(ack(7, &json!({"ok": true})), r#"37[{"ok":true}]"#);
+        assert_eq!(
+            connect_error("/", "unauthorized", json!({"code": "unauthorized"})),
+            r#"4{"data":{"code":"unauthorized"},"message":"unauthorized"}"#
+        );
+        assert_eq!(connect_ok("abc"), r#"0{"sid":"abc"}"#);
+    }
+}
