@@ -134,6 +134,61 @@ for (const backend of backends) {
       assert.deepEqual([nothing.events.length, nothing.hasMore], [0, false]);
     });
 
+    it("shares typing with the other members and ends a start without stop after 6 s", async () => {
+      const a = await server.signup("Gus");
+      const b = await server.signup("Hal");
+      const conv = await server.direct(a, b);
+      const sa = await server.connect(a);
+      await sa.emitWithAck("message:send", { conversationId: conv, clientMsgId: "t0", type: "text", text: "hello" });
+      await server.call("POST", `/conversations/${conv}/accept`, b.token);
+      const sb = await server.connect(b);
+      const typing = record(sb, "typing");
+      const own = record(sa, "typing");
+      sa.emit("typing:start", { conversationId: conv });
+      const on = await typing.waitFor((e) => e.data.typing === true);
+      assert.deepEqual(on.data, { conversationId: conv, userId: a.id, typing: true });
+      sa.emit("typing:stop", { conversationId: conv });
+      await typing.waitFor((e) => e.data.typing === false);
+      // A start that never stops: the server ends it.
+      const started = Date.now();
+      sa.emit("typing:start", { conversationId: conv });
+      await typing.waitFor((e, i) => e.data.typing === true && typing.seen.filter((x) => x.data.typing).length === 2);
+      await typing.waitFor((e) => e.data.typing === false && typing.seen.filter((x) => !x.data.typing).length === 2);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 5500 && waited < 9000, `expired after ${waited} ms`);
+      assert.equal(own.seen.length, 0, "the typer's own devices are not told");
+    });
+
+    it("announces presence online and offline with lastSeenAt", async () => {
+      const a = await server.signup("Ida");
+      const b = await server.signup("Jo");
+      const conv = await server.direct(a, b);
+      await server.call("POST", `/conversations/${conv}/messages`, a.token, { clientMsgId: "p0", type: "text", text: "hi" });
+      await server.call("POST", `/conversations/${conv}/accept`, b.token);
+      const sb = await server.connect(b);
+      const presence = record(sb, "presence");
+      const sa = await server.connect(a);
+      const online = await presence.waitFor((e) => e.data.userId === a.id && e.data.online === true);
+      assert.equal(online.data.lastSeenAt, null);
+      sa.close();
+      const offline = await presence.waitFor((e) => e.data.userId === a.id && e.data.online === false && presence.seen.indexOf(e) > presence.seen.indexOf(online));
+      assert.ok(Date.parse(offline.data.lastSeenAt) > 0);
+      const profile = await server.call("GET", `/users/${a.id}`, b.token);
+      assert.equal(profile.body.lastSeenAt, offline.data.lastSeenAt);
+    });
+
+    it("closes the sockets of a session that logs out", async () => {
+      const a = await server.signup("Kim");
+      const sa = await server.connect(a);
+      const gone = new Promise((resolve) => sa.once("disconnect", resolve));
+      const r = await server.call("POST", "/auth/logout", a.token);
+      assert.equal(r.status, 204);
+      assert.equal(await gone, "io server disconnect");
+      const again = server.raw({ auth: { token: a.token } });
+      const err = await new Promise((resolve) => again.once("connect_error", resolve));
+      assert.equal(err.data.code, "unauthorized");
+    });
+
     it("loses nothing when a socket drops mid-stream and reconnects", async () => {
       const a = await server.signup("Eve");
       const b = await server.signup("Fin");

@@ -98,8 +98,9 @@ export function record(socket, ...names) {
   const waiters = [];
   for (const name of names) {
     socket.on(name, (data) => {
-      seen.push({ name, data });
-      for (const w of [...waiters]) if (w.test({ name, data })) { waiters.splice(waiters.indexOf(w), 1); w.resolve({ name, data }); }
+      const entry = { name, data };
+      seen.push(entry);
+      for (const w of [...waiters]) if (w.test(entry)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(entry); }
     });
   }
   return {

@@ -98,6 +98,15 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// After sessions were revoked here: their access tokens stop working at once and their
+    /// sockets are closed.
+    pub fn sessions_revoked<S: AsRef<str>>(&self, session_ids: &[S]) {
+        self.sessions.forget(session_ids);
+        self.hub.close_sessions(session_ids);
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -291,7 +291,7 @@ async fn refresh(
     responses((status = 204), (status = 401, body = Problem)))]
 async fn logout(State(state): State<AppState>, auth: AuthUser) -> AppResult<StatusCode> {
     store::revoke_session(&state.db, &auth.user_id, &auth.session_id).await?;
-    state.sessions.forget(&[&auth.session_id]);
+    state.sessions_revoked(&[&auth.session_id]);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -379,6 +379,6 @@ async fn revoke_session(
     if !store::revoke_session(&state.db, &auth.user_id, &id).await? {
         return Err(AppError::not_found());
     }
-    state.sessions.forget(&[&id]);
+    state.sessions_revoked(&[&id]);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,7 +46,7 @@ async fn open_session(
 ) -> AppResult<(SessionRow, String)> {
     let (session, replaced) =
         store::insert_session(tx, user_id, &device.id, device.name.as_deref()).await?;
-    state.sessions.forget(&replaced);
+    state.sessions_revoked(&replaced);
     let refresh = new_token();
     let expires_at = now_ms() + state.config.refresh_token_ttl.as_millis() as i64;
     store::insert_refresh_token(tx, &token_hash(&refresh), &session.id, expires_at).await?;
@@ -310,7 +310,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Issued>
         }
         RefreshUse::Reused { session_id } => {
             tx.commit().await?;
-            state.sessions.forget(&[session_id]);
+            state.sessions_revoked(&[session_id]);
             tracing::warn!("a used refresh token was presented again; its session is revoked");
             Err(invalid())
         }
@@ -322,7 +322,7 @@ pub async fn logout_all(state: &AppState, user_id: &str) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
     let revoked = store::revoke_all_sessions(&mut tx, user_id).await?;
     tx.commit().await?;
-    state.sessions.forget(&revoked);
+    state.sessions_revoked(&revoked);
     Ok(())
 }
 
@@ -380,7 +380,7 @@ pub async fn reset_password(state: &AppState, token: &str, password: String) -> 
     users::set_password(&mut tx, &user_id, &hash).await?;
     let revoked = store::revoke_all_sessions(&mut tx, &user_id).await?;
     tx.commit().await?;
-    state.sessions.forget(&revoked);
+    state.sessions_revoked(&revoked);
     Ok(())
 }
 

@@ -7,3 +7,9 @@ pub const MESSAGE_EDIT: &str = "message:edit";
 pub const MESSAGE_DELETE: &str = "message:delete";
 pub const MESSAGE_REACT: &str = "message:react";
 pub const SYNC_REQUEST: &str = "sync:request";
+pub const TYPING_START: &str = "typing:start";
+pub const TYPING_STOP: &str = "typing:stop";
+
+// Server to client, besides the change-log events (sync::kinds).
+pub const TYPING: &str = "typing";
+pub const PRESENCE: &str = "presence";

@@ -61,6 +61,9 @@ pub async fn handle(
         events::MESSAGE_DELETE => delete(t, session, data).await,
         events::MESSAGE_REACT => react(t, session, data).await,
         events::SYNC_REQUEST => sync(t, session, data).await,
+        events::TYPING_START | events::TYPING_STOP => {
+            typing(state, session, data, name == events::TYPING_START).await
+        }
         _ => Err(AppError::new(
             Code::BadRequest,
             format!("unknown event {name:?}"),
@@ -202,4 +205,20 @@ async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value>
     let mut v = serde_json::to_value(page).unwrap_or_default();
     v["ok"] = json!(true);
     Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingPayload {
+    conversation_id: String,
+}
+
+async fn typing(state: &AppState, session: &Session, data: Value, start: bool) -> AppResult<Value> {
+    let p: TypingPayload = payload(data)?;
+    if start {
+        super::typing::start(state, session, &p.conversation_id).await?;
+    } else {
+        super::typing::stop(state, session, &p.conversation_id).await?;
+    }
+    Ok(json!({"ok": true}))
 }

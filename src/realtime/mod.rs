@@ -15,7 +15,9 @@
 pub mod dispatch;
 pub mod events;
 mod handlers;
+pub mod presence;
 pub mod protocol;
+mod typing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -54,28 +56,52 @@ type Sock = Arc<Socket<Conn>>;
 #[derive(Default)]
 pub struct Hub {
     users: RwLock<HashMap<String, Vec<Sock>>>,
+    typing: typing::Typing,
     /// (sender, clientMsgId) → the socket that is sending it, so that its own device gets the
     /// ack instead of a `message:new`.
     origins: Mutex<HashMap<(String, String), engineioxide::sid::Sid>>,
 }
 
 impl Hub {
-    fn add(&self, user_id: &str, socket: Sock) {
+    /// Registers a device; `true` if it is the user's first (they came online).
+    fn add(&self, user_id: &str, socket: Sock) -> bool {
         let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
-        users.entry(user_id.to_owned()).or_default().push(socket);
+        let list = users.entry(user_id.to_owned()).or_default();
+        list.push(socket);
         metrics::gauge!("realtime_connected_sockets").increment(1.0);
+        list.len() == 1
     }
 
-    fn remove(&self, user_id: &str, socket: &Sock) {
+    /// Forgets a device; `true` if it was the user's last (they went offline).
+    fn remove(&self, user_id: &str, socket: &Sock) -> bool {
         let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = users.get_mut(user_id) {
-            let before = list.len();
-            list.retain(|s| s.id != socket.id);
-            if list.len() < before {
-                metrics::gauge!("realtime_connected_sockets").decrement(1.0);
-            }
-            if list.is_empty() {
-                users.remove(user_id);
+        let Some(list) = users.get_mut(user_id) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|s| s.id != socket.id);
+        if list.len() < before {
+            metrics::gauge!("realtime_connected_sockets").decrement(1.0);
+        }
+        if list.is_empty() {
+            users.remove(user_id);
+            return before > 0;
+        }
+        false
+    }
+
+    /// Ends the sockets of revoked sessions.
+    pub fn close_sessions<S: AsRef<str>>(&self, session_ids: &[S]) {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        for socket in users.values().flatten() {
+            let revoked = socket
+                .data
+                .session
+                .get()
+                .is_some_and(|s| session_ids.iter().any(|id| id.as_ref() == s.session_id));
+            if revoked {
+                let _ = socket.emit(protocol::disconnect());
+                socket.close(DisconnectReason::ClosingServer);
             }
         }
     }
@@ -222,8 +248,15 @@ impl Gateway {
         {
             return;
         }
-        self.state.hub.add(&session.user_id, socket.clone());
+        let came_online = self.state.hub.add(&session.user_id, socket.clone());
         let _ = socket.emit(protocol::connect_ok(&socket.id.to_string()));
+        if came_online {
+            tokio::spawn(presence::announce(
+                self.state.clone(),
+                session.user_id.clone(),
+                true,
+            ));
+        }
         tokio::spawn(self.clone().work(socket.clone(), session.clone(), rx));
         tokio::spawn(expire(self.state.clone(), socket, token.to_owned()));
     }
@@ -291,7 +324,14 @@ impl EngineIoHandler for Gateway {
 
     fn on_disconnect(&self, socket: Sock, _reason: DisconnectReason) {
         if let Some(session) = socket.data.session.get() {
-            self.state.hub.remove(&session.user_id, &socket);
+            if self.state.hub.remove(&session.user_id, &socket) {
+                tokio::spawn(presence::announce(
+                    self.state.clone(),
+                    session.user_id.clone(),
+                    false,
+                ));
+            }
+            typing::stop_all(&self.state, session);
         }
     }
 

@@ -1,0 +1,145 @@
+//! Typing indicators: `typing:start` / `typing:stop` become `typing {conversationId, userId,
+//! typing}` for the other members' devices. A start without a stop ends by itself after 6 s
+//! (the server sends `typing: false`); a device going away stops its user's typing. Not shared
+//! in a pending message request, nor across a block.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{events, protocol, Session};
+use crate::app::AppState;
+use crate::chats::model::RequestState;
+use crate::error::AppResult;
+
+const EXPIRY: Duration = Duration::from_secs(6);
+
+/// Who is typing where: (user, conversation) → the generation of the latest start.
+#[derive(Default)]
+pub struct Typing {
+    active: Mutex<HashMap<(String, String), u64>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// Sends `typing` to the other members' devices, if typing may be shared there.
+async fn tell(
+    state: &AppState,
+    session: &Session,
+    conversation_id: &str,
+    typing: bool,
+) -> AppResult<()> {
+    let t = crate::db::Tenant::new(&state.db, &session.workspace_id);
+    let access = crate::chats::service::access(t, conversation_id, &session.user_id, false).await?;
+    let members = crate::chats::store::current_members(
+        &state.db,
+        std::slice::from_ref(&access.conversation.id),
+    )
+    .await?;
+    if members
+        .iter()
+        .any(|m| m.request_state() != RequestState::Accepted)
+    {
+        return Ok(());
+    }
+    let packet: engineioxide::Str = protocol::event(
+        events::TYPING,
+        &json!({"conversationId": conversation_id, "userId": session.user_id, "typing": typing}),
+    )
+    .into();
+    for m in members.iter().filter(|m| m.user_id != session.user_id) {
+        if access.conversation.kind == "direct"
+            && crate::users::store::blocked_either_way(&state.db, &session.user_id, &m.user_id)
+                .await?
+        {
+            continue;
+        }
+        state.hub.send(&m.user_id, &packet, None);
+    }
+    Ok(())
+}
+
+pub async fn start(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
+    let key = (session.user_id.clone(), conversation_id.to_owned());
+    let generation = state
+        .hub
+        .typing
+        .generation
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let was_typing = state
+        .hub
+        .typing
+        .active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.clone(), generation)
+        .is_some();
+    if !was_typing {
+        tell(state, session, conversation_id, true).await?;
+    }
+    let (state, session) = (state.clone(), session.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(EXPIRY).await;
+        let expired = {
+            let mut active = state
+                .hub
+                .typing
+                .active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if active.get(&key) == Some(&generation) {
+                active.remove(&key);
+                true
+            } else {
+                false
+            }
+        };
+        if expired {
+            let _ = tell(&state, &session, &key.1, false).await;
+        }
+    });
+    Ok(())
+}
+
+pub async fn stop(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
+    let key = (session.user_id.clone(), conversation_id.to_owned());
+    let was_typing = state
+        .hub
+        .typing
+        .active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key)
+        .is_some();
+    if was_typing {
+        tell(state, session, conversation_id, false).await?;
+    }
+    Ok(())
+}
+
+/// A device went away: its user stops typing everywhere, if it was their last device.
+pub fn stop_all(state: &AppState, session: &Session) {
+    if state.hub.is_online(&session.user_id) {
+        return;
+    }
+    let conversations: Vec<String> = {
+        let active = state
+            .hub
+            .typing
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        active
+            .keys()
+            .filter(|(u, _)| *u == session.user_id)
+            .map(|(_, c)| c.clone())
+            .collect()
+    };
+    for c in conversations {
+        let (state, session) = (state.clone(), session.clone());
+        tokio::spawn(async move {
+            let _ = stop(&state, &session, &c).await;
+        });
+    }
+}
