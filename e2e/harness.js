@@ -1,7 +1,7 @@
 // Starts the real `palaver` binary on a free port with a fresh database and gives tests
 // HTTP helpers and connected socket.io-client sockets. No sleeps: tests wait for events.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { io } from "socket.io-client";
@@ -42,6 +42,15 @@ export async function startServer(backend) {
   const sockets = [];
   const server = {
     base,
+    /** The server's resident memory in KiB, from /proc. */
+    rssKb() {
+      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))[1]);
+    },
+    /** One Prometheus metric's value (summed over labels). */
+    async metric(name) {
+      const text = await (await fetch(base + "/metrics")).text();
+      return text.split("\n").filter((l) => l.startsWith(name + " ") || l.startsWith(name + "{")).reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+    },
     async call(method, path, token, body) {
       const res = await fetch(base + "/api/v1" + path, {
         method,

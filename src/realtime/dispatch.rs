@@ -47,6 +47,9 @@ pub async fn run(state: AppState) {
             if let Err(e) = deliver(&state, &rows).await {
                 tracing::warn!(error = %e, "real-time dispatcher: building events failed");
             }
+            for user in state.hub.take_went_offline() {
+                tokio::spawn(super::presence::announce(state.clone(), user, false));
+            }
             cursor = next;
             if (rows.len() as i64) < BATCH {
                 break;

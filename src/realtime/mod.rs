@@ -56,6 +56,7 @@ type Sock = Arc<Socket<Conn>>;
 #[derive(Default)]
 pub struct Hub {
     users: RwLock<HashMap<String, Vec<Sock>>>,
+    went_offline: Mutex<Vec<String>>,
     typing: typing::Typing,
     /// (sender, clientMsgId) → the socket that is sending it, so that its own device gets the
     /// ack instead of a `message:new`.
@@ -122,7 +123,12 @@ impl Hub {
     }
 
     /// Sends one encoded packet to every device of the user (but `except`). A device whose
-    /// buffer is full is disconnected: it stopped reading and will sync when it returns.
+    /// buffer is full stopped reading: it is dropped from the hub at once (nothing more is
+    /// queued for it) and closed; it will sync when it returns.
+    ///
+    /// Dropping does not wait for Engine.IO's disconnect callback: engineioxide's WebSocket
+    /// writer cannot be cancelled while a peer keeps its TCP window shut, so that callback may
+    /// come late. Until then the stalled transport holds at most its bounded buffer.
     pub fn send(
         &self,
         user_id: &str,
@@ -145,11 +151,22 @@ impl Hub {
                 Err(_) => {
                     tracing::info!(sid = %s.id, "a device stopped reading; disconnecting it");
                     metrics::counter!("realtime_slow_consumers_dropped_total").increment(1);
+                    if self.remove(user_id, s) {
+                        self.went_offline
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(user_id.to_owned());
+                    }
                     s.close(DisconnectReason::TransportError);
                 }
             }
         }
         sent
+    }
+
+    /// Users whose last device was dropped for not reading, for presence to announce.
+    pub fn take_went_offline(&self) -> Vec<String> {
+        std::mem::take(&mut *self.went_offline.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn note_origin(&self, sender: &str, client_msg_id: &str, sid: engineioxide::sid::Sid) {
