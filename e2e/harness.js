@@ -12,10 +12,11 @@ const BIN = process.env.PALAVER_BIN || new URL("../target/debug/palaver", import
 export const backends = process.env.TEST_DATABASE_URL ? ["sqlite", "postgres"] : ["sqlite"];
 if (!process.env.TEST_DATABASE_URL) console.log("# skipped the PostgreSQL runs: TEST_DATABASE_URL is not set");
 
-export async function startServer(backend) {
+export async function startServer(backend, extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), "palaver-e2e-"));
   const env = { ...process.env, PALAVER_LISTEN: "127.0.0.1:0", PALAVER_DATA_DIR: dir, PALAVER_LOG_FORMAT: "json", PALAVER_LOG: "warn,palaver::cli=info", PALAVER_RATE_LIMITS: "off" };
   delete env.DATABASE_URL;
+  Object.assign(env, extraEnv);
   let database;
   if (backend === "postgres") {
     database = `palaver_e2e_${process.pid}_${Date.now()}`;
@@ -28,6 +29,7 @@ export async function startServer(backend) {
   const base = await new Promise((resolve, reject) => {
     let buffered = "";
     child.stderr.on("data", (chunk) => {
+      if (process.env.PALAVER_E2E_LOGS) process.stderr.write(chunk);
       buffered += chunk;
       for (const line of buffered.split("\n").slice(0, -1)) {
         try {

@@ -14,13 +14,25 @@ use crate::messages::model::{
 use crate::messages::service::{self as messages, Outgoing};
 use crate::sync::store::Position;
 
-/// Checks a handshake: the access token (like HTTP), then the workspace.
+/// Checks a handshake: the access token (like HTTP, but without the clock leeway: a socket
+/// lives until its token's expiry, so a token at or past it is refused), then the workspace.
 pub async fn authenticate(
     state: &AppState,
     token: &str,
     workspace: Option<String>,
 ) -> AppResult<Session> {
     let auth = crate::http::authenticate(state, token).await?;
+    let expired = state
+        .keys
+        .verify(token)
+        .map(|c| c.exp <= chrono::Utc::now().timestamp())
+        .unwrap_or(true);
+    if expired {
+        return Err(AppError::new(
+            Code::TokenExpired,
+            "the access token has expired",
+        ));
+    }
     let membership = match workspace {
         Some(w) => {
             crate::workspaces::store::find_membership_by_ref(&state.db, &auth.user_id, &w).await?
