@@ -178,21 +178,16 @@ async fn deliver(
                 fan_out(state, &others, kinds::MESSAGE_STATUS, &packet, None);
             }
             kinds::CONVERSATION_UPDATED => {
+                let Some(workspace) = conversation_workspace(db, &row.conversation_id).await else {
+                    continue;
+                };
+                let t = crate::db::Tenant::new(db, &workspace);
                 for user in to {
-                    let Ok(membership) =
-                        crate::chats::store::find_member(db, &row.conversation_id, &user).await
-                    else {
-                        continue;
-                    };
-                    let Some(workspace) = conversation_workspace(db, &row.conversation_id).await
-                    else {
-                        continue;
-                    };
-                    let t = crate::db::Tenant::new(db, &workspace);
+                    // Each member sees their own unread count and settings; a removed member
+                    // no longer sees the conversation (reload refuses), which is right.
                     let Ok(view) =
                         crate::chats::service::reload(t, &row.conversation_id, &user).await
                     else {
-                        let _ = membership;
                         continue;
                     };
                     let packet: Str = protocol::event(
