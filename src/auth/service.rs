@@ -97,31 +97,27 @@ pub async fn signup(state: &AppState, input: SignupInput) -> AppResult<(UserRow,
             users::claim_invited(&mut tx, &u.id, Some(&input.display_name), Some(&hash)).await?
         }
         None => {
-            let user = users::insert(
-                &mut tx,
-                users::NewUser {
-                    display_name: &input.display_name,
-                    email: Some(&input.email),
-                    phone: None,
-                    password_hash: Some(&hash),
-                    is_platform_admin: false,
-                    is_invited: false,
-                },
-            )
-            .await?;
-            workspaces::insert_membership(
-                &mut tx,
-                &state.default_workspace_id,
-                &user.id,
-                Role::Member,
-            )
-            .await?;
-            user
+            let new = users::NewUser {
+                display_name: &input.display_name,
+                email: Some(&input.email),
+                phone: None,
+                password_hash: Some(&hash),
+                is_platform_admin: false,
+                is_invited: false,
+            };
+            new_member(state, &mut tx, new).await?
         }
     };
     let (session, refresh) = open_session(state, &mut tx, &user.id, &input.device).await?;
     tx.commit().await?;
     Ok((user, finish(state, session, refresh)?))
+}
+
+/// A new account from open signup (email or phone): a member of the default workspace.
+async fn new_member(state: &AppState, tx: &mut Tx, new: users::NewUser<'_>) -> AppResult<UserRow> {
+    let user = users::insert(tx, new).await?;
+    workspaces::insert_membership(tx, &state.default_workspace_id, &user.id, Role::Member).await?;
+    Ok(user)
 }
 
 fn signup_closed() -> AppError {
@@ -256,26 +252,15 @@ pub async fn verify_otp(
         Some(u) => u,
         None => {
             let name = display_name.unwrap_or_else(|| "New user".to_owned());
-            let user = users::insert(
-                &mut tx,
-                users::NewUser {
-                    display_name: &name,
-                    email: None,
-                    phone: Some(phone),
-                    password_hash: None,
-                    is_platform_admin: false,
-                    is_invited: false,
-                },
-            )
-            .await?;
-            workspaces::insert_membership(
-                &mut tx,
-                &state.default_workspace_id,
-                &user.id,
-                Role::Member,
-            )
-            .await?;
-            user
+            let new = users::NewUser {
+                display_name: &name,
+                email: None,
+                phone: Some(phone),
+                password_hash: None,
+                is_platform_admin: false,
+                is_invited: false,
+            };
+            new_member(state, &mut tx, new).await?
         }
     };
     let (session, refresh) = open_session(state, &mut tx, &user.id, &device).await?;
