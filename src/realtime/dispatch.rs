@@ -15,6 +15,9 @@ use crate::sync::kinds;
 use crate::sync::store::{self, ChangeRow, Position};
 
 const BATCH: i64 = 500;
+/// How long a message's push may wait for its sender's ack (the ack normally follows the
+/// commit within milliseconds).
+const ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs until the task is dropped.
 pub async fn run(state: AppState) {
@@ -151,11 +154,21 @@ async fn deliver(
                 let Some(view) = row.message_id.as_ref().and_then(|id| views.get(id)) else {
                     continue;
                 };
-                let except = match (row.kind.as_str(), &view.sender.id, &view.client_msg_id) {
-                    (kinds::MESSAGE_NEW, Some(sender), Some(cid)) => {
-                        state.hub.take_origin(sender, cid)
-                    }
+                let origin = match (row.kind.as_str(), &view.sender.id, &view.client_msg_id) {
+                    (kinds::MESSAGE_NEW, Some(sender), Some(cid)) => state
+                        .hub
+                        .origin(sender, cid)
+                        .map(|o| (sender.clone(), cid.clone(), o)),
                     _ => None,
+                };
+                // The sending device hears first, through its ack; the others right after.
+                let except = match origin {
+                    Some((sender, cid, (sid, acked))) => {
+                        acked.wait(ACK_WAIT).await;
+                        state.hub.forget_origin(&sender, &cid);
+                        Some(sid)
+                    }
+                    None => None,
                 };
                 let packet: Str = protocol::event(
                     &row.kind,

@@ -60,7 +60,7 @@ pub struct Hub {
     typing: typing::Typing,
     /// (sender, clientMsgId) → the socket that is sending it, so that its own device gets the
     /// ack instead of a `message:new`.
-    origins: Mutex<HashMap<(String, String), engineioxide::sid::Sid>>,
+    origins: Mutex<HashMap<(String, String), Origin>>,
 }
 
 impl Hub {
@@ -174,22 +174,67 @@ impl Hub {
         if origins.len() > 10_000 {
             origins.clear();
         }
-        origins.insert((sender.to_owned(), client_msg_id.to_owned()), sid);
+        origins.insert(
+            (sender.to_owned(), client_msg_id.to_owned()),
+            (sid, Arc::default()),
+        );
     }
 
-    fn forget_origin(&self, sender: &str, client_msg_id: &str) {
+    /// The sending device's ack went out.
+    fn acked(&self, sender: &str, client_msg_id: &str) {
+        let origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, signal)) = origins.get(&(sender.to_owned(), client_msg_id.to_owned())) {
+            signal.set();
+        }
+    }
+
+    pub(crate) fn forget_origin(&self, sender: &str, client_msg_id: &str) {
         self.origins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(sender.to_owned(), client_msg_id.to_owned()));
     }
 
-    /// The sending device of a message, taken (used once by the dispatcher).
-    pub fn take_origin(&self, sender: &str, client_msg_id: &str) -> Option<engineioxide::sid::Sid> {
+    /// The sending device of a message and the signal of its ack, if it was sent over a socket.
+    pub fn origin(&self, sender: &str, client_msg_id: &str) -> Option<Origin> {
         self.origins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(sender.to_owned(), client_msg_id.to_owned()))
+            .get(&(sender.to_owned(), client_msg_id.to_owned()))
+            .cloned()
+    }
+}
+
+/// The device sending a message and the signal of its ack.
+type Origin = (engineioxide::sid::Sid, Arc<AckSignal>);
+
+/// Set once the sending device's ack went out: the others' `message:new` waits for it, so the
+/// sender hears of its message before (or with) everyone else.
+#[derive(Default)]
+pub struct AckSignal {
+    done: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl AckSignal {
+    fn set(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits for the ack, at most `limit`.
+    pub async fn wait(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                // Created before the check, so a `set` in between is not missed.
+                let notified = self.notify.notified();
+                if self.done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
     }
 }
 
@@ -289,11 +334,21 @@ impl Gateway {
             let started = std::time::Instant::now();
             metrics::counter!("realtime_events_in_total", "event" => event_label(&name))
                 .increment(1);
+            let sending = (name == events::MESSAGE_SEND)
+                .then(|| {
+                    data.get("clientMsgId")
+                        .and_then(Value::as_str)
+                        .map(|c| c.trim().to_owned())
+                })
+                .flatten();
             let reply = handlers::handle(&self.state, &session, &socket, &name, data).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
                 let _ = socket.emit(protocol::ack(id, &reply));
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
                     .record(started.elapsed().as_secs_f64());
+            }
+            if let Some(client_msg_id) = sending {
+                self.state.hub.acked(&session.user_id, &client_msg_id);
             }
             if socket.is_closed() {
                 break;
@@ -378,5 +433,39 @@ impl EngineIoHandler for Gateway {
     fn on_binary(self: &Arc<Self>, _data: bytes::Bytes, socket: Sock) {
         // Binary attachments are not part of this API.
         socket.close(DisconnectReason::PacketParsingError);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_ack_signal_wakes_waiters_and_never_waits_past_its_limit() {
+        let early = AckSignal::default();
+        early.set();
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            early.wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("already set");
+
+        let signal = Arc::new(AckSignal::default());
+        let waiter = tokio::spawn({
+            let s = signal.clone();
+            async move { s.wait(Duration::from_secs(10)).await }
+        });
+        tokio::task::yield_now().await;
+        signal.set();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken by set")
+            .unwrap();
+
+        let never = AckSignal::default();
+        let started = std::time::Instant::now();
+        never.wait(Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }
