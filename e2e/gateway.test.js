@@ -80,17 +80,19 @@ for (const backend of backends) {
       const conv = await server.direct(a, b);
       const sa = await server.connect(a);
       const sb = await server.connect(b);
+      // B answers first: reads of a message request that is still pending stay private.
+      await sb.emitWithAck("message:send", { conversationId: conv, clientMsgId: "b-hi", type: "text", text: "hi" });
       const statuses = record(sa, "message:status");
       for (const i of [1, 2, 3]) await sa.emitWithAck("message:send", { conversationId: conv, clientMsgId: `r${i}`, type: "text", text: `r${i}` });
-      const read = await sb.emitWithAck("message:read", { conversationId: conv, seq: 2 });
-      assert.deepEqual([read.ok, read.readSeq, read.deliveredSeq], [true, 2, 2]);
-      const back = await sb.emitWithAck("message:read", { conversationId: conv, seq: 1 });
-      assert.deepEqual([back.ok, back.readSeq], [true, 2], "never backwards");
-      await sb.emitWithAck("message:delivered", { conversationId: conv, seq: 3 });
+      const read = await sb.emitWithAck("message:read", { conversationId: conv, seq: 3 });
+      assert.deepEqual([read.ok, read.readSeq, read.deliveredSeq], [true, 3, 3]);
+      const back = await sb.emitWithAck("message:read", { conversationId: conv, seq: 2 });
+      assert.deepEqual([back.ok, back.readSeq], [true, 3], "never backwards");
+      await sb.emitWithAck("message:delivered", { conversationId: conv, seq: 4 });
       const delivered = await statuses.waitFor((e) => e.data.status === "delivered");
       const readEvent = statuses.seen.find((e) => e.data.status === "read");
-      assert.deepEqual([readEvent.data.userId, readEvent.data.upToSeq], [b.id, 2]);
-      assert.equal(delivered.data.upToSeq, 3);
+      assert.deepEqual([readEvent.data.userId, readEvent.data.upToSeq], [b.id, 3]);
+      assert.equal(delivered.data.upToSeq, 4);
       assert.equal(statuses.seen.filter((e) => e.data.status === "read").length, 1, "no event for the backwards read");
     });
 

@@ -49,6 +49,7 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     pub default_workspace_id: String,
     pub hub: crate::realtime::Hub,
+    pub presence: crate::realtime::presence::Presence,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -94,6 +95,7 @@ impl AppState {
             metrics: crate::ops::metrics_handle(),
             default_workspace_id,
             hub: Default::default(),
+            presence: Default::default(),
         })))
     }
 }
@@ -320,7 +322,8 @@ pub async fn serve(
     let dispatcher = tokio::spawn(crate::realtime::dispatch::run(state.clone()));
     shutdown.await;
     dispatcher.abort();
-    state.hub.close_all();
+    let connected = state.hub.close_all();
+    crate::realtime::presence::stopping(&state, &connected).await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(grace, server).await {

@@ -36,6 +36,7 @@ pub mod app;
 pub mod auth;
 pub mod chats;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -563,8 +563,11 @@ pub async fn mark(
     let mut tx = t.db().begin().await?;
     let (delivered, read_moved) =
         store::advance_receipts(&mut tx, conversation_id, me, seq, read).await?;
-    if read_moved || delivered {
-        let status = if read_moved { "read" } else { "delivered" };
+    // While a message request is pending its reads stay private (the receipt floor ignores
+    // them too); only delivery is told.
+    let read_told = read_moved && a.me.request_state() != RequestState::Pending;
+    if read_told || delivered {
+        let status = if read_told { "read" } else { "delivered" };
         append(
             &mut tx,
             NewChange {

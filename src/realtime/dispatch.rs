@@ -51,7 +51,9 @@ pub async fn run(state: AppState) {
                 tracing::warn!(error = %e, "real-time dispatcher: building events failed");
             }
             for user in state.hub.take_went_offline() {
-                tokio::spawn(super::presence::announce(state.clone(), user, false));
+                if state.presence.device_gone(&user, true).await {
+                    tokio::spawn(super::presence::announce(state.clone(), user, false));
+                }
             }
             cursor = next;
             if (rows.len() as i64) < BATCH {

@@ -107,12 +107,14 @@ impl Hub {
         }
     }
 
-    /// Ends every connection (server shutdown); clients reconnect, to another node if there is one.
-    pub fn close_all(&self) {
+    /// Ends every connection (server shutdown); clients reconnect, to another node if there is
+    /// one. Returns the users who were connected.
+    pub fn close_all(&self) -> Vec<String> {
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
         for socket in users.values().flatten() {
             socket.close(DisconnectReason::ClosingServer);
         }
+        users.keys().cloned().collect()
     }
 
     pub fn is_online(&self, user_id: &str) -> bool {
@@ -310,9 +312,14 @@ impl Gateway {
         {
             return;
         }
-        let came_online = self.state.hub.add(&session.user_id, socket.clone());
+        let first_here = self.state.hub.add(&session.user_id, socket.clone());
         let _ = socket.emit(protocol::connect_ok(&socket.id.to_string()));
-        if came_online {
+        if self
+            .state
+            .presence
+            .device_connected(&session.user_id, first_here)
+            .await
+        {
             tokio::spawn(presence::announce(
                 self.state.clone(),
                 session.user_id.clone(),
@@ -396,13 +403,14 @@ impl EngineIoHandler for Gateway {
 
     fn on_disconnect(&self, socket: Sock, _reason: DisconnectReason) {
         if let Some(session) = socket.data.session.get() {
-            if self.state.hub.remove(&session.user_id, &socket) {
-                tokio::spawn(presence::announce(
-                    self.state.clone(),
-                    session.user_id.clone(),
-                    false,
-                ));
-            }
+            let last_here = self.state.hub.remove(&session.user_id, &socket);
+            let state = self.state.clone();
+            let user_id = session.user_id.clone();
+            tokio::spawn(async move {
+                if state.presence.device_gone(&user_id, last_here).await {
+                    presence::announce(state, user_id, false).await;
+                }
+            });
             typing::stop_all(&self.state, session);
         }
     }

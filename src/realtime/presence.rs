@@ -4,15 +4,72 @@
 //! stands between them or their privacy setting says otherwise (`contacts`: only people in
 //! their address book; `nobody`: no one).
 //!
-//! Device counting lives in the [`super::Hub`] of this node; cluster mode will count across
-//! nodes behind the same two calls.
+//! [`Presence`] decides who is online. On one node that is whoever has a socket in this node's
+//! [`super::Hub`]; cluster mode counts devices across nodes behind the same calls, so nothing
+//! else changes.
 
 use serde_json::json;
 
-use super::{events, protocol};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{events, protocol, Hub};
 use crate::app::AppState;
 use crate::db::{now_ms, Timestamp};
 use crate::users::model::LastSeenPrivacy;
+
+/// Which users are online.
+#[derive(Default)]
+pub struct Presence {
+    /// Set when the server shuts down: devices going then are not announced one by one.
+    stopping: AtomicBool,
+}
+
+impl Presence {
+    /// A device of the user connected (`first_here`: their first on this node); `true` if the
+    /// user came online with it.
+    pub async fn device_connected(&self, _user_id: &str, first_here: bool) -> bool {
+        first_here && !self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// A device of the user went (`last_here`: their last on this node); `true` if the user
+    /// went offline with it.
+    pub async fn device_gone(&self, _user_id: &str, last_here: bool) -> bool {
+        last_here && !self.stopping.load(Ordering::Relaxed)
+    }
+
+    pub async fn is_online(&self, hub: &Hub, user_id: &str) -> bool {
+        hub.is_online(user_id)
+    }
+
+    /// The server is stopping: its users' `lastSeenAt` is stored at once (see [`stopping`]).
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Shutdown: every user connected here is going; their `lastSeenAt` becomes now, in one write,
+/// before the database closes (their peers' sockets are closing too, so no events).
+pub async fn stopping(state: &AppState, users: &[String]) {
+    state.presence.stop();
+    let now = now_ms();
+    for chunk in users.chunks(500) {
+        let mut sql = String::from("UPDATE users SET last_seen_at = $1 WHERE id IN (");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", i + 2));
+        }
+        sql.push(')');
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        if let Err(e) = q.execute(state.db.writer()).await {
+            tracing::warn!(error = %e, "storing lastSeenAt at shutdown failed");
+        }
+    }
+}
 
 /// Who may learn of `user_id`'s presence, per their privacy and blocks.
 async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Vec<String>> {
@@ -24,7 +81,7 @@ async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Ve
     if privacy == LastSeenPrivacy::Nobody {
         return Ok(Vec::new());
     }
-    let mut people: Vec<String> = sqlx::query_scalar(
+    let people: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT other.user_id FROM conversation_members me \
          JOIN conversation_members other ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id \
          WHERE me.user_id = $1 AND me.left_at IS NULL AND other.left_at IS NULL \
@@ -35,7 +92,14 @@ async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Ve
     .bind(user.phone.as_deref().unwrap_or(""))
     .fetch_all(db.reader())
     .await?;
-    people.retain(|p| state.hub.is_online(p));
+    // Only people online now can be told.
+    let mut online = Vec::with_capacity(people.len());
+    for p in people {
+        if state.presence.is_online(&state.hub, &p).await {
+            online.push(p);
+        }
+    }
+    let people = online;
     let mut allowed = Vec::with_capacity(people.len());
     for p in people {
         if crate::users::store::blocked_either_way(db, user_id, &p).await? {
@@ -75,7 +139,7 @@ pub async fn announce(state: AppState, user_id: String, online: bool) {
             Some(Timestamp(now))
         };
         // Still the same state (a device may have come back meanwhile)?
-        if state.hub.is_online(&user_id) != online {
+        if state.presence.is_online(&state.hub, &user_id).await != online {
             return Ok(());
         }
         let packet: engineioxide::Str = protocol::event(
@@ -89,7 +153,11 @@ pub async fn announce(state: AppState, user_id: String, online: bool) {
         Ok(())
     }
     .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "announcing presence failed");
+    match result {
+        Err(e) if state.presence.stopping.load(Ordering::Relaxed) => {
+            tracing::debug!(error = %e, "presence not announced: shutting down");
+        }
+        Err(e) => tracing::warn!(error = %e, "announcing presence failed"),
+        Ok(()) => {}
     }
 }

@@ -11,6 +11,7 @@ mod logs;
 mod messages;
 mod ops;
 mod otp;
+mod realtime;
 mod search;
 mod senders;
 mod sync;

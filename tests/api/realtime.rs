@@ -1,0 +1,376 @@
+//! The Socket.IO gateway with a Rust Socket.IO client (`palaver::client`), on both databases.
+//! The npm `socket.io-client` suite in `e2e/` covers the same contract with the reference client.
+
+use std::time::Duration;
+
+use palaver::client::{self, Client, ClientError, Events};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::dual_test;
+use crate::helpers::{TestApp, User};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits to be sure that something does *not* arrive.
+const QUIET: Duration = Duration::from_millis(300);
+
+async fn connect(app: &TestApp, user: &User) -> (Client, Events) {
+    client::connect(&app.base, &json!({"token": user.token}))
+        .await
+        .expect("socket connects")
+}
+
+async fn send(socket: &Client, conversation: &str, client_msg_id: &str, text: &str) -> Value {
+    let ack = socket
+        .call(
+            "message:send",
+            &json!({"conversationId": conversation, "clientMsgId": client_msg_id, "type": "text", "text": text}),
+            WAIT,
+        )
+        .await
+        .expect("ack");
+    assert_eq!(ack["ok"], true, "{ack}");
+    ack["message"].clone()
+}
+
+/// Everything already received, after waiting `QUIET` for stragglers.
+async fn settle(events: &mut Events) -> Vec<client::Event> {
+    tokio::time::sleep(QUIET).await;
+    std::iter::from_fn(|| events.try_next()).collect()
+}
+
+dual_test!(socket_handshake_refuses_bad_tokens);
+async fn socket_handshake_refuses_bad_tokens(app: &TestApp) {
+    let u = app.signup("hs@example.com", "Hs").await;
+    for auth in [json!({}), json!({"token": "nope"}), json!({"token": ""})] {
+        match client::connect(&app.base, &auth).await {
+            Err(ClientError::Refused(v)) => assert_eq!(v["data"]["code"], "unauthorized", "{v}"),
+            Err(e) => panic!("expected a refusal, got {e}"),
+            Ok(_) => panic!("connected with {auth}"),
+        }
+    }
+    // A token of a session that logged out is refused as well.
+    let r = app
+        .call(Method::POST, "/api/v1/auth/logout", Some(&u.token), None)
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    assert!(matches!(
+        client::connect(&app.base, &json!({"token": u.token})).await,
+        Err(ClientError::Refused(_))
+    ));
+}
+
+dual_test!(socket_message_reaches_every_other_device_once);
+async fn socket_message_reaches_every_other_device_once(app: &TestApp) {
+    let a = app.signup("sa@example.com", "Sa").await;
+    let b = app.signup("sb@example.com", "Sb").await;
+    let a_tablet = app.login("sa@example.com", "tablet").await;
+    let conv = app.direct(&a, &b).await;
+    let (a1, mut a1_events) = connect(app, &a).await;
+    let (_a2, mut a2_events) = connect(app, &a_tablet).await;
+    let (_b1, mut b1_events) = connect(app, &b).await;
+
+    let first = send(&a1, &conv, "c-1", "hello").await;
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["text"], "hello");
+    assert_eq!(first["sender"]["id"], a.id.as_str());
+    let second = send(&a1, &conv, "c-2", "again").await;
+    assert_eq!(second["seq"], 2);
+    // A retry with the same clientMsgId acks the original and creates nothing.
+    let retry = send(&a1, &conv, "c-1", "hello").await;
+    assert_eq!(retry["id"], first["id"]);
+
+    for events in [&mut a2_events, &mut b1_events] {
+        let one = events.expect("message:new", WAIT).await.unwrap();
+        assert_eq!(one["message"]["id"], first["id"]);
+        assert!(one["cursor"].as_str().is_some_and(|c| !c.is_empty()));
+        let two = events.expect("message:new", WAIT).await.unwrap();
+        assert_eq!(two["message"]["seq"], 2, "live events in seq order");
+        let rest = settle(events).await;
+        assert!(
+            rest.iter().all(|e| e.name != "message:new"),
+            "each device gets each message once: {rest:?}"
+        );
+    }
+    let own = settle(&mut a1_events).await;
+    assert!(
+        own.iter().all(|e| e.name != "message:new"),
+        "the sending device gets the ack, not an event"
+    );
+    assert_eq!(app.history(&b, &conv).await.len(), 2);
+}
+
+dual_test!(socket_failures_come_back_in_the_ack);
+async fn socket_failures_come_back_in_the_ack(app: &TestApp) {
+    let a = app.signup("fa@example.com", "Fa").await;
+    let b = app.signup("fb@example.com", "Fb").await;
+    let c = app.signup("fc@example.com", "Fc").await;
+    let conv = app.direct(&b, &c).await;
+    let (sa, _events) = connect(app, &a).await;
+    // Not a member: the conversation does not exist for A.
+    let ack = sa
+        .call(
+            "message:send",
+            &json!({"conversationId": conv, "clientMsgId": "x", "type": "text", "text": "hi"}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], false);
+    assert_eq!(ack["error"]["code"], "not_found");
+    // A malformed payload is a validation error, not a dropped socket.
+    let ack = sa
+        .call("message:send", &json!({"text": 5}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], false);
+    assert!(ack["error"]["message"].as_str().is_some());
+    let ack = sa.call("no:such-event", &json!({}), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], false);
+    // The socket still works.
+    let own = app.direct(&a, &b).await;
+    send(&sa, &own, "y", "still here").await;
+}
+
+dual_test!(socket_receipts_only_move_forward);
+async fn socket_receipts_only_move_forward(app: &TestApp) {
+    let a = app.signup("ra@example.com", "Ra").await;
+    let b = app.signup("rb@example.com", "Rb").await;
+    let conv = app.direct(&a, &b).await;
+    let (sa, mut a_events) = connect(app, &a).await;
+    let (sb, mut b_events) = connect(app, &b).await;
+    let receipt = |event: &str, seq: u64| {
+        let sb = sb.clone();
+        let event = event.to_owned();
+        let body = json!({"conversationId": conv, "seq": seq});
+        async move { sb.call(&event, &body, WAIT).await.unwrap() }
+    };
+    let statuses = |events: Vec<client::Event>| -> Vec<(String, u64)> {
+        events
+            .iter()
+            .filter(|e| e.name == "message:status")
+            .map(|e| {
+                (
+                    e.data["status"].as_str().unwrap().to_owned(),
+                    e.data["upToSeq"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    // B has not accepted A's message request yet: its reads stay private, delivery is told.
+    send(&sa, &conv, "r0", "hello?").await;
+    b_events.expect("message:new", WAIT).await.unwrap();
+    assert_eq!(receipt("message:read", 1).await["ok"], true);
+    let status = a_events.expect("message:status", WAIT).await.unwrap();
+    assert_eq!(status["status"], "delivered");
+    assert_eq!(status["upToSeq"], 1);
+    assert_eq!(status["userId"], b.id.as_str());
+    assert_eq!(status["conversationId"], conv.as_str());
+    assert_eq!(app.history(&a, &conv).await[0]["status"], "delivered");
+
+    // B answers (accepting), then A sends three more: seq 3, 4, 5.
+    send(&sb, &conv, "b1", "hi").await;
+    for i in 1..=3 {
+        send(&sa, &conv, &format!("r{i}"), "x").await;
+    }
+    settle(&mut a_events).await;
+    assert_eq!(receipt("message:delivered", 4).await["ok"], true);
+    let status = a_events.expect("message:status", WAIT).await.unwrap();
+    assert_eq!(
+        (status["status"].as_str(), status["upToSeq"].as_u64()),
+        (Some("delivered"), Some(4))
+    );
+
+    // Backwards: accepted, nothing changes, nobody is told. Read implies delivered.
+    assert_eq!(receipt("message:delivered", 3).await["ok"], true);
+    assert_eq!(receipt("message:read", 5).await["ok"], true);
+    assert_eq!(receipt("message:read", 4).await["ok"], true);
+    assert_eq!(
+        statuses(settle(&mut a_events).await),
+        [("read".to_owned(), 5)]
+    );
+    let history = app.history(&a, &conv).await;
+    assert!(history.iter().all(|m| m["status"] == "read"), "{history:?}");
+}
+
+dual_test!(socket_conversation_changes_are_pushed);
+async fn socket_conversation_changes_are_pushed(app: &TestApp) {
+    let a = app.signup("ca@example.com", "Ca").await;
+    let b = app.signup("cb@example.com", "Cb").await;
+    let c = app.signup("cc@example.com", "Cc").await;
+    let (_sb, mut b_events) = connect(app, &b).await;
+    let group = app.group(&a, "Weekend", &[&b]).await;
+    let created = b_events.expect("conversation:updated", WAIT).await.unwrap();
+    assert_eq!(created["conversation"]["id"], group.as_str());
+    assert_eq!(created["conversation"]["title"], "Weekend");
+    assert!(created["cursor"].as_str().is_some());
+
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/conversations/{group}"),
+            Some(&a.token),
+            Some(json!({"title": "Long weekend"})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let renamed = loop {
+        let e = b_events.expect("conversation:updated", WAIT).await.unwrap();
+        if e["conversation"]["title"] == "Long weekend" {
+            break e;
+        }
+    };
+    assert_eq!(renamed["conversation"]["id"], group.as_str());
+
+    // Someone added: the newcomer's devices learn of the conversation too.
+    let (_sc, mut c_events) = connect(app, &c).await;
+    let r = app
+        .post(
+            &format!("/api/v1/conversations/{group}/members"),
+            Some(&a.token),
+            json!({"userIds": [c.id]}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let joined = c_events.expect("conversation:updated", WAIT).await.unwrap();
+    assert_eq!(joined["conversation"]["id"], group.as_str());
+}
+
+dual_test!(socket_offline_device_catches_up_with_sync_request);
+async fn socket_offline_device_catches_up_with_sync_request(app: &TestApp) {
+    let a = app.signup("oa@example.com", "Oa").await;
+    let b = app.signup("ob@example.com", "Ob").await;
+    let conv = app.direct(&a, &b).await;
+    let (sa, _a_events) = connect(app, &a).await;
+    // The first message of a direct conversation also tells B of the conversation; the
+    // second one's live event is then the last change B saw.
+    app.say(&a, &conv, "first").await;
+    let (sb, mut b_events) = connect(app, &b).await;
+    let first = send(&sa, &conv, "o-1", "before").await;
+    let live = b_events.expect("message:new", WAIT).await.unwrap();
+    assert_eq!(live["message"]["id"], first["id"]);
+    let cursor = live["cursor"].as_str().unwrap().to_owned();
+    sb.close().await;
+    drop(b_events);
+
+    // While B is away: two messages, an edit, a deletion for everyone, a reaction.
+    let m2 = send(&sa, &conv, "o-2", "while away").await;
+    let m3 = send(&sa, &conv, "o-3", "to be deleted").await;
+    let ok = |v: Value| assert_eq!(v["ok"], true, "{v}");
+    ok(sa
+        .call(
+            "message:edit",
+            &json!({"messageId": first["id"], "text": "before (edited)"}),
+            WAIT,
+        )
+        .await
+        .unwrap());
+    ok(sa
+        .call(
+            "message:delete",
+            &json!({"messageId": m3["id"], "for": "everyone"}),
+            WAIT,
+        )
+        .await
+        .unwrap());
+    ok(sa
+        .call(
+            "message:react",
+            &json!({"messageId": m2["id"], "emoji": "👍"}),
+            WAIT,
+        )
+        .await
+        .unwrap());
+
+    let (sb, _b_events) = connect(app, &b).await;
+    let mut cursor = cursor;
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // On PostgreSQL the stream may trail a just-committed change briefly; keep asking.
+    while seen.len() < 5 {
+        let page = sb
+            .call("sync:request", &json!({"cursor": cursor, "limit": 2}), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(page["ok"], true, "{page}");
+        let batch = page["events"].as_array().unwrap();
+        assert!(batch.len() <= 2);
+        seen.extend(batch.iter().cloned());
+        cursor = page["cursor"].as_str().unwrap().to_owned();
+        if page["hasMore"] != true && seen.len() < 5 {
+            assert!(tokio::time::Instant::now() < deadline, "missing: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "message:new",
+            "message:new",
+            "message:updated",
+            "message:updated",
+            "message:updated"
+        ]
+    );
+    assert_eq!(seen[0]["data"]["message"]["id"], m2["id"]);
+    assert_eq!(seen[1]["data"]["message"]["id"], m3["id"]);
+    assert_eq!(seen[2]["data"]["message"]["text"], "before (edited)");
+    assert!(seen[3]["data"]["message"]["deletedAt"].is_string());
+    assert_eq!(seen[4]["data"]["message"]["reactions"][0]["emoji"], "👍");
+    // Nothing more, nothing repeated.
+    let page = sb
+        .call("sync:request", &json!({"cursor": cursor}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(page["events"], json!([]));
+    assert_eq!(page["hasMore"], false);
+}
+
+dual_test!(socket_typing_and_presence);
+async fn socket_typing_and_presence(app: &TestApp) {
+    let a = app.signup("ta@example.com", "Ta").await;
+    let b = app.signup("tb@example.com", "Tb").await;
+    let conv = app.direct(&a, &b).await;
+    // Presence is shared once both sides accepted the conversation: B answers A.
+    app.say(&a, &conv, "hello").await;
+    app.say(&b, &conv, "hi").await;
+    let (_sb, mut b_events) = connect(app, &b).await;
+    let (sa, _a_events) = connect(app, &a).await;
+    let online = b_events.expect("presence", WAIT).await.unwrap();
+    assert_eq!(online["userId"], a.id.as_str());
+    assert_eq!(online["online"], true);
+
+    sa.emit("typing:start", &json!({"conversationId": conv}))
+        .await
+        .unwrap();
+    let t = b_events.expect("typing", WAIT).await.unwrap();
+    assert_eq!(
+        t,
+        json!({"conversationId": conv, "userId": a.id, "typing": true})
+    );
+    sa.emit("typing:stop", &json!({"conversationId": conv}))
+        .await
+        .unwrap();
+    let t = b_events.expect("typing", WAIT).await.unwrap();
+    assert_eq!(t["typing"], false);
+
+    sa.close().await;
+    let offline = b_events.expect("presence", WAIT).await.unwrap();
+    assert_eq!(offline["userId"], a.id.as_str());
+    assert_eq!(offline["online"], false);
+    assert!(offline["lastSeenAt"].is_string(), "{offline}");
+}
+
+dual_test!(socket_of_a_revoked_session_is_closed);
+async fn socket_of_a_revoked_session_is_closed(app: &TestApp) {
+    let a = app.signup("la@example.com", "La").await;
+    let (_sa, mut events) = connect(app, &a).await;
+    let r = app
+        .call(Method::POST, "/api/v1/auth/logout", Some(&a.token), None)
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let end = tokio::time::timeout(WAIT, async { while events.next().await.is_some() {} }).await;
+    assert!(end.is_ok(), "the socket of a logged-out session ends");
+}
