@@ -43,7 +43,8 @@ pub struct Event {
     pub data: Value,
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+/// Acks awaited, by id; `None` once the connection is gone.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Value>>>>>;
 
 /// The sending half of a connection; cheap to clone.
 #[derive(Clone)]
@@ -130,7 +131,7 @@ pub async fn connect(base: &str, auth: &Value) -> Result<(Client, Events), Clien
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING);
     let (event_tx, event_rx) = mpsc::channel::<Event>(INCOMING);
-    let pending: Pending = Arc::default();
+    let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
 
     tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
@@ -162,11 +163,11 @@ pub async fn connect(base: &str, auth: &Value) -> Result<(Client, Events), Clien
                 break;
             }
         }
-        // Whoever still waits for an ack learns the connection is gone.
+        // Whoever still waits for an ack learns the connection is gone, and so does any later call.
         reader_pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
+            .take();
     });
 
     Ok((
@@ -211,7 +212,8 @@ async fn handle_packet(packet: &str, pending: &Pending, events: &mpsc::Sender<Ev
                 let waiter = pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                    .as_mut()
+                    .and_then(|p| p.remove(&id));
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(data);
                 }
@@ -273,13 +275,19 @@ impl Client {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .ok_or(ClientError::Closed)?
             .insert(id, tx);
         let frame = format!("42{id}{}", serde_json::json!([name, data]));
         if self.out.send(Message::text(frame)).await.is_err() {
-            self.pending
+            if let Some(p) = self
+                .pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+                .as_mut()
+            {
+                p.remove(&id);
+            }
             return Err(ClientError::Closed);
         }
         Ok(rx)

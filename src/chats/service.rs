@@ -207,7 +207,9 @@ pub async fn open_direct(
     )
     .await?;
     let Some(id) = created else {
+        // Opened concurrently by the other side: answer theirs once it is durable.
         drop(tx);
+        t.db().settle_writes().await?;
         let c = store::find_direct(t, &key)
             .await?
             .ok_or_else(AppError::not_found)?;
@@ -328,6 +330,7 @@ pub async fn create_group(
         if !crate::http::idempotency::record(&mut tx, me, "group", k, &id).await? {
             // A concurrent request with this key made the group: answer that one.
             drop(tx);
+            t.db().settle_writes().await?;
             let id = crate::http::idempotency::find(t.db(), me, "group", k)
                 .await?
                 .ok_or_else(AppError::not_found)?;

@@ -7,13 +7,15 @@
 //! branches on [`Db::backend`]; callers never see the dialect.
 //!
 //! SQLite gets one writer connection and a pool of readers. Every write goes through the
-//! single writer, so writers queue in the pool instead of fighting over SQLite's lock: no
-//! "database is locked", no deadlock between two deferred transactions upgrading to writers.
+//! single writer, so writers queue instead of fighting over SQLite's lock: no "database is
+//! locked", no deadlock between two deferred transactions upgrading to writers. Write
+//! transactions are committed in groups, one fsync for all that queued meanwhile (`group.rs`).
 //! Readers see committed data through WAL. PostgreSQL uses one pool for both.
 //!
 //! Tenant data (anything that belongs to a workspace) is reached only through [`Tenant`], which
 //! carries the workspace id and can only be made from an authenticated scope; see `tenant.rs`.
 
+mod group;
 mod tenant;
 
 use std::str::FromStr;
@@ -25,7 +27,43 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use tenant::Tenant;
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A write transaction. It dereferences to the connection, so queries run on `&mut **tx`.
+pub enum Tx {
+    /// PostgreSQL: a transaction of its own (the server groups concurrent commits itself).
+    Own(sqlx::Transaction<'static, sqlx::Any>),
+    /// SQLite: a savepoint in the writer's shared batch (see `group.rs`).
+    Grouped(group::GroupTx),
+}
+
+impl Tx {
+    /// Commits; returns once the transaction is durable.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Own(tx) => tx.commit().await,
+            Tx::Grouped(tx) => tx.commit().await,
+        }
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        match self {
+            Tx::Own(tx) => tx,
+            Tx::Grouped(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        match self {
+            Tx::Own(tx) => tx,
+            Tx::Grouped(tx) => tx,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -38,6 +76,8 @@ pub struct Db {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// SQLite: group commit of write transactions.
+    group: Option<std::sync::Arc<group::Group>>,
     /// Woken after a commit that appended to the change log (the real-time dispatcher waits
     /// on it).
     changed: std::sync::Arc<tokio::sync::Notify>,
@@ -93,6 +133,7 @@ impl Db {
             Ok(Db {
                 backend: Backend::Sqlite,
                 read,
+                group: Some(group::Group::start(write.clone())),
                 write,
                 changed: Default::default(),
             })
@@ -110,6 +151,7 @@ impl Db {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 write: pool,
+                group: None,
                 changed: Default::default(),
             })
         }
@@ -131,7 +173,19 @@ impl Db {
 
     /// A write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        self.write.begin().await
+        match &self.group {
+            Some(group) => Ok(Tx::Grouped(group.begin().await?)),
+            None => Ok(Tx::Own(self.write.begin().await?)),
+        }
+    }
+
+    /// Waits until every write transaction committed before this call is durable (SQLite:
+    /// joins the open batch, if any, and waits for its COMMIT).
+    pub async fn settle_writes(&self) -> Result<(), sqlx::Error> {
+        match &self.group {
+            Some(_) => self.begin().await?.commit().await,
+            None => Ok(()),
+        }
     }
 
     /// Commits a transaction that appended to the change log, and wakes whoever follows it.

@@ -268,9 +268,11 @@ pub async fn send(
     let row = match inserted {
         Ok(row) => row,
         Err(e) if is_unique_violation(&e) => {
-            // A concurrent retry of the same clientMsgId committed first: its seq is the only
-            // one, ours is rolled back with this transaction.
+            // A concurrent retry of the same clientMsgId got there first: its seq is the only
+            // one, ours is rolled back with this transaction. The original is answered once
+            // it is durable.
             drop(tx);
+            db.settle_writes().await?;
             let existing = store::find_by_client_id(db, me, &out.client_msg_id)
                 .await?
                 .ok_or_else(|| AppError::internal(e))?;

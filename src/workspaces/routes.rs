@@ -108,7 +108,19 @@ async fn create_workspace(
     let mut tx = state.db.begin().await?;
     let id = store::create(&mut tx, &name, &slug, &auth.user_id).await?;
     if let Some(k) = &key.0 {
-        idempotency::record(&mut tx, &auth.user_id, "workspace", k, &id).await?;
+        if !idempotency::record(&mut tx, &auth.user_id, "workspace", k, &id).await? {
+            // A concurrent request with this key made the workspace: answer that one.
+            drop(tx);
+            state.db.settle_writes().await?;
+            let id = idempotency::find(&state.db, &auth.user_id, "workspace", k)
+                .await?
+                .ok_or_else(AppError::not_found)?;
+            let scope = scope_for(&state, auth, &id).await?;
+            return Ok((
+                StatusCode::OK,
+                Json(store::get(scope.tenant(&state.db), &scope.user_id).await?),
+            ));
+        }
     }
     tx.commit().await?;
     let scope = scope_for(&state, auth, &id).await?;

@@ -10,14 +10,14 @@ use tokio::sync::mpsc;
 
 use crate::helpers::Capture;
 
-struct Running {
-    child: tokio::process::Child,
+pub struct Running {
+    pub child: tokio::process::Child,
     lines: mpsc::UnboundedReceiver<String>,
     seen: Vec<String>,
-    base: String,
+    pub base: String,
 }
 
-async fn start(extra_env: &[(&str, String)], dir: &std::path::Path) -> Running {
+pub async fn start(extra_env: &[(&str, String)], dir: &std::path::Path) -> Running {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_palaver"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

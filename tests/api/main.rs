@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod chats;
+mod crash;
 mod demo;
 mod errors;
 mod logs;

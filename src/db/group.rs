@@ -1,0 +1,197 @@
+//! Group commit for SQLite: many write transactions, one fsync.
+//!
+//! SQLite has one writer, and with `synchronous=FULL` every COMMIT waits for the disk, so one
+//! transaction per message caps writes at the disk's flush rate (a few hundred per second).
+//! Here a write transaction is a SAVEPOINT inside a shared transaction on the writer
+//! connection. [`Tx::commit`] releases the savepoint and then waits until the shared
+//! transaction is committed; a flusher commits it as soon as it can take the connection, and
+//! every transaction released until then is made durable by that one COMMIT. Under light load
+//! a batch holds one transaction (the same latency as before); under heavy load the batch grows
+//! with the writers queued during the previous fsync.
+//!
+//! "Durable before acknowledged" holds: `commit` returns only after the COMMIT that covers it
+//! returned. If that COMMIT fails, every transaction of the batch gets the error, and none of
+//! their writes exists. A transaction dropped without commit is rolled back to its savepoint,
+//! leaving the rest of the batch alone.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
+
+/// The outcome of one batch, shared by its transactions.
+type Outcome = Option<Result<(), Arc<str>>>;
+
+pub(super) struct Group {
+    state: Arc<Mutex<State>>,
+    pool: AnyPool,
+    flush: Arc<Notify>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Lets the flusher see that the group is gone.
+        self.flush.notify_one();
+    }
+}
+
+struct State {
+    /// The writer connection while a batch is open.
+    conn: Option<PoolConnection<Any>>,
+    /// Tells the open batch's transactions how it ended.
+    batch: watch::Sender<Outcome>,
+}
+
+impl Group {
+    pub(super) fn start(pool: AnyPool) -> Arc<Group> {
+        let group = Arc::new(Group {
+            state: Arc::new(Mutex::new(State {
+                conn: None,
+                batch: watch::channel(None).0,
+            })),
+            pool,
+            flush: Arc::new(Notify::new()),
+        });
+        tokio::spawn(flusher(Arc::downgrade(&group), group.flush.clone()));
+        group
+    }
+
+    pub(super) async fn begin(self: &Arc<Self>) -> Result<GroupTx, sqlx::Error> {
+        let mut state = self.state.clone().lock_owned().await;
+        if state.conn.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            conn.execute("BEGIN IMMEDIATE").await?;
+            state.conn = Some(conn);
+        }
+        let conn = state.conn.as_mut().expect("opened above");
+        if let Err(e) = conn.execute("SAVEPOINT w").await {
+            fail_batch(&mut state, &e).await;
+            return Err(e);
+        }
+        Ok(GroupTx {
+            state: Some(state),
+            group: self.clone(),
+        })
+    }
+}
+
+/// Commits the open batch whenever a transaction waits for it.
+async fn flusher(group: std::sync::Weak<Group>, flush: Arc<Notify>) {
+    loop {
+        flush.notified().await;
+        let Some(g) = group.upgrade() else { return };
+        let mut state = g.state.lock().await;
+        let Some(mut conn) = state.conn.take() else {
+            continue;
+        };
+        let result = conn.execute("COMMIT").await;
+        if result.is_err() {
+            let _ = conn.execute("ROLLBACK").await;
+        }
+        drop(conn);
+        let batch = std::mem::replace(&mut state.batch, watch::channel(None).0);
+        drop(state);
+        batch.send_replace(Some(
+            result
+                .map(|_| ())
+                .map_err(|e| Arc::from(e.to_string().as_str())),
+        ));
+        metrics::counter!("db_group_commits_total").increment(1);
+    }
+}
+
+/// Ends the open batch with an error: its transactions (released or not) are rolled back.
+async fn fail_batch(state: &mut State, e: &sqlx::Error) {
+    if let Some(mut conn) = state.conn.take() {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+    let batch = std::mem::replace(&mut state.batch, watch::channel(None).0);
+    batch.send_replace(Some(Err(Arc::from(e.to_string().as_str()))));
+}
+
+/// One write transaction: a savepoint in the open batch, holding the writer until it ends.
+pub struct GroupTx {
+    state: Option<OwnedMutexGuard<State>>,
+    group: Arc<Group>,
+}
+
+impl GroupTx {
+    fn conn(&mut self) -> &mut PoolConnection<Any> {
+        self.state
+            .as_mut()
+            .and_then(|s| s.conn.as_mut())
+            .expect("a live group transaction has a connection")
+    }
+
+    /// Releases the savepoint, then waits for the batch's COMMIT.
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let mut state = self.state.take().expect("not yet ended");
+        let conn = state
+            .conn
+            .as_mut()
+            .expect("a live group transaction has a connection");
+        if let Err(e) = conn.execute("RELEASE w").await {
+            fail_batch(&mut state, &e).await;
+            return Err(e);
+        }
+        let mut outcome = state.batch.subscribe();
+        drop(state);
+        self.group.flush.notify_one();
+        let done = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?
+            .clone();
+        match done {
+            Some(Ok(())) => Ok(()),
+            Some(Err(message)) => Err(sqlx::Error::Protocol(format!(
+                "the group commit failed: {message}"
+            ))),
+            None => unreachable!("waited for an outcome"),
+        }
+    }
+}
+
+impl Drop for GroupTx {
+    fn drop(&mut self) {
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
+        // Undo this transaction only; the writer stays held until that is done. Then the
+        // batch is flushed, so that an open batch never keeps the writer from others.
+        let flush = self.group.flush.clone();
+        tokio::spawn(async move {
+            let Some(conn) = state.conn.as_mut() else {
+                return;
+            };
+            let undone = match conn.execute("ROLLBACK TO w").await {
+                Ok(_) => conn.execute("RELEASE w").await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = undone {
+                fail_batch(&mut state, &e).await;
+            }
+            drop(state);
+            flush.notify_one();
+        });
+    }
+}
+
+impl Deref for GroupTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.state
+            .as_ref()
+            .and_then(|s| s.conn.as_ref())
+            .expect("a live group transaction has a connection")
+    }
+}
+
+impl DerefMut for GroupTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn()
+    }
+}
