@@ -1,4 +1,4 @@
-//! The command line: `palaver [serve|migrate|admin create|openapi]`.
+//! The command line: `palaver [serve|migrate|admin create|demo|openapi|bench]`.
 
 use std::path::PathBuf;
 
@@ -40,6 +40,8 @@ pub enum Command {
     Demo(SettingsArgs),
     /// Print the OpenAPI document of the HTTP API
     Openapi,
+    /// Load generator: runs a scenario of quality.md against a running server and reports
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -109,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init("warn", config.log_format);
             crate::demo::run(&config).await
         }
+        Some(Command::Bench(args)) => crate::bench::run(args).await,
         Some(Command::Openapi) => {
             println!(
                 "{}",

@@ -9,7 +9,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `demo`, `openapi` |
+//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `demo`, `openapi`, `bench` |
 //! | [`demo`] | demo users, chats and messages for a newcomer |
 //! | [`config`] | settings from `palaver.toml`, the environment and flags |
 //! | [`app`] | shared state, router assembly, middleware stack, graceful shutdown |
@@ -34,6 +34,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod chats;
 pub mod cli;
 pub mod client;

@@ -1,0 +1,154 @@
+//! `palaver bench`: the load generator behind BENCHMARKS.md. It speaks only the public contract
+//! (HTTP for setup and reads, Socket.IO over WebSocket for live traffic, through
+//! [`crate::client`]), so it measures any server that implements it.
+//!
+//! Scenarios follow quality.md: `chat` (P1, and P1L with `--rate`), `fanout` (P2), `idle` (P3),
+//! `catchup` (P4), `reads` (P6). Each prints a report (throughput, latency percentiles, errors,
+//! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
+//! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
+
+mod chat;
+mod idle;
+mod report;
+mod setup;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+pub use report::Report;
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The server's base URL
+    #[arg(long, default_value = "http://127.0.0.1:3000", global = true)]
+    pub url: String,
+    /// The server's process id: its RSS and CPU time are read from /proc and reported
+    #[arg(long, global = true)]
+    pub pid: Option<u32>,
+    /// Print the report as JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// P1/P1L: users in pairs of direct chats; each sender keeps `window` sends in flight (or
+    /// all senders together keep `rate` messages per second); receivers check order and gaps
+    Chat {
+        /// Connected users (half send, half receive)
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        /// Fixed total send rate (messages/s); 0 sends as fast as acks come back
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Seconds of measured traffic
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// P2: groups with one sender each; every other member receives
+    Fanout {
+        #[arg(long, default_value_t = 5)]
+        groups: usize,
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// P3: authenticated sockets that only answer pings
+    Idle {
+        #[arg(long, default_value_t = 19_000)]
+        connections: usize,
+        /// Seconds to hold them (longer than the ping interval shows they stay connected)
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+    },
+    /// P4: a device offline while `messages` arrive, then catching up with sync:request
+    Catchup {
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Page size asked of sync:request
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+        /// Catch-ups to time (the report gives percentiles)
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// P6: conversation list and history page latency, with chat load at `rate` beside them
+    Reads {
+        /// Conversations of the reading user
+        #[arg(long, default_value_t = 1000)]
+        conversations: usize,
+        /// Background chat load (messages/s) from `users` connected users
+        #[arg(long, default_value_t = 12_500)]
+        rate: u64,
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let c = &args.common;
+    let report = match args.scenario.clone() {
+        Scenario::Chat {
+            users,
+            window,
+            rate,
+            duration,
+        } => chat::pairs(c, users, window, rate, Duration::from_secs(duration)).await?,
+        Scenario::Fanout {
+            groups,
+            members,
+            window,
+            rate,
+            duration,
+        } => {
+            chat::fanout(
+                c,
+                groups,
+                members,
+                window,
+                rate,
+                Duration::from_secs(duration),
+            )
+            .await?
+        }
+        Scenario::Idle {
+            connections,
+            duration,
+        } => idle::run(c, connections, Duration::from_secs(duration)).await?,
+        Scenario::Catchup {
+            messages,
+            limit,
+            repeat,
+        } => chat::catchup(c, messages, limit, repeat).await?,
+        Scenario::Reads {
+            conversations,
+            rate,
+            users,
+            duration,
+        } => chat::reads(c, conversations, rate, users, Duration::from_secs(duration)).await?,
+    };
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
