@@ -11,17 +11,31 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{AppError, AppResult};
 
+/// Runs an Argon2 computation off the async runtime, at most one per core at a time: each
+/// takes ~19 MiB and a core for tens of milliseconds, so a burst of sign-ins queues here
+/// instead of multiplying threads and memory (the allocator keeps what a thread used).
+async fn argon2_job<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    });
+    let _permit = slots.acquire().await.map_err(AppError::internal)?;
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(AppError::internal)
+}
+
 /// Hashes off the async runtime: Argon2id is deliberately slow.
 pub async fn hash_password(password: String) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || {
+    argon2_job(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| AppError::internal(anyhow::anyhow!("hashing a password: {e}")))
     })
-    .await
-    .map_err(AppError::internal)?
+    .await?
 }
 
 /// An Argon2id hash of a random password, verified when the account does not exist, so that an
@@ -38,7 +52,7 @@ fn dummy_hash() -> &'static str {
 }
 
 pub async fn verify_password(password: String, hash: Option<String>) -> AppResult<bool> {
-    tokio::task::spawn_blocking(move || {
+    argon2_job(move || {
         let exists = hash.is_some();
         let stored: &str = match &hash {
             Some(h) => h,
@@ -53,7 +67,6 @@ pub async fn verify_password(password: String, hash: Option<String>) -> AppResul
         ok && exists
     })
     .await
-    .map_err(AppError::internal)
 }
 
 /// A new opaque token: 256 random bits, base64url.

@@ -78,6 +78,8 @@ pub struct Db {
     write: AnyPool,
     /// SQLite: group commit of write transactions.
     group: Option<std::sync::Arc<group::Group>>,
+    /// The batching queue of message sends (`messages::pipeline`), started on first use.
+    sends: std::sync::Arc<std::sync::OnceLock<crate::messages::pipeline::Pipeline>>,
     /// Woken after a commit that appended to the change log (the real-time dispatcher waits
     /// on it).
     changed: std::sync::Arc<tokio::sync::Notify>,
@@ -135,6 +137,7 @@ impl Db {
                 read,
                 group: Some(group::Group::start(write.clone())),
                 write,
+                sends: Default::default(),
                 changed: Default::default(),
             })
         } else {
@@ -152,6 +155,7 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 group: None,
+                sends: Default::default(),
                 changed: Default::default(),
             })
         }
@@ -177,6 +181,17 @@ impl Db {
             Some(group) => Ok(Tx::Grouped(group.begin().await?)),
             None => Ok(Tx::Own(self.write.begin().await?)),
         }
+    }
+
+    /// The queue of batched message sends. Its task holds a handle without the queue, so it
+    /// ends when the last `Db` clone holding the queue is gone.
+    pub(crate) fn sends(&self) -> &crate::messages::pipeline::Pipeline {
+        self.sends.get_or_init(|| {
+            crate::messages::pipeline::Pipeline::start(Db {
+                sends: Default::default(),
+                ..self.clone()
+            })
+        })
     }
 
     /// Waits until every write transaction committed before this call is durable (SQLite:

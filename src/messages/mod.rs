@@ -3,6 +3,7 @@
 //! (`deliveredSeq`/`readSeq`, only forward) and the sender's derived status.
 
 pub mod model;
+pub mod pipeline;
 pub mod routes;
 pub mod service;
 pub mod store;

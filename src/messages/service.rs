@@ -206,16 +206,69 @@ async fn visible_in(db: &Db, a: &Access, message_id: &str) -> AppResult<Option<M
 
 /// Sends a message: durable when this returns. `false` with a retried `clientMsgId`: the
 /// original message, nothing new written.
+///
+/// The common case (a member who accepted the conversation) is written in batches with other
+/// sends (`pipeline.rs`); answering a message request goes one by one.
 pub async fn send(
     t: Tenant<'_>,
     me: &str,
     conversation_id: &str,
     out: Outgoing,
 ) -> AppResult<(MessageView, bool)> {
+    let a = match prepare(t, me, conversation_id, &out).await? {
+        Prepared::Original(answer) => return Ok(answer),
+        Prepared::Ready(a) => a,
+    };
+    if a.me.request_state() != RequestState::Accepted {
+        return write_one(t, me, a, out).await;
+    }
+    t.db()
+        .sends()
+        .submit(super::pipeline::Job {
+            workspace_id: t.workspace_id().to_owned(),
+            me: me.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            direct: a.conversation.kind == "direct",
+            read_seq: a.me.read_seq,
+            out,
+            reply: tokio::sync::oneshot::channel().0,
+        })
+        .await
+}
+
+/// Sends one message in a transaction of its own (the batching path's fallback).
+pub(crate) async fn send_one(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    out: Outgoing,
+) -> AppResult<(MessageView, bool)> {
+    match prepare(t, me, conversation_id, &out).await? {
+        Prepared::Original(answer) => Ok(answer),
+        Prepared::Ready(a) => write_one(t, me, a, out).await,
+    }
+}
+
+enum Prepared {
+    /// A retried clientMsgId: the original.
+    Original((MessageView, bool)),
+    /// Checked; ready to write.
+    Ready(Access),
+}
+
+/// Every check of a send, before anything is written.
+async fn prepare(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    out: &Outgoing,
+) -> AppResult<Prepared> {
     let db = t.db();
     let a = access(t, conversation_id, me, false).await?;
     if let Some(existing) = store::find_by_client_id(db, me, &out.client_msg_id).await? {
-        return original(db, existing, conversation_id).await;
+        return Ok(Prepared::Original(
+            original(db, existing, conversation_id).await?,
+        ));
     }
     if a.conversation.kind == "channel" {
         return Err(AppError::invalid_field(
@@ -245,7 +298,18 @@ pub async fn send(
             ));
         }
     }
+    Ok(Prepared::Ready(a))
+}
 
+/// The write of one checked send.
+async fn write_one(
+    t: Tenant<'_>,
+    me: &str,
+    a: Access,
+    out: Outgoing,
+) -> AppResult<(MessageView, bool)> {
+    let db = t.db();
+    let conversation_id = a.conversation.id.as_str();
     let mut tx = db.begin().await?;
     let seq = chats::next_seq(&mut tx, conversation_id).await?;
     let inserted = store::insert(

@@ -1,0 +1,350 @@
+//! Batched sending: the write half of [`super::service::send`] for the common case (a member
+//! who accepted the conversation sends into it), many messages per transaction.
+//!
+//! Sends that passed their checks queue here; one task takes whatever is queued (up to
+//! [`MAX_BATCH`]) and writes it with a handful of statements for the whole batch: seqs for
+//! every conversation in one UPDATE, the messages in one INSERT, their changes in one INSERT,
+//! the senders' receipt marks in one UPDATE. The batch is one transaction (on SQLite, one
+//! savepoint of the group commit), so each message is durable when its sender is answered,
+//! in the same order and with the same changes as one by one. If the batch fails as a whole
+//! (say, a concurrent retry of the same `clientMsgId` hit the unique index), every send of it
+//! is retried alone through the one-by-one path, which knows how to answer each.
+
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
+use super::service::Outgoing;
+use crate::db::{new_id, now_ms, Db, Tenant};
+use crate::error::{AppError, AppResult};
+use crate::sync::kinds;
+
+/// Sends written by one transaction, at most (11 parameters each stay far below either
+/// engine's limit).
+const MAX_BATCH: usize = 256;
+/// Sends waiting for the writer, at most; more wait for room.
+const QUEUE: usize = 4096;
+
+pub(crate) struct Job {
+    pub workspace_id: String,
+    pub me: String,
+    pub conversation_id: String,
+    pub direct: bool,
+    /// The sender's read mark when the checks ran (sending reads everything before).
+    pub read_seq: i64,
+    pub out: Outgoing,
+    pub reply: oneshot::Sender<AppResult<(MessageView, bool)>>,
+}
+
+/// The queue into the batching task.
+#[derive(Clone)]
+pub struct Pipeline(mpsc::Sender<Job>);
+
+impl Pipeline {
+    /// Starts the task; it ends when the last handle to the queue is gone.
+    pub(crate) fn start(db: Db) -> Pipeline {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, rx));
+        Pipeline(tx)
+    }
+
+    pub(crate) async fn submit(&self, job: Job) -> AppResult<(MessageView, bool)> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(Job { reply, ..job })
+            .await
+            .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue is closed")))?;
+        answer
+            .await
+            .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue stopped")))?
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let jobs = std::mem::take(&mut batch);
+        metrics::histogram!("message_batch_size").record(jobs.len() as f64);
+        match write(&db, &jobs).await {
+            Ok(rows) => answer(&db, jobs, rows).await,
+            Err(e) => {
+                if jobs.len() > 1 {
+                    tracing::debug!(error = %e, sends = jobs.len(), "a send batch failed; sending one by one");
+                } else {
+                    tracing::debug!(error = %e, "a batched send failed; retrying it alone");
+                }
+                for job in jobs {
+                    let t = Tenant::new(&db, &job.workspace_id);
+                    let result =
+                        super::service::send_one(t, &job.me, &job.conversation_id, job.out).await;
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Builds the views of the written rows (one query for the batch) and answers every sender.
+async fn answer(db: &Db, jobs: Vec<Job>, rows: Vec<MessageRow>) {
+    // New messages: nobody else has them yet, so their status is "sent".
+    match super::service::build_views(db, rows, &HashMap::new()).await {
+        Ok(views) => {
+            for (job, view) in jobs.into_iter().zip(views) {
+                let _ = job.reply.send(Ok((view, true)));
+            }
+        }
+        Err(e) => {
+            // Stored, but not answerable now: a retry with the same clientMsgId gets them.
+            tracing::warn!(error = %e, "building views of sent messages failed");
+            for job in jobs {
+                let _ = job.reply.send(Err(AppError::unavailable(anyhow::anyhow!(
+                    "the message was stored; retry to get it"
+                ))));
+            }
+        }
+    }
+}
+
+/// Writes the batch in one transaction; the rows come back in job order.
+async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
+    // Two sends of one clientMsgId in one batch: the one-by-one path answers the second.
+    let mut seen = std::collections::HashSet::new();
+    if !jobs
+        .iter()
+        .all(|j| seen.insert((j.me.as_str(), j.out.client_msg_id.as_str())))
+    {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "a clientMsgId twice in one batch"
+        )));
+    }
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+
+    // 1. Seqs: each conversation's last_seq moves by its number of messages, in one UPDATE.
+    let mut counts: Vec<(&str, i64)> = Vec::new();
+    for j in jobs {
+        match counts.iter_mut().find(|(c, _)| *c == j.conversation_id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&j.conversation_id, 1)),
+        }
+    }
+    let mut sql = String::from("UPDATE conversations SET last_seq = last_seq + CASE id");
+    for i in 0..counts.len() {
+        sql.push_str(&format!(
+            " WHEN ${} THEN CAST(${} AS BIGINT)",
+            2 * i + 2,
+            2 * i + 3
+        ));
+    }
+    sql.push_str(" END, last_activity_at = $1, updated_at = $1 WHERE id IN (");
+    for i in 0..counts.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${}", 2 * i + 2));
+    }
+    sql.push_str(") RETURNING id, last_seq");
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(now);
+    for (c, n) in &counts {
+        q = q.bind(*c).bind(*n);
+    }
+    let last: HashMap<String, i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+    let mut next: HashMap<&str, i64> = HashMap::new();
+    for (c, n) in &counts {
+        let top = *last
+            .get(*c)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
+        next.insert(c, top - n + 1);
+    }
+    let seqs: Vec<i64> = jobs
+        .iter()
+        .map(|j| {
+            let s = next.get_mut(j.conversation_id.as_str()).expect("counted");
+            *s += 1;
+            *s - 1
+        })
+        .collect();
+
+    // 2. The messages.
+    let ids: Vec<String> = jobs.iter().map(|_| new_id()).collect();
+    let mut sql = String::from(
+        "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
+         media_id, reply_to_id, forwarded, payload, created_at) VALUES ",
+    );
+    for i in 0..jobs.len() {
+        let b = 11 * i + 2;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for k in 0..11 {
+            if k == 3 {
+                sql.push_str("'user', ");
+            }
+            sql.push_str(&format!("${}, ", b + k));
+        }
+        sql.push_str("$1)");
+    }
+    sql.push_str(&format!(
+        " RETURNING {}",
+        MESSAGE_COLUMNS.replace("msg.", "")
+    ));
+    let mut q = sqlx::query_as::<_, MessageRow>(&sql).bind(now);
+    for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
+        q = q
+            .bind(id)
+            .bind(&j.conversation_id)
+            .bind(*seq)
+            .bind(&j.me)
+            .bind(&j.out.client_msg_id)
+            .bind(j.out.content.kind.as_str())
+            .bind(j.out.content.text.as_deref())
+            .bind(j.out.content.media_id.as_deref())
+            .bind(j.out.reply_to_id.as_deref())
+            .bind(j.out.forwarded as i64)
+            .bind(j.out.content.payload.as_deref());
+    }
+    let mut by_id: HashMap<String, MessageRow> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let rows: Vec<MessageRow> = ids
+        .iter()
+        .map(|id| by_id.remove(id))
+        .collect::<Option<_>>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a sent message was not returned")))?;
+
+    // 3. Their changes, in job order (so per conversation in seq order): message:new, the
+    //    first message of a direct conversation also tells the recipient of the conversation,
+    //    and a receipt change where sending read messages the sender had not read.
+    let mut marks: Vec<(&str, &str, i64, i64)> = Vec::new(); // (conversation, sender, first, last)
+    for (j, seq) in jobs.iter().zip(&seqs) {
+        match marks
+            .iter_mut()
+            .find(|(c, u, _, _)| *c == j.conversation_id && *u == j.me)
+        {
+            Some(m) => m.3 = *seq,
+            None => marks.push((&j.conversation_id, &j.me, *seq, *seq)),
+        }
+    }
+    let mut changes: Vec<(
+        &str,
+        &'static str,
+        Option<&str>,
+        i64,
+        Option<&str>,
+        Option<&str>,
+    )> = Vec::new();
+    for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
+        changes.push((
+            &j.conversation_id,
+            kinds::MESSAGE_NEW,
+            Some(id),
+            *seq,
+            None,
+            None,
+        ));
+        if j.direct && *seq == 1 {
+            changes.push((
+                &j.conversation_id,
+                kinds::CONVERSATION_UPDATED,
+                None,
+                0,
+                None,
+                None,
+            ));
+        }
+    }
+    for (c, u, first, last) in &marks {
+        let read_before = jobs
+            .iter()
+            .find(|j| j.conversation_id == *c && j.me == *u)
+            .map_or(0, |j| j.read_seq);
+        if read_before < first - 1 {
+            changes.push((c, kinds::MESSAGE_STATUS, None, *last, Some(u), Some("read")));
+        }
+    }
+    let mut sql = String::from(
+        "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) VALUES ",
+    );
+    for i in 0..changes.len() {
+        let b = 6 * i + 2;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, NULL, ${}, ${}, ${}, ${}, ${}, $1)",
+            b,
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        ));
+    }
+    let mut q = sqlx::query(&sql).bind(now);
+    for (c, kind, message_id, seq, actor, status) in &changes {
+        q = q
+            .bind(*c)
+            .bind(*kind)
+            .bind(*message_id)
+            .bind((*seq > 0).then_some(*seq))
+            .bind(*actor)
+            .bind(*status);
+    }
+    q.execute(&mut *tx).await?;
+
+    // 4. Sending delivers and reads everything up to the sender's own message.
+    let mut sql = String::from(
+        "UPDATE conversation_members SET \
+         delivered_seq = CASE WHEN delivered_seq < v.seq THEN v.seq ELSE delivered_seq END, \
+         read_seq = CASE WHEN read_seq < v.seq THEN v.seq ELSE read_seq END \
+         FROM (",
+    );
+    for i in 0..marks.len() {
+        let b = 3 * i + 1;
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str(&format!(
+            "SELECT CAST(${b} AS TEXT) AS c, CAST(${} AS TEXT) AS u, CAST(${} AS BIGINT) AS seq",
+            b + 1,
+            b + 2
+        ));
+    }
+    sql.push_str(
+        ") AS v WHERE conversation_members.conversation_id = v.c AND conversation_members.user_id = v.u",
+    );
+    let mut q = sqlx::query(&sql);
+    for (c, u, _, last) in &marks {
+        q = q.bind(*c).bind(*u).bind(*last);
+    }
+    q.execute(&mut *tx).await?;
+    let mut sql = String::from(
+        "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
+    );
+    for i in 0..marks.len() {
+        let b = 3 * i + 2;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${b}, ${}, 'delivered', ${}, $1), (${b}, ${}, 'read', ${}, $1)",
+            b + 1,
+            b + 2,
+            b + 1,
+            b + 2
+        ));
+    }
+    let mut q = sqlx::query(&sql).bind(now);
+    for (c, u, _, last) in &marks {
+        q = q.bind(*c).bind(*u).bind(*last);
+    }
+    q.execute(&mut *tx).await?;
+
+    db.commit(tx).await?;
+    Ok(rows)
+}
