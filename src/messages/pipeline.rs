@@ -19,6 +19,7 @@ use super::service::Outgoing;
 use crate::db::{new_id, now_ms, Db, Tenant};
 use crate::error::{AppError, AppResult};
 use crate::sync::kinds;
+use crate::sync::store::NewChange;
 
 /// Sends written by one transaction, at most (11 parameters each stay far below either
 /// engine's limit).
@@ -230,32 +231,21 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
             None => marks.push((&j.conversation_id, &j.me, *seq, *seq)),
         }
     }
-    let mut changes: Vec<(
-        &str,
-        &'static str,
-        Option<&str>,
-        i64,
-        Option<&str>,
-        Option<&str>,
-    )> = Vec::new();
+    let mut changes: Vec<NewChange> = Vec::new();
     for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
-        changes.push((
-            &j.conversation_id,
-            kinds::MESSAGE_NEW,
-            Some(id),
-            *seq,
-            None,
-            None,
-        ));
+        changes.push(NewChange {
+            conversation_id: &j.conversation_id,
+            kind: kinds::MESSAGE_NEW,
+            message_id: Some(id),
+            seq: Some(*seq),
+            ..Default::default()
+        });
         if j.direct && *seq == 1 {
-            changes.push((
-                &j.conversation_id,
-                kinds::CONVERSATION_UPDATED,
-                None,
-                0,
-                None,
-                None,
-            ));
+            changes.push(NewChange {
+                conversation_id: &j.conversation_id,
+                kind: kinds::CONVERSATION_UPDATED,
+                ..Default::default()
+            });
         }
     }
     for (c, u, first, last) in &marks {
@@ -264,36 +254,40 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
             .find(|j| j.conversation_id == *c && j.me == *u)
             .map_or(0, |j| j.read_seq);
         if read_before < first - 1 {
-            changes.push((c, kinds::MESSAGE_STATUS, None, *last, Some(u), Some("read")));
+            changes.push(NewChange {
+                conversation_id: c,
+                kind: kinds::MESSAGE_STATUS,
+                seq: Some(*last),
+                actor_id: Some(u),
+                status: Some("read"),
+                ..Default::default()
+            });
         }
     }
     let mut sql = String::from(
         "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) VALUES ",
     );
     for i in 0..changes.len() {
-        let b = 6 * i + 2;
+        let b = 7 * i + 2;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!(
-            "(${}, NULL, ${}, ${}, ${}, ${}, ${}, $1)",
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5
-        ));
+        sql.push('(');
+        for k in 0..7 {
+            sql.push_str(&format!("${}, ", b + k));
+        }
+        sql.push_str("$1)");
     }
     let mut q = sqlx::query(&sql).bind(now);
-    for (c, kind, message_id, seq, actor, status) in &changes {
+    for c in &changes {
         q = q
-            .bind(*c)
-            .bind(*kind)
-            .bind(*message_id)
-            .bind((*seq > 0).then_some(*seq))
-            .bind(*actor)
-            .bind(*status);
+            .bind(c.conversation_id)
+            .bind(c.user_id)
+            .bind(c.kind)
+            .bind(c.message_id)
+            .bind(c.seq)
+            .bind(c.actor_id)
+            .bind(c.status);
     }
     q.execute(&mut *tx).await?;
 
