@@ -26,10 +26,7 @@ pub async fn access(
     user_id: &str,
     history: bool,
 ) -> AppResult<Access> {
-    let conversation = store::find(t, conversation_id)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    let me = store::find_member(t.db(), conversation_id, user_id)
+    let (conversation, me) = store::find_with_member(t, conversation_id, user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
     if !me.is_current() && !history {

@@ -15,6 +15,51 @@ pub async fn find(t: Tenant<'_>, id: &str) -> AppResult<Option<ConversationRow>>
         .await?)
 }
 
+/// The conversation (in the tenant) with the user's membership row, in one query.
+pub async fn find_with_member(
+    t: Tenant<'_>,
+    id: &str,
+    user_id: &str,
+) -> AppResult<Option<(ConversationRow, MemberRow)>> {
+    #[derive(sqlx::FromRow)]
+    struct Both {
+        #[sqlx(flatten)]
+        conversation: ConversationRow,
+        #[sqlx(flatten)]
+        member: MemberRow,
+    }
+    let both: Option<Both> = sqlx::query_as(&format!(
+        "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM conversations c \
+         JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $3 \
+         WHERE c.id = $1 AND c.workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(t.workspace_id())
+    .bind(user_id)
+    .fetch_optional(t.db().reader())
+    .await?;
+    Ok(both.map(|b| (b.conversation, b.member)))
+}
+
+/// The other current member of a direct conversation: their request state and whether a block
+/// stands between them and `me` (either way), in one query.
+pub async fn direct_peer(
+    db: &Db,
+    conversation_id: &str,
+    me: &str,
+) -> AppResult<Option<(String, bool)>> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT p.request_state, (SELECT COUNT(*) FROM blocks b \
+         WHERE (b.blocker_id = $2 AND b.blocked_id = p.user_id) OR (b.blocker_id = p.user_id AND b.blocked_id = $2)) \
+         FROM conversation_members p WHERE p.conversation_id = $1 AND p.user_id <> $2 AND p.left_at IS NULL",
+    )
+    .bind(conversation_id)
+    .bind(me)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|(state, blocks)| (state, blocks > 0)))
+}
+
 /// The conversation inside a write transaction (sees the transaction's own changes).
 pub async fn find_in_tx(tx: &mut Tx, id: &str) -> AppResult<ConversationRow> {
     Ok(sqlx::query_as(&format!(

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
 use super::service::Outgoing;
-use crate::db::{new_id, now_ms, Db, Tenant};
+use crate::db::{new_id, now_ms, Db, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 use crate::sync::kinds;
 use crate::sync::store::NewChange;
@@ -86,29 +86,51 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Builds the views of the written rows (one query for the batch) and answers every sender.
-async fn answer(db: &Db, jobs: Vec<Job>, rows: Vec<MessageRow>) {
+/// Builds the views of the new rows (one query for the batch) and answers every sender.
+async fn answer(db: &Db, jobs: Vec<Job>, written: Vec<Written>) {
+    let mut new_rows = Vec::new();
+    let mut pending = Vec::new();
+    for (job, w) in jobs.into_iter().zip(written) {
+        match w {
+            Written::New(row) => {
+                new_rows.push(row);
+                pending.push((job, None));
+            }
+            Written::Existing(row) => pending.push((job, Some(row))),
+        }
+    }
     // New messages: nobody else has them yet, so their status is "sent".
-    match super::service::build_views(db, rows, &HashMap::new()).await {
-        Ok(views) => {
-            for (job, view) in jobs.into_iter().zip(views) {
-                let _ = job.reply.send(Ok((view, true)));
-            }
-        }
+    let mut views = match super::service::build_views(db, new_rows, &HashMap::new()).await {
+        Ok(views) => Some(views.into_iter()),
         Err(e) => {
-            // Stored, but not answerable now: a retry with the same clientMsgId gets them.
             tracing::warn!(error = %e, "building views of sent messages failed");
-            for job in jobs {
-                let _ = job.reply.send(Err(AppError::unavailable(anyhow::anyhow!(
-                    "the message was stored; retry to get it"
-                ))));
-            }
+            None
         }
+    };
+    for (job, existing) in pending {
+        let result = match existing {
+            Some(row) => super::service::original(db, row, &job.conversation_id).await,
+            None => match views.as_mut().and_then(Iterator::next) {
+                Some(view) => Ok((view, true)),
+                // Stored, but not answerable now: a retry with the same clientMsgId gets it.
+                None => Err(AppError::unavailable(anyhow::anyhow!(
+                    "the message was stored; retry to get it"
+                ))),
+            },
+        };
+        let _ = job.reply.send(result);
     }
 }
 
-/// Writes the batch in one transaction; the rows come back in job order.
-async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
+/// What became of one send of a batch.
+enum Written {
+    New(MessageRow),
+    /// A retry: the message its clientMsgId already named.
+    Existing(MessageRow),
+}
+
+/// Writes the batch in one transaction; the outcomes come back in job order.
+async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
     // Two sends of one clientMsgId in one batch: the one-by-one path answers the second.
     let mut seen = std::collections::HashSet::new();
     if !jobs
@@ -121,7 +143,52 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
     }
     let now = now_ms();
     let mut tx = db.begin().await?;
+    // Retries: earlier sends of these clientMsgIds (committed or earlier in this batch's group).
+    let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE ");
+    for i in 0..jobs.len() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str(&format!(
+            "(msg.sender_id = ${} AND msg.client_msg_id = ${})",
+            2 * i + 1,
+            2 * i + 2
+        ));
+    }
+    let mut q = sqlx::query_as::<_, MessageRow>(&sql);
+    for j in jobs {
+        q = q.bind(&j.me).bind(&j.out.client_msg_id);
+    }
+    let mut existing: HashMap<(String, String), MessageRow> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .filter_map(|m| Some(((m.sender_id.clone()?, m.client_msg_id.clone()?), m)))
+        .collect();
+    let fresh: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| !existing.contains_key(&(j.me.clone(), j.out.client_msg_id.clone())))
+        .collect();
+    let mut inserted = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        insert_new(&mut tx, now, &fresh).await?
+    }
+    .into_iter();
+    db.commit(tx).await?;
+    Ok(jobs
+        .iter()
+        .map(
+            |j| match existing.remove(&(j.me.clone(), j.out.client_msg_id.clone())) {
+                Some(m) => Written::Existing(m),
+                None => Written::New(inserted.next().expect("one row per fresh send")),
+            },
+        )
+        .collect())
+}
 
+/// Inserts the new messages with their changes and the senders' marks; rows in job order.
+async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<MessageRow>> {
     // 1. Seqs: each conversation's last_seq moves by its number of messages, in one UPDATE.
     let mut counts: Vec<(&str, i64)> = Vec::new();
     for j in jobs {
@@ -150,7 +217,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
     for (c, n) in &counts {
         q = q.bind(*c).bind(*n);
     }
-    let last: HashMap<String, i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+    let last: HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
     let mut next: HashMap<&str, i64> = HashMap::new();
     for (c, n) in &counts {
         let top = *last
@@ -207,7 +274,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
             .bind(j.out.content.payload.as_deref());
     }
     let mut by_id: HashMap<String, MessageRow> = q
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?
         .into_iter()
         .map(|r| (r.id.clone(), r))
@@ -289,7 +356,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
             .bind(c.actor_id)
             .bind(c.status);
     }
-    q.execute(&mut *tx).await?;
+    q.execute(&mut **tx).await?;
 
     // 4. Sending delivers and reads everything up to the sender's own message.
     let mut sql = String::from(
@@ -316,7 +383,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
     for (c, u, _, last) in &marks {
         q = q.bind(*c).bind(*u).bind(*last);
     }
-    q.execute(&mut *tx).await?;
+    q.execute(&mut **tx).await?;
     let mut sql = String::from(
         "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
     );
@@ -337,8 +404,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<MessageRow>> {
     for (c, u, _, last) in &marks {
         q = q.bind(*c).bind(*u).bind(*last);
     }
-    q.execute(&mut *tx).await?;
+    q.execute(&mut **tx).await?;
 
-    db.commit(tx).await?;
     Ok(rows)
 }

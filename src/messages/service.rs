@@ -215,12 +215,16 @@ pub async fn send(
     conversation_id: &str,
     out: Outgoing,
 ) -> AppResult<(MessageView, bool)> {
-    let a = match prepare(t, me, conversation_id, &out).await? {
+    // Retries are found by the batch itself, with one query for all of its sends.
+    let a = match prepare(t, me, conversation_id, &out, false).await? {
         Prepared::Original(answer) => return Ok(answer),
         Prepared::Ready(a) => a,
     };
     if a.me.request_state() != RequestState::Accepted {
-        return write_one(t, me, a, out).await;
+        return match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
+            Some(existing) => original(t.db(), existing, conversation_id).await,
+            None => write_one(t, me, a, out).await,
+        };
     }
     t.db()
         .sends()
@@ -243,7 +247,7 @@ pub(crate) async fn send_one(
     conversation_id: &str,
     out: Outgoing,
 ) -> AppResult<(MessageView, bool)> {
-    match prepare(t, me, conversation_id, &out).await? {
+    match prepare(t, me, conversation_id, &out, true).await? {
         Prepared::Original(answer) => Ok(answer),
         Prepared::Ready(a) => write_one(t, me, a, out).await,
     }
@@ -256,19 +260,23 @@ enum Prepared {
     Ready(Access),
 }
 
-/// Every check of a send, before anything is written.
+/// Every check of a send, before anything is written; `retry`: also look for an earlier send
+/// of this clientMsgId.
 async fn prepare(
     t: Tenant<'_>,
     me: &str,
     conversation_id: &str,
     out: &Outgoing,
+    retry: bool,
 ) -> AppResult<Prepared> {
     let db = t.db();
     let a = access(t, conversation_id, me, false).await?;
-    if let Some(existing) = store::find_by_client_id(db, me, &out.client_msg_id).await? {
-        return Ok(Prepared::Original(
-            original(db, existing, conversation_id).await?,
-        ));
+    if retry {
+        if let Some(existing) = store::find_by_client_id(db, me, &out.client_msg_id).await? {
+            return Ok(Prepared::Original(
+                original(db, existing, conversation_id).await?,
+            ));
+        }
     }
     if a.conversation.kind == "channel" {
         return Err(AppError::invalid_field(
@@ -277,15 +285,14 @@ async fn prepare(
         ));
     }
     if a.conversation.kind == "direct" {
-        let members = chats::current_members(db, std::slice::from_ref(&a.conversation.id)).await?;
-        if let Some(peer) = members.iter().find(|m| m.user_id != me) {
-            if peer.request_state() == RequestState::Declined {
+        if let Some((state, blocked)) = chats::direct_peer(db, &a.conversation.id, me).await? {
+            if RequestState::from_db(&state) == RequestState::Declined {
                 return Err(AppError::new(
                     Code::RequestDeclined,
                     "the recipient declined this conversation",
                 ));
             }
-            if crate::users::store::blocked_either_way(db, me, &peer.user_id).await? {
+            if blocked {
                 return Err(AppError::new(Code::Blocked, "you cannot message this user"));
             }
         }
@@ -401,7 +408,7 @@ async fn write_one(
     Ok((one_view(db, row).await?, true))
 }
 
-async fn original(
+pub(crate) async fn original(
     db: &Db,
     existing: MessageRow,
     conversation_id: &str,
