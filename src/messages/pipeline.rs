@@ -50,21 +50,30 @@ impl Pipeline {
         Pipeline(tx)
     }
 
-    pub(crate) async fn submit(&self, job: Job) -> AppResult<(MessageView, bool)> {
+    /// Queues a checked send (waiting while the queue is full); the receiver gets its outcome.
+    pub(crate) async fn enqueue(&self, job: Job) -> AppResult<Answer> {
         let (reply, answer) = oneshot::channel();
         self.0
             .send(Job { reply, ..job })
             .await
             .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue is closed")))?;
-        answer
-            .await
-            .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue stopped")))?
+        Ok(answer)
     }
 }
+
+/// The outcome of a queued send, once its batch is written.
+pub type Answer = oneshot::Receiver<AppResult<(MessageView, bool)>>;
 
 async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // recv_many stops at the end of the channel's internal block: take the rest as well.
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         let jobs = std::mem::take(&mut batch);
         metrics::histogram!("message_batch_size").record(jobs.len() as f64);
         match write(&db, &jobs).await {

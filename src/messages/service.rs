@@ -215,20 +215,55 @@ pub async fn send(
     conversation_id: &str,
     out: Outgoing,
 ) -> AppResult<(MessageView, bool)> {
+    send_queued(t, me, conversation_id, out)
+        .await?
+        .answer()
+        .await
+}
+
+/// A send that passed its checks and is queued (or already done).
+pub enum Queued {
+    Done((MessageView, bool)),
+    Waiting(super::pipeline::Answer),
+}
+
+impl Queued {
+    /// The stored message, once durable.
+    pub async fn answer(self) -> AppResult<(MessageView, bool)> {
+        match self {
+            Queued::Done(answer) => Ok(answer),
+            Queued::Waiting(rx) => rx
+                .await
+                .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue stopped")))?,
+        }
+    }
+}
+
+/// The first half of [`send`]: checks the send and queues it. Sends queued in some order are
+/// written (and get their seqs) in that order, so a device may queue its next message before
+/// the previous one is durable and still keep its order.
+pub async fn send_queued(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    out: Outgoing,
+) -> AppResult<Queued> {
     // Retries are found by the batch itself, with one query for all of its sends.
     let a = match prepare(t, me, conversation_id, &out, false).await? {
-        Prepared::Original(answer) => return Ok(answer),
+        Prepared::Original(answer) => return Ok(Queued::Done(answer)),
         Prepared::Ready(a) => a,
     };
     if a.me.request_state() != RequestState::Accepted {
-        return match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
-            Some(existing) => original(t.db(), existing, conversation_id).await,
-            None => write_one(t, me, a, out).await,
+        let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
+            Some(existing) => original(t.db(), existing, conversation_id).await?,
+            None => write_one(t, me, a, out).await?,
         };
+        return Ok(Queued::Done(answer));
     }
-    t.db()
+    let rx = t
+        .db()
         .sends()
-        .submit(super::pipeline::Job {
+        .enqueue(super::pipeline::Job {
             workspace_id: t.workspace_id().to_owned(),
             me: me.to_owned(),
             conversation_id: conversation_id.to_owned(),
@@ -237,7 +272,8 @@ pub async fn send(
             out,
             reply: tokio::sync::oneshot::channel().0,
         })
-        .await
+        .await?;
+    Ok(Queued::Waiting(rx))
 }
 
 /// Sends one message in a transaction of its own (the batching path's fallback).

@@ -56,16 +56,9 @@ fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<T> {
 }
 
 /// Handles one event; `None` for events that take no ack.
-pub async fn handle(
-    state: &AppState,
-    session: &Session,
-    socket: &Sock,
-    name: &str,
-    data: Value,
-) -> Option<Value> {
+pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value) -> Option<Value> {
     let t = Tenant::new(&state.db, &session.workspace_id);
     let result = match name {
-        events::MESSAGE_SEND => send(state, t, session, socket, data).await,
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
             mark(t, session, data, name == events::MESSAGE_READ).await
         }
@@ -98,18 +91,21 @@ struct SendPayload {
     contact: Option<ContactCard>,
 }
 
-async fn send(
+/// A `message:send`, first half: checked and queued in the device's event order. The ack
+/// comes from [`send_finish`] once the message is durable, while the device's next events go on.
+pub(super) async fn send_queued(
     state: &AppState,
-    t: Tenant<'_>,
     session: &Session,
     socket: &Sock,
     data: Value,
-) -> AppResult<Value> {
-    let p: SendPayload = payload(data)?;
+) -> Result<(String, messages::Queued), Value> {
+    let t = Tenant::new(&state.db, &session.workspace_id);
+    let p: SendPayload = payload(data).map_err(|e| failure(&e))?;
     let client_msg_id = parse_client_msg_id(&p.client_msg_id)
-        .map_err(|m| AppError::invalid_field("clientMsgId", m))?;
+        .map_err(|m| failure(&AppError::invalid_field("clientMsgId", m)))?;
     let content =
-        crate::messages::routes::content(p.kind, p.text, p.media_id, p.location, p.contact)?;
+        crate::messages::routes::content(p.kind, p.text, p.media_id, p.location, p.contact)
+            .map_err(|e| failure(&e))?;
     state
         .hub
         .note_origin(&session.user_id, &client_msg_id, socket.id);
@@ -119,13 +115,31 @@ async fn send(
         reply_to_id: p.reply_to_id,
         forwarded: false,
     };
-    let result = messages::send(t, &session.user_id, &p.conversation_id, out).await;
+    match messages::send_queued(t, &session.user_id, &p.conversation_id, out).await {
+        Ok(queued) => Ok((client_msg_id, queued)),
+        Err(e) => {
+            state.hub.forget_origin(&session.user_id, &client_msg_id);
+            Err(failure(&e))
+        }
+    }
+}
+
+/// A `message:send`, second half: the ack once the message is durable.
+pub(super) async fn send_finish(
+    state: &AppState,
+    session: &Session,
+    client_msg_id: &str,
+    queued: messages::Queued,
+) -> Value {
+    let result = queued.answer().await;
     if !matches!(result, Ok((_, true))) {
         // Nothing new was committed, so the dispatcher will not come for it.
-        state.hub.forget_origin(&session.user_id, &client_msg_id);
+        state.hub.forget_origin(&session.user_id, client_msg_id);
     }
-    let (message, _) = result?;
-    Ok(json!({"ok": true, "message": message}))
+    match result {
+        Ok((message, _)) => json!({"ok": true, "message": message}),
+        Err(e) => failure(&e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,8 @@ use crate::app::AppState;
 
 /// Per-device events waiting to be handled, at most this many; more are refused.
 const EVENT_QUEUE: usize = 64;
+/// Sends of one device queued but not yet acked, at most; its next send waits for room.
+const SENDS_IN_FLIGHT: usize = 64;
 /// Engine.IO packets buffered for one device before it counts as not reading.
 pub const SEND_BUFFER: usize = 512;
 
@@ -337,25 +339,47 @@ impl Gateway {
         session: Session,
         mut rx: mpsc::Receiver<(Option<u64>, String, Value)>,
     ) {
+        // Sends queued but not yet acked, at most this many per device.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(SENDS_IN_FLIGHT));
         while let Some((ack, name, data)) = rx.recv().await {
             let started = std::time::Instant::now();
             metrics::counter!("realtime_events_in_total", "event" => event_label(&name))
                 .increment(1);
-            let sending = (name == events::MESSAGE_SEND)
-                .then(|| {
-                    data.get("clientMsgId")
-                        .and_then(Value::as_str)
-                        .map(|c| c.trim().to_owned())
-                })
-                .flatten();
-            let reply = handlers::handle(&self.state, &session, &socket, &name, data).await;
+            if name == events::MESSAGE_SEND {
+                // Queued in order; acked when durable, while the next events are handled.
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                match handlers::send_queued(&self.state, &session, &socket, data).await {
+                    Ok((client_msg_id, queued)) => {
+                        let (state, session, socket) =
+                            (self.state.clone(), session.clone(), socket.clone());
+                        tokio::spawn(async move {
+                            let reply =
+                                handlers::send_finish(&state, &session, &client_msg_id, queued)
+                                    .await;
+                            if let Some(id) = ack {
+                                let _ = socket.emit(protocol::ack(id, &reply));
+                                metrics::histogram!("realtime_ack_seconds", "event" => events::MESSAGE_SEND)
+                                    .record(started.elapsed().as_secs_f64());
+                            }
+                            state.hub.acked(&session.user_id, &client_msg_id);
+                            drop(permit);
+                        });
+                    }
+                    Err(reply) => {
+                        if let Some(id) = ack {
+                            let _ = socket.emit(protocol::ack(id, &reply));
+                        }
+                    }
+                }
+                continue;
+            }
+            let reply = handlers::handle(&self.state, &session, &name, data).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
                 let _ = socket.emit(protocol::ack(id, &reply));
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
                     .record(started.elapsed().as_secs_f64());
-            }
-            if let Some(client_msg_id) = sending {
-                self.state.hub.acked(&session.user_id, &client_msg_id);
             }
             if socket.is_closed() {
                 break;
