@@ -153,18 +153,19 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     // Retries: earlier sends of these clientMsgIds (committed or earlier in this batch's group).
+    let mut slots = Slots::new(db);
     let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE ");
     for i in 0..jobs.len() {
         if i > 0 {
             sql.push_str(" OR ");
         }
         sql.push_str(&format!(
-            "(msg.sender_id = ${} AND msg.client_msg_id = ${})",
-            2 * i + 1,
-            2 * i + 2
+            "(msg.sender_id = {} AND msg.client_msg_id = {})",
+            slots.next(),
+            slots.next()
         ));
     }
-    let mut q = sqlx::query_as::<_, MessageRow>(&sql);
+    let mut q = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
     for j in jobs {
         q = q.bind(&j.me).bind(&j.out.client_msg_id);
     }
@@ -181,7 +182,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
     let mut inserted = if fresh.is_empty() {
         Vec::new()
     } else {
-        insert_new(&mut tx, now, &fresh).await?
+        insert_new(&mut tx, Slots::new(db), now, &fresh).await?
     }
     .into_iter();
     db.commit(tx).await?;
@@ -197,7 +198,12 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
 }
 
 /// Inserts the new messages with their changes and the senders' marks; rows in job order.
-async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<MessageRow>> {
+async fn insert_new(
+    tx: &mut Tx,
+    mut slots: Slots,
+    now: i64,
+    jobs: &[&Job],
+) -> AppResult<Vec<MessageRow>> {
     // 1. Seqs: each conversation's last_seq moves by its number of messages, in one UPDATE.
     let mut counts: Vec<(&str, i64)> = Vec::new();
     for j in jobs {
@@ -206,25 +212,34 @@ async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<Messa
             None => counts.push((&j.conversation_id, 1)),
         }
     }
+    slots.restart();
     let mut sql = String::from("UPDATE conversations SET last_seq = last_seq + CASE id");
-    for i in 0..counts.len() {
+    for _ in &counts {
         sql.push_str(&format!(
-            " WHEN ${} THEN CAST(${} AS BIGINT)",
-            2 * i + 2,
-            2 * i + 3
+            " WHEN {} THEN CAST({} AS BIGINT)",
+            slots.next(),
+            slots.next()
         ));
     }
-    sql.push_str(" END, last_activity_at = $1, updated_at = $1 WHERE id IN (");
+    sql.push_str(&format!(
+        " END, last_activity_at = {}, updated_at = {} WHERE id IN (",
+        slots.next(),
+        slots.next()
+    ));
     for i in 0..counts.len() {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("${}", 2 * i + 2));
+        sql.push_str(&slots.next());
     }
     sql.push_str(") RETURNING id, last_seq");
-    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(now);
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
     for (c, n) in &counts {
         q = q.bind(*c).bind(*n);
+    }
+    q = q.bind(now).bind(now);
+    for (c, _) in &counts {
+        q = q.bind(*c);
     }
     let last: HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
     let mut next: HashMap<&str, i64> = HashMap::new();
@@ -245,29 +260,29 @@ async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<Messa
 
     // 2. The messages.
     let ids: Vec<String> = jobs.iter().map(|_| new_id()).collect();
+    slots.restart();
     let mut sql = String::from(
         "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
          media_id, reply_to_id, forwarded, payload, created_at) VALUES ",
     );
     for i in 0..jobs.len() {
-        let b = 11 * i + 2;
         if i > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for k in 0..11 {
+        for k in 0..12 {
             if k == 3 {
                 sql.push_str("'user', ");
             }
-            sql.push_str(&format!("${}, ", b + k));
+            sql.push_str(&slots.next());
+            sql.push_str(if k < 11 { ", " } else { ")" });
         }
-        sql.push_str("$1)");
     }
     sql.push_str(&format!(
         " RETURNING {}",
         MESSAGE_COLUMNS.replace("msg.", "")
     ));
-    let mut q = sqlx::query_as::<_, MessageRow>(&sql).bind(now);
+    let mut q = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
     for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
         q = q
             .bind(id)
@@ -280,7 +295,8 @@ async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<Messa
             .bind(j.out.content.media_id.as_deref())
             .bind(j.out.reply_to_id.as_deref())
             .bind(j.out.forwarded as i64)
-            .bind(j.out.content.payload.as_deref());
+            .bind(j.out.content.payload.as_deref())
+            .bind(now);
     }
     let mut by_id: HashMap<String, MessageRow> = q
         .fetch_all(&mut **tx)
@@ -340,21 +356,17 @@ async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<Messa
             });
         }
     }
+    slots.restart();
     let mut sql = String::from(
         "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) VALUES ",
     );
     for i in 0..changes.len() {
-        let b = 7 * i + 2;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push('(');
-        for k in 0..7 {
-            sql.push_str(&format!("${}, ", b + k));
-        }
-        sql.push_str("$1)");
+        sql.push_str(&slots.row(8));
     }
-    let mut q = sqlx::query(&sql).bind(now);
+    let mut q = sqlx::query(&sql).persistent(false);
     for c in &changes {
         q = q
             .bind(c.conversation_id)
@@ -363,11 +375,13 @@ async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<Messa
             .bind(c.message_id)
             .bind(c.seq)
             .bind(c.actor_id)
-            .bind(c.status);
+            .bind(c.status)
+            .bind(now);
     }
     q.execute(&mut **tx).await?;
 
     // 4. Sending delivers and reads everything up to the sender's own message.
+    slots.restart();
     let mut sql = String::from(
         "UPDATE conversation_members SET \
          delivered_seq = CASE WHEN delivered_seq < v.seq THEN v.seq ELSE delivered_seq END, \
@@ -375,45 +389,81 @@ async fn insert_new(tx: &mut Tx, now: i64, jobs: &[&Job]) -> AppResult<Vec<Messa
          FROM (",
     );
     for i in 0..marks.len() {
-        let b = 3 * i + 1;
         if i > 0 {
             sql.push_str(" UNION ALL ");
         }
         sql.push_str(&format!(
-            "SELECT CAST(${b} AS TEXT) AS c, CAST(${} AS TEXT) AS u, CAST(${} AS BIGINT) AS seq",
-            b + 1,
-            b + 2
+            "SELECT CAST({} AS TEXT) AS c, CAST({} AS TEXT) AS u, CAST({} AS BIGINT) AS seq",
+            slots.next(),
+            slots.next(),
+            slots.next()
         ));
     }
     sql.push_str(
         ") AS v WHERE conversation_members.conversation_id = v.c AND conversation_members.user_id = v.u",
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(&sql).persistent(false);
     for (c, u, _, last) in &marks {
         q = q.bind(*c).bind(*u).bind(*last);
     }
     q.execute(&mut **tx).await?;
+    slots.restart();
     let mut sql = String::from(
         "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
     );
     for i in 0..marks.len() {
-        let b = 3 * i + 2;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!(
-            "(${b}, ${}, 'delivered', ${}, $1), (${b}, ${}, 'read', ${}, $1)",
-            b + 1,
-            b + 2,
-            b + 1,
-            b + 2
-        ));
+        sql.push_str(&slots.row(5));
+        sql.push_str(", ");
+        sql.push_str(&slots.row(5));
     }
-    let mut q = sqlx::query(&sql).bind(now);
+    let mut q = sqlx::query(&sql).persistent(false);
     for (c, u, _, last) in &marks {
-        q = q.bind(*c).bind(*u).bind(*last);
+        for kind in ["delivered", "read"] {
+            q = q.bind(*c).bind(*u).bind(kind).bind(*last).bind(now);
+        }
     }
     q.execute(&mut **tx).await?;
 
     Ok(rows)
+}
+
+/// Placeholders of generated statements, in binding order: `?` on SQLite, where parameters
+/// are matched by position (a `$N` costs a search through the statement's parameter names, so
+/// a statement with thousands of them spends its time there), `$N` on PostgreSQL. Each value
+/// is bound once per placeholder, in the order the placeholders were taken.
+struct Slots {
+    numbered: bool,
+    taken: usize,
+}
+
+impl Slots {
+    fn new(db: &Db) -> Slots {
+        Slots {
+            numbered: db.backend() == crate::db::Backend::Postgres,
+            taken: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.taken += 1;
+        if self.numbered {
+            format!("${}", self.taken)
+        } else {
+            "?".to_owned()
+        }
+    }
+
+    /// Numbering starts again for the next statement.
+    fn restart(&mut self) {
+        self.taken = 0;
+    }
+
+    /// `(p, p, …)` with `n` placeholders.
+    fn row(&mut self, n: usize) -> String {
+        let slots: Vec<String> = (0..n).map(|_| self.next()).collect();
+        format!("({})", slots.join(", "))
+    }
 }
