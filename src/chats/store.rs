@@ -171,15 +171,12 @@ pub async fn current_members(db: &Db, conversation_ids: &[String]) -> AppResult<
     if conversation_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let params: Vec<String> = (1..=conversation_ids.len())
-        .map(|i| format!("${i}"))
-        .collect();
     let sql = format!(
         "SELECT {MEMBER_COLUMNS} FROM conversation_members m WHERE m.conversation_id IN ({}) AND m.left_at IS NULL \
          ORDER BY m.conversation_id, m.joined_at, m.user_id",
-        params.join(", ")
+        db.slots().list(conversation_ids.len())
     );
-    let mut q = sqlx::query_as(&sql);
+    let mut q = sqlx::query_as(&sql).persistent(false);
     for id in conversation_ids {
         q = q.bind(id);
     }
@@ -397,12 +394,11 @@ pub async fn display_names(db: &Db, user_ids: &[String]) -> AppResult<Vec<(Strin
     if user_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let params: Vec<String> = (1..=user_ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT id, display_name FROM users WHERE id IN ({})",
-        params.join(", ")
+        db.slots().list(user_ids.len())
     );
-    let mut q = sqlx::query_as(&sql);
+    let mut q = sqlx::query_as(&sql).persistent(false);
     for id in user_ids {
         q = q.bind(id);
     }

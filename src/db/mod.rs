@@ -183,6 +183,14 @@ impl Db {
         }
     }
 
+    /// Placeholders for a statement generated with a variable number of parameters.
+    pub fn slots(&self) -> Slots {
+        Slots {
+            numbered: self.backend == Backend::Postgres,
+            taken: 0,
+        }
+    }
+
     /// The queue of batched message sends. Its task holds a handle without the queue, so it
     /// ends when the last `Db` clone holding the queue is gone.
     pub(crate) fn sends(&self) -> &crate::messages::pipeline::Pipeline {
@@ -245,6 +253,43 @@ impl Db {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// Placeholders of generated statements, in binding order: `?` on SQLite, where parameters
+/// are matched by position (a `$N` costs a search through the statement's parameter names, so
+/// a statement with thousands of them spends its time there), `$N` on PostgreSQL. Each value
+/// is bound once per placeholder, in the order the placeholders were taken.
+pub struct Slots {
+    numbered: bool,
+    taken: usize,
+}
+
+impl Slots {
+    pub fn next(&mut self) -> String {
+        self.taken += 1;
+        if self.numbered {
+            format!("${}", self.taken)
+        } else {
+            "?".to_owned()
+        }
+    }
+
+    /// Numbering starts again for the next statement.
+    pub fn restart(&mut self) {
+        self.taken = 0;
+    }
+
+    /// `p, p, …` with `n` placeholders (for `IN (…)`).
+    pub fn list(&mut self, n: usize) -> String {
+        let slots: Vec<String> = (0..n).map(|_| self.next()).collect();
+        slots.join(", ")
+    }
+
+    /// `(p, p, …)` with `n` placeholders.
+    pub fn row(&mut self, n: usize) -> String {
+        let slots: Vec<String> = (0..n).map(|_| self.next()).collect();
+        format!("({})", slots.join(", "))
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
 use super::service::Outgoing;
-use crate::db::{new_id, now_ms, Db, Tenant, Tx};
+use crate::db::{new_id, now_ms, Db, Slots, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 use crate::sync::kinds;
 use crate::sync::store::NewChange;
@@ -153,7 +153,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     // Retries: earlier sends of these clientMsgIds (committed or earlier in this batch's group).
-    let mut slots = Slots::new(db);
+    let mut slots = db.slots();
     let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE ");
     for i in 0..jobs.len() {
         if i > 0 {
@@ -182,7 +182,7 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
     let mut inserted = if fresh.is_empty() {
         Vec::new()
     } else {
-        insert_new(&mut tx, Slots::new(db), now, &fresh).await?
+        insert_new(&mut tx, db.slots(), now, &fresh).await?
     }
     .into_iter();
     db.commit(tx).await?;
@@ -428,42 +428,4 @@ async fn insert_new(
     q.execute(&mut **tx).await?;
 
     Ok(rows)
-}
-
-/// Placeholders of generated statements, in binding order: `?` on SQLite, where parameters
-/// are matched by position (a `$N` costs a search through the statement's parameter names, so
-/// a statement with thousands of them spends its time there), `$N` on PostgreSQL. Each value
-/// is bound once per placeholder, in the order the placeholders were taken.
-struct Slots {
-    numbered: bool,
-    taken: usize,
-}
-
-impl Slots {
-    fn new(db: &Db) -> Slots {
-        Slots {
-            numbered: db.backend() == crate::db::Backend::Postgres,
-            taken: 0,
-        }
-    }
-
-    fn next(&mut self) -> String {
-        self.taken += 1;
-        if self.numbered {
-            format!("${}", self.taken)
-        } else {
-            "?".to_owned()
-        }
-    }
-
-    /// Numbering starts again for the next statement.
-    fn restart(&mut self) {
-        self.taken = 0;
-    }
-
-    /// `(p, p, …)` with `n` placeholders.
-    fn row(&mut self, n: usize) -> String {
-        let slots: Vec<String> = (0..n).map(|_| self.next()).collect();
-        format!("({})", slots.join(", "))
-    }
 }

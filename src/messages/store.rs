@@ -78,12 +78,11 @@ pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MessageRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id IN ({})",
-        params.join(", ")
+        db.slots().list(ids.len())
     );
-    let mut q = sqlx::query_as(&sql);
+    let mut q = sqlx::query_as(&sql).persistent(false);
     for id in ids {
         q = q.bind(id);
     }
@@ -96,12 +95,13 @@ pub async fn last_messages(db: &Db, conversations: &[(String, i64)]) -> AppResul
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
+    let mut slots = db.slots();
     let pairs: Vec<String> = (0..wanted.len())
-        .map(|i| {
+        .map(|_| {
             format!(
-                "(msg.conversation_id = ${} AND msg.seq = ${})",
-                2 * i + 1,
-                2 * i + 2
+                "(msg.conversation_id = {} AND msg.seq = {})",
+                slots.next(),
+                slots.next()
             )
         })
         .collect();
@@ -109,7 +109,7 @@ pub async fn last_messages(db: &Db, conversations: &[(String, i64)]) -> AppResul
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE {}",
         pairs.join(" OR ")
     );
-    let mut q = sqlx::query_as(&sql);
+    let mut q = sqlx::query_as(&sql).persistent(false);
     for (id, seq) in wanted {
         q = q.bind(id).bind(*seq);
     }
@@ -167,12 +167,11 @@ pub async fn reactions(
     if message_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let params: Vec<String> = (1..=message_ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT message_id, reactor_type, reactor_id, emoji FROM reactions WHERE message_id IN ({}) ORDER BY created_at, reactor_id",
-        params.join(", ")
+        db.slots().list(message_ids.len())
     );
-    let mut q = sqlx::query_as(&sql);
+    let mut q = sqlx::query_as(&sql).persistent(false);
     for id in message_ids {
         q = q.bind(id);
     }
@@ -191,6 +190,30 @@ pub async fn receipt_floor(db: &Db, conversation_id: &str) -> AppResult<(i64, i6
     .await?;
     let (d, r) = row.unwrap_or((None, None));
     Ok((d.unwrap_or(0), r.unwrap_or(0)))
+}
+
+/// [`receipt_floor`] of many conversations in one query.
+pub async fn receipt_floors(
+    db: &Db,
+    conversation_ids: &[String],
+) -> AppResult<std::collections::HashMap<String, (i64, i64)>> {
+    if conversation_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT conversation_id, MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
+         FROM conversation_members WHERE left_at IS NULL AND conversation_id IN ({}) GROUP BY conversation_id",
+        db.slots().list(conversation_ids.len())
+    );
+    let mut q = sqlx::query_as::<_, (String, Option<i64>, Option<i64>)>(&sql).persistent(false);
+    for id in conversation_ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(db.reader())
+        .await?
+        .into_iter()
+        .map(|(c, d, r)| (c, (d.unwrap_or(0), r.unwrap_or(0))))
+        .collect())
 }
 
 pub async fn edit_text(tx: &mut Tx, id: &str, old_text: &str, new_text: &str) -> AppResult<()> {

@@ -83,15 +83,12 @@ async fn deliver(
         .collect();
     conversation_ids.sort();
     conversation_ids.dedup();
-    let params: Vec<String> = (1..=conversation_ids.len())
-        .map(|i| format!("${i}"))
-        .collect();
     let sql = format!(
         "SELECT conversation_id, user_id, joined_seq, left_pos, request_state FROM conversation_members \
          WHERE conversation_id IN ({})",
-        params.join(", ")
+        db.slots().list(conversation_ids.len())
     );
-    let mut q = sqlx::query_as::<_, Recipient>(&sql);
+    let mut q = sqlx::query_as::<_, Recipient>(&sql).persistent(false);
     for id in &conversation_ids {
         q = q.bind(id);
     }
@@ -130,20 +127,19 @@ async fn deliver(
         .filter(|(r, only)| r.message_id.is_some() && !recipients(r, only).is_empty())
         .filter_map(|(r, _)| r.message_id.clone())
         .collect();
-    let mut by_conversation: HashMap<String, Vec<crate::messages::model::MessageRow>> =
-        HashMap::new();
-    for m in crate::messages::store::find_many(db, &wanted.into_iter().collect::<Vec<_>>()).await? {
-        by_conversation
-            .entry(m.conversation_id.clone())
-            .or_default()
-            .push(m);
-    }
-    let mut views = HashMap::new();
-    for (conversation_id, ms) in by_conversation {
-        for v in crate::messages::service::views_in(db, &conversation_id, ms).await? {
-            views.insert(v.id.clone(), v);
-        }
-    }
+    let messages =
+        crate::messages::store::find_many(db, &wanted.into_iter().collect::<Vec<_>>()).await?;
+    let mut in_conversations: Vec<String> =
+        messages.iter().map(|m| m.conversation_id.clone()).collect();
+    in_conversations.sort();
+    in_conversations.dedup();
+    let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
+    let views: HashMap<String, crate::messages::model::MessageView> =
+        crate::messages::service::build_views(db, messages, &floors)
+            .await?
+            .into_iter()
+            .map(|v| (v.id.clone(), v))
+            .collect();
 
     for (row, only) in rows {
         let to = recipients(row, only);

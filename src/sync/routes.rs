@@ -189,12 +189,13 @@ async fn hidden_for(
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    let params: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+    let mut slots = db.slots();
     let sql = format!(
-        "SELECT message_id FROM message_hidden WHERE user_id = $1 AND message_id IN ({})",
-        params.join(", ")
+        "SELECT message_id FROM message_hidden WHERE user_id = {} AND message_id IN ({})",
+        slots.next(),
+        slots.list(ids.len())
     );
-    let mut q = sqlx::query_scalar(&sql).bind(user_id);
+    let mut q = sqlx::query_scalar(&sql).persistent(false).bind(user_id);
     for id in ids {
         q = q.bind(id);
     }
