@@ -266,7 +266,7 @@ pub struct Slots {
 }
 
 impl Slots {
-    pub fn next(&mut self) -> String {
+    pub fn take(&mut self) -> String {
         self.taken += 1;
         if self.numbered {
             format!("${}", self.taken)
@@ -282,13 +282,13 @@ impl Slots {
 
     /// `p, p, …` with `n` placeholders (for `IN (…)`).
     pub fn list(&mut self, n: usize) -> String {
-        let slots: Vec<String> = (0..n).map(|_| self.next()).collect();
+        let slots: Vec<String> = (0..n).map(|_| self.take()).collect();
         slots.join(", ")
     }
 
     /// `(p, p, …)` with `n` placeholders.
     pub fn row(&mut self, n: usize) -> String {
-        let slots: Vec<String> = (0..n).map(|_| self.next()).collect();
+        let slots: Vec<String> = (0..n).map(|_| self.take()).collect();
         format!("({})", slots.join(", "))
     }
 }

@@ -161,8 +161,8 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
         }
         sql.push_str(&format!(
             "(msg.sender_id = {} AND msg.client_msg_id = {})",
-            slots.next(),
-            slots.next()
+            slots.take(),
+            slots.take()
         ));
     }
     let mut q = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
@@ -217,20 +217,20 @@ async fn insert_new(
     for _ in &counts {
         sql.push_str(&format!(
             " WHEN {} THEN CAST({} AS BIGINT)",
-            slots.next(),
-            slots.next()
+            slots.take(),
+            slots.take()
         ));
     }
     sql.push_str(&format!(
         " END, last_activity_at = {}, updated_at = {} WHERE id IN (",
-        slots.next(),
-        slots.next()
+        slots.take(),
+        slots.take()
     ));
     for i in 0..counts.len() {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&slots.next());
+        sql.push_str(&slots.take());
     }
     sql.push_str(") RETURNING id, last_seq");
     let mut q = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
@@ -274,7 +274,7 @@ async fn insert_new(
             if k == 3 {
                 sql.push_str("'user', ");
             }
-            sql.push_str(&slots.next());
+            sql.push_str(&slots.take());
             sql.push_str(if k < 11 { ", " } else { ")" });
         }
     }
@@ -394,9 +394,9 @@ async fn insert_new(
         }
         sql.push_str(&format!(
             "SELECT CAST({} AS TEXT) AS c, CAST({} AS TEXT) AS u, CAST({} AS BIGINT) AS seq",
-            slots.next(),
-            slots.next(),
-            slots.next()
+            slots.take(),
+            slots.take(),
+            slots.take()
         ));
     }
     sql.push_str(

@@ -223,7 +223,7 @@ pub async fn send(
 
 /// A send that passed its checks and is queued (or already done).
 pub enum Queued {
-    Done((MessageView, bool)),
+    Done(Box<(MessageView, bool)>),
     Waiting(super::pipeline::Answer),
 }
 
@@ -231,7 +231,7 @@ impl Queued {
     /// The stored message, once durable.
     pub async fn answer(self) -> AppResult<(MessageView, bool)> {
         match self {
-            Queued::Done(answer) => Ok(answer),
+            Queued::Done(answer) => Ok(*answer),
             Queued::Waiting(rx) => rx
                 .await
                 .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue stopped")))?,
@@ -250,7 +250,7 @@ pub async fn send_queued(
 ) -> AppResult<Queued> {
     // Retries are found by the batch itself, with one query for all of its sends.
     let a = match prepare(t, me, conversation_id, &out, false).await? {
-        Prepared::Original(answer) => return Ok(Queued::Done(answer)),
+        Prepared::Original(answer) => return Ok(Queued::Done(Box::new(answer))),
         Prepared::Ready(a) => a,
     };
     if a.me.request_state() != RequestState::Accepted {
@@ -258,7 +258,7 @@ pub async fn send_queued(
             Some(existing) => original(t.db(), existing, conversation_id).await?,
             None => write_one(t, me, a, out).await?,
         };
-        return Ok(Queued::Done(answer));
+        return Ok(Queued::Done(Box::new(answer)));
     }
     let rx = t
         .db()

@@ -100,8 +100,8 @@ pub async fn last_messages(db: &Db, conversations: &[(String, i64)]) -> AppResul
         .map(|_| {
             format!(
                 "(msg.conversation_id = {} AND msg.seq = {})",
-                slots.next(),
-                slots.next()
+                slots.take(),
+                slots.take()
             )
         })
         .collect();

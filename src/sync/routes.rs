@@ -192,7 +192,7 @@ async fn hidden_for(
     let mut slots = db.slots();
     let sql = format!(
         "SELECT message_id FROM message_hidden WHERE user_id = {} AND message_id IN ({})",
-        slots.next(),
+        slots.take(),
         slots.list(ids.len())
     );
     let mut q = sqlx::query_scalar(&sql).persistent(false).bind(user_id);
