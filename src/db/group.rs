@@ -86,7 +86,9 @@ async fn flusher(group: std::sync::Weak<Group>, flush: Arc<Notify>) {
         let Some(mut conn) = state.conn.take() else {
             continue;
         };
+        let started = std::time::Instant::now();
         let result = conn.execute("COMMIT").await;
+        metrics::histogram!("db_group_commit_seconds").record(started.elapsed().as_secs_f64());
         if result.is_err() {
             let _ = conn.execute("ROLLBACK").await;
         }

@@ -32,7 +32,8 @@ pub(crate) struct Job {
     pub me: String,
     pub conversation_id: String,
     pub direct: bool,
-    /// The sender's read mark when the checks ran (sending reads everything before).
+    /// The sender's marks when the checks ran (sending delivers and reads everything before).
+    pub delivered_seq: i64,
     pub read_seq: i64,
     pub out: Outgoing,
     pub reply: oneshot::Sender<AppResult<(MessageView, bool)>>,
@@ -179,12 +180,14 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
         .iter()
         .filter(|j| !existing.contains_key(&(j.me.clone(), j.out.client_msg_id.clone())))
         .collect();
+    let started = std::time::Instant::now();
     let mut inserted = if fresh.is_empty() {
         Vec::new()
     } else {
         insert_new(&mut tx, db.slots(), now, &fresh).await?
     }
     .into_iter();
+    metrics::histogram!("message_batch_write_seconds").record(started.elapsed().as_secs_f64());
     db.commit(tx).await?;
     Ok(jobs
         .iter()
@@ -278,11 +281,7 @@ async fn insert_new(
             sql.push_str(if k < 11 { ", " } else { ")" });
         }
     }
-    sql.push_str(&format!(
-        " RETURNING {}",
-        MESSAGE_COLUMNS.replace("msg.", "")
-    ));
-    let mut q = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
+    let mut q = sqlx::query(&sql).persistent(false);
     for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
         q = q
             .bind(id)
@@ -298,17 +297,30 @@ async fn insert_new(
             .bind(j.out.content.payload.as_deref())
             .bind(now);
     }
-    let mut by_id: HashMap<String, MessageRow> = q
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
-    let rows: Vec<MessageRow> = ids
+    q.execute(&mut **tx).await?;
+    // The rows as stored, without reading them back.
+    let rows: Vec<MessageRow> = jobs
         .iter()
-        .map(|id| by_id.remove(id))
-        .collect::<Option<_>>()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a sent message was not returned")))?;
+        .zip(&ids)
+        .zip(&seqs)
+        .map(|((j, id), seq)| MessageRow {
+            id: id.clone(),
+            conversation_id: j.conversation_id.clone(),
+            seq: *seq,
+            sender_type: "user".to_owned(),
+            sender_id: Some(j.me.clone()),
+            client_msg_id: Some(j.out.client_msg_id.clone()),
+            kind: j.out.content.kind.as_str().to_owned(),
+            text: j.out.content.text.clone(),
+            media_id: j.out.content.media_id.clone(),
+            reply_to_id: j.out.reply_to_id.clone(),
+            forwarded: j.out.forwarded as i64,
+            payload: j.out.content.payload.clone(),
+            edited_at: None,
+            deleted_at: None,
+            created_at: now,
+        })
+        .collect();
 
     // 3. Their changes, in job order (so per conversation in seq order): message:new, the
     //    first message of a direct conversation also tells the recipient of the conversation,
@@ -407,25 +419,38 @@ async fn insert_new(
         q = q.bind(*c).bind(*u).bind(*last);
     }
     q.execute(&mut **tx).await?;
-    slots.restart();
-    let mut sql = String::from(
-        "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
-    );
-    for i in 0..marks.len() {
-        if i > 0 {
-            sql.push_str(", ");
+    // Receipt history (when each member got and read each message) only changes where the
+    // sender's marks pass over messages of others; moving over their own messages changes
+    // no receipt anyone can ask for.
+    let mut moves: Vec<(&str, &str, &'static str, i64)> = Vec::new();
+    for (c, u, first, last) in &marks {
+        let Some(j) = jobs.iter().find(|j| j.conversation_id == *c && j.me == *u) else {
+            continue;
+        };
+        if j.delivered_seq < first - 1 {
+            moves.push((c, u, "delivered", *last));
         }
-        sql.push_str(&slots.row(5));
-        sql.push_str(", ");
-        sql.push_str(&slots.row(5));
-    }
-    let mut q = sqlx::query(&sql).persistent(false);
-    for (c, u, _, last) in &marks {
-        for kind in ["delivered", "read"] {
-            q = q.bind(*c).bind(*u).bind(kind).bind(*last).bind(now);
+        if j.read_seq < first - 1 {
+            moves.push((c, u, "read", *last));
         }
     }
-    q.execute(&mut **tx).await?;
+    if !moves.is_empty() {
+        slots.restart();
+        let mut sql = String::from(
+            "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
+        );
+        for i in 0..moves.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&slots.row(5));
+        }
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (c, u, kind, last) in &moves {
+            q = q.bind(*c).bind(*u).bind(*kind).bind(*last).bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
 
     Ok(rows)
 }

@@ -268,6 +268,7 @@ pub async fn send_queued(
             me: me.to_owned(),
             conversation_id: conversation_id.to_owned(),
             direct: a.conversation.kind == "direct",
+            delivered_seq: a.me.delivered_seq,
             read_seq: a.me.read_seq,
             out,
             reply: tokio::sync::oneshot::channel().0,
