@@ -117,20 +117,20 @@ pub async fn page(
     // replays with its current (erased) content.
     let message_ids: Vec<String> = rows.iter().filter_map(|r| r.message_id.clone()).collect();
     let hidden = hidden_for(db, user_id, &message_ids).await?;
-    let mut by_conversation: HashMap<String, Vec<crate::messages::model::MessageRow>> =
-        HashMap::new();
-    for m in crate::messages::store::find_many(db, &message_ids).await? {
-        by_conversation
-            .entry(m.conversation_id.clone())
-            .or_default()
-            .push(m);
-    }
-    let mut messages = HashMap::new();
-    for (conversation_id, ms) in by_conversation {
-        for v in crate::messages::service::views_in(db, &conversation_id, ms).await? {
-            messages.insert(v.id.clone(), v);
-        }
-    }
+    let rows_found = crate::messages::store::find_many(db, &message_ids).await?;
+    let mut in_conversations: Vec<String> = rows_found
+        .iter()
+        .map(|m| m.conversation_id.clone())
+        .collect();
+    in_conversations.sort();
+    in_conversations.dedup();
+    let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
+    let messages: HashMap<String, crate::messages::model::MessageView> =
+        crate::messages::service::build_views(db, rows_found, &floors)
+            .await?
+            .into_iter()
+            .map(|v| (v.id.clone(), v))
+            .collect();
     let mut conversations: HashMap<String, serde_json::Value> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs one `palaver bench` scenario RUNS times (default 3), each against a fresh release server
+# on an empty SQLite database (with DATABASE_URL set, on that PostgreSQL database instead),
+# and prints every report and the median and spread of the headline figures.
+#
+#   cargo build --release
+#   bench/run.sh chat --users 1000 --window 8 --duration 10
+#   RUNS=5 bench/run.sh catchup --messages 10000
+#
+# Reports go to bench/results/<scenario>-<n>.json. The server listens on 127.0.0.1:3900 with
+# rate limits off; PALAVER_* variables in the environment reach it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=target/release/palaver
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+RUNS=${RUNS:-3}
+PORT=${PORT:-3900}
+SCENARIO=$1
+mkdir -p bench/results
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+for n in $(seq 1 "$RUNS"); do
+  data=$(mktemp -d)
+  PALAVER_DATA_DIR="$data" PALAVER_LISTEN="127.0.0.1:$PORT" PALAVER_RATE_LIMITS=off \
+    PALAVER_LOG=${PALAVER_LOG:-warn} "$BIN" > "$data/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
+    sleep 0.1
+  done
+  "$BIN" bench --url "http://127.0.0.1:$PORT" --pid "$pid" --json "$@" \
+    > "bench/results/$SCENARIO-$n.json"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$data"
+  echo "run $n of $RUNS done" >&2
+done
+
+python3 - "$SCENARIO" "$RUNS" <<'EOF'
+import json, statistics, sys
+scenario, runs = sys.argv[1], int(sys.argv[2])
+reports = [json.load(open(f"bench/results/{scenario}-{n}.json")) for n in range(1, runs + 1)]
+def line(name, values, unit):
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med * 100 if med else 0
+    print(f"  {name:<40} median {med:>10.1f} {unit:<5} (min {min(values):.1f}, max {max(values):.1f}, spread {spread:.0f}%)")
+print(f"{scenario}: {runs} runs, params {reports[0]['params']}")
+for key in reports[0]["rates"]:
+    line(f"{key}/s", [r["rates"][key] for r in reports], "/s")
+for key in reports[0]["latencies"]:
+    for q in ("p50_ms", "p99_ms"):
+        line(f"{key} {q}", [r["latencies"][key][q] for r in reports if key in r["latencies"]], "ms")
+for key in ("errors", "gaps", "duplicates_or_out_of_order", "incomplete", "dropped_while_idle", "connect_failures"):
+    if key in reports[0]["counts"]:
+        print(f"  {key:<40} {[r['counts'][key] for r in reports]}")
+if all(r.get("server") for r in reports):
+    line("server CPU % of a core", [r["server"]["cpu_percent"] for r in reports], "%")
+    line("server RSS after (MiB)", [r["server"]["rss_after_kib"] / 1024 for r in reports], "MiB")
+for r in reports:
+    for note in r.get("notes", []):
+        print(f"  note: {note}")
+EOF
