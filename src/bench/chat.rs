@@ -301,7 +301,12 @@ async fn receive(
             Some(&prev) if seq == prev + 1 => {}
             Some(&prev) if seq <= prev => stats.out_of_order += 1,
             Some(&prev) => stats.gaps += (seq - prev - 1) as u64,
-            None => {}
+            None => {
+                // The lane's warm-up message: it sets the starting seq and is not measured (it
+                // waited in the socket while the other lanes warmed up).
+                last_seq.insert(*lane, seq);
+                continue;
+            }
         }
         let prev = last_seq.entry(*lane).or_insert(seq);
         *prev = (*prev).max(seq);
