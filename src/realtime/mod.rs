@@ -350,7 +350,7 @@ impl Gateway {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     break;
                 };
-                match handlers::send_queued(&self.state, &session, &socket, data).await {
+                match Box::pin(handlers::send_queued(&self.state, &session, &socket, data)).await {
                     Ok((client_msg_id, queued)) => {
                         let (state, session, socket) =
                             (self.state.clone(), session.clone(), socket.clone());
@@ -375,7 +375,7 @@ impl Gateway {
                 }
                 continue;
             }
-            let reply = handlers::handle(&self.state, &session, &name, data).await;
+            let reply = Box::pin(handlers::handle(&self.state, &session, &name, data)).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
                 let _ = socket.emit(protocol::ack(id, &reply));
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
