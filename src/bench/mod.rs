@@ -104,8 +104,19 @@ pub struct BenchArgs {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let report = measure(&args).await?;
+    if args.common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// Runs the scenario and returns its report.
+pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     let c = &args.common;
-    let report = match args.scenario.clone() {
+    Ok(match args.scenario.clone() {
         Scenario::Chat {
             users,
             window,
@@ -144,11 +155,5 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             users,
             duration,
         } => chat::reads(c, conversations, rate, users, Duration::from_secs(duration)).await?,
-    };
-    if c.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    Ok(())
+    })
 }
