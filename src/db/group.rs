@@ -164,7 +164,11 @@ impl Drop for GroupTx {
         // Undo this transaction only; the writer stays held until that is done. Then the
         // batch is flushed, so that an open batch never keeps the writer from others.
         let flush = self.group.flush.clone();
-        tokio::spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime left (process exit): the connection goes with it, uncommitted.
+            return;
+        };
+        runtime.spawn(async move {
             let Some(conn) = state.conn.as_mut() else {
                 return;
             };
