@@ -5,6 +5,8 @@
 //!   (checked like HTTP), `auth.workspace` picks the workspace. Refusal is a `connect_error` with
 //!   `data.code = "unauthorized"`; an access token's expiry ends the socket.
 //! - Client events go through the same services as HTTP; each socket's events run in order.
+//!   A `message:send` is checked and queued in that order and acked once durable, without
+//!   holding up the socket's next events (at most 64 sends in flight per socket).
 //! - Server events come from the change log: [`dispatch`] follows it and pushes every committed
 //!   change, in log order, to the connected devices of the users who may see it, serialized
 //!   once per event. So nothing is pushed before it is durable, and the cursor in each event is
