@@ -266,6 +266,7 @@ impl Gateway {
         engineioxide::config::EngineIoConfig::builder()
             .req_path("/socket.io")
             .max_buffer_size(SEND_BUFFER)
+            .ws_read_buffer_size(1024)
             .max_payload(crate::app::JSON_BODY_LIMIT as u64)
             .ping_interval(Duration::from_secs(25))
             .ping_timeout(Duration::from_secs(20))
