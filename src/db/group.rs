@@ -201,3 +201,69 @@ impl DerefMut for GroupTx {
         self.conn()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::db::Db;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_keeps_what_committed_and_drops_what_did_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("group.db").display());
+        let db = Db::connect(&url, 4).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // Many transactions at once, so that they share batches: a third roll back, a third
+        // fail on a duplicate key and are dropped, the rest commit.
+        let mut tasks = Vec::new();
+        for n in 0..90_i64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                match n % 3 {
+                    0 => {
+                        drop(tx);
+                        false
+                    }
+                    1 => {
+                        let dup = sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                            .bind(n)
+                            .execute(&mut *tx)
+                            .await;
+                        assert!(dup.is_err());
+                        drop(tx);
+                        false
+                    }
+                    _ => {
+                        tx.commit().await.unwrap();
+                        true
+                    }
+                }
+            }));
+        }
+        let mut committed = Vec::new();
+        for (n, task) in tasks.into_iter().enumerate() {
+            if task.await.unwrap() {
+                committed.push(n as i64);
+            }
+        }
+        db.settle_writes().await.unwrap();
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(db.reader())
+            .await
+            .unwrap();
+        assert_eq!(stored, committed);
+        assert_eq!(stored.len(), 30);
+        db.close().await;
+    }
+}
