@@ -17,10 +17,10 @@ type Argon2Job = Box<dyn FnOnce() + Send>;
 /// Runs an Argon2 computation on one of a few dedicated threads (one per core), in arrival
 /// order, so that a burst of sign-ins queues instead of taking every core.
 async fn argon2_job<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-    static QUEUE: std::sync::OnceLock<std::sync::mpsc::SyncSender<Argon2Job>> =
+    static QUEUE: std::sync::OnceLock<tokio::sync::mpsc::Sender<Argon2Job>> =
         std::sync::OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Argon2Job>(1024);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Argon2Job>(1024);
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for i in 0..threads {
@@ -28,10 +28,10 @@ async fn argon2_job<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static)
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || loop {
-                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
                     match next {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                        Some(job) => job(),
+                        None => return,
                     }
                 })
                 .expect("starting a password-hashing thread");
@@ -42,11 +42,10 @@ async fn argon2_job<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static)
     let job: Argon2Job = Box::new(move || {
         let _ = reply.send(job());
     });
-    let queue = queue.clone();
-    // The queue is bounded: waiting for room blocks, so it happens off the runtime.
-    tokio::task::spawn_blocking(move || queue.send(job))
+    // The queue is bounded: a burst waits here for room.
+    queue
+        .send(job)
         .await
-        .map_err(AppError::internal)?
         .map_err(|_| AppError::internal(anyhow::anyhow!("the password hashers stopped")))?;
     answer
         .await

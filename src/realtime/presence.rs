@@ -53,14 +53,12 @@ pub async fn stopping(state: &AppState, users: &[String]) {
     state.presence.stop();
     let now = now_ms();
     for chunk in users.chunks(500) {
-        let mut sql = String::from("UPDATE users SET last_seen_at = $1 WHERE id IN (");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("${}", i + 2));
-        }
-        sql.push(')');
+        let mut slots = state.db.slots();
+        let sql = format!(
+            "UPDATE users SET last_seen_at = {} WHERE id IN ({})",
+            slots.take(),
+            slots.list(chunk.len())
+        );
         let mut q = sqlx::query(&sql).bind(now);
         for id in chunk {
             q = q.bind(id);
