@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
@@ -18,7 +18,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
@@ -35,7 +34,6 @@ use crate::ratelimit::RateLimiter;
 
 /// JSON request bodies are limited to 1 MiB (api.md).
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Inner {
     pub config: Config,
@@ -50,6 +48,8 @@ pub struct Inner {
     pub default_workspace_id: String,
     pub hub: crate::realtime::Hub,
     pub presence: crate::realtime::presence::Presence,
+    pub media: crate::media::Media,
+    pub jobs: crate::jobs::Runner,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -81,6 +81,7 @@ impl AppState {
         if config.otp_dev_code.is_some() {
             tracing::warn!("PALAVER_OTP_DEV_CODE is set: every phone accepts the fixed code; never do this in production");
         }
+        let media = crate::media::Media::open(&config).await?;
         let sms = SmsSender::new(config.sms.clone(), http.clone());
         let mail = Mailer::new(&config.mail, config.mail_from.clone(), http)?;
         Ok(AppState(Arc::new(Inner {
@@ -96,6 +97,8 @@ impl AppState {
             default_workspace_id,
             hub: Default::default(),
             presence: Default::default(),
+            media,
+            jobs: Default::default(),
         })))
     }
 }
@@ -142,6 +145,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::chats::routes::router())
         .merge(crate::messages::routes::router())
         .merge(crate::sync::routes::router())
+        .merge(crate::media::routes::router())
         .merge(crate::ops::stats::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -250,7 +254,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(middleware::problem_json))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(axum::middleware::from_fn(middleware::deadline))
         .layer(cors(&state.config))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
@@ -320,8 +324,16 @@ pub async fn serve(
     });
     let server = tokio::spawn(async move { server.await });
     let dispatcher = tokio::spawn(crate::realtime::dispatch::run(state.clone()));
+    let workers = tokio::spawn(crate::jobs::Runner::work(
+        state.clone(),
+        state.config.job_workers,
+    ));
+    let sweeper = tokio::spawn(crate::media::sweep(state.clone()));
     shutdown.await;
     dispatcher.abort();
+    sweeper.abort();
+    state.jobs.stop(&state.db).await;
+    let _ = workers.await;
     let connected = state.hub.close_all();
     crate::realtime::presence::stopping(&state, &connected).await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");

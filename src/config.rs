@@ -104,6 +104,66 @@ pub struct Settings {
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 10]
     #[arg(long, env = "PALAVER_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Where media is stored: fs (a directory) or s3 (any S3-compatible service) [default: fs]
+    #[arg(long, env = "PALAVER_MEDIA_STORE")]
+    pub media_store: Option<MediaStoreKind>,
+    /// Directory of the fs media store [default: media/ in the data dir]
+    #[arg(long, env = "PALAVER_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+    /// S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO [default: AWS]
+    #[arg(long, env = "PALAVER_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket (s3 media store)
+    #[arg(long, env = "PALAVER_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 region [default: us-east-1]
+    #[arg(long, env = "PALAVER_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id
+    #[arg(long, env = "PALAVER_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (also PALAVER_S3_SECRET_ACCESS_KEY_FILE)
+    #[arg(long, env = "PALAVER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Path-style S3 requests (endpoint/bucket/key), as MinIO and most self-hosted services want [default: on]
+    #[arg(long, env = "PALAVER_S3_PATH_STYLE")]
+    pub s3_path_style: Option<OnOff>,
+    /// Largest image upload in MiB [default: 16]
+    #[arg(long, env = "PALAVER_MEDIA_MAX_IMAGE_MIB")]
+    pub media_max_image_mib: Option<u64>,
+    /// Largest audio or voice upload in MiB [default: 16]
+    #[arg(long, env = "PALAVER_MEDIA_MAX_AUDIO_MIB")]
+    pub media_max_audio_mib: Option<u64>,
+    /// Largest video upload in MiB [default: 64]
+    #[arg(long, env = "PALAVER_MEDIA_MAX_VIDEO_MIB")]
+    pub media_max_video_mib: Option<u64>,
+    /// Largest document or other file upload in MiB [default: 100]
+    #[arg(long, env = "PALAVER_MEDIA_MAX_FILE_MIB")]
+    pub media_max_file_mib: Option<u64>,
+    /// Seconds after which an upload no message (or avatar) references is deleted [default: 86400]
+    #[arg(long, env = "PALAVER_MEDIA_UNREFERENCED_TTL")]
+    pub media_unreferenced_ttl: Option<u64>,
+    /// The tesseract program for OCR of images, or "off" [default: tesseract, when installed]
+    #[arg(long, env = "PALAVER_TESSERACT")]
+    pub tesseract: Option<String>,
+    /// Tesseract language(s), e.g. eng or eng+deu [default: eng]
+    #[arg(long, env = "PALAVER_TESSERACT_LANG")]
+    pub tesseract_lang: Option<String>,
+    /// The pdftoppm program (poppler-utils) for PDF thumbnails, or "off" [default: pdftoppm, when installed]
+    #[arg(long, env = "PALAVER_PDFTOPPM")]
+    pub pdftoppm: Option<String>,
+    /// Base URL of an OpenAI-compatible API for voice-note transcription, e.g. https://api.openai.com/v1 [default: none]
+    #[arg(long, env = "PALAVER_TRANSCRIPTION_URL")]
+    pub transcription_url: Option<String>,
+    /// API key of the transcription API (also PALAVER_TRANSCRIPTION_API_KEY_FILE)
+    #[arg(long, env = "PALAVER_TRANSCRIPTION_API_KEY", hide_env_values = true)]
+    pub transcription_api_key: Option<String>,
+    /// Transcription model [default: whisper-1]
+    #[arg(long, env = "PALAVER_TRANSCRIPTION_MODEL")]
+    pub transcription_model: Option<String>,
+    /// Background jobs (media processing…) this node runs at once; 0 runs none here [default: 2]
+    #[arg(long, env = "PALAVER_JOB_WORKERS")]
+    pub job_workers: Option<usize>,
 }
 
 macro_rules! merge_fields {
@@ -145,7 +205,27 @@ impl Settings {
             jwt_private_key,
             secret_key,
             otp_dev_code,
-            shutdown_timeout
+            shutdown_timeout,
+            media_store,
+            media_dir,
+            s3_endpoint,
+            s3_bucket,
+            s3_region,
+            s3_access_key_id,
+            s3_secret_access_key,
+            s3_path_style,
+            media_max_image_mib,
+            media_max_audio_mib,
+            media_max_video_mib,
+            media_max_file_mib,
+            media_unreferenced_ttl,
+            tesseract,
+            tesseract_lang,
+            pdftoppm,
+            transcription_url,
+            transcription_api_key,
+            transcription_model,
+            job_workers
         )
     }
 
@@ -186,6 +266,13 @@ pub enum MailSenderKind {
     Log,
     Smtp,
     Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStoreKind {
+    Fs,
+    S3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -242,6 +329,51 @@ pub enum MailConfig {
     Smtp { url: Secret },
 }
 
+/// Where media bytes live.
+#[derive(Debug, Clone)]
+pub enum MediaStoreConfig {
+    Fs {
+        dir: PathBuf,
+    },
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        region: String,
+        access_key_id: Option<String>,
+        secret_access_key: Option<Secret>,
+        path_style: bool,
+    },
+}
+
+/// Per-class upload limits, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaLimits {
+    pub image: u64,
+    pub audio: u64,
+    pub video: u64,
+    pub file: u64,
+}
+
+/// An OpenAI-compatible transcription API.
+#[derive(Debug, Clone)]
+pub struct TranscriptionConfig {
+    pub url: String,
+    pub api_key: Option<Secret>,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub store: MediaStoreConfig,
+    pub limits: MediaLimits,
+    pub unreferenced_ttl: Duration,
+    /// Program names; `None` when turned off.
+    pub tesseract: Option<String>,
+    pub tesseract_lang: String,
+    pub pdftoppm: Option<String>,
+    pub transcription: Option<TranscriptionConfig>,
+}
+
 /// The checked, defaulted configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -266,6 +398,8 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     pub otp_dev_code: Option<Secret>,
     pub shutdown_timeout: Duration,
+    pub media: MediaConfig,
+    pub job_workers: usize,
 }
 
 /// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
@@ -292,7 +426,9 @@ impl Config {
             .unwrap_or_else(|| "127.0.0.1:3000".parse().expect("valid address"));
         let data_dir = s
             .data_dir
+            .clone()
             .unwrap_or_else(|| PathBuf::from("./palaver-data"));
+        let media = media_config(&s, &data_dir)?;
         let database_url = match s.database_url {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("palaver.db").display()),
@@ -361,6 +497,8 @@ impl Config {
             bail!("PALAVER_ACCESS_TOKEN_TTL must be between 30 and 86400 seconds");
         }
         Ok(Config {
+            media,
+            job_workers: s.job_workers.unwrap_or(2),
             listen,
             data_dir,
             database_url: Secret::new(database_url),
@@ -398,6 +536,82 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.expose().starts_with("sqlite:")
     }
+}
+
+fn media_config(s: &Settings, data_dir: &Path) -> anyhow::Result<MediaConfig> {
+    let store = match s.media_store.unwrap_or(MediaStoreKind::Fs) {
+        MediaStoreKind::Fs => MediaStoreConfig::Fs {
+            dir: s
+                .media_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("media")),
+        },
+        MediaStoreKind::S3 => MediaStoreConfig::S3 {
+            endpoint: s.s3_endpoint.clone(),
+            bucket: s
+                .s3_bucket
+                .clone()
+                .context("PALAVER_MEDIA_STORE=s3 needs PALAVER_S3_BUCKET")?,
+            region: s.s3_region.clone().unwrap_or_else(|| "us-east-1".into()),
+            access_key_id: s.s3_access_key_id.clone(),
+            secret_access_key: secret_or_file(
+                s.s3_secret_access_key.clone(),
+                "PALAVER_S3_SECRET_ACCESS_KEY",
+            )?,
+            path_style: s.s3_path_style.unwrap_or(OnOff::On) == OnOff::On,
+        },
+    };
+    let mib = |v: Option<u64>, default: u64| -> anyhow::Result<u64> {
+        let v = v.unwrap_or(default);
+        if !(1..=100_000).contains(&v) {
+            bail!("media size limits must be between 1 and 100000 MiB");
+        }
+        Ok(v * 1024 * 1024)
+    };
+    let program = |v: &Option<String>, default: &str| match v.as_deref() {
+        Some("off") | Some("") => None,
+        Some(p) => Some(p.to_owned()),
+        None => Some(default.to_owned()),
+    };
+    let transcription = match s.transcription_url.clone() {
+        Some(url) => {
+            url::Url::parse(&url).context("PALAVER_TRANSCRIPTION_URL is not a valid URL")?;
+            Some(TranscriptionConfig {
+                url: url.trim_end_matches('/').to_owned(),
+                api_key: secret_or_file(
+                    s.transcription_api_key.clone(),
+                    "PALAVER_TRANSCRIPTION_API_KEY",
+                )?,
+                model: s
+                    .transcription_model
+                    .clone()
+                    .unwrap_or_else(|| "whisper-1".into()),
+            })
+        }
+        None => None,
+    };
+    let lang = s.tesseract_lang.clone().unwrap_or_else(|| "eng".into());
+    if lang.is_empty()
+        || !lang
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '_'))
+    {
+        bail!("PALAVER_TESSERACT_LANG must be language codes joined by +, e.g. eng+deu");
+    }
+    Ok(MediaConfig {
+        store,
+        limits: MediaLimits {
+            image: mib(s.media_max_image_mib, 16)?,
+            audio: mib(s.media_max_audio_mib, 16)?,
+            video: mib(s.media_max_video_mib, 64)?,
+            file: mib(s.media_max_file_mib, 100)?,
+        },
+        unreferenced_ttl: Duration::from_secs(s.media_unreferenced_ttl.unwrap_or(86_400).max(1)),
+        tesseract: program(&s.tesseract, "tesseract"),
+        tesseract_lang: lang,
+        pdftoppm: program(&s.pdftoppm, "pdftoppm"),
+        transcription,
+    })
 }
 
 #[cfg(test)]

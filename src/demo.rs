@@ -133,6 +133,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Vec<(&'static str, String)>> {
             title: "Weekend hike".into(),
             description: Some("Saturday, weather permitting".into()),
             member_ids: vec![bob.into(), charlie.into()],
+            avatar_media_id: None,
         },
         None,
     )

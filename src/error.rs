@@ -55,6 +55,7 @@ codes! {
     AlreadyMember => (StatusCode::CONFLICT, "already_member", "The user is already a member of the workspace."),
     ClientMsgIdConflict => (StatusCode::CONFLICT, "client_msg_id_conflict", "This clientMsgId was already used for a message in another conversation."),
     LastOwner => (StatusCode::CONFLICT, "last_owner", "The workspace would be left without an owner."),
+    RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "The Range header asks for bytes past the end of the file (see Content-Range for its size)."),
     RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request took too long to arrive or to be processed."),
     PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body exceeds the size limit."),
     UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "The body's Content-Type is not accepted here (JSON endpoints need application/json)."),

@@ -27,8 +27,10 @@
 //! | [`notify`] | SMS and mail senders |
 //! | [`ops`] | health, readiness, metrics, OpenAPI and `/docs` |
 //!
-//! The capabilities still to come slot in beside these without moving them: `media` (uploads, storage, processing jobs),
-//! `jobs` (the durable job runner), `whatsapp` (channels, webhooks, outbound queue,
+//! | [`media`] | uploads, storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
+//! | [`jobs`] | the durable background job runner (leases, retries with backoff) |
+//!
+//! The capabilities still to come slot in beside these without moving them: `whatsapp` (channels, webhooks, outbound queue,
 //! templates), `inbox` (leads, notes, automations, campaigns), `ai` (analysis, keys, usage) and
 //! `calls` (signalling). Migrations live in `migrations/sqlite` and `migrations/postgres`.
 
@@ -43,6 +45,8 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod jobs;
+pub mod media;
 pub mod messages;
 pub mod notify;
 pub mod ops;

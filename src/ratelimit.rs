@@ -50,6 +50,8 @@ pub mod limits {
     pub const OTP_PER_IP: Limit = Limit::per_hour("otp_ip", 20);
     /// Authenticated API requests per user.
     pub const API_PER_USER: Limit = Limit::per_minute("api_user", 1200);
+    /// Media uploads per user.
+    pub const UPLOADS_PER_USER: Limit = Limit::per_minute("upload_user", 60);
 }
 
 pub struct RateLimiter {

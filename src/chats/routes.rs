@@ -12,7 +12,7 @@ use super::service::{self, NewGroup};
 use super::store::{self, ListFilter, SettingsChange};
 use crate::app::AppState;
 use crate::db::Timestamp;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
 use crate::http::pagination::encode_cursor;
 use crate::http::validate::{field, optional, Validate};
 use crate::http::{IdempotencyKey, Json, ListQuery, Page, Scope};
@@ -120,10 +120,10 @@ fn parse_description(raw: &str) -> Result<String, String> {
     Ok(raw.trim().to_owned())
 }
 
-/// Avatars reference uploaded media; until uploads exist, only `null` is accepted.
-fn no_avatar(value: &Option<String>) -> Result<(), FieldError> {
+/// A group avatar is an image the caller uploaded.
+async fn check_avatar(state: &AppState, scope: &Scope, value: &Option<String>) -> AppResult<()> {
     match value {
-        Some(_) => Err(FieldError::new("avatarMediaId", "no such media")),
+        Some(id) => crate::media::usable_as_avatar(&state.db, &scope.user_id, id).await,
         None => Ok(()),
     }
 }
@@ -151,16 +151,17 @@ async fn create_group(
     key: IdempotencyKey,
     Json(b): Json<CreateGroupBody>,
 ) -> AppResult<(StatusCode, Json<ConversationView>)> {
-    let (title, description, _) = (
+    let (title, description) = (
         field("title", parse_title(&b.title)),
         optional("description", b.description, |d| parse_description(&d)),
-        no_avatar(&b.avatar_media_id),
     )
         .validate()?;
+    check_avatar(&state, &scope, &b.avatar_media_id).await?;
     let group = NewGroup {
         title,
         description,
         member_ids: b.member_ids,
+        avatar_media_id: b.avatar_media_id,
     };
     let (view, created) = service::create_group(
         scope.tenant(&state.db),
@@ -211,12 +212,12 @@ async fn update_conversation(
     Path(id): Path<String>,
     Json(b): Json<UpdateConversationBody>,
 ) -> AppResult<Json<ConversationView>> {
-    let (title, description, _) = (
+    let (title, description) = (
         optional("title", b.title, |t| parse_title(&t)),
         optional("description", b.description, |d| parse_description(&d)),
-        no_avatar(&b.avatar_media_id),
     )
         .validate()?;
+    check_avatar(&state, &scope, &b.avatar_media_id).await?;
     Ok(Json(
         service::update_group(
             scope.tenant(&state.db),
@@ -224,6 +225,7 @@ async fn update_conversation(
             &id,
             title,
             description,
+            b.avatar_media_id,
         )
         .await?,
     ))

@@ -287,6 +287,8 @@ pub struct NewGroup {
     pub title: String,
     pub description: Option<String>,
     pub member_ids: Vec<String>,
+    /// An image the creator uploaded (checked by the caller).
+    pub avatar_media_id: Option<String>,
 }
 
 /// Creates a group; with an idempotency key, a retry answers the group made the first time
@@ -323,6 +325,9 @@ pub async fn create_group(
     let id = store::insert(&mut tx, t, new)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("group id collision")))?;
+    if g.avatar_media_id.is_some() {
+        store::update_group(&mut tx, &id, None, None, g.avatar_media_id.as_deref()).await?;
+    }
     if let Some(k) = key {
         if !crate::http::idempotency::record(&mut tx, me, "group", k, &id).await? {
             // A concurrent request with this key made the group: answer that one.
@@ -537,6 +542,7 @@ pub async fn update_group(
     conversation_id: &str,
     title: Option<String>,
     description: Option<String>,
+    avatar_media_id: Option<String>,
 ) -> AppResult<ConversationView> {
     let a = access(t, conversation_id, me, false).await?;
     require_group(&a)?;
@@ -548,6 +554,7 @@ pub async fn update_group(
         conversation_id,
         title.as_deref(),
         description.as_deref(),
+        avatar_media_id.as_deref(),
     )
     .await?;
     if let Some(title) = title.filter(|t| Some(t) != a.conversation.title.as_ref()) {

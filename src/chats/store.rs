@@ -291,14 +291,17 @@ pub async fn update_group(
     conversation_id: &str,
     title: Option<&str>,
     description: Option<&str>,
+    avatar_media_id: Option<&str>,
 ) -> AppResult<()> {
     sqlx::query(
-        "UPDATE conversations SET title = COALESCE($2, title), description = COALESCE($3, description), updated_at = $4 WHERE id = $1",
+        "UPDATE conversations SET title = COALESCE($2, title), description = COALESCE($3, description), \
+         avatar_media_id = COALESCE($5, avatar_media_id), updated_at = $4 WHERE id = $1",
     )
     .bind(conversation_id)
     .bind(title)
     .bind(description)
     .bind(now_ms())
+    .bind(avatar_media_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,11 +1,11 @@
 //! Middleware: problem+json for every failure the framework produces itself (unknown route,
 //! wrong method, bad path or query, timeouts, panics), request metrics, and security headers.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -62,6 +62,20 @@ pub async fn problem_json(req: Request, next: Next) -> Response {
         }
     }
     out
+}
+
+/// Requests get 30 seconds to arrive and be answered; media uploads, which stream large files,
+/// get an hour. (Answers that stream, such as downloads, are not cut off: the limit ends when
+/// the response starts.)
+pub async fn deadline(req: Request, next: Next) -> Response {
+    const REQUEST: Duration = Duration::from_secs(30);
+    const UPLOAD: Duration = Duration::from_secs(3600);
+    let upload = req.method() == Method::POST && req.uri().path() == "/api/v1/media";
+    let limit = if upload { UPLOAD } else { REQUEST };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => AppError::new(Code::RequestTimeout, "the request took too long").into_response(),
+    }
 }
 
 /// Counts requests by route template, method and status, and times them.

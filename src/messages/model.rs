@@ -58,6 +58,20 @@ impl MessageType {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Self::Unsupported)
     }
 
+    /// What an upload must be to be sent as this type (media types only).
+    pub fn media_kind(self) -> Option<crate::media::sniff::Kind> {
+        use crate::media::sniff::Kind;
+        Some(match self {
+            Self::Image => Kind::Image,
+            Self::Sticker => Kind::Sticker,
+            Self::Audio => Kind::Audio,
+            Self::Voice => Kind::Voice,
+            Self::Video => Kind::Video,
+            Self::Document => Kind::Document,
+            _ => return None,
+        })
+    }
+
     pub fn is_media(self) -> bool {
         matches!(
             self,
@@ -123,7 +137,7 @@ pub struct MessageView {
     pub kind: MessageType,
     pub text: Option<String>,
     /// Media metadata and URLs (media messages).
-    pub media: Option<serde_json::Value>,
+    pub media: Option<crate::media::model::MediaView>,
     pub reply_to: Option<ReplyPreview>,
     pub forwarded: bool,
     /// `{latitude, longitude, name?, address?}` for `location` messages.

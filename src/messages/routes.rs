@@ -132,12 +132,16 @@ pub fn content(
             media_id: None,
             payload: None,
         },
-        _ if kind.is_media() => {
-            // Media messages reference an upload; no upload can exist before the media
-            // capability lands, so every reference is unknown.
-            media_id.ok_or_else(|| required("mediaId"))?;
-            return Err(AppError::invalid_field("mediaId", "no such media"));
-        }
+        // Media messages reference an upload (checked against the sender when sending) and
+        // may carry a caption.
+        _ if kind.is_media() => Content {
+            kind,
+            text: text
+                .map(|t| field("text", parse_text(&t)).validate())
+                .transpose()?,
+            media_id: Some(media_id.ok_or_else(|| required("mediaId"))?),
+            payload: None,
+        },
         MessageType::Location => Content {
             kind,
             text: None,

@@ -84,6 +84,13 @@ pub async fn build_views(
             (r.id, preview)
         })
         .collect();
+    let media_ids: Vec<String> = rows.iter().filter_map(|m| m.media_id.clone()).collect();
+    let media: HashMap<String, crate::media::model::MediaView> =
+        crate::media::store::find_many(db, &media_ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), m.view()))
+            .collect();
     Ok(rows
         .into_iter()
         .map(|m| {
@@ -104,7 +111,7 @@ pub async fn build_views(
                     .and_then(|id| replies.get(id).cloned()),
                 reactions: reactions.remove(&m.id).unwrap_or_default(),
                 forwarded: m.forwarded != 0,
-                media: None,
+                media: m.media_id.as_ref().and_then(|id| media.get(id).cloned()),
                 location,
                 contact,
                 payload,
@@ -333,6 +340,9 @@ async fn prepare(
                 return Err(AppError::new(Code::Blocked, "you cannot message this user"));
             }
         }
+    }
+    if let (Some(media_id), Some(kind)) = (&out.content.media_id, out.content.kind.media_kind()) {
+        crate::media::usable_in_message(t, me, media_id, kind).await?;
     }
     if let Some(reply) = &out.reply_to_id {
         if visible_in(db, &a, reply).await?.is_none() {

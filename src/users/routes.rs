@@ -83,13 +83,12 @@ async fn update_me(
         optional("email", b.email, |e| {
             Email::parse(&e).map(|e| e.as_str().to_owned())
         }),
-        match b.avatar_media_id {
-            // No upload can be referenced before the media capability exists; null clears.
-            Some(Some(_)) => Err(FieldError::new("avatarMediaId", "no such media")),
-            other => Ok(other),
-        },
+        Ok::<_, FieldError>(b.avatar_media_id),
     )
         .validate()?;
+    if let Some(Some(id)) = &avatar {
+        crate::media::usable_as_avatar(&state.db, &auth.user_id, id).await?;
+    }
     let change = ProfileChange {
         display_name,
         about,
@@ -98,7 +97,7 @@ async fn update_me(
             .privacy
             .and_then(|p| p.last_seen)
             .map(LastSeenPrivacy::as_str),
-        clear_avatar: avatar == Some(None),
+        avatar,
     };
     let user = store::update_profile(&state.db, &auth.user_id, &change).await?;
     Ok(Json(Me::from(&user)))
@@ -109,6 +108,7 @@ async fn update_me(
     responses((status = 204), (status = 409, description = "last_owner: hand over owned workspaces first", body = Problem)))]
 async fn erase_me(State(state): State<AppState>, auth: AuthUser) -> AppResult<StatusCode> {
     let sessions = super::service::erase(&state.db, &auth.user_id).await?;
+    state.jobs.wake();
     state.sessions_revoked(&sessions);
     tracing::info!(user_id = auth.user_id, "account erased");
     Ok(StatusCode::NO_CONTENT)

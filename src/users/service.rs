@@ -66,6 +66,9 @@ pub async fn erase(db: &Db, user_id: &str) -> AppResult<Vec<String>> {
     ] {
         sqlx::query(sql).bind(user_id).bind(now).execute(&mut *tx).await?;
     }
+    // Their uploads go, rows now and bytes by a job (storage is not transactional).
+    let keys = crate::media::store::delete_owned_by(&mut tx, user_id).await?;
+    crate::media::delete_objects_later(&mut tx, keys).await?;
     let sessions = crate::auth::store::revoke_all_sessions(&mut tx, user_id).await?;
     sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
         .bind(user_id)

@@ -109,14 +109,15 @@ pub struct ProfileChange {
     pub about: Option<String>,
     pub email: Option<String>,
     pub privacy_last_seen: Option<&'static str>,
-    pub clear_avatar: bool,
+    /// `Some(None)` clears the avatar, `Some(Some(id))` sets it (checked by the caller).
+    pub avatar: Option<Option<String>>,
 }
 
 pub async fn update_profile(db: &Db, id: &str, c: &ProfileChange) -> AppResult<UserRow> {
     sqlx::query_as(&format!(
         "UPDATE users SET display_name = COALESCE($2, display_name), about = COALESCE($3, about), \
          email = COALESCE($4, email), privacy_last_seen = COALESCE($5, privacy_last_seen), \
-         avatar_media_id = CASE WHEN $7 = 1 THEN NULL ELSE avatar_media_id END, \
+         avatar_media_id = CASE WHEN $7 = 1 THEN $8 ELSE avatar_media_id END, \
          updated_at = $6 WHERE id = $1 RETURNING {USER_COLUMNS}"
     ))
     .bind(id)
@@ -125,7 +126,8 @@ pub async fn update_profile(db: &Db, id: &str, c: &ProfileChange) -> AppResult<U
     .bind(c.email.as_deref())
     .bind(c.privacy_last_seen)
     .bind(now_ms())
-    .bind(c.clear_avatar as i64)
+    .bind(c.avatar.is_some() as i64)
+    .bind(c.avatar.clone().flatten())
     .fetch_one(db.writer())
     .await
     .map_err(|e| {

@@ -24,6 +24,7 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg_database: Option<(String, String)>,
+    settings: Settings,
     _dir: tempfile::TempDir,
 }
 
@@ -118,7 +119,15 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> O
         settings.log.as_deref().unwrap_or("warn"),
         palaver::config::LogFormat::Text,
     );
-    let config = Config::build(settings).expect("test config");
+    Some(start(settings, dir, pg_database).await)
+}
+
+async fn start(
+    settings: Settings,
+    dir: tempfile::TempDir,
+    pg_database: Option<(String, String)>,
+) -> TestApp {
+    let config = Config::build(settings.clone()).expect("test config");
     let state = AppState::build(config).await.expect("app state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -126,18 +135,35 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> O
     let server = tokio::spawn(palaver::app::serve(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
-    Some(TestApp {
+    TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         state,
         stop: Some(stop),
         server: Some(server),
         pg_database,
+        settings,
         _dir: dir,
-    })
+    }
 }
 
 impl TestApp {
+    /// Stops the server gracefully and starts it again on the same data (data dir and
+    /// database), with `configure` applied to its settings. The address changes.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        let pg_database = self.pg_database.take();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
+        start(settings, dir, pg_database).await
+    }
+
     /// Stops the server and drops a PostgreSQL test database.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -257,6 +283,10 @@ pub struct Resp {
 }
 
 impl Resp {
+    pub async fn from_response(r: reqwest::Response) -> Resp {
+        Resp::from(r).await
+    }
+
     async fn from(r: reqwest::Response) -> Resp {
         let status = r.status();
         let headers = r.headers().clone();

@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod errors;
 mod logs;
+mod media;
 mod messages;
 mod ops;
 mod otp;

@@ -1,0 +1,327 @@
+//! Durable background jobs.
+//!
+//! A job is a row of `jobs`, written in the same transaction as the data it will work on, so
+//! it exists exactly when that data does. A node's [`Runner`] claims due jobs by setting a
+//! lease (`locked_until`) in one conditional UPDATE, so two workers (or two nodes) never run
+//! the same job at once; it renews the lease while the job runs, deletes the row when the job
+//! is done and schedules a retry with exponential backoff and jitter when it failed for a
+//! reason that may pass. A job whose worker died (crash, `kill -9`) is claimed again when its
+//! lease runs out; at a graceful stop the leases of running jobs are given back at once.
+//!
+//! Jobs therefore run at least once: every job is written to be repeatable (it overwrites what
+//! it produces), and one that reaches the outside world records what it did before it does the
+//! next step.
+//!
+//! What a kind of job does lives with its capability; [`run`] maps kinds to them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::app::AppState;
+use crate::db::{new_id, now_ms, Db, Tx};
+use crate::error::AppResult;
+
+/// How long a claim holds before another worker may take the job over.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often the runner looks for due jobs when nothing woke it.
+const POLL: Duration = Duration::from_secs(1);
+/// A job that failed this many times gives up.
+const MAX_ATTEMPTS: i64 = 8;
+
+/// Why a job did not finish.
+#[derive(Debug)]
+pub enum JobError {
+    /// May pass: try again later (after `after`, when the other side said so).
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Will not pass: give up now.
+    Permanent(String),
+}
+
+impl JobError {
+    pub fn retry(e: impl std::fmt::Display) -> JobError {
+        JobError::Retry {
+            error: e.to_string(),
+            after: None,
+        }
+    }
+    pub fn permanent(e: impl std::fmt::Display) -> JobError {
+        JobError::Permanent(e.to_string())
+    }
+}
+
+impl From<crate::error::AppError> for JobError {
+    /// The database or another dependency failed: worth another try.
+    fn from(e: crate::error::AppError) -> JobError {
+        JobError::retry(e)
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> JobError {
+        JobError::retry(e)
+    }
+}
+
+pub type JobResult = Result<(), JobError>;
+
+/// A claimed job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    /// Including this one.
+    pub attempts: i64,
+}
+
+/// Queues a job inside the transaction that makes its data; it becomes visible (and runs)
+/// when that transaction commits. Call [`Runner::wake`] after the commit to start it at once.
+pub async fn enqueue(tx: &mut Tx, kind: &str, payload: &str) -> AppResult<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, attempts, run_at, created_at) VALUES ($1, $2, $3, 0, $4, $4)",
+    )
+    .bind(new_id())
+    .bind(kind)
+    .bind(payload)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What a kind of job does. Unknown kinds (from a newer version, say) give up.
+async fn run(state: &AppState, job: &Job) -> JobResult {
+    match job.kind.as_str() {
+        crate::media::jobs::ANALYZE => crate::media::jobs::analyze(state, job).await,
+        crate::media::jobs::EXTRACT_TEXT => crate::media::jobs::extract_text(state, job).await,
+        crate::media::jobs::DELETE_OBJECTS => crate::media::jobs::delete_objects(state, job).await,
+        other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
+    }
+}
+
+/// What to record when a job gives up (its own state, where it has one).
+async fn gave_up(state: &AppState, job: &Job, error: &str) {
+    let done = match job.kind.as_str() {
+        crate::media::jobs::EXTRACT_TEXT => crate::media::jobs::text_failed(state, job).await,
+        _ => Ok(()),
+    };
+    if let Err(e) = done {
+        tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "recording a failed job");
+    }
+    tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
+}
+
+/// Starts and stops this node's workers; [`Runner::wake`] runs newly queued jobs at once.
+#[derive(Default)]
+pub struct Runner {
+    wake: Notify,
+    running: Mutex<Vec<String>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Runner {
+    /// Something was queued: look now instead of at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Claims and runs jobs with up to `workers` at a time until [`Runner::stop`]. With 0
+    /// workers this node runs no background work (another node does).
+    pub async fn work(state: AppState, workers: usize) {
+        if workers == 0 {
+            return;
+        }
+        let permits = Arc::new(Semaphore::new(workers));
+        let mut stopped = state.jobs.stop.subscribe();
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("the semaphore stays open"),
+                _ = stopped.changed() => return,
+            };
+            let job = match claim(&state.db).await {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a job");
+                    None
+                }
+            };
+            let Some(job) = job else {
+                drop(permit);
+                tokio::select! {
+                    _ = state.jobs.wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stopped.changed() => return,
+                }
+                continue;
+            };
+            state
+                .jobs
+                .running
+                .lock()
+                .expect("lock")
+                .push(job.id.clone());
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut stop = state.jobs.stop.subscribe();
+                tokio::select! {
+                    _ = execute(&state, &job) => {}
+                    // Stopping: the lease is given back by `stop`, the job runs again later.
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                state
+                    .jobs
+                    .running
+                    .lock()
+                    .expect("lock")
+                    .retain(|id| id != &job.id);
+                drop(permit);
+            });
+        }
+    }
+
+    /// Stops claiming, abandons running jobs and gives their leases back, so that the next
+    /// start runs them again without waiting for the leases to run out.
+    pub async fn stop(&self, db: &Db) {
+        let _ = self.stop.send(true);
+        let running = std::mem::take(&mut *self.running.lock().expect("lock"));
+        for id in running {
+            let released = sqlx::query("UPDATE jobs SET locked_until = NULL WHERE id = $1")
+                .bind(&id)
+                .execute(db.writer())
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(job = %id, error = %e, "giving back a job's lease");
+            }
+        }
+    }
+}
+
+/// Claims the next due job, if any: a read first (cheap, and no write when there is nothing
+/// to do), then the conditional UPDATE that makes the claim exclusive.
+async fn claim(db: &Db) -> AppResult<Option<Job>> {
+    let now = now_ms();
+    let candidate: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE failed_at IS NULL AND run_at <= $1 \
+         AND (locked_until IS NULL OR locked_until <= $1) ORDER BY run_at LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(db.reader())
+    .await?;
+    let Some(id) = candidate else {
+        return Ok(None);
+    };
+    let mut tx = db.begin().await?;
+    let job: Option<Job> = sqlx::query_as(
+        "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 \
+         WHERE id = $2 AND failed_at IS NULL AND (locked_until IS NULL OR locked_until <= $3) \
+         RETURNING id, kind, payload, CAST(attempts AS BIGINT) AS attempts",
+    )
+    .bind(now + LEASE.as_millis() as i64)
+    .bind(&id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+/// Runs a claimed job, renewing its lease, and records the outcome.
+async fn execute(state: &AppState, job: &Job) {
+    let started = std::time::Instant::now();
+    let work = run(state, job);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + LEASE / 3, LEASE / 3);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = renew.tick() => {
+                let renewed = sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2")
+                    .bind(now_ms() + LEASE.as_millis() as i64)
+                    .bind(&job.id)
+                    .execute(state.db.writer())
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(job = %job.id, error = %e, "renewing a job's lease");
+                }
+            }
+        }
+    };
+    let result = match &outcome {
+        Ok(()) => "done",
+        Err(JobError::Retry { .. }) if job.attempts < MAX_ATTEMPTS => "retry",
+        Err(_) => "failed",
+    };
+    metrics::counter!("jobs_total", "kind" => job.kind.clone(), "result" => result).increment(1);
+    metrics::histogram!("job_seconds", "kind" => job.kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    let recorded = match outcome {
+        Ok(()) => sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(&job.id)
+            .execute(state.db.writer())
+            .await
+            .map(|_| ()),
+        Err(JobError::Retry { error, after }) if job.attempts < MAX_ATTEMPTS => {
+            let delay = after.unwrap_or_else(|| backoff(job.attempts));
+            tracing::info!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error,
+                retry_in_ms = delay.as_millis() as u64, "job will be retried");
+            sqlx::query(
+                "UPDATE jobs SET locked_until = NULL, run_at = $1, last_error = $2 WHERE id = $3",
+            )
+            .bind(now_ms() + delay.as_millis() as i64)
+            .bind(truncate(&error))
+            .bind(&job.id)
+            .execute(state.db.writer())
+            .await
+            .map(|_| ())
+        }
+        Err(JobError::Retry { error, .. } | JobError::Permanent(error)) => {
+            gave_up(state, job, &error).await;
+            sqlx::query(
+                "UPDATE jobs SET locked_until = NULL, failed_at = $1, last_error = $2 WHERE id = $3",
+            )
+            .bind(now_ms())
+            .bind(truncate(&error))
+            .bind(&job.id)
+            .execute(state.db.writer())
+            .await
+            .map(|_| ())
+        }
+    };
+    if let Err(e) = recorded {
+        // The lease runs out and the job runs again: jobs are repeatable.
+        tracing::warn!(job = %job.id, error = %e, "recording a job's outcome");
+    }
+}
+
+/// 2 s, 4 s, 8 s … up to 10 minutes, with up to 25% jitter so retries of many jobs spread out.
+fn backoff(attempts: i64) -> Duration {
+    let base = 2u64.saturating_pow(attempts.clamp(1, 20) as u32).min(600);
+    let jitter = rand::thread_rng().gen_range(0..=base * 250);
+    Duration::from_millis(base * 1000 + jitter)
+}
+
+fn truncate(error: &str) -> String {
+    error.chars().take(2000).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff(1) >= Duration::from_secs(2) && backoff(1) <= Duration::from_millis(2500));
+        assert!(backoff(3) >= Duration::from_secs(8));
+        assert!(backoff(40) <= Duration::from_secs(750));
+    }
+}

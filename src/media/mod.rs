@@ -1,0 +1,220 @@
+//! Media: uploads, storage, background processing and protected downloads.
+//!
+//! - `POST /media` streams the file to storage (memory bounded whatever its size), sniffs its
+//!   type from the first bytes ([`sniff`]), enforces the per-class size limit while it streams
+//!   and hashes it; the row and its processing jobs are written in one transaction.
+//! - Jobs ([`jobs`], run by [`crate::jobs`]) work out dimensions, duration, pages and a
+//!   thumbnail, and the text (PDF text always; OCR with tesseract and transcription with an
+//!   OpenAI-compatible API when available). When they finish, messages that carry the media get
+//!   a `message:updated`.
+//! - Downloads check access in one query ([`store::readable`]) and answer 404 to everyone else.
+//! - Uploads that nothing references are deleted after a day ([`sweep`]).
+
+pub mod jobs;
+pub mod model;
+pub mod process;
+pub mod routes;
+pub mod sniff;
+pub mod storage;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{Config, MediaLimits};
+use crate::db::{Tenant, Tx};
+use crate::error::{AppError, AppResult};
+use model::MediaRow;
+use sniff::{Class, Kind};
+use storage::Storage;
+
+/// Media storage, limits and the tools this node found.
+pub struct Media {
+    pub storage: Storage,
+    pub limits: MediaLimits,
+    /// The tesseract program, when OCR is available.
+    pub tesseract: Option<String>,
+    pub tesseract_lang: String,
+    /// The pdftoppm program, when PDF thumbnails are available.
+    pub pdftoppm: Option<String>,
+    /// Client for the transcription API (long timeout).
+    pub http: reqwest::Client,
+    /// Local copies of uploads being processed.
+    pub scratch: PathBuf,
+}
+
+impl Media {
+    pub async fn open(config: &Config) -> anyhow::Result<Media> {
+        let storage = Storage::open(&config.media.store)?;
+        let scratch = config.data_dir.join("tmp");
+        std::fs::create_dir_all(&scratch)?;
+        // Leftovers of a crash: their jobs run again and make new copies.
+        if let Ok(entries) = std::fs::read_dir(&scratch) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let tesseract = match &config.media.tesseract {
+            Some(p) if process::tool_present(p, "--version").await => Some(p.clone()),
+            Some(p) => {
+                tracing::info!(program = %p, "tesseract not found: OCR of images is unavailable");
+                None
+            }
+            None => None,
+        };
+        let pdftoppm = match &config.media.pdftoppm {
+            Some(p) if process::tool_present(p, "-v").await => Some(p.clone()),
+            Some(p) => {
+                tracing::info!(program = %p, "pdftoppm not found: PDFs get no thumbnail");
+                None
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Media {
+            storage,
+            limits: config.media.limits,
+            tesseract,
+            tesseract_lang: config.media.tesseract_lang.clone(),
+            pdftoppm,
+            http,
+            scratch,
+        })
+    }
+
+    /// The size limit of a class, in bytes.
+    pub fn limit(&self, class: Class) -> u64 {
+        match class {
+            Class::Image => self.limits.image,
+            Class::Audio => self.limits.audio,
+            Class::Video => self.limits.video,
+            Class::File => self.limits.file,
+        }
+    }
+
+    /// The largest upload any class allows.
+    pub fn largest(&self) -> u64 {
+        let l = self.limits;
+        l.image.max(l.audio).max(l.video).max(l.file)
+    }
+}
+
+/// Checks that `user` may put `media_id` in a message of type `kind`: they can read it (their
+/// own upload, or media they received, as when forwarding) and its bytes fit the type.
+pub async fn usable_in_message(
+    t: Tenant<'_>,
+    user: &str,
+    media_id: &str,
+    kind: Kind,
+) -> AppResult<MediaRow> {
+    let m = store::readable(t, user, media_id)
+        .await?
+        .ok_or_else(|| AppError::invalid_field("mediaId", "no such media"))?;
+    let class = class_of(&m.content_type);
+    if !kind.accepts(class, &m.content_type) {
+        return Err(AppError::invalid_field(
+            "mediaId",
+            format!(
+                "a {} file cannot be sent as {}",
+                m.content_type,
+                kind.as_str()
+            ),
+        ));
+    }
+    Ok(m)
+}
+
+/// Checks that `user` may use `media_id` as an avatar: their own upload, and an image.
+pub async fn usable_as_avatar(db: &crate::db::Db, user: &str, media_id: &str) -> AppResult<()> {
+    match store::find(db, media_id).await? {
+        Some(m) if m.owner_id.as_deref() == Some(user) => {
+            if class_of(&m.content_type) == Class::Image {
+                Ok(())
+            } else {
+                Err(AppError::invalid_field("avatarMediaId", "must be an image"))
+            }
+        }
+        _ => Err(AppError::invalid_field("avatarMediaId", "no such media")),
+    }
+}
+
+/// The class of a stored (sniffed) content type.
+pub fn class_of(content_type: &str) -> Class {
+    match content_type.split('/').next() {
+        Some("image") => Class::Image,
+        Some("audio") => Class::Audio,
+        Some("video") => Class::Video,
+        _ => Class::File,
+    }
+}
+
+/// Where an upload's text will come from, if anywhere on this server.
+pub fn text_source(
+    media: &Media,
+    content_type: &str,
+    kind: Kind,
+    transcription: bool,
+) -> Option<&'static str> {
+    match class_of(content_type) {
+        _ if content_type == "application/pdf" => Some("pdf"),
+        Class::Image if media.tesseract.is_some() && kind != Kind::Sticker => Some("ocr"),
+        Class::Audio if kind == Kind::Voice && transcription => Some("transcription"),
+        _ => None,
+    }
+}
+
+/// Deletes uploads that nothing referenced for the configured time, in rounds, until stopped.
+pub async fn sweep(state: crate::app::AppState) {
+    let ttl = state.config.media.unreferenced_ttl;
+    let every = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sweep_once(&state, ttl).await {
+            tracing::warn!(error = %e, "deleting unreferenced uploads");
+        }
+    }
+}
+
+async fn sweep_once(state: &crate::app::AppState, ttl: Duration) -> AppResult<()> {
+    let before = crate::db::now_ms() - ttl.as_millis() as i64;
+    loop {
+        let found = store::unreferenced(&state.db, before, 200).await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut tx = state.db.begin().await?;
+        let mut keys = Vec::new();
+        for (id, key, thumb) in &found {
+            if store::delete_if_unreferenced(&mut tx, id).await? {
+                keys.push(key.clone());
+                keys.extend(thumb.clone());
+            }
+        }
+        let deleted = keys.len();
+        delete_objects_later(&mut tx, keys).await?;
+        tx.commit().await?;
+        state.jobs.wake();
+        tracing::info!(
+            uploads = found.len(),
+            objects = deleted,
+            "deleted unreferenced uploads"
+        );
+        if found.len() < 200 {
+            return Ok(());
+        }
+    }
+}
+
+/// Queues the deletion of stored objects whose rows this transaction deletes.
+pub async fn delete_objects_later(tx: &mut Tx, keys: Vec<String>) -> AppResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let payload = serde_json::to_string(&keys).map_err(AppError::internal)?;
+    crate::jobs::enqueue(tx, jobs::DELETE_OBJECTS, &payload).await
+}

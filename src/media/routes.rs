@@ -1,0 +1,660 @@
+//! Media endpoints: upload, download (with Range), thumbnail, extracted text.
+
+use axum::body::Body;
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use object_store::{GetOptions, GetRange, WriteMultipart};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::{clean_file_name, MediaRow, MediaText, MediaView};
+use super::sniff::{self, Kind, Sniffed};
+use super::storage::Storage;
+use super::{jobs, process, store, Class};
+use crate::app::AppState;
+use crate::db::{new_id, now_ms};
+use crate::error::{AppError, AppResult, Code};
+use crate::http::{Json, Scope};
+use crate::ratelimit::limits;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        // Uploads stream to storage under their own per-type limits.
+        .layer(DefaultBodyLimit::disable())
+        .routes(routes!(download))
+        .routes(routes!(thumbnail))
+        .routes(routes!(text))
+}
+
+/// The multipart form of an upload.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+struct UploadForm {
+    /// The file. Its type is sniffed from its bytes; the file name is kept for display only.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// What it will be sent as: image, sticker, audio, voice, video or document (default: from
+    /// the sniffed type; Ogg/Opus audio is a voice note).
+    kind: Option<Kind>,
+}
+
+/// Multipart overhead allowed above the largest file.
+const FORM_SLACK: u64 = 1024 * 1024;
+
+/// POST /api/v1/media — uploads a file: streamed to storage, type sniffed from the bytes, size-limited per type.
+#[utoipa::path(post, path = "/media", tag = "media", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", content = inline(UploadForm)),
+    responses((status = 201, body = MediaView),
+        (status = 413, description = "payload_too_large: beyond the limit of the sniffed type; nothing was stored", body = crate::error::Problem),
+        (status = 415, description = "unsupported_media_type: not multipart/form-data", body = crate::error::Problem)))]
+async fn upload(
+    State(state): State<AppState>,
+    scope: Scope,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> AppResult<(StatusCode, Json<MediaView>)> {
+    if let Err(retry) = state
+        .limiter
+        .check(&limits::UPLOADS_PER_USER, &scope.user_id)
+        .await
+    {
+        return Err(AppError::rate_limited(Code::RateLimited, retry));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.media.largest() + FORM_SLACK) {
+        return Err(too_large("the upload is larger than any file type allows"));
+    }
+    let mut multipart = multipart.map_err(|e| match e {
+        MultipartRejection::InvalidBoundary(_) => AppError::new(
+            Code::UnsupportedMediaType,
+            "send the file as multipart/form-data with a `file` field",
+        ),
+        other => AppError::new(Code::BadRequest, other.body_text()),
+    })?;
+    let id = new_id();
+    let mut kind_field: Option<String> = None;
+    let mut received: Option<Received> = None;
+    let outcome: AppResult<()> = async {
+        while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
+            match field.name() {
+                Some("file") if received.is_none() => {
+                    received = Some(receive(&state, &scope, &id, field).await?);
+                }
+                Some("file") => {
+                    return Err(AppError::invalid_field("file", "send one file per upload"))
+                }
+                Some("kind") => kind_field = Some(small_text(field).await?),
+                _ => drain(field).await?,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let stored_key = received.as_ref().map(|r| r.key.clone());
+    let answer = match outcome {
+        Ok(()) => record(&state, &scope, &id, received, kind_field).await,
+        Err(e) => Err(e),
+    };
+    if answer.is_err() {
+        // Nothing half-written: a stored file without its row goes again.
+        if let Some(key) = stored_key {
+            if let Err(e) = state.media.storage.delete(&key).await {
+                tracing::warn!(error = %e, "deleting an upload that was refused");
+            }
+        }
+    }
+    answer.map(|view| (StatusCode::CREATED, Json(view)))
+}
+
+/// What the file field brought.
+struct Received {
+    key: String,
+    size: u64,
+    sha256: String,
+    sniffed: Sniffed,
+    file_name: Option<String>,
+    dimensions: Option<(u32, u32)>,
+}
+
+/// Streams the file to storage: sniffs the first bytes, counts against the limit of the sniffed
+/// class and stops (removing what was written) the moment it is passed.
+async fn receive(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+    mut field: Field<'_>,
+) -> AppResult<Received> {
+    let file_name = field.file_name().and_then(clean_file_name);
+    let key = Storage::original_key(&scope.workspace_id, id);
+    let path = Storage::path(&key).map_err(AppError::internal)?;
+    let storage = &state.media.storage;
+    let upload = storage
+        .store()
+        .put_multipart(&path)
+        .await
+        .map_err(AppError::unavailable)?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, storage.part_size);
+    let mut head: Vec<u8> = Vec::with_capacity(sniff::HEAD);
+    let mut sniffed: Option<Sniffed> = None;
+    let mut limit = state.media.largest();
+    let mut size = 0u64;
+    let mut hasher = Sha256::new();
+    let failure = loop {
+        let chunk = match field.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break None,
+            Err(e) => break Some(bad_form(e)),
+        };
+        size += chunk.len() as u64;
+        if sniffed.is_none() {
+            let room = sniff::HEAD - head.len();
+            head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if head.len() == sniff::HEAD {
+                let s = sniff::sniff(&head);
+                limit = state.media.limit(s.class);
+                sniffed = Some(s);
+            }
+        }
+        if size > limit {
+            break Some(too_large(format!(
+                "files of this type may be at most {} MiB",
+                limit / (1024 * 1024)
+            )));
+        }
+        hasher.update(&chunk);
+        if let Err(e) = writer.wait_for_capacity(2).await {
+            break Some(AppError::unavailable(e));
+        }
+        writer.put(chunk);
+    };
+    if failure.is_none() && size == 0 {
+        let _ = writer.abort().await;
+        return Err(AppError::invalid_field("file", "is empty"));
+    }
+    if let Some(e) = failure {
+        let _ = writer.abort().await;
+        return Err(e);
+    }
+    let sniffed = match sniffed {
+        Some(s) => s,
+        None => {
+            let s = sniff::sniff(&head);
+            if size > state.media.limit(s.class) {
+                let _ = writer.abort().await;
+                return Err(too_large(format!(
+                    "files of this type may be at most {} MiB",
+                    state.media.limit(s.class) / (1024 * 1024)
+                )));
+            }
+            s
+        }
+    };
+    writer.finish().await.map_err(AppError::unavailable)?;
+    let dimensions = (sniffed.class == Class::Image)
+        .then(|| process::image_dimensions(&head))
+        .flatten();
+    Ok(Received {
+        key,
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        sniffed,
+        file_name,
+        dimensions,
+    })
+}
+
+/// Writes the row and its jobs in one transaction; the answer.
+async fn record(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+    received: Option<Received>,
+    kind_field: Option<String>,
+) -> AppResult<MediaView> {
+    let r = received.ok_or_else(|| AppError::invalid_field("file", "is required"))?;
+    let kind = match kind_field.as_deref() {
+        Some(k) => Kind::parse(k).ok_or_else(|| {
+            AppError::invalid_field(
+                "kind",
+                "must be image, sticker, audio, voice, video or document",
+            )
+        })?,
+        None => Kind::default_for(&r.sniffed),
+    };
+    if !kind.accepts(r.sniffed.class, r.sniffed.content_type) {
+        return Err(AppError::invalid_field(
+            "kind",
+            format!(
+                "the file is {}, which cannot be sent as {}",
+                r.sniffed.content_type,
+                kind.as_str()
+            ),
+        ));
+    }
+    let transcription = state.config.media.transcription.is_some();
+    let text_source = super::text_source(&state.media, r.sniffed.content_type, kind, transcription);
+    let text_state = if text_source.is_some() {
+        "pending"
+    } else {
+        "unavailable"
+    };
+    let row = MediaRow {
+        id: id.to_owned(),
+        workspace_id: scope.workspace_id.clone(),
+        owner_id: Some(scope.user_id.clone()),
+        kind: kind.as_str().to_owned(),
+        content_type: r.sniffed.content_type.to_owned(),
+        size: r.size as i64,
+        sha256: r.sha256,
+        file_name: r.file_name,
+        storage_key: r.key,
+        width: r.dimensions.map(|d| i64::from(d.0)),
+        height: r.dimensions.map(|d| i64::from(d.1)),
+        duration_ms: None,
+        pages: None,
+        thumbnail_key: None,
+        analyzed_at: None,
+        text_state: text_state.to_owned(),
+        text_source: None,
+        text: None,
+        created_at: now_ms(),
+    };
+    let t = scope.tenant(&state.db);
+    let mut tx = state.db.begin().await?;
+    store::insert(
+        &mut tx,
+        t,
+        store::NewMedia {
+            id,
+            owner_id: row.owner_id.as_deref(),
+            kind: &row.kind,
+            content_type: &row.content_type,
+            size: row.size,
+            sha256: &row.sha256,
+            file_name: row.file_name.as_deref(),
+            storage_key: &row.storage_key,
+            width: row.width,
+            height: row.height,
+            text_state,
+            created_at: row.created_at,
+        },
+    )
+    .await?;
+    crate::jobs::enqueue(&mut tx, jobs::ANALYZE, id).await?;
+    if text_source.is_some() {
+        crate::jobs::enqueue(&mut tx, jobs::EXTRACT_TEXT, id).await?;
+    }
+    tx.commit().await?;
+    state.jobs.wake();
+    metrics::counter!("media_uploads_total", "kind" => kind.as_str()).increment(1);
+    metrics::counter!("media_upload_bytes_total").increment(row.size as u64);
+    Ok(row.view())
+}
+
+fn too_large(detail: impl Into<String>) -> AppError {
+    AppError::new(Code::PayloadTooLarge, detail)
+}
+
+fn bad_form(e: axum::extract::multipart::MultipartError) -> AppError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(e.body_text());
+    }
+    AppError::new(
+        Code::BadRequest,
+        format!("malformed multipart body: {}", e.body_text()),
+    )
+}
+
+/// A short text field (at most 64 bytes).
+async fn small_text(mut field: Field<'_>) -> AppResult<String> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > 64 {
+            return Err(AppError::invalid_field(&name, "is too long"));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| AppError::invalid_field(&name, "must be text"))
+}
+
+/// Reads past a field this endpoint does not know (unknown fields are ignored), bounded.
+async fn drain(mut field: Field<'_>) -> AppResult<()> {
+    let mut seen = 0usize;
+    while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+        seen += chunk.len();
+        if seen > 64 * 1024 {
+            return Err(AppError::new(
+                Code::BadRequest,
+                "unknown form fields may be at most 64 KiB",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// GET /api/v1/media/{id} — the bytes, with Range, ETag and Content-Disposition; for the uploader and members of a conversation that carries it.
+#[utoipa::path(get, path = "/media/{id}", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path), ("Range" = Option<String>, Header, description = "bytes=START-END, bytes=START- or bytes=-SUFFIX (one range)")),
+    responses((status = 200, description = "the whole file", content_type = "application/octet-stream"),
+        (status = 206, description = "the requested range, with Content-Range", content_type = "application/octet-stream"),
+        (status = 304, description = "If-None-Match matched the ETag"),
+        (status = 416, description = "range_not_satisfiable", body = crate::error::Problem)))]
+async fn download(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let m = store::readable(scope.tenant(&state.db), &scope.user_id, &id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let object = Object {
+        key: &m.storage_key,
+        content_type: &m.content_type,
+        size: Some(m.size as u64),
+        etag: format!("\"{}\"", m.sha256),
+        file_name: m
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", m.kind, extension(&m.content_type))),
+    };
+    serve(&state, object, &headers).await
+}
+
+/// GET /api/v1/media/{id}/thumbnail — a JPEG thumbnail (images; PDFs when pdftoppm is installed); 404 until made.
+#[utoipa::path(get, path = "/media/{id}/thumbnail", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "JPEG, at most 320 pixels on its longer side", content_type = "image/jpeg"),
+        (status = 304, description = "If-None-Match matched the ETag")))]
+async fn thumbnail(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let m = store::readable(scope.tenant(&state.db), &scope.user_id, &id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let key = m
+        .thumbnail_key
+        .as_deref()
+        .ok_or_else(|| AppError::new(Code::NotFound, "this media has no thumbnail (yet)"))?;
+    let object = Object {
+        key,
+        content_type: "image/jpeg",
+        size: None,
+        etag: format!("\"{}-thumbnail\"", m.sha256),
+        file_name: format!("{}-thumbnail.jpg", m.id),
+    };
+    serve(&state, object, &headers).await
+}
+
+/// GET /api/v1/media/{id}/text — text extracted from the media (PDF text, OCR, transcription) and its state.
+#[utoipa::path(get, path = "/media/{id}/text", tag = "media", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = MediaText)))]
+async fn text(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<Json<MediaText>> {
+    let m = store::readable(scope.tenant(&state.db), &scope.user_id, &id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    Ok(Json(MediaText {
+        state: m.text_state,
+        source: m.text_source,
+        text: m.text,
+    }))
+}
+
+struct Object<'a> {
+    key: &'a str,
+    content_type: &'a str,
+    /// Known from the row for originals; thumbnails are asked for theirs.
+    size: Option<u64>,
+    etag: String,
+    file_name: String,
+}
+
+/// Streams a stored object with conditional and Range support.
+async fn serve(state: &AppState, o: Object<'_>, headers: &HeaderMap) -> AppResult<Response> {
+    let store = state.media.storage.store();
+    let path = Storage::path(o.key).map_err(AppError::internal)?;
+    let size = match o.size {
+        Some(size) => size,
+        None => store.head(&path).await.map_err(storage_error)?.size as u64,
+    };
+    let etag = HeaderValue::from_str(&o.etag).map_err(AppError::internal)?;
+    let mut common = HeaderMap::new();
+    common.insert(header::ETAG, etag);
+    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    common.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    // Even if a browser opened it directly, nothing in it could run.
+    common.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if inm.split(',').any(|t| {
+            t.trim() == o.etag || t.trim() == "*" || t.trim().trim_start_matches("W/") == o.etag
+        }) {
+            return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+        }
+    }
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == o.etag);
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if if_range_ok => match parse_range(r, size) {
+            RangeAsk::Whole => None,
+            RangeAsk::Part(start, end) => Some((start, end)),
+            RangeAsk::Unsatisfiable => {
+                let mut resp = AppError::new(
+                    Code::RangeNotSatisfiable,
+                    format!("the file has {size} bytes"),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}"))
+                        .map_err(AppError::internal)?,
+                );
+                return Ok(resp);
+            }
+        },
+        _ => None,
+    };
+    let opts = GetOptions {
+        range: range.map(|(s, e)| GetRange::Bounded(s..e + 1)),
+        ..Default::default()
+    };
+    let got = store.get_opts(&path, opts).await.map_err(storage_error)?;
+    let body = Body::from_stream(got.into_stream().map(|r| r.map_err(std::io::Error::other)));
+    let mut resp = Response::new(body);
+    *resp.headers_mut() = common;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(o.content_type).map_err(AppError::internal)?,
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        disposition(o.content_type, &o.file_name),
+    );
+    match range {
+        Some((start, end)) => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+                    .map_err(AppError::internal)?,
+            );
+        }
+        None => {
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        }
+    }
+    Ok(resp)
+}
+
+fn storage_error(e: object_store::Error) -> AppError {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            AppError::new(Code::NotFound, "the stored file is gone")
+        }
+        other => AppError::unavailable(other),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum RangeAsk {
+    /// No usable single range: send everything (allowed for multiple or malformed ranges).
+    Whole,
+    /// Inclusive byte positions.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+fn parse_range(value: &str, size: u64) -> RangeAsk {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        // bytes=-N: the last N bytes.
+        (Err(_), Ok(n)) if a.is_empty() => {
+            if n == 0 || size == 0 {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(size - n.min(size), size - 1)
+            }
+        }
+        (Ok(start), Err(_)) if b.is_empty() => {
+            if start >= size {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(start, size - 1)
+            }
+        }
+        (Ok(start), Ok(end)) if start <= end => {
+            if start >= size {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Part(start, end.min(size - 1))
+            }
+        }
+        _ => RangeAsk::Whole,
+    }
+}
+
+/// Inline for media a client shows (pictures, sound, video); a download for everything else.
+fn disposition(content_type: &str, file_name: &str) -> HeaderValue {
+    let inline = matches!(
+        super::class_of(content_type),
+        Class::Image | Class::Audio | Class::Video
+    );
+    let ascii: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .filter(|c| !matches!(c, '"' | '\\' | ';'))
+        .collect();
+    let mut encoded = String::new();
+    for b in file_name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let kind = if inline { "inline" } else { "attachment" };
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// A file extension for a sniffed type (download names of files uploaded without one).
+fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "audio/ogg" => "ogg",
+        "audio/mpeg" => "mp3",
+        "audio/x-wav" => "wav",
+        "video/mp4" => "mp4",
+        "application/pdf" => "pdf",
+        t if t.starts_with("text/plain") => "txt",
+        _ => "bin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeAsk::Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeAsk::Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeAsk::Part(90, 99));
+        assert_eq!(parse_range("bytes=-500", 100), RangeAsk::Part(0, 99));
+        assert_eq!(parse_range("bytes=50-500", 100), RangeAsk::Part(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeAsk::Whole);
+        assert_eq!(parse_range("items=0-1", 100), RangeAsk::Whole);
+    }
+
+    #[test]
+    fn dispositions_are_safe_headers() {
+        let d = disposition("application/pdf", "Rapport été \"final\".pdf");
+        let s = d.to_str().unwrap();
+        assert!(
+            s.starts_with("attachment; filename=\"Rapport _t_ final.pdf\""),
+            "{s}"
+        );
+        assert!(
+            s.contains("filename*=UTF-8''Rapport%20%C3%A9t%C3%A9%20%22final%22.pdf"),
+            "{s}"
+        );
+        assert!(disposition("image/png", "a.png")
+            .to_str()
+            .unwrap()
+            .starts_with("inline"));
+    }
+}
