@@ -137,7 +137,7 @@ pub struct MessageView {
     pub kind: MessageType,
     pub text: Option<String>,
     /// Media metadata and URLs (media messages).
-    pub media: Option<crate::media::model::MediaView>,
+    pub media: Option<Box<crate::media::model::MediaView>>,
     pub reply_to: Option<ReplyPreview>,
     pub forwarded: bool,
     /// `{latitude, longitude, name?, address?}` for `location` messages.

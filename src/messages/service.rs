@@ -85,11 +85,11 @@ pub async fn build_views(
         })
         .collect();
     let media_ids: Vec<String> = rows.iter().filter_map(|m| m.media_id.clone()).collect();
-    let media: HashMap<String, crate::media::model::MediaView> =
+    let media: HashMap<String, Box<crate::media::model::MediaView>> =
         crate::media::store::find_many(db, &media_ids)
             .await?
             .into_iter()
-            .map(|m| (m.id.clone(), m.view()))
+            .map(|m| (m.id.clone(), Box::new(m.view())))
             .collect();
     Ok(rows
         .into_iter()

@@ -804,31 +804,47 @@ async fn a_queued_job_survives_a_restart(backend: Backend) {
         return;
     };
     let alice = app.signup("alice@example.com", "Alice").await;
+    let bob = app.signup("bob@example.com", "Bob").await;
+    let chat = app.direct(&alice, &bob).await;
     let m = uploaded(&app, &alice, png(400, 200), "p.png", None).await;
     let id = m["id"].as_str().unwrap().to_owned();
     assert_eq!(m["processed"], false);
+    let sent = send_media(&app, &alice, &chat, "image", &id, None).await;
+    assert_eq!(sent.body["media"]["processed"], false, "{}", sent.text);
+    let message_id = sent.body["id"].as_str().unwrap().to_owned();
+    let cursor = app.get("/api/v1/sync", &bob.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let path = format!("/api/v1/media/{id}/thumbnail");
     assert_eq!(
         fetch(&app, Some(&alice), &path, &[]).await.0,
         StatusCode::NOT_FOUND
     );
 
+    // After a restart with workers, the queued job runs; the recipient hears of the result.
     let app = app.restart(|s| s.job_workers = Some(2)).await;
-    let alice = app.login("alice@example.com", "after-restart").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _, body) = fetch(&app, Some(&alice), &path, &[]).await;
-        if status == StatusCode::OK {
-            let t = image::load_from_memory(&body).unwrap();
-            assert_eq!((t.width(), t.height()), (320, 160));
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the queued analysis never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (events, _) = crate::helpers::drain_until(&app, &bob, cursor, 50, |events| {
+        events.iter().any(|e| {
+            e["type"] == "message:updated" && e["data"]["message"]["media"]["processed"] == true
+        })
+    })
+    .await;
+    let updated = events
+        .iter()
+        .find(|e| e["type"] == "message:updated")
+        .unwrap();
+    assert_eq!(updated["data"]["message"]["id"], message_id.as_str());
+    let media = &updated["data"]["message"]["media"];
+    assert_eq!(
+        (media["width"].as_i64(), media["height"].as_i64()),
+        (Some(400), Some(200))
+    );
+    assert_eq!(media["thumbnailUrl"], path.as_str());
+    let (status, _, body) = fetch(&app, Some(&alice), &path, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let t = image::load_from_memory(&body).unwrap();
+    assert_eq!((t.width(), t.height()), (320, 160));
     app.stop().await;
 }
 
