@@ -1034,3 +1034,107 @@ async fn voice_notes_are_transcribed(backend: Backend) {
     assert_eq!(r.body["state"], "unavailable");
     app.stop().await;
 }
+
+/// A local S3 (moto's server, from PyPI: `pip install 'moto[server]'`) on a free port, with a
+/// bucket; `None` when moto is not installed. Killed when dropped.
+async fn local_s3(bucket: &str) -> Option<(tokio::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = tokio::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // moto does not check signatures: a plain PUT makes the bucket.
+        if let Ok(r) = client.put(format!("{endpoint}/{bucket}")).send().await {
+            assert!(
+                r.status().is_success(),
+                "creating the bucket: {}",
+                r.status()
+            );
+            return Some((child, endpoint));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+dual_test!(media_in_an_s3_bucket, custom);
+async fn media_in_an_s3_bucket(backend: Backend) {
+    let Some((_moto, endpoint)) = local_s3("palaver-media").await else {
+        eprintln!("skipped media_in_an_s3_bucket: moto_server (pip install 'moto[server]') is not installed");
+        return;
+    };
+    let s3 = endpoint.clone();
+    let Some(app) = crate::helpers::spawn(backend, move |s| {
+        s.media_store = Some(palaver::config::MediaStoreKind::S3);
+        s.s3_endpoint = Some(s3);
+        s.s3_bucket = Some("palaver-media".into());
+        s.s3_access_key_id = Some("test".into());
+        s.s3_secret_access_key = Some("test".into());
+    })
+    .await
+    else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let alice = app.signup("alice@example.com", "Alice").await;
+    // Larger than one 5 MiB part: a real multipart upload.
+    let mut video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom".to_vec();
+    video.extend((0..7 * 1024 * 1024).map(|i| (i % 251) as u8));
+    let m = uploaded(&app, &alice, video.clone(), "clip.mp4", None).await;
+    assert_eq!(
+        (m["contentType"].as_str(), m["kind"].as_str()),
+        (Some("video/mp4"), Some("video"))
+    );
+    assert_eq!(m["sha256"], sha256(&video));
+    let id = m["id"].as_str().unwrap();
+    let (status, _, body) = fetch(
+        &app,
+        Some(&alice),
+        &format!("/api/v1/media/{id}"),
+        &[("range", "bytes=6000000-6000099")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &video[6_000_000..6_000_100]);
+
+    // The bytes are in the bucket under a key the server made.
+    let listing = reqwest::get(format!("{endpoint}/palaver-media?list-type=2"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listing.contains(&format!("/{id}/original</Key>")),
+        "{listing}"
+    );
+
+    // Thumbnails go there too.
+    let p = uploaded(&app, &alice, png(640, 640), "sq.png", None).await;
+    let path = format!("/api/v1/media/{}/thumbnail", p["id"].as_str().unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, body) = fetch(&app, Some(&alice), &path, &[]).await;
+        if status == StatusCode::OK {
+            assert_eq!(image::load_from_memory(&body).unwrap().width(), 320);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no thumbnail in S3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
