@@ -345,8 +345,8 @@ async fn drain(mut field: Field<'_>) -> AppResult<()> {
 /// GET /api/v1/media/{id} — the bytes, with Range, ETag and Content-Disposition; for the uploader and members of a conversation that carries it.
 #[utoipa::path(get, path = "/media/{id}", tag = "media", security(("bearer" = [])),
     params(("id" = String, Path), ("Range" = Option<String>, Header, description = "bytes=START-END, bytes=START- or bytes=-SUFFIX (one range)")),
-    responses((status = 200, description = "the whole file", content_type = "application/octet-stream"),
-        (status = 206, description = "the requested range, with Content-Range", content_type = "application/octet-stream"),
+    responses((status = 200, description = "the whole file, as its sniffed content type", content_type = "*/*"),
+        (status = 206, description = "the requested range, with Content-Range", content_type = "*/*"),
         (status = 304, description = "If-None-Match matched the ETag"),
         (status = 416, description = "range_not_satisfiable", body = crate::error::Problem)))]
 async fn download(

@@ -47,7 +47,7 @@ impl Kind {
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        serde_json::from_value(serde_json::Value::String(s.trim().to_owned())).ok()
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
     }
 
     /// The kind an upload gets when the client names none.
