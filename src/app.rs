@@ -146,6 +146,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::messages::routes::router())
         .merge(crate::sync::routes::router())
         .merge(crate::media::routes::router())
+        .merge(crate::whatsapp::channels::router())
+        .merge(crate::whatsapp::leads::router())
         .merge(crate::ops::stats::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -225,6 +227,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(api_routes)
         .merge(crate::ops::router())
+        .merge(crate::whatsapp::webhook::router())
         .route(
             "/api/v1/openapi.json",
             get(move || {

@@ -1,4 +1,4 @@
-//! The command line: `palaver [serve|migrate|admin create|demo|openapi|bench]`.
+//! The command line: `palaver [serve|migrate|admin create|demo|openapi|bench|import-webhooks]`.
 
 use std::path::PathBuf;
 
@@ -42,6 +42,17 @@ pub enum Command {
     Openapi,
     /// Load generator: runs a scenario of quality.md against a running server and reports
     Bench(crate::bench::BenchArgs),
+    /// Ingest a folder of WhatsApp webhook bodies (*.json, in name order) through the webhook's
+    /// code path, without signatures; idempotent; prints counts and per-file errors
+    ImportWebhooks {
+        /// The folder
+        dir: PathBuf,
+        /// Workspace (id or slug) that gets a channel for phone number ids no channel has [default: the default workspace]
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 #[derive(clap::Args)]
@@ -112,6 +123,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::demo::run(&config).await
         }
         Some(Command::Bench(args)) => crate::bench::run(args).await,
+        Some(Command::ImportWebhooks {
+            dir,
+            workspace,
+            settings,
+        }) => {
+            let config = config(cli.config.as_ref(), settings)?;
+            crate::telemetry::init("warn", config.log_format);
+            let state = crate::app::AppState::build(config).await?;
+            let outcome = crate::whatsapp::import::run(&state, &dir, workspace.as_deref()).await;
+            state.db.close().await;
+            let report = outcome?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.failed_files > 0 {
+                anyhow::bail!("{} file(s) could not be imported", report.failed_files);
+            }
+            Ok(())
+        }
         Some(Command::Openapi) => {
             println!(
                 "{}",

@@ -164,6 +164,18 @@ pub struct Settings {
     /// Background jobs (media processing…) this node runs at once; 0 runs none here [default: 2]
     #[arg(long, env = "PALAVER_JOB_WORKERS")]
     pub job_workers: Option<usize>,
+    /// Check X-Hub-Signature-256 on WhatsApp webhooks: on, or off for local testing only [default: on]
+    #[arg(long, env = "PALAVER_WHATSAPP_VERIFY_SIGNATURES")]
+    pub whatsapp_verify_signatures: Option<OnOff>,
+    /// An app secret accepted for every channel's webhooks, besides each channel's own (also PALAVER_WHATSAPP_APP_SECRET_FILE)
+    #[arg(long, env = "PALAVER_WHATSAPP_APP_SECRET", hide_env_values = true)]
+    pub whatsapp_app_secret: Option<String>,
+    /// A verify token accepted for the webhook handshake, besides each channel's own (also PALAVER_WHATSAPP_VERIFY_TOKEN_FILE)
+    #[arg(long, env = "PALAVER_WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
+    pub whatsapp_verify_token: Option<String>,
+    /// Comma-separated hosts inbound media may be downloaded from, besides each channel's Graph host [default: lookaside.fbsbx.com]
+    #[arg(long, env = "PALAVER_WHATSAPP_MEDIA_HOSTS")]
+    pub whatsapp_media_hosts: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -225,7 +237,11 @@ impl Settings {
             transcription_url,
             transcription_api_key,
             transcription_model,
-            job_workers
+            job_workers,
+            whatsapp_verify_signatures,
+            whatsapp_app_secret,
+            whatsapp_verify_token,
+            whatsapp_media_hosts
         )
     }
 
@@ -400,6 +416,16 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub media: MediaConfig,
     pub job_workers: usize,
+    pub whatsapp: WhatsAppConfig,
+}
+
+/// The WhatsApp bridge's server-wide settings (channels hold their own).
+#[derive(Debug, Clone)]
+pub struct WhatsAppConfig {
+    pub verify_signatures: bool,
+    pub app_secret: Option<Secret>,
+    pub verify_token: Option<Secret>,
+    pub media_hosts: Vec<String>,
 }
 
 /// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
@@ -429,6 +455,19 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from("./palaver-data"));
         let media = media_config(&s, &data_dir)?;
+        let whatsapp = WhatsAppConfig {
+            verify_signatures: s.whatsapp_verify_signatures.unwrap_or(OnOff::On) == OnOff::On,
+            app_secret: secret_or_file(s.whatsapp_app_secret.clone(), "PALAVER_WHATSAPP_APP_SECRET")?,
+            verify_token: secret_or_file(s.whatsapp_verify_token.clone(), "PALAVER_WHATSAPP_VERIFY_TOKEN")?,
+            media_hosts: s
+                .whatsapp_media_hosts
+                .clone()
+                .unwrap_or_else(|| "lookaside.fbsbx.com".into())
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        };
         let database_url = match s.database_url {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("palaver.db").display()),
@@ -497,6 +536,7 @@ impl Config {
             bail!("PALAVER_ACCESS_TOKEN_TTL must be between 30 and 86400 seconds");
         }
         Ok(Config {
+            whatsapp,
             media,
             job_workers: s.job_workers.unwrap_or(2),
             listen,

@@ -55,4 +55,5 @@ pub mod realtime;
 pub mod sync;
 pub mod telemetry;
 pub mod users;
+pub mod whatsapp;
 pub mod workspaces;

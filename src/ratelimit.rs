@@ -50,6 +50,8 @@ pub mod limits {
     pub const OTP_PER_IP: Limit = Limit::per_hour("otp_ip", 20);
     /// Authenticated API requests per user.
     pub const API_PER_USER: Limit = Limit::per_minute("api_user", 1200);
+    /// WhatsApp webhook deliveries per client IP (Meta sends bursts from few addresses).
+    pub const WEBHOOKS_PER_IP: Limit = Limit::per_minute("webhook_ip", 6000);
     /// Media uploads per user.
     pub const UPLOADS_PER_USER: Limit = Limit::per_minute("upload_user", 60);
 }

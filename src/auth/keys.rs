@@ -152,6 +152,70 @@ impl ServerSecret {
         }
         hex::encode(mac.finalize().into_bytes())
     }
+
+    /// The encryption key for secrets at rest, derived from the server secret (so one secret
+    /// never serves two purposes directly).
+    fn sealing_key(&self) -> ring::aead::LessSafeKey {
+        let derived = hex::decode(self.mac(&["palaver", "seal-v1"])).expect("hex");
+        let key = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &derived)
+            .expect("a 32-byte key");
+        ring::aead::LessSafeKey::new(key)
+    }
+
+    /// Encrypts a secret for storage: `v1.` + base64url(nonce ‖ ciphertext ‖ tag).
+    pub fn seal(&self, plaintext: &str) -> String {
+        use base64::Engine;
+        let mut nonce = [0u8; 12];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let mut data = plaintext.as_bytes().to_vec();
+        self.sealing_key()
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::empty(),
+                &mut data,
+            )
+            .expect("sealing cannot fail for in-memory data");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        format!("v1.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Decrypts what [`ServerSecret::seal`] made; `None` if it was not sealed with this key.
+    pub fn open(&self, sealed: &str) -> Option<String> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed.strip_prefix("v1.")?)
+            .ok()?;
+        if raw.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, rest) = raw.split_at(12);
+        let mut data = rest.to_vec();
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let plain = self
+            .sealing_key()
+            .open_in_place(nonce, ring::aead::Aad::empty(), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::ServerSecret;
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key() {
+        let a = ServerSecret([7; 32]);
+        let b = ServerSecret([8; 32]);
+        let sealed = a.seal("EAAG-token");
+        assert!(!sealed.contains("EAAG"));
+        assert_ne!(sealed, a.seal("EAAG-token"), "a fresh nonce each time");
+        assert_eq!(a.open(&sealed).as_deref(), Some("EAAG-token"));
+        assert_eq!(b.open(&sealed), None);
+        assert_eq!(a.open("v1.AAAA"), None);
+        assert_eq!(a.open("plain"), None);
+    }
 }
 
 /// Reads `path`, or creates it (0600, exclusively, so two processes starting at once agree)

@@ -62,6 +62,9 @@ validate_tuple!(A, B, C);
 validate_tuple!(A, B, C, D);
 validate_tuple!(A, B, C, D, E);
 validate_tuple!(A, B, C, D, E, F);
+validate_tuple!(A, B, C, D, E, F, G);
+validate_tuple!(A, B, C, D, E, F, G, H);
+validate_tuple!(A, B, C, D, E, F, G, H, I);
 
 #[cfg(test)]
 mod tests {

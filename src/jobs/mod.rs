@@ -102,6 +102,8 @@ async fn run(state: &AppState, job: &Job) -> JobResult {
         crate::media::jobs::ANALYZE => crate::media::jobs::analyze(state, job).await,
         crate::media::jobs::EXTRACT_TEXT => crate::media::jobs::extract_text(state, job).await,
         crate::media::jobs::DELETE_OBJECTS => crate::media::jobs::delete_objects(state, job).await,
+        crate::whatsapp::webhook::PROCESS => crate::whatsapp::webhook::process(state, job).await,
+        crate::whatsapp::media::FETCH => crate::whatsapp::media::fetch(state, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
     }
 }

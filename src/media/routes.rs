@@ -87,7 +87,8 @@ async fn upload(
         while let Some(field) = multipart.next_field().await.map_err(bad_form)? {
             match field.name() {
                 Some("file") if received.is_none() => {
-                    received = Some(receive(&state, &scope, &id, field).await?);
+                    let name = field.file_name().map(str::to_owned);
+                    received = Some(receive(&state, &scope.workspace_id, &id, name, field, bad_form).await?);
                 }
                 Some("file") => {
                     return Err(AppError::invalid_field("file", "send one file per upload"))
@@ -101,7 +102,13 @@ async fn upload(
     .await;
     let stored_key = received.as_ref().map(|r| r.key.clone());
     let answer = match outcome {
-        Ok(()) => record(&state, &scope, &id, received, kind_field).await,
+        Ok(()) => {
+            let r = received.ok_or_else(|| AppError::invalid_field("file", "is required"))?;
+            let t = scope.tenant(&state.db);
+            record(&state, t, Some(&scope.user_id), &id, r, kind_field.as_deref())
+                .await
+                .map(|row| row.view())
+        }
         Err(e) => Err(e),
     };
     if answer.is_err() {
@@ -115,26 +122,32 @@ async fn upload(
     answer.map(|view| (StatusCode::CREATED, Json(view)))
 }
 
-/// What the file field brought.
-struct Received {
-    key: String,
+/// What a stored file is.
+pub(crate) struct Received {
+    pub key: String,
     size: u64,
     sha256: String,
-    sniffed: Sniffed,
+    pub sniffed: Sniffed,
     file_name: Option<String>,
     dimensions: Option<(u32, u32)>,
 }
 
-/// Streams the file to storage: sniffs the first bytes, counts against the limit of the sniffed
-/// class and stops (removing what was written) the moment it is passed.
-async fn receive(
+/// Streams a file to storage: sniffs the first bytes, counts against the limit of the sniffed
+/// class and stops (removing what was written) the moment it is passed. Used by uploads and by
+/// media fetched from a channel's provider.
+pub(crate) async fn receive<S, E>(
     state: &AppState,
-    scope: &Scope,
+    workspace_id: &str,
     id: &str,
-    mut field: Field<'_>,
-) -> AppResult<Received> {
-    let file_name = field.file_name().and_then(clean_file_name);
-    let key = Storage::original_key(&scope.workspace_id, id);
+    file_name: Option<String>,
+    mut stream: S,
+    stream_error: impl Fn(E) -> AppError,
+) -> AppResult<Received>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    let file_name = file_name.as_deref().and_then(clean_file_name);
+    let key = Storage::original_key(workspace_id, id);
     let path = Storage::path(&key).map_err(AppError::internal)?;
     let storage = &state.media.storage;
     let upload = storage
@@ -149,10 +162,10 @@ async fn receive(
     let mut size = 0u64;
     let mut hasher = Sha256::new();
     let failure = loop {
-        let chunk = match field.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break None,
-            Err(e) => break Some(bad_form(e)),
+        let chunk = match stream.next().await {
+            Some(Ok(chunk)) => chunk,
+            None => break None,
+            Some(Err(e)) => break Some(stream_error(e)),
         };
         size += chunk.len() as u64;
         if sniffed.is_none() {
@@ -212,16 +225,16 @@ async fn receive(
     })
 }
 
-/// Writes the row and its jobs in one transaction; the answer.
-async fn record(
+/// Writes the row and its processing jobs in one transaction.
+pub(crate) async fn record(
     state: &AppState,
-    scope: &Scope,
+    t: crate::db::Tenant<'_>,
+    owner: Option<&str>,
     id: &str,
-    received: Option<Received>,
-    kind_field: Option<String>,
-) -> AppResult<MediaView> {
-    let r = received.ok_or_else(|| AppError::invalid_field("file", "is required"))?;
-    let kind = match kind_field.as_deref() {
+    r: Received,
+    kind_field: Option<&str>,
+) -> AppResult<MediaRow> {
+    let kind = match kind_field {
         Some(k) => Kind::parse(k).ok_or_else(|| {
             AppError::invalid_field(
                 "kind",
@@ -249,8 +262,8 @@ async fn record(
     };
     let row = MediaRow {
         id: id.to_owned(),
-        workspace_id: scope.workspace_id.clone(),
-        owner_id: Some(scope.user_id.clone()),
+        workspace_id: t.workspace_id().to_owned(),
+        owner_id: owner.map(str::to_owned),
         kind: kind.as_str().to_owned(),
         content_type: r.sniffed.content_type.to_owned(),
         size: r.size as i64,
@@ -268,7 +281,6 @@ async fn record(
         text: None,
         created_at: now_ms(),
     };
-    let t = scope.tenant(&state.db);
     let mut tx = state.db.begin().await?;
     store::insert(
         &mut tx,
@@ -297,7 +309,7 @@ async fn record(
     state.jobs.wake();
     metrics::counter!("media_uploads_total", "kind" => kind.as_str()).increment(1);
     metrics::counter!("media_upload_bytes_total").increment(row.size as u64);
-    Ok(row.view())
+    Ok(row)
 }
 
 fn too_large(detail: impl Into<String>) -> AppError {

@@ -125,6 +125,17 @@ pub enum Status {
     Failed,
 }
 
+/// What the provider (WhatsApp) says of a channel message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct External {
+    /// The wamid.
+    pub id: Option<String>,
+    /// `pending`, `sent`, `delivered`, `read`, `failed` (outbound), `received` (inbound).
+    pub status: Option<String>,
+    /// `{code, title, message, details}` of a failure.
+    pub error: Option<serde_json::Value>,
+}
+
 /// A message as the API answers it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -151,7 +162,11 @@ pub struct MessageView {
     pub deleted_at: Option<Timestamp>,
     pub created_at: Timestamp,
     /// The sender's view: read by every other member, delivered to every other member, or sent.
+    /// Channel messages sent to a customer take the provider's status (`pending` while queued).
     pub status: Status,
+    /// Channel messages: the provider's id, status and error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<External>,
     pub client_msg_id: Option<String>,
 }
 
@@ -173,11 +188,15 @@ pub struct MessageRow {
     pub edited_at: Option<i64>,
     pub deleted_at: Option<i64>,
     pub created_at: i64,
+    /// Channel messages: the provider's id (wamid), status and error (JSON).
+    pub external_id: Option<String>,
+    pub external_status: Option<String>,
+    pub external_error: Option<String>,
 }
 
 pub const MESSAGE_COLUMNS: &str = "msg.id, msg.conversation_id, msg.seq, msg.sender_type, msg.sender_id, \
     msg.client_msg_id, msg.type, msg.text, msg.media_id, msg.reply_to_id, msg.forwarded, msg.payload, \
-    msg.edited_at, msg.deleted_at, msg.created_at";
+    msg.edited_at, msg.deleted_at, msg.created_at, msg.external_id, msg.external_status, msg.external_error";
 
 impl MessageRow {
     pub fn party(&self) -> Party {

@@ -304,6 +304,9 @@ async fn insert_new(
         .zip(&ids)
         .zip(&seqs)
         .map(|((j, id), seq)| MessageRow {
+            external_id: None,
+            external_status: None,
+            external_error: None,
             id: id.clone(),
             conversation_id: j.conversation_id.clone(),
             seq: *seq,

@@ -102,8 +102,22 @@ pub async fn build_views(
                 _ => (None, None, payload),
             };
             let floor = floors.get(&m.conversation_id).copied().unwrap_or((0, 0));
+            let external = (m.external_id.is_some() || m.external_status.is_some()).then(|| External {
+                id: m.external_id.clone(),
+                status: m.external_status.clone(),
+                error: parse_json(&m.external_error),
+            });
+            let status = match m.external_status.as_deref() {
+                Some("pending") => Status::Pending,
+                Some("sent") => Status::Sent,
+                Some("delivered") => Status::Delivered,
+                Some("read") => Status::Read,
+                Some("failed") => Status::Failed,
+                _ => status_of(m.seq, floor),
+            };
             MessageView {
-                status: status_of(m.seq, floor),
+                status,
+                external,
                 sender: m.party(),
                 reply_to: m
                     .reply_to_id
@@ -169,6 +183,9 @@ pub async fn insert_system(
             reply_to_id: None,
             forwarded: false,
             payload: Some(&text),
+            external_id: None,
+            external_status: None,
+            created_at: None,
         },
     )
     .await?;
@@ -380,6 +397,9 @@ async fn write_one(
             reply_to_id: out.reply_to_id.as_deref(),
             forwarded: out.forwarded,
             payload: out.content.payload.as_deref(),
+            external_id: None,
+            external_status: None,
+            created_at: None,
         },
     )
     .await;

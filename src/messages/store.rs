@@ -16,6 +16,11 @@ pub struct NewMessage<'a> {
     pub reply_to_id: Option<&'a str>,
     pub forwarded: bool,
     pub payload: Option<&'a str>,
+    /// Channel messages: the provider's id and status.
+    pub external_id: Option<&'a str>,
+    pub external_status: Option<&'a str>,
+    /// When it was sent (the provider's time for inbound channel messages); now if `None`.
+    pub created_at: Option<i64>,
 }
 
 /// Inserts a message; a unique violation on (sender, clientMsgId) is left to the caller.
@@ -23,8 +28,8 @@ pub async fn insert(tx: &mut Tx, m: NewMessage<'_>) -> Result<MessageRow, sqlx::
     let returning = MESSAGE_COLUMNS.replace("msg.", "");
     sqlx::query_as(&format!(
         "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
-         media_id, reply_to_id, forwarded, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {returning}"
+         media_id, reply_to_id, forwarded, payload, created_at, external_id, external_status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {returning}"
     ))
     .bind(new_id())
     .bind(m.conversation_id)
@@ -38,7 +43,9 @@ pub async fn insert(tx: &mut Tx, m: NewMessage<'_>) -> Result<MessageRow, sqlx::
     .bind(m.reply_to_id)
     .bind(m.forwarded as i64)
     .bind(m.payload)
-    .bind(now_ms())
+    .bind(m.created_at.unwrap_or_else(now_ms))
+    .bind(m.external_id)
+    .bind(m.external_status)
     .fetch_one(&mut **tx)
     .await
 }

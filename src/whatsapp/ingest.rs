@@ -1,0 +1,555 @@
+//! Applying a webhook body: leads from `contacts[]`, customer messages into their channel
+//! conversation, reactions onto their target, statuses onto the outbound message they name.
+//! The same code serves the webhook's job and `palaver import-webhooks`.
+//!
+//! Idempotent: a message whose wamid is stored already is skipped (a unique index decides,
+//! also between two workers), a status already in the history is skipped, and statuses only
+//! move a message forward (`sent` < `delivered` < `read`; `failed` is final), so duplicates and
+//! out-of-order arrivals end in the same state as one ordered delivery.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::channels::{self, ChannelRow};
+use super::leads;
+use super::parse::{self, Change, Inbound, StatusUpdate};
+use crate::app::AppState;
+use crate::db::{is_unique_violation, new_id, now_ms, Tx};
+use crate::error::{AppError, AppResult};
+use crate::messages::store::{self as messages, NewMessage};
+use crate::sync::kinds;
+use crate::sync::store::{append, NewChange};
+
+/// What one body (or one import) did.
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub messages: u64,
+    pub duplicates: u64,
+    pub reactions: u64,
+    pub statuses: u64,
+    /// Statuses already recorded.
+    pub duplicate_statuses: u64,
+    /// Statuses for wamids that are not ours: recorded, applied to nothing.
+    pub unknown_statuses: u64,
+    /// `contacts[]` entries applied to leads.
+    pub contacts: u64,
+    pub channels_created: u64,
+    /// Changes for phone number ids no channel has (skipped).
+    pub unknown_channels: Vec<String>,
+    /// Items that could not be applied, with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl Report {
+    pub fn add(&mut self, other: Report) {
+        self.messages += other.messages;
+        self.duplicates += other.duplicates;
+        self.reactions += other.reactions;
+        self.statuses += other.statuses;
+        self.duplicate_statuses += other.duplicate_statuses;
+        self.unknown_statuses += other.unknown_statuses;
+        self.contacts += other.contacts;
+        self.channels_created += other.channels_created;
+        self.unknown_channels.extend(other.unknown_channels);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// Where changes for unknown phone number ids go.
+#[derive(Clone, Copy)]
+pub enum UnknownChannels<'a> {
+    /// Skipped and reported (the webhook).
+    Skip,
+    /// A channel without secrets is created in this workspace (imports).
+    CreateIn(&'a str),
+}
+
+/// Applies a body. A malformed body is an error and changes nothing.
+pub async fn ingest(state: &AppState, body: &[u8], unknown: UnknownChannels<'_>) -> AppResult<Report> {
+    let changes = parse::parse(body).map_err(|m| AppError::new(crate::error::Code::BadRequest, m.0))?;
+    let mut report = Report::default();
+    for change in changes {
+        let Some(channel) = channel_for(state, &change, unknown, &mut report).await? else {
+            continue;
+        };
+        apply_change(state, &channel, &change, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn channel_for(
+    state: &AppState,
+    change: &Change,
+    unknown: UnknownChannels<'_>,
+    report: &mut Report,
+) -> AppResult<Option<ChannelRow>> {
+    let ids = [change.phone_number_id.clone()];
+    if let Some(c) = channels::by_phone_number_ids(&state.db, &ids).await?.pop() {
+        return Ok(Some(c));
+    }
+    let UnknownChannels::CreateIn(workspace_id) = unknown else {
+        report.unknown_channels.push(change.phone_number_id.clone());
+        return Ok(None);
+    };
+    let now = now_ms();
+    let row = ChannelRow {
+        id: new_id(),
+        workspace_id: workspace_id.to_owned(),
+        name: Some("Imported".into()),
+        phone_number_id: change.phone_number_id.clone(),
+        display_phone_number: change.display_phone_number.clone(),
+        waba_id: None,
+        access_token: None,
+        app_secret: None,
+        verify_token: None,
+        graph_base_url: channels::DEFAULT_GRAPH_BASE_URL.into(),
+        api_version: channels::DEFAULT_API_VERSION.into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut tx = state.db.begin().await?;
+    match channels::insert(&mut tx, &row).await {
+        Ok(()) => {
+            tx.commit().await?;
+            report.channels_created += 1;
+            Ok(Some(row))
+        }
+        // Made by a concurrent import meanwhile.
+        Err(_) => {
+            drop(tx);
+            state.db.settle_writes().await?;
+            Ok(channels::by_phone_number_ids(&state.db, &ids).await?.pop())
+        }
+    }
+}
+
+async fn apply_change(state: &AppState, channel: &ChannelRow, change: &Change, report: &mut Report) -> AppResult<()> {
+    let names: HashMap<&str, Option<&str>> = change
+        .contacts
+        .iter()
+        .map(|(wa, name)| (wa.as_str(), name.as_deref()))
+        .collect();
+    if !change.contacts.is_empty() {
+        let mut tx = state.db.begin().await?;
+        for (wa_id, name) in &change.contacts {
+            leads::upsert(&mut tx, &channel.workspace_id, &channel.id, wa_id, name.as_deref()).await?;
+            report.contacts += 1;
+        }
+        tx.commit().await?;
+    }
+    let business = |from: &str| {
+        from == channel.phone_number_id
+            || change
+                .display_phone_number
+                .as_deref()
+                .or(channel.display_phone_number.as_deref())
+                .is_some_and(|d| digits(d) == digits(from))
+    };
+    for m in &change.messages {
+        // Sample packs list the business's own replies as messages from its number; the
+        // conversation is then the customer's in `contacts[]`.
+        let from_business = business(&m.from);
+        let customer = if from_business {
+            match change.contacts.first() {
+                Some((wa, _)) => wa.as_str(),
+                None => {
+                    report.skipped.push(format!("{}: sent by the business to no named customer", m.id));
+                    continue;
+                }
+            }
+        } else {
+            m.from.as_str()
+        };
+        let name = names.get(customer).copied().flatten();
+        if let Some((target, emoji)) = &m.reaction {
+            apply_reaction(state, channel, customer, name, m, target, emoji, report).await?;
+        } else {
+            store_message(state, channel, customer, name, m, from_business, report).await?;
+        }
+    }
+    for s in &change.statuses {
+        apply_status(state, s, report).await?;
+    }
+    Ok(())
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// The channel conversation of (channel, lead), made on first contact; `true` if made now.
+async fn conversation(tx: &mut Tx, channel: &ChannelRow, lead_id: &str, title: &str) -> AppResult<(String, bool)> {
+    let key = format!("{}:{lead_id}", channel.id);
+    let now = now_ms();
+    let made = sqlx::query(
+        "INSERT INTO conversations (id, workspace_id, kind, title, last_seq, last_activity_at, created_at, updated_at, \
+         channel_id, lead_id, channel_key, inbox_status) VALUES ($1, $2, 'channel', $3, 0, $4, $4, $4, $5, $6, $7, 'open') \
+         ON CONFLICT (channel_key) WHERE channel_key IS NOT NULL DO NOTHING",
+    )
+    .bind(new_id())
+    .bind(&channel.workspace_id)
+    .bind(title)
+    .bind(now)
+    .bind(&channel.id)
+    .bind(lead_id)
+    .bind(&key)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let id: String = sqlx::query_scalar("SELECT id FROM conversations WHERE channel_key = $1")
+        .bind(&key)
+        .fetch_one(&mut **tx)
+        .await?;
+    if made {
+        // The workspace's agents are its members (they see it, its history and its events).
+        sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
+             SELECT $1, user_id, 'member', $2, 0 FROM memberships \
+             WHERE workspace_id = $3 AND role IN ('owner', 'admin', 'agent') ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(now)
+        .bind(&channel.workspace_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok((id, made))
+}
+
+/// Our message type and payload for an inbound message.
+fn shape(m: &Inbound) -> (&'static str, Option<serde_json::Value>) {
+    let p = &m.payload;
+    match m.kind.as_str() {
+        "text" => ("text", p.get("referral").map(|r| json!({ "referral": r }))),
+        "image" => ("image", Some(p.clone())),
+        "video" => ("video", Some(p.clone())),
+        "document" => ("document", Some(p.clone())),
+        "sticker" => ("sticker", Some(p.clone())),
+        "audio" if m.media.as_ref().is_some_and(|x| x.voice) => ("voice", Some(p.clone())),
+        "audio" => ("audio", Some(p.clone())),
+        "location" => ("location", Some(json!({
+            "latitude": p.get("latitude"), "longitude": p.get("longitude"),
+            "name": p.get("name"), "address": p.get("address"),
+        }))),
+        "contacts" => {
+            // The first card in our contact shape, every card as received.
+            let cards = p.get("value").cloned().unwrap_or_else(|| p.clone());
+            let first = cards.as_array().and_then(|a| a.first()).cloned().unwrap_or_default();
+            let phones: Vec<serde_json::Value> = first
+                .get("phones")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|ph| ph.get("phone").cloned()).collect())
+                .unwrap_or_default();
+            let emails: Vec<serde_json::Value> = first
+                .get("emails")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|e| e.get("email").cloned()).collect())
+                .unwrap_or_default();
+            let name = first
+                .get("name")
+                .and_then(|n| n.get("formatted_name"))
+                .cloned()
+                .unwrap_or_default();
+            ("contact", Some(json!({"name": name, "phones": phones, "emails": emails, "cards": cards})))
+        }
+        "interactive" => ("interactive", Some(p.clone())),
+        "button" => ("button", Some(p.clone())),
+        "order" => ("order", Some(p.clone())),
+        "system" => ("system", Some(json!({"event": "channel_system", "system": p}))),
+        other => {
+            let mut payload = p.clone();
+            payload["providerType"] = json!(other);
+            ("unsupported", Some(payload))
+        }
+    }
+}
+
+async fn store_message(
+    state: &AppState,
+    channel: &ChannelRow,
+    customer: &str,
+    name: Option<&str>,
+    m: &Inbound,
+    from_business: bool,
+    report: &mut Report,
+) -> AppResult<()> {
+    let db = &state.db;
+    let mut tx = db.begin().await?;
+    if message_by_external_id(&mut tx, &m.id).await?.is_some() {
+        report.duplicates += 1;
+        return Ok(());
+    }
+    let lead_id = leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
+    let title = name.map(str::to_owned).unwrap_or_else(|| format!("+{customer}"));
+    let (conversation_id, made) = conversation(&mut tx, channel, &lead_id, &title).await?;
+    let reply_to = match &m.reply_to {
+        Some(wamid) => message_by_external_id(&mut tx, wamid).await?.map(|(id, _, _)| id),
+        None => None,
+    };
+    let (kind, payload) = shape(m);
+    let payload = payload.map(|p| p.to_string());
+    let seq = crate::chats::store::next_seq(&mut tx, &conversation_id).await?;
+    let inserted = messages::insert(
+        &mut tx,
+        NewMessage {
+            conversation_id: &conversation_id,
+            seq,
+            sender_type: if from_business { "user" } else { "lead" },
+            sender_id: if from_business { None } else { Some(&lead_id) },
+            client_msg_id: None,
+            kind,
+            text: m.text.as_deref(),
+            media_id: None,
+            reply_to_id: reply_to.as_deref(),
+            forwarded: m.forwarded,
+            payload: payload.as_deref(),
+            external_id: Some(&m.id),
+            external_status: Some(if from_business { "sent" } else { "received" }),
+            created_at: m.at,
+        },
+    )
+    .await;
+    let row = match inserted {
+        Ok(row) => row,
+        Err(e) if is_unique_violation(&e) => {
+            // Another worker stored this wamid a moment ago.
+            report.duplicates += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let at = m.at.unwrap_or_else(now_ms);
+    if from_business {
+        sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2")
+            .bind(&title)
+            .bind(&conversation_id)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        // A customer message opens (or reopens) the conversation and its service window.
+        sqlx::query(
+            "UPDATE conversations SET title = $1, inbox_status = 'open', \
+             last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $2 THEN $2 ELSE last_inbound_at END \
+             WHERE id = $3",
+        )
+        .bind(&title)
+        .bind(at)
+        .bind(&conversation_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id: &conversation_id,
+            kind: kinds::MESSAGE_NEW,
+            message_id: Some(&row.id),
+            seq: Some(seq),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if made {
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id: &conversation_id,
+                kind: kinds::CONVERSATION_UPDATED,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if let Some(media) = &m.media {
+        let job = json!({
+            "messageId": row.id, "channelId": channel.id, "mediaId": media.id,
+            "mimeType": media.mime_type, "fileName": media.file_name, "voice": media.voice,
+        });
+        crate::jobs::enqueue(&mut tx, super::media::FETCH, &job.to_string()).await?;
+    }
+    db.commit(tx).await?;
+    if m.media.is_some() {
+        state.jobs.wake();
+    }
+    report.messages += 1;
+    Ok(())
+}
+
+/// (id, conversation, seq) of the message with this wamid.
+async fn message_by_external_id(tx: &mut Tx, wamid: &str) -> AppResult<Option<(String, String, i64)>> {
+    Ok(sqlx::query_as("SELECT id, conversation_id, seq FROM messages WHERE external_id = $1")
+        .bind(wamid)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_reaction(
+    state: &AppState,
+    channel: &ChannelRow,
+    customer: &str,
+    name: Option<&str>,
+    m: &Inbound,
+    target: &str,
+    emoji: &str,
+    report: &mut Report,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let Some((message_id, conversation_id, seq)) = message_by_external_id(&mut tx, target).await? else {
+        report.skipped.push(format!("{}: a reaction to unknown message {target}", m.id));
+        return Ok(());
+    };
+    let lead_id = leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT emoji FROM reactions WHERE message_id = $1 AND reactor_type = 'lead' AND reactor_id = $2",
+    )
+    .bind(&message_id)
+    .bind(&lead_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let wanted = (!emoji.is_empty()).then_some(emoji);
+    if current.as_deref() == wanted {
+        report.duplicates += 1;
+        return Ok(());
+    }
+    match wanted {
+        Some(e) => {
+            sqlx::query(
+                "INSERT INTO reactions (message_id, reactor_type, reactor_id, emoji, created_at) VALUES ($1, 'lead', $2, $3, $4) \
+                 ON CONFLICT (message_id, reactor_type, reactor_id) DO UPDATE SET emoji = excluded.emoji, created_at = excluded.created_at",
+            )
+            .bind(&message_id)
+            .bind(&lead_id)
+            .bind(e)
+            .bind(m.at.unwrap_or_else(now_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND reactor_type = 'lead' AND reactor_id = $2")
+                .bind(&message_id)
+                .bind(&lead_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    append(
+        &mut tx,
+        NewChange {
+            conversation_id: &conversation_id,
+            kind: kinds::MESSAGE_UPDATED,
+            message_id: Some(&message_id),
+            seq: Some(seq),
+            ..Default::default()
+        },
+    )
+    .await?;
+    state.db.commit(tx).await?;
+    report.reactions += 1;
+    Ok(())
+}
+
+/// `sent` < `delivered` < `read`; `failed` ends the message; anything else is history only.
+fn status_rank(s: &str) -> Option<u8> {
+    match s {
+        "pending" => Some(0),
+        "sent" => Some(1),
+        "delivered" => Some(2),
+        "read" => Some(3),
+        "failed" => Some(4),
+        _ => None,
+    }
+}
+
+fn static_status(s: &str) -> Option<&'static str> {
+    match s {
+        "sent" => Some("sent"),
+        "delivered" => Some("delivered"),
+        "read" => Some("read"),
+        "failed" => Some("failed"),
+        _ => None,
+    }
+}
+
+async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let target = message_by_external_id(&mut tx, &s.id).await?;
+    let recorded = sqlx::query(
+        "INSERT INTO message_statuses (id, external_id, message_id, status, at, raw, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id, status, at) DO NOTHING",
+    )
+    .bind(new_id())
+    .bind(&s.id)
+    .bind(target.as_ref().map(|t| t.0.as_str()))
+    .bind(&s.status)
+    .bind(s.at.unwrap_or(0))
+    .bind(s.raw.to_string())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !recorded {
+        report.duplicate_statuses += 1;
+        return Ok(());
+    }
+    let Some((message_id, conversation_id, seq)) = target else {
+        tx.commit().await?;
+        report.unknown_statuses += 1;
+        return Ok(());
+    };
+    let (current, lead_id, sender_type): (Option<String>, Option<String>, String) = sqlx::query_as(
+        "SELECT m.external_status, c.lead_id, m.sender_type FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1",
+    )
+    .bind(&message_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    // Statuses are about what the business sent; one naming a customer's message is history only.
+    let moves = match (current.as_deref().and_then(status_rank), status_rank(&s.status)) {
+        _ if sender_type == "lead" => false,
+        (Some(4), _) | (_, None) => false,
+        (_, Some(4)) => true,
+        (Some(c), Some(n)) => n > c,
+        (None, Some(_)) => true,
+    };
+    if moves {
+        let error = s.raw.get("errors").and_then(|e| e.get(0)).map(|e| e.to_string());
+        sqlx::query("UPDATE messages SET external_status = $1, external_error = COALESCE($2, external_error) WHERE id = $3")
+            .bind(&s.status)
+            .bind(error)
+            .bind(&message_id)
+            .execute(&mut *tx)
+            .await?;
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id: &conversation_id,
+                kind: kinds::MESSAGE_STATUS,
+                seq: Some(seq),
+                actor_id: lead_id.as_deref(),
+                status: static_status(&s.status),
+                ..Default::default()
+            },
+        )
+        .await?;
+        append(
+            &mut tx,
+            NewChange {
+                conversation_id: &conversation_id,
+                kind: kinds::MESSAGE_UPDATED,
+                message_id: Some(&message_id),
+                seq: Some(seq),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    state.db.commit(tx).await?;
+    report.statuses += 1;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The WhatsApp Business Cloud API bridge.
+//!
+//! - [`channels`]: the numbers a workspace connects, with sealed secrets.
+//! - [`webhook`]: the handshake and the signed webhook; bodies are recorded before the 200 and
+//!   applied by a job through [`ingest`] (also used by `palaver import-webhooks`).
+//! - [`parse`]: the webhook body, read defensively.
+//! - [`leads`]: external contacts, made from webhooks' `contacts[]`.
+//! - [`media`]: inbound media fetched from the Graph API in the background.
+//!
+//! Each (channel, lead) pair is one `channel` conversation whose members are the workspace's
+//! owners, admins and agents, so history, sync and live events work as for any conversation.
+
+pub mod channels;
+pub mod import;
+pub mod ingest;
+pub mod leads;
+pub mod media;
+pub mod parse;
+pub mod webhook;

@@ -1,0 +1,201 @@
+//! The webhook: the verification handshake, and signed bodies recorded durably before the 200
+//! and applied by a job.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hmac::Mac;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{channels, ingest, parse};
+use crate::app::AppState;
+use crate::db::{new_id, now_ms, Db, Tx};
+use crate::error::{AppError, AppResult, Code};
+use crate::http::ClientIp;
+use crate::jobs::{Job, JobError, JobResult};
+use crate::ratelimit::limits;
+
+/// Payload: the id of a `webhook_events` row.
+pub const PROCESS: &str = "whatsapp.webhook";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/whatsapp", get(verify).post(receive))
+        .route("/webhook", get(verify).post(receive))
+}
+
+/// `GET /webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`: answers C
+/// when T is a channel's (or the configured) verify token.
+async fn verify(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> AppResult<Response> {
+    let (Some("subscribe"), Some(token), Some(challenge)) = (
+        q.get("hub.mode").map(String::as_str),
+        q.get("hub.verify_token"),
+        q.get("hub.challenge"),
+    ) else {
+        return Err(AppError::new(Code::BadRequest, "expected hub.mode=subscribe, hub.verify_token and hub.challenge"));
+    };
+    if challenge.len() > 256 || challenge.chars().any(char::is_control) {
+        return Err(AppError::new(Code::BadRequest, "hub.challenge is not a plain token"));
+    }
+    let mut known: Vec<String> = channels::with_verify_tokens(&state.db)
+        .await?
+        .iter()
+        .filter_map(|c| c.verify_token(&state.secret))
+        .collect();
+    known.extend(state.config.whatsapp.verify_token.as_ref().map(|s| s.expose().to_owned()));
+    let matches = known
+        .iter()
+        .fold(false, |found, k| found | bool::from(k.as_bytes().ct_eq(token.as_bytes())));
+    if !matches {
+        return Err(AppError::forbidden("the verify token matches no channel"));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge.clone()).into_response())
+}
+
+/// `POST /webhooks/whatsapp` (and `/webhook`): 401 without a valid signature, 400 for a
+/// malformed body (nothing stored either way); else the body is stored and queued, then 200.
+async fn receive(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<(StatusCode, &'static str)> {
+    if let Err(retry) = state.limiter.check(&limits::WEBHOOKS_PER_IP, &ip.to_string()).await {
+        return Err(AppError::rate_limited(Code::RateLimited, retry));
+    }
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if state.config.whatsapp.verify_signatures && signature.is_none() {
+        return Err(AppError::new(Code::Unauthorized, "missing X-Hub-Signature-256"));
+    }
+    let changes = parse::parse(&body).map_err(|m| AppError::new(Code::BadRequest, m.0))?;
+    if state.config.whatsapp.verify_signatures {
+        let mut ids: Vec<String> = changes.iter().map(|c| c.phone_number_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut secrets: Vec<String> = channels::by_phone_number_ids(&state.db, &ids)
+            .await?
+            .iter()
+            .filter_map(|c| c.app_secret(&state.secret))
+            .collect();
+        secrets.extend(state.config.whatsapp.app_secret.as_ref().map(|s| s.expose().to_owned()));
+        if !signed_by_any(&body, signature.as_deref().unwrap_or_default(), &secrets) {
+            metrics::counter!("whatsapp_webhooks_total", "result" => "bad_signature").increment(1);
+            return Err(AppError::new(Code::Unauthorized, "the signature does not match"));
+        }
+    }
+    record(&state.db, "webhook", &body).await?;
+    state.jobs.wake();
+    metrics::counter!("whatsapp_webhooks_total", "result" => "accepted").increment(1);
+    Ok((StatusCode::OK, "EVENT_RECEIVED"))
+}
+
+/// `sha256=` + hex HMAC-SHA256 of the raw body, compared in constant time with each secret's.
+pub fn signed_by_any(body: &[u8], signature: &str, secrets: &[String]) -> bool {
+    let Some(given) = signature.strip_prefix("sha256=").and_then(|h| hex::decode(h.trim()).ok()) else {
+        return false;
+    };
+    secrets.iter().fold(false, |ok, secret| {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(body);
+        ok | bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&given))
+    })
+}
+
+async fn insert_event(tx: &mut Tx, source: &str, body: &[u8]) -> AppResult<String> {
+    // A parsed body is JSON, so UTF-8.
+    let text = std::str::from_utf8(body).map_err(|_| AppError::new(Code::BadRequest, "the body is not UTF-8"))?;
+    let id = new_id();
+    sqlx::query("INSERT INTO webhook_events (id, source, body, sha256, received_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&id)
+        .bind(source)
+        .bind(text)
+        .bind(hex::encode(Sha256::digest(body)))
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+/// Stores a body and queues its processing, in one transaction.
+pub async fn record(db: &Db, source: &str, body: &[u8]) -> AppResult<String> {
+    let mut tx = db.begin().await?;
+    let id = insert_event(&mut tx, source, body).await?;
+    crate::jobs::enqueue(&mut tx, PROCESS, &id).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Stores a body that the caller applies itself (imports).
+pub async fn store(db: &Db, source: &str, body: &[u8]) -> AppResult<String> {
+    let mut tx = db.begin().await?;
+    let id = insert_event(&mut tx, source, body).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Notes that a stored body was applied, with what could not be.
+pub async fn mark_processed(db: &Db, id: &str, report: &ingest::Report) -> AppResult<()> {
+    let notes: Vec<String> = report
+        .unknown_channels
+        .iter()
+        .map(|p| format!("no channel for phone_number_id {p}"))
+        .chain(report.skipped.iter().cloned())
+        .collect();
+    sqlx::query("UPDATE webhook_events SET processed_at = $1, error = $2 WHERE id = $3")
+        .bind(now_ms())
+        .bind((!notes.is_empty()).then(|| notes.join("; ")))
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// The job: applies a recorded body.
+pub async fn process(state: &AppState, job: &Job) -> JobResult {
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM webhook_events WHERE id = $1")
+        .bind(&job.payload)
+        .fetch_optional(state.db.reader())
+        .await?;
+    let Some(body) = body else {
+        return Err(JobError::permanent("the recorded body is gone"));
+    };
+    let report = match ingest::ingest(state, body.as_bytes(), ingest::UnknownChannels::Skip).await {
+        Ok(r) => r,
+        Err(e) if e.code() == Code::BadRequest => return Err(JobError::permanent(e)),
+        Err(e) => return Err(JobError::retry(e)),
+    };
+    mark_processed(&state.db, &job.payload, &report).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body);
+        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let secrets = vec!["other".to_string(), "s3cret".to_string()];
+        assert!(signed_by_any(body, &good, &secrets));
+        assert!(!signed_by_any(b"{}", &good, &secrets));
+        assert!(!signed_by_any(body, &good, &["other".into()]));
+        assert!(!signed_by_any(body, "sha1=abc", &secrets));
+        assert!(!signed_by_any(body, "sha256=zz", &secrets));
+        assert!(!signed_by_any(body, &good, &[]));
+    }
+}
