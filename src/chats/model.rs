@@ -27,6 +27,33 @@ impl Kind {
             _ => Kind::Direct,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Group => "group",
+            Kind::Channel => "channel",
+        }
+    }
+}
+
+/// A channel conversation's state in the team inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxStatus {
+    Open,
+    Pending,
+    Closed,
+}
+
+impl InboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Open => "open",
+            InboxStatus::Pending => "pending",
+            InboxStatus::Closed => "closed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -95,11 +122,19 @@ pub struct ConversationRow {
     pub last_activity_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Channel conversations: the channel, the lead, the inbox status and assignee, and the
+    /// customer's last message (the 24-hour service window runs from it).
+    pub channel_id: Option<String>,
+    pub lead_id: Option<String>,
+    pub inbox_status: Option<String>,
+    pub assignee_id: Option<String>,
+    pub last_inbound_at: Option<i64>,
 }
 
 pub const CONVERSATION_COLUMNS: &str =
     "c.id, c.workspace_id, c.kind, c.title, c.description, c.avatar_media_id, \
-    c.created_by, c.last_seq, c.last_activity_at, c.created_at, c.updated_at";
+    c.created_by, c.last_seq, c.last_activity_at, c.created_at, c.updated_at, \
+    c.channel_id, c.lead_id, c.inbox_status, c.assignee_id, c.last_inbound_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MemberRow {
@@ -177,4 +212,20 @@ pub struct ConversationView {
     /// someone not in the caller's contacts, until accepted.
     pub request_state: RequestState,
     pub settings: Settings,
+    /// Channel conversations: the WhatsApp channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
+    /// Channel conversations: the customer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    /// Channel conversations: `open`, `pending` or `closed` (a customer message reopens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Channel conversations: the agent in charge (null: unassigned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee_id: Option<Option<String>>,
+    /// Channel conversations: until when free-form replies are allowed (24 hours after the
+    /// customer's last message); null when the window is closed or never opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_expires_at: Option<Option<Timestamp>>,
 }

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::model::{ConversationView, MemberRole, MemberView};
+use super::model::{ConversationView, InboxStatus, Kind, MemberRole, MemberView};
 use super::service::{self, NewGroup};
 use super::store::{self, ListFilter, SettingsChange};
 use crate::app::AppState;
@@ -37,6 +37,12 @@ pub struct ListConversationsQuery {
     pub requests: Option<bool>,
     /// `true`: only archived; `false`: only not archived; absent: both.
     pub archived: Option<bool>,
+    /// Only conversations of this kind: `direct`, `group` or `channel`.
+    pub kind: Option<Kind>,
+    /// Channel conversations with this inbox status: `open`, `pending` or `closed`.
+    pub status: Option<InboxStatus>,
+    /// Channel conversations assigned to `me`, to nobody (`none`) or to a user id.
+    pub assignee: Option<String>,
     #[param(minimum = 1)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -58,6 +64,14 @@ async fn list_conversations(
     let filter = ListFilter {
         requests: q.requests.unwrap_or(false),
         archived: q.archived,
+        kind: q.kind.map(|k| k.as_str().to_owned()),
+        status: q.status.map(|s| s.as_str().to_owned()),
+        assignee: match q.assignee.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some("me") => Some(Some(scope.user_id.clone())),
+            Some(id) => Some(Some(id.to_owned())),
+        },
         after: paging.position()?,
         limit,
     };
@@ -201,9 +215,15 @@ pub struct UpdateConversationBody {
     #[schema(max_length = 512)]
     pub description: Option<String>,
     pub avatar_media_id: Option<String>,
+    /// Channel conversations (agents): the inbox status.
+    pub status: Option<InboxStatus>,
+    /// Channel conversations (agents): the agent in charge; `null` unassigns.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub assignee_id: Option<Option<String>>,
 }
 
-/// PATCH /api/v1/conversations/{id} — a group's title, description or avatar (owner and admins).
+/// PATCH /api/v1/conversations/{id} — a group's title, description or avatar (owner and admins); a channel conversation's status and assignee (agents).
 #[utoipa::path(patch, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])), request_body = UpdateConversationBody,
     params(("id" = String, Path)), responses((status = 200, body = ConversationView), (status = 403, body = crate::error::Problem)))]
 async fn update_conversation(
@@ -212,6 +232,18 @@ async fn update_conversation(
     Path(id): Path<String>,
     Json(b): Json<UpdateConversationBody>,
 ) -> AppResult<Json<ConversationView>> {
+    if b.status.is_some() || b.assignee_id.is_some() {
+        return Ok(Json(
+            service::update_inbox(
+                scope.tenant(&state.db),
+                &scope,
+                &id,
+                b.status,
+                b.assignee_id,
+            )
+            .await?,
+        ));
+    }
     let (title, description) = (
         optional("title", b.title, |t| parse_title(&t)),
         optional("description", b.description, |d| parse_description(&d)),

@@ -118,6 +118,16 @@ pub async fn views(
                     archived: me.archived != 0,
                     pinned: me.pinned != 0,
                 },
+                channel_id: c.channel_id.clone(),
+                lead_id: c.lead_id.clone(),
+                status: c.inbox_status.clone(),
+                assignee_id: (c.kind == "channel").then(|| c.assignee_id.clone()),
+                window_expires_at: (c.kind == "channel").then(|| {
+                    c.last_inbound_at
+                        .map(|at| at + crate::whatsapp::WINDOW_MS)
+                        .filter(|until| *until > crate::db::now_ms())
+                        .map(Timestamp)
+                }),
                 id: c.id,
             }
         })
@@ -569,6 +579,58 @@ pub async fn update_group(
     conversation_changed(&mut tx, conversation_id).await?;
     t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
+}
+
+/// A channel conversation's inbox status and assignee (owners, admins and agents); the
+/// assignee must be one of them too.
+pub async fn update_inbox(
+    t: Tenant<'_>,
+    scope: &crate::http::Scope,
+    conversation_id: &str,
+    status: Option<super::model::InboxStatus>,
+    assignee: Option<Option<String>>,
+) -> AppResult<ConversationView> {
+    use crate::workspaces::Role;
+    let a = access(t, conversation_id, &scope.user_id, false).await?;
+    if a.conversation.kind != "channel" {
+        return Err(AppError::invalid_field(
+            "status",
+            "only channel conversations have an inbox status and assignee",
+        ));
+    }
+    if !matches!(scope.role, Role::Owner | Role::Admin | Role::Agent) {
+        return Err(AppError::forbidden("only agents, admins and owners manage the inbox"));
+    }
+    if let Some(Some(user)) = &assignee {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind(t.workspace_id())
+        .bind(user)
+        .fetch_optional(t.db().reader())
+        .await?;
+        if !matches!(role.as_deref(), Some("owner" | "admin" | "agent")) {
+            return Err(AppError::invalid_field(
+                "assigneeId",
+                "is not an agent, admin or owner of this workspace",
+            ));
+        }
+    }
+    let mut tx = t.db().begin().await?;
+    sqlx::query(
+        "UPDATE conversations SET inbox_status = COALESCE($1, inbox_status), \
+         assignee_id = CASE WHEN $2 = 1 THEN $3 ELSE assignee_id END, updated_at = $4 WHERE id = $5",
+    )
+    .bind(status.map(|s| s.as_str()))
+    .bind(assignee.is_some() as i64)
+    .bind(assignee.clone().flatten())
+    .bind(crate::db::now_ms())
+    .bind(conversation_id)
+    .execute(&mut *tx)
+    .await?;
+    conversation_changed(&mut tx, conversation_id).await?;
+    t.db().commit(tx).await?;
+    reload(t, conversation_id, &scope.user_id).await
 }
 
 pub async fn update_settings(

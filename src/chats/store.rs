@@ -342,6 +342,12 @@ pub async fn update_settings(
 pub struct ListFilter {
     pub requests: bool,
     pub archived: Option<bool>,
+    /// `direct`, `group` or `channel`.
+    pub kind: Option<String>,
+    /// Channel conversations' inbox status.
+    pub status: Option<String>,
+    /// `Some(None)`: unassigned; `Some(Some(id))`: assigned to this user.
+    pub assignee: Option<Option<String>>,
     pub after: Option<(i64, String)>,
     pub limit: i64,
 }
@@ -379,6 +385,8 @@ pub async fn list_for_user(
          WHERE m.user_id = $2 AND c.workspace_id = $1 AND m.left_at IS NULL AND {state} {archived} \
          AND (c.kind <> 'direct' OR c.last_seq > 0 OR c.created_by = $2) \
          AND ($6 = 0 OR c.last_activity_at < $3 OR (c.last_activity_at = $3 AND c.id < $4)) \
+         AND ($7 IS NULL OR c.kind = $7) AND ($8 IS NULL OR c.inbox_status = $8) \
+         AND ($9 = 0 OR ($10 IS NULL AND c.assignee_id IS NULL) OR c.assignee_id = $10) \
          ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
     );
     Ok(sqlx::query_as(&sql)
@@ -388,6 +396,10 @@ pub async fn list_for_user(
         .bind(after_id)
         .bind(f.limit + 1)
         .bind(f.after.is_some() as i64)
+        .bind(f.kind.as_deref())
+        .bind(f.status.as_deref())
+        .bind(f.assignee.is_some() as i64)
+        .bind(f.assignee.clone().flatten())
         .fetch_all(t.db().reader())
         .await?)
 }

@@ -92,6 +92,9 @@ pub async fn page(
         let filter = crate::chats::store::ListFilter {
             requests: false,
             archived: None,
+            kind: None,
+            status: None,
+            assignee: None,
             after: None,
             limit: 100,
         };

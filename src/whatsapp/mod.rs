@@ -10,6 +10,30 @@
 //! Each (channel, lead) pair is one `channel` conversation whose members are the workspace's
 //! owners, admins and agents, so history, sync and live events work as for any conversation.
 
+/// The customer-service window: free-form replies within 24 hours of the customer's last
+/// message; templates only after that.
+pub const WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Makes a workspace's new (or newly promoted) agent a member of its channel conversations,
+/// so they see them like the agents who were there when the conversations began.
+pub async fn join_channel_conversations(
+    tx: &mut crate::db::Tx,
+    workspace_id: &str,
+    user_id: &str,
+) -> crate::error::AppResult<()> {
+    sqlx::query(
+        "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
+         SELECT c.id, $1, 'member', $2, 0 FROM conversations c \
+         WHERE c.workspace_id = $3 AND c.kind = 'channel' ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(crate::db::now_ms())
+    .bind(workspace_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub mod channels;
 pub mod import;
 pub mod ingest;

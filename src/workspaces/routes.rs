@@ -329,6 +329,11 @@ async fn change_member_role(
         ));
     }
     store::set_role(tenant, &user_id, b.role).await?;
+    if matches!(b.role, Role::Owner | Role::Admin | Role::Agent) {
+        let mut tx = state.db.begin().await?;
+        crate::whatsapp::join_channel_conversations(&mut tx, &scope.workspace_id, &user_id).await?;
+        state.db.commit(tx).await?;
+    }
     let member = store::find_member(tenant, &user_id)
         .await?
         .ok_or_else(AppError::not_found)?;

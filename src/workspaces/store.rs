@@ -176,6 +176,9 @@ pub async fn insert_membership(
             e.into()
         }
     })?;
+    if matches!(role, Role::Owner | Role::Admin | Role::Agent) {
+        crate::whatsapp::join_channel_conversations(tx, workspace_id, user_id).await?;
+    }
     Ok(())
 }
 
