@@ -457,8 +457,14 @@ impl Config {
         let media = media_config(&s, &data_dir)?;
         let whatsapp = WhatsAppConfig {
             verify_signatures: s.whatsapp_verify_signatures.unwrap_or(OnOff::On) == OnOff::On,
-            app_secret: secret_or_file(s.whatsapp_app_secret.clone(), "PALAVER_WHATSAPP_APP_SECRET")?,
-            verify_token: secret_or_file(s.whatsapp_verify_token.clone(), "PALAVER_WHATSAPP_VERIFY_TOKEN")?,
+            app_secret: secret_or_file(
+                s.whatsapp_app_secret.clone(),
+                "PALAVER_WHATSAPP_APP_SECRET",
+            )?,
+            verify_token: secret_or_file(
+                s.whatsapp_verify_token.clone(),
+                "PALAVER_WHATSAPP_VERIFY_TOKEN",
+            )?,
             media_hosts: s
                 .whatsapp_media_hosts
                 .clone()

@@ -177,7 +177,10 @@ impl ServerSecret {
             .expect("sealing cannot fail for in-memory data");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
-        format!("v1.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+        format!(
+            "v1.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+        )
     }
 
     /// Decrypts what [`ServerSecret::seal`] made; `None` if it was not sealed with this key.

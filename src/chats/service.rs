@@ -599,7 +599,9 @@ pub async fn update_inbox(
         ));
     }
     if !matches!(scope.role, Role::Owner | Role::Admin | Role::Agent) {
-        return Err(AppError::forbidden("only agents, admins and owners manage the inbox"));
+        return Err(AppError::forbidden(
+            "only agents, admins and owners manage the inbox",
+        ));
     }
     if let Some(Some(user)) = &assignee {
         let role: Option<String> = sqlx::query_scalar(

@@ -88,7 +88,9 @@ async fn upload(
             match field.name() {
                 Some("file") if received.is_none() => {
                     let name = field.file_name().map(str::to_owned);
-                    received = Some(receive(&state, &scope.workspace_id, &id, name, field, bad_form).await?);
+                    received = Some(
+                        receive(&state, &scope.workspace_id, &id, name, field, bad_form).await?,
+                    );
                 }
                 Some("file") => {
                     return Err(AppError::invalid_field("file", "send one file per upload"))
@@ -105,9 +107,16 @@ async fn upload(
         Ok(()) => {
             let r = received.ok_or_else(|| AppError::invalid_field("file", "is required"))?;
             let t = scope.tenant(&state.db);
-            record(&state, t, Some(&scope.user_id), &id, r, kind_field.as_deref())
-                .await
-                .map(|row| row.view())
+            record(
+                &state,
+                t,
+                Some(&scope.user_id),
+                &id,
+                r,
+                kind_field.as_deref(),
+            )
+            .await
+            .map(|row| row.view())
         }
         Err(e) => Err(e),
     };

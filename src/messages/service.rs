@@ -102,11 +102,12 @@ pub async fn build_views(
                 _ => (None, None, payload),
             };
             let floor = floors.get(&m.conversation_id).copied().unwrap_or((0, 0));
-            let external = (m.external_id.is_some() || m.external_status.is_some()).then(|| External {
-                id: m.external_id.clone(),
-                status: m.external_status.clone(),
-                error: parse_json(&m.external_error),
-            });
+            let external =
+                (m.external_id.is_some() || m.external_status.is_some()).then(|| External {
+                    id: m.external_id.clone(),
+                    status: m.external_status.clone(),
+                    error: parse_json(&m.external_error),
+                });
             let status = match m.external_status.as_deref() {
                 Some("pending") => Status::Pending,
                 Some("sent") => Status::Sent,

@@ -119,13 +119,20 @@ fn require_admin(scope: &Scope) -> AppResult<()> {
     if scope.is_admin() {
         Ok(())
     } else {
-        Err(AppError::forbidden("only the workspace's owners and admins manage channels"))
+        Err(AppError::forbidden(
+            "only the workspace's owners and admins manage channels",
+        ))
     }
 }
 
 fn parse_id(raw: &str) -> Result<String, String> {
     let t = raw.trim();
-    if t.is_empty() || t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if t.is_empty()
+        || t.len() > 64
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err("must be 1 to 64 letters, digits, - or _".into());
     }
     Ok(t.to_owned())
@@ -143,8 +150,11 @@ fn parse_version(raw: &str) -> Result<String, String> {
     let t = raw.trim();
     let ok = t.len() <= 10
         && t.starts_with('v')
-        && t[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    ok.then(|| t.to_owned()).ok_or_else(|| "must look like v21.0".into())
+        && t[1..]
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    ok.then(|| t.to_owned())
+        .ok_or_else(|| "must look like v21.0".into())
 }
 
 fn parse_secret(raw: &str) -> Result<String, String> {
@@ -178,9 +188,17 @@ async fn create_channel(
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
     require_admin(&scope)?;
     let (phone_number_id, name, display, waba, base, version, token, app_secret, verify) = (
-        field("phoneNumberId", b.phone_number_id.as_deref().ok_or("is required".to_string()).and_then(parse_id)),
+        field(
+            "phoneNumberId",
+            b.phone_number_id
+                .as_deref()
+                .ok_or("is required".to_string())
+                .and_then(parse_id),
+        ),
         optional("name", b.name, |v| parse_label(&v)),
-        optional("displayPhoneNumber", b.display_phone_number, |v| parse_label(&v)),
+        optional("displayPhoneNumber", b.display_phone_number, |v| {
+            parse_label(&v)
+        }),
         optional("wabaId", b.waba_id, |v| parse_id(&v)),
         optional("graphBaseUrl", b.graph_base_url, |v| parse_base_url(&v)),
         optional("apiVersion", b.api_version, |v| parse_version(&v)),
@@ -264,24 +282,33 @@ async fn list_channels(
     .bind(limit + 1)
     .fetch_all(state.db.reader())
     .await?;
-    Ok(Json(Page::from_rows(rows, limit, |c| c.id.clone(), ChannelRow::view)))
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |c| c.id.clone(),
+        ChannelRow::view,
+    )))
 }
 
 /// A channel of the tenant's workspace.
 pub async fn find(t: Tenant<'_>, id: &str) -> AppResult<Option<ChannelRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE id = $1 AND workspace_id = $2"))
-        .bind(id)
-        .bind(t.workspace_id())
-        .fetch_optional(t.db().reader())
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM channels WHERE id = $1 AND workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(t.workspace_id())
+    .fetch_optional(t.db().reader())
+    .await?)
 }
 
 /// Any channel by id (jobs).
 pub async fn find_any(db: &Db, id: &str) -> AppResult<Option<ChannelRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.reader())
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db.reader())
+            .await?,
+    )
 }
 
 /// The channels of these phone number ids (a webhook's).
@@ -302,9 +329,11 @@ pub async fn by_phone_number_ids(db: &Db, ids: &[String]) -> AppResult<Vec<Chann
 
 /// Every channel with a verify token (the webhook handshake).
 pub async fn with_verify_tokens(db: &Db) -> AppResult<Vec<ChannelRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM channels WHERE verify_token IS NOT NULL"))
-        .fetch_all(db.reader())
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM channels WHERE verify_token IS NOT NULL"
+    ))
+    .fetch_all(db.reader())
+    .await?)
 }
 
 /// GET /api/v1/channels/{id}
@@ -316,7 +345,9 @@ async fn get_channel(
     Path(id): Path<String>,
 ) -> AppResult<Json<ChannelView>> {
     require_admin(&scope)?;
-    let row = find(scope.tenant(&state.db), &id).await?.ok_or_else(AppError::not_found)?;
+    let row = find(scope.tenant(&state.db), &id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     Ok(Json(row.view()))
 }
 
@@ -333,7 +364,9 @@ async fn update_channel(
     let (phone_number_id, name, display, waba, base, version, token, app_secret, verify) = (
         optional("phoneNumberId", b.phone_number_id, |v| parse_id(&v)),
         optional("name", b.name, |v| parse_label(&v)),
-        optional("displayPhoneNumber", b.display_phone_number, |v| parse_label(&v)),
+        optional("displayPhoneNumber", b.display_phone_number, |v| {
+            parse_label(&v)
+        }),
         optional("wabaId", b.waba_id, |v| parse_id(&v)),
         optional("graphBaseUrl", b.graph_base_url, |v| parse_base_url(&v)),
         optional("apiVersion", b.api_version, |v| parse_version(&v)),

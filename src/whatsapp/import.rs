@@ -29,13 +29,19 @@ pub struct FileError {
     pub error: String,
 }
 
-pub async fn run(state: &AppState, dir: &Path, workspace: Option<&str>) -> anyhow::Result<ImportReport> {
+pub async fn run(
+    state: &AppState,
+    dir: &Path,
+    workspace: Option<&str>,
+) -> anyhow::Result<ImportReport> {
     let workspace_id = match workspace {
-        Some(w) => sqlx::query_scalar::<_, String>("SELECT id FROM workspaces WHERE id = $1 OR slug = $1")
-            .bind(w)
-            .fetch_optional(state.db.reader())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no workspace {w}"))?,
+        Some(w) => {
+            sqlx::query_scalar::<_, String>("SELECT id FROM workspaces WHERE id = $1 OR slug = $1")
+                .bind(w)
+                .fetch_optional(state.db.reader())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no workspace {w}"))?
+        }
         None => state.default_workspace_id.clone(),
     };
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -48,7 +54,10 @@ pub async fn run(state: &AppState, dir: &Path, workspace: Option<&str>) -> anyho
     let mut report = ImportReport::default();
     for path in files {
         report.files += 1;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match import_one(state, &path, &workspace_id).await {
             Ok((r, seen)) => {
                 report.imported_files += 1;
@@ -64,7 +73,11 @@ pub async fn run(state: &AppState, dir: &Path, workspace: Option<&str>) -> anyho
     Ok(report)
 }
 
-async fn import_one(state: &AppState, path: &Path, workspace_id: &str) -> Result<(Report, bool), String> {
+async fn import_one(
+    state: &AppState,
+    path: &Path,
+    workspace_id: &str,
+) -> Result<(Report, bool), String> {
     let body = std::fs::read(path).map_err(|e| e.to_string())?;
     super::parse::parse(&body).map_err(|m| m.0)?;
     let sha = hex::encode(Sha256::digest(&body));
@@ -79,13 +92,19 @@ async fn import_one(state: &AppState, path: &Path, workspace_id: &str) -> Result
     let event = if seen {
         None
     } else {
-        Some(super::webhook::store(&state.db, "import", &body).await.map_err(|e| e.to_string())?)
+        Some(
+            super::webhook::store(&state.db, "import", &body)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
     };
     let report = ingest::ingest(state, &body, UnknownChannels::CreateIn(workspace_id))
         .await
         .map_err(|e| e.to_string())?;
     if let Some(id) = event {
-        super::webhook::mark_processed(&state.db, &id, &report).await.map_err(|e| e.to_string())?;
+        super::webhook::mark_processed(&state.db, &id, &report)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok((report, seen))
 }

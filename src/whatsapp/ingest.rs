@@ -68,8 +68,13 @@ pub enum UnknownChannels<'a> {
 }
 
 /// Applies a body. A malformed body is an error and changes nothing.
-pub async fn ingest(state: &AppState, body: &[u8], unknown: UnknownChannels<'_>) -> AppResult<Report> {
-    let changes = parse::parse(body).map_err(|m| AppError::new(crate::error::Code::BadRequest, m.0))?;
+pub async fn ingest(
+    state: &AppState,
+    body: &[u8],
+    unknown: UnknownChannels<'_>,
+) -> AppResult<Report> {
+    let changes =
+        parse::parse(body).map_err(|m| AppError::new(crate::error::Code::BadRequest, m.0))?;
     let mut report = Report::default();
     for change in changes {
         let Some(channel) = channel_for(state, &change, unknown, &mut report).await? else {
@@ -126,7 +131,12 @@ async fn channel_for(
     }
 }
 
-async fn apply_change(state: &AppState, channel: &ChannelRow, change: &Change, report: &mut Report) -> AppResult<()> {
+async fn apply_change(
+    state: &AppState,
+    channel: &ChannelRow,
+    change: &Change,
+    report: &mut Report,
+) -> AppResult<()> {
     let names: HashMap<&str, Option<&str>> = change
         .contacts
         .iter()
@@ -135,7 +145,14 @@ async fn apply_change(state: &AppState, channel: &ChannelRow, change: &Change, r
     if !change.contacts.is_empty() {
         let mut tx = state.db.begin().await?;
         for (wa_id, name) in &change.contacts {
-            leads::upsert(&mut tx, &channel.workspace_id, &channel.id, wa_id, name.as_deref()).await?;
+            leads::upsert(
+                &mut tx,
+                &channel.workspace_id,
+                &channel.id,
+                wa_id,
+                name.as_deref(),
+            )
+            .await?;
             report.contacts += 1;
         }
         tx.commit().await?;
@@ -156,7 +173,10 @@ async fn apply_change(state: &AppState, channel: &ChannelRow, change: &Change, r
             match change.contacts.first() {
                 Some((wa, _)) => wa.as_str(),
                 None => {
-                    report.skipped.push(format!("{}: sent by the business to no named customer", m.id));
+                    report.skipped.push(format!(
+                        "{}: sent by the business to no named customer",
+                        m.id
+                    ));
                     continue;
                 }
             }
@@ -181,7 +201,12 @@ fn digits(s: &str) -> String {
 }
 
 /// The channel conversation of (channel, lead), made on first contact; `true` if made now.
-async fn conversation(tx: &mut Tx, channel: &ChannelRow, lead_id: &str, title: &str) -> AppResult<(String, bool)> {
+async fn conversation(
+    tx: &mut Tx,
+    channel: &ChannelRow,
+    lead_id: &str,
+    title: &str,
+) -> AppResult<(String, bool)> {
     let key = format!("{}:{lead_id}", channel.id);
     let now = now_ms();
     let made = sqlx::query(
@@ -231,14 +256,21 @@ fn shape(m: &Inbound) -> (&'static str, Option<serde_json::Value>) {
         "sticker" => ("sticker", Some(p.clone())),
         "audio" if m.media.as_ref().is_some_and(|x| x.voice) => ("voice", Some(p.clone())),
         "audio" => ("audio", Some(p.clone())),
-        "location" => ("location", Some(json!({
-            "latitude": p.get("latitude"), "longitude": p.get("longitude"),
-            "name": p.get("name"), "address": p.get("address"),
-        }))),
+        "location" => (
+            "location",
+            Some(json!({
+                "latitude": p.get("latitude"), "longitude": p.get("longitude"),
+                "name": p.get("name"), "address": p.get("address"),
+            })),
+        ),
         "contacts" => {
             // The first card in our contact shape, every card as received.
             let cards = p.get("value").cloned().unwrap_or_else(|| p.clone());
-            let first = cards.as_array().and_then(|a| a.first()).cloned().unwrap_or_default();
+            let first = cards
+                .as_array()
+                .and_then(|a| a.first())
+                .cloned()
+                .unwrap_or_default();
             let phones: Vec<serde_json::Value> = first
                 .get("phones")
                 .and_then(|v| v.as_array())
@@ -254,12 +286,18 @@ fn shape(m: &Inbound) -> (&'static str, Option<serde_json::Value>) {
                 .and_then(|n| n.get("formatted_name"))
                 .cloned()
                 .unwrap_or_default();
-            ("contact", Some(json!({"name": name, "phones": phones, "emails": emails, "cards": cards})))
+            (
+                "contact",
+                Some(json!({"name": name, "phones": phones, "emails": emails, "cards": cards})),
+            )
         }
         "interactive" => ("interactive", Some(p.clone())),
         "button" => ("button", Some(p.clone())),
         "order" => ("order", Some(p.clone())),
-        "system" => ("system", Some(json!({"event": "channel_system", "system": p}))),
+        "system" => (
+            "system",
+            Some(json!({"event": "channel_system", "system": p})),
+        ),
         other => {
             let mut payload = p.clone();
             payload["providerType"] = json!(other);
@@ -283,11 +321,16 @@ async fn store_message(
         report.duplicates += 1;
         return Ok(());
     }
-    let lead_id = leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
-    let title = name.map(str::to_owned).unwrap_or_else(|| format!("+{customer}"));
+    let lead_id =
+        leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
+    let title = name
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("+{customer}"));
     let (conversation_id, made) = conversation(&mut tx, channel, &lead_id, &title).await?;
     let reply_to = match &m.reply_to {
-        Some(wamid) => message_by_external_id(&mut tx, wamid).await?.map(|(id, _, _)| id),
+        Some(wamid) => message_by_external_id(&mut tx, wamid)
+            .await?
+            .map(|(id, _, _)| id),
         None => None,
     };
     let (kind, payload) = shape(m);
@@ -380,11 +423,16 @@ async fn store_message(
 }
 
 /// (id, conversation, seq) of the message with this wamid.
-async fn message_by_external_id(tx: &mut Tx, wamid: &str) -> AppResult<Option<(String, String, i64)>> {
-    Ok(sqlx::query_as("SELECT id, conversation_id, seq FROM messages WHERE external_id = $1")
-        .bind(wamid)
-        .fetch_optional(&mut **tx)
-        .await?)
+async fn message_by_external_id(
+    tx: &mut Tx,
+    wamid: &str,
+) -> AppResult<Option<(String, String, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT id, conversation_id, seq FROM messages WHERE external_id = $1")
+            .bind(wamid)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -399,11 +447,15 @@ async fn apply_reaction(
     report: &mut Report,
 ) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    let Some((message_id, conversation_id, seq)) = message_by_external_id(&mut tx, target).await? else {
-        report.skipped.push(format!("{}: a reaction to unknown message {target}", m.id));
+    let Some((message_id, conversation_id, seq)) = message_by_external_id(&mut tx, target).await?
+    else {
+        report
+            .skipped
+            .push(format!("{}: a reaction to unknown message {target}", m.id));
         return Ok(());
     };
-    let lead_id = leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
+    let lead_id =
+        leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
     let current: Option<String> = sqlx::query_scalar(
         "SELECT emoji FROM reactions WHERE message_id = $1 AND reactor_type = 'lead' AND reactor_id = $2",
     )
@@ -510,7 +562,10 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
     .fetch_one(&mut *tx)
     .await?;
     // Statuses are about what the business sent; one naming a customer's message is history only.
-    let moves = match (current.as_deref().and_then(status_rank), status_rank(&s.status)) {
+    let moves = match (
+        current.as_deref().and_then(status_rank),
+        status_rank(&s.status),
+    ) {
         _ if sender_type == "lead" => false,
         (Some(4), _) | (_, None) => false,
         (_, Some(4)) => true,
@@ -518,7 +573,11 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
         (None, Some(_)) => true,
     };
     if moves {
-        let error = s.raw.get("errors").and_then(|e| e.get(0)).map(|e| e.to_string());
+        let error = s
+            .raw
+            .get("errors")
+            .and_then(|e| e.get(0))
+            .map(|e| e.to_string());
         sqlx::query("UPDATE messages SET external_status = $1, external_error = COALESCE($2, external_error) WHERE id = $3")
             .bind(&s.status)
             .bind(error)

@@ -29,7 +29,8 @@ pub struct LeadRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, workspace_id, channel_id, wa_id, name, stage, tags, attributes, opted_in_at, \
+const COLUMNS: &str =
+    "id, workspace_id, channel_id, wa_id, name, stage, tags, attributes, opted_in_at, \
     assignee_id, created_at, updated_at";
 
 /// A lead as the API shows it.
@@ -111,7 +112,9 @@ pub fn require_agent(scope: &Scope) -> AppResult<()> {
     if matches!(scope.role, Role::Owner | Role::Admin | Role::Agent) {
         Ok(())
     } else {
-        Err(AppError::forbidden("only the workspace's agents, admins and owners see leads"))
+        Err(AppError::forbidden(
+            "only the workspace's agents, admins and owners see leads",
+        ))
     }
 }
 
@@ -136,14 +139,23 @@ async fn list_leads(
     Query(q): Query<LeadsQuery>,
 ) -> AppResult<Json<Page<LeadView>>> {
     require_agent(&scope)?;
-    let paging = crate::http::ListQuery { limit: q.limit, cursor: q.cursor };
+    let paging = crate::http::ListQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
     let limit = paging.limit()?;
     let after: Option<String> = paging.position()?;
     let search = match q.q.as_deref().map(str::trim) {
         Some(s) if s.chars().count() < 2 => {
-            return Err(AppError::invalid_field("q", "must be at least 2 characters"))
+            return Err(AppError::invalid_field(
+                "q",
+                "must be at least 2 characters",
+            ))
         }
-        Some(s) => Some(format!("{}%", s.to_lowercase().replace(['%', '_', '\\'], ""))),
+        Some(s) => Some(format!(
+            "{}%",
+            s.to_lowercase().replace(['%', '_', '\\'], "")
+        )),
         None => None,
     };
     let rows: Vec<LeadRow> = sqlx::query_as(&format!(
@@ -159,15 +171,22 @@ async fn list_leads(
     .bind(limit + 1)
     .fetch_all(state.db.reader())
     .await?;
-    Ok(Json(Page::from_rows(rows, limit, |l| l.id.clone(), LeadRow::view)))
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |l| l.id.clone(),
+        LeadRow::view,
+    )))
 }
 
 pub async fn find(t: Tenant<'_>, id: &str) -> AppResult<Option<LeadRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1 AND workspace_id = $2"))
-        .bind(id)
-        .bind(t.workspace_id())
-        .fetch_optional(t.db().reader())
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM leads WHERE id = $1 AND workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(t.workspace_id())
+    .fetch_optional(t.db().reader())
+    .await?)
 }
 
 /// GET /api/v1/leads/{id}
@@ -179,6 +198,8 @@ async fn get_lead(
     Path(id): Path<String>,
 ) -> AppResult<Json<LeadView>> {
     require_agent(&scope)?;
-    let lead = find(scope.tenant(&state.db), &id).await?.ok_or_else(AppError::not_found)?;
+    let lead = find(scope.tenant(&state.db), &id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     Ok(Json(lead.view()))
 }

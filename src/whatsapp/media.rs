@@ -51,11 +51,16 @@ pub fn allowed(state: &AppState, graph_base_url: &str, url: &str) -> bool {
             && g.port_or_known_default() == target.port_or_known_default()
             && g.scheme() == target.scheme()
     });
-    same_as_graph || (target.scheme() == "https" && state.config.whatsapp.media_hosts.contains(&host))
+    same_as_graph
+        || (target.scheme() == "https" && state.config.whatsapp.media_hosts.contains(&host))
 }
 
 /// The errors of a provider call: transient ones are retried.
-pub fn provider_error(status: reqwest::StatusCode, after: Option<std::time::Duration>, what: String) -> JobError {
+pub fn provider_error(
+    status: reqwest::StatusCode,
+    after: Option<std::time::Duration>,
+    what: String,
+) -> JobError {
     if status.as_u16() == 429 || status.is_server_error() {
         JobError::Retry { error: what, after }
     } else {
@@ -95,21 +100,43 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
     if !info.status().is_success() {
         let after = retry_after(info.headers());
         let status = info.status();
-        let body: String = info.text().await.unwrap_or_default().chars().take(300).collect();
-        return Err(provider_error(status, after, format!("media lookup answered {status}: {body}")));
+        let body: String = info
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        return Err(provider_error(
+            status,
+            after,
+            format!("media lookup answered {status}: {body}"),
+        ));
     }
     let info: MediaUrl = info.json().await.map_err(JobError::permanent)?;
     if !allowed(state, &channel.graph_base_url, &info.url) {
         return Err(JobError::permanent(format!(
             "the media URL's host is not allowed (PALAVER_WHATSAPP_MEDIA_HOSTS): {}",
-            url::Url::parse(&info.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
+            url::Url::parse(&info.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default()
         )));
     }
-    let download = http.get(&info.url).bearer_auth(&token).send().await.map_err(JobError::retry)?;
+    let download = http
+        .get(&info.url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(JobError::retry)?;
     if !download.status().is_success() {
         let after = retry_after(download.headers());
         let status = download.status();
-        return Err(provider_error(status, after, format!("media download answered {status}")));
+        return Err(provider_error(
+            status,
+            after,
+            format!("media download answered {status}"),
+        ));
     }
     let id = new_id();
     let t = Tenant::new(&state.db, &channel.workspace_id);
@@ -129,7 +156,9 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
     let key = received.key.clone();
     let kind = match message.message_type().media_kind() {
         Some(Kind::Voice) | None if f.voice => Some("voice"),
-        Some(k) if k.accepts(received.sniffed.class, received.sniffed.content_type) => Some(k.as_str()),
+        Some(k) if k.accepts(received.sniffed.class, received.sniffed.content_type) => {
+            Some(k.as_str())
+        }
         _ => None,
     };
     let stored = crate::media::routes::record(state, t, None, &id, received, kind).await;

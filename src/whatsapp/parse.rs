@@ -65,8 +65,7 @@ pub struct StatusUpdate {
 
 /// Reads a webhook body: the Graph envelope, or the same envelope inside `metaData`.
 pub fn parse(body: &[u8]) -> Result<Vec<Change>, Malformed> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| Malformed(format!("not JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("not JSON: {e}")))?;
     let root = match v.get("metaData") {
         Some(inner) if inner.is_object() => inner,
         _ => &v,
@@ -76,7 +75,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<Change>, Malformed> {
         .ok_or_else(|| Malformed("the body is not a JSON object".into()))?;
     match root.get("object").and_then(Value::as_str) {
         Some("whatsapp_business_account") => {}
-        Some(other) => return Err(Malformed(format!("object {other:?} is not whatsapp_business_account"))),
+        Some(other) => {
+            return Err(Malformed(format!(
+                "object {other:?} is not whatsapp_business_account"
+            )))
+        }
         None => return Err(Malformed("no `object` field".into())),
     }
     let entries = root
@@ -165,7 +168,9 @@ fn read_message(m: &Map<String, Value>) -> Option<Inbound> {
     let body = m.get(&kind).cloned().unwrap_or(Value::Null);
     let text = match kind.as_str() {
         "text" => body.get("body").and_then(string),
-        "image" | "video" | "document" | "sticker" | "audio" => body.get("caption").and_then(string),
+        "image" | "video" | "document" | "sticker" | "audio" => {
+            body.get("caption").and_then(string)
+        }
         "button" => body.get("text").and_then(string),
         "interactive" => body
             .get("button_reply")
@@ -215,7 +220,9 @@ fn read_message(m: &Map<String, Value>) -> Option<Inbound> {
         reply_to: context.and_then(|c| c.get("id")).and_then(string),
         forwarded: context.is_some_and(|c| {
             c.get("forwarded").and_then(Value::as_bool).unwrap_or(false)
-                || c.get("frequently_forwarded").and_then(Value::as_bool).unwrap_or(false)
+                || c.get("frequently_forwarded")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
         }),
         reaction,
         kind,
@@ -263,9 +270,15 @@ mod tests {
         assert_eq!(changes.len(), 1);
         let c = &changes[0];
         assert_eq!(c.phone_number_id, "629305560276479");
-        assert_eq!(c.contacts, vec![("919937320320".into(), Some("Ravi Kumar".into()))]);
+        assert_eq!(
+            c.contacts,
+            vec![("919937320320".into(), Some("Ravi Kumar".into()))]
+        );
         let m = &c.messages[0];
-        assert_eq!((m.id.as_str(), m.kind.as_str(), m.text.as_deref()), ("wamid.A", "text", Some("Hi")));
+        assert_eq!(
+            (m.id.as_str(), m.kind.as_str(), m.text.as_deref()),
+            ("wamid.A", "text", Some("Hi"))
+        );
         assert_eq!(m.at, Some(1_754_400_000_000));
     }
 
@@ -301,11 +314,17 @@ mod tests {
         assert!(voice.voice);
         assert_eq!(voice.id, "m1");
         assert_eq!(c.messages[1].reaction, Some(("w0".into(), String::new())));
-        assert_eq!((c.messages[2].reply_to.as_deref(), c.messages[2].forwarded), (Some("w0"), true));
+        assert_eq!(
+            (c.messages[2].reply_to.as_deref(), c.messages[2].forwarded),
+            (Some("w0"), true)
+        );
         assert_eq!(c.messages[3].text.as_deref(), Some("Yes"));
         assert_eq!(c.messages[4].payload["errors"][0]["code"], 131051);
         assert_eq!(c.statuses.len(), 1);
-        assert_eq!((c.statuses[0].status.as_str(), c.statuses[0].at), ("read", Some(1_700_000_001_000)));
+        assert_eq!(
+            (c.statuses[0].status.as_str(), c.statuses[0].at),
+            ("read", Some(1_700_000_001_000))
+        );
     }
 
     /// Arbitrary JSON never panics the parser (a cheap property test: random trees, and random
@@ -314,22 +333,66 @@ mod tests {
     fn arbitrary_json_never_panics() {
         use rand::{Rng, SeedableRng};
         fn random_value(rng: &mut rand::rngs::StdRng, depth: u32) -> Value {
-            let keys = ["object", "entry", "changes", "field", "value", "metadata", "phone_number_id",
-                "messages", "statuses", "contacts", "id", "from", "type", "text", "body", "image",
-                "reaction", "context", "timestamp", "metaData", "wa_id", "profile", "status", "emoji"];
-            match if depth > 5 { rng.gen_range(0..4) } else { rng.gen_range(0..7) } {
+            let keys = [
+                "object",
+                "entry",
+                "changes",
+                "field",
+                "value",
+                "metadata",
+                "phone_number_id",
+                "messages",
+                "statuses",
+                "contacts",
+                "id",
+                "from",
+                "type",
+                "text",
+                "body",
+                "image",
+                "reaction",
+                "context",
+                "timestamp",
+                "metaData",
+                "wa_id",
+                "profile",
+                "status",
+                "emoji",
+            ];
+            match if depth > 5 {
+                rng.gen_range(0..4)
+            } else {
+                rng.gen_range(0..7)
+            } {
                 0 => Value::Null,
                 1 => Value::Bool(rng.gen()),
                 2 => serde_json::json!(rng.gen::<i64>()),
-                3 => Value::String(["whatsapp_business_account", "messages", "text", "", "1", "x"][rng.gen_range(0..6)].into()),
+                3 => Value::String(
+                    [
+                        "whatsapp_business_account",
+                        "messages",
+                        "text",
+                        "",
+                        "1",
+                        "x",
+                    ][rng.gen_range(0..6)]
+                    .into(),
+                ),
                 4 | 5 => {
                     let mut m = Map::new();
                     for _ in 0..rng.gen_range(0..6) {
-                        m.insert(keys[rng.gen_range(0..keys.len())].into(), random_value(rng, depth + 1));
+                        m.insert(
+                            keys[rng.gen_range(0..keys.len())].into(),
+                            random_value(rng, depth + 1),
+                        );
                     }
                     Value::Object(m)
                 }
-                _ => Value::Array((0..rng.gen_range(0..4)).map(|_| random_value(rng, depth + 1)).collect()),
+                _ => Value::Array(
+                    (0..rng.gen_range(0..4))
+                        .map(|_| random_value(rng, depth + 1))
+                        .collect(),
+                ),
             }
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);

@@ -41,24 +41,41 @@ async fn verify(
         q.get("hub.verify_token"),
         q.get("hub.challenge"),
     ) else {
-        return Err(AppError::new(Code::BadRequest, "expected hub.mode=subscribe, hub.verify_token and hub.challenge"));
+        return Err(AppError::new(
+            Code::BadRequest,
+            "expected hub.mode=subscribe, hub.verify_token and hub.challenge",
+        ));
     };
     if challenge.len() > 256 || challenge.chars().any(char::is_control) {
-        return Err(AppError::new(Code::BadRequest, "hub.challenge is not a plain token"));
+        return Err(AppError::new(
+            Code::BadRequest,
+            "hub.challenge is not a plain token",
+        ));
     }
     let mut known: Vec<String> = channels::with_verify_tokens(&state.db)
         .await?
         .iter()
         .filter_map(|c| c.verify_token(&state.secret))
         .collect();
-    known.extend(state.config.whatsapp.verify_token.as_ref().map(|s| s.expose().to_owned()));
-    let matches = known
-        .iter()
-        .fold(false, |found, k| found | bool::from(k.as_bytes().ct_eq(token.as_bytes())));
+    known.extend(
+        state
+            .config
+            .whatsapp
+            .verify_token
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+    );
+    let matches = known.iter().fold(false, |found, k| {
+        found | bool::from(k.as_bytes().ct_eq(token.as_bytes()))
+    });
     if !matches {
         return Err(AppError::forbidden("the verify token matches no channel"));
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge.clone()).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        challenge.clone(),
+    )
+        .into_response())
 }
 
 /// `POST /webhooks/whatsapp` (and `/webhook`): 401 without a valid signature, 400 for a
@@ -69,7 +86,11 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> AppResult<(StatusCode, &'static str)> {
-    if let Err(retry) = state.limiter.check(&limits::WEBHOOKS_PER_IP, &ip.to_string()).await {
+    if let Err(retry) = state
+        .limiter
+        .check(&limits::WEBHOOKS_PER_IP, &ip.to_string())
+        .await
+    {
         return Err(AppError::rate_limited(Code::RateLimited, retry));
     }
     let signature = headers
@@ -77,7 +98,10 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if state.config.whatsapp.verify_signatures && signature.is_none() {
-        return Err(AppError::new(Code::Unauthorized, "missing X-Hub-Signature-256"));
+        return Err(AppError::new(
+            Code::Unauthorized,
+            "missing X-Hub-Signature-256",
+        ));
     }
     let changes = parse::parse(&body).map_err(|m| AppError::new(Code::BadRequest, m.0))?;
     if state.config.whatsapp.verify_signatures {
@@ -89,10 +113,20 @@ async fn receive(
             .iter()
             .filter_map(|c| c.app_secret(&state.secret))
             .collect();
-        secrets.extend(state.config.whatsapp.app_secret.as_ref().map(|s| s.expose().to_owned()));
+        secrets.extend(
+            state
+                .config
+                .whatsapp
+                .app_secret
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+        );
         if !signed_by_any(&body, signature.as_deref().unwrap_or_default(), &secrets) {
             metrics::counter!("whatsapp_webhooks_total", "result" => "bad_signature").increment(1);
-            return Err(AppError::new(Code::Unauthorized, "the signature does not match"));
+            return Err(AppError::new(
+                Code::Unauthorized,
+                "the signature does not match",
+            ));
         }
     }
     record(&state.db, "webhook", &body).await?;
@@ -103,11 +137,15 @@ async fn receive(
 
 /// `sha256=` + hex HMAC-SHA256 of the raw body, compared in constant time with each secret's.
 pub fn signed_by_any(body: &[u8], signature: &str, secrets: &[String]) -> bool {
-    let Some(given) = signature.strip_prefix("sha256=").and_then(|h| hex::decode(h.trim()).ok()) else {
+    let Some(given) = signature
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+    else {
         return false;
     };
     secrets.iter().fold(false, |ok, secret| {
-        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        let mut mac =
+            hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
         mac.update(body);
         ok | bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&given))
     })
@@ -115,7 +153,8 @@ pub fn signed_by_any(body: &[u8], signature: &str, secrets: &[String]) -> bool {
 
 async fn insert_event(tx: &mut Tx, source: &str, body: &[u8]) -> AppResult<String> {
     // A parsed body is JSON, so UTF-8.
-    let text = std::str::from_utf8(body).map_err(|_| AppError::new(Code::BadRequest, "the body is not UTF-8"))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| AppError::new(Code::BadRequest, "the body is not UTF-8"))?;
     let id = new_id();
     sqlx::query("INSERT INTO webhook_events (id, source, body, sha256, received_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)

@@ -19,4 +19,5 @@ mod search;
 mod senders;
 mod sync;
 mod users;
+mod whatsapp;
 mod workspaces;

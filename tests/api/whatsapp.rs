@@ -1,0 +1,923 @@
+//! The WhatsApp bridge: channels, the signed webhook and everything it carries (every message
+//! type, reactions, statuses in and out of order, duplicates, inbound media from a fake Graph
+//! API), leads and channel conversations, and `palaver import-webhooks` on the sample corpus.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::Mac;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::dual_test;
+use crate::helpers::{drain_until, TestApp, User};
+use crate::workspaces::admin;
+
+pub const APP_SECRET: &str = "app-secret-for-tests";
+pub const PHONE_NUMBER_ID: &str = "109876543210";
+pub const BUSINESS_NUMBER: &str = "15550001111";
+
+/// What the fake Graph API saw: (method, path, authorization, body).
+pub type Seen = Arc<Mutex<Vec<(String, String, Option<String>, Value)>>>;
+
+/// A fake Graph API on a random port: media lookups and downloads, and the messages endpoint
+/// (its answers come from `answers`, a queue of (status, body, retry-after); empty: success).
+pub struct FakeGraph {
+    pub base: String,
+    pub seen: Seen,
+    pub answers: Arc<Mutex<Vec<(u16, Value, Option<u64>)>>>,
+}
+
+pub fn png_bytes() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+pub async fn fake_graph() -> FakeGraph {
+    use axum::extract::{Path, State};
+    use axum::http::HeaderMap;
+    use axum::response::{IntoResponse, Response};
+    let seen: Seen = Default::default();
+    let answers: Arc<Mutex<Vec<(u16, Value, Option<u64>)>>> = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    #[derive(Clone)]
+    struct S {
+        base: String,
+        seen: Seen,
+        answers: Arc<Mutex<Vec<(u16, Value, Option<u64>)>>>,
+        counter: Arc<Mutex<u64>>,
+    }
+    let state = S {
+        base: base.clone(),
+        seen: seen.clone(),
+        answers: answers.clone(),
+        counter: Default::default(),
+    };
+    fn auth(h: &HeaderMap) -> Option<String> {
+        h.get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+    let app = axum::Router::new()
+        .route(
+            "/{version}/{id}",
+            axum::routing::get(|State(s): State<S>, Path((_v, id)): Path<(String, String)>, h: HeaderMap| async move {
+                s.seen.lock().unwrap().push(("GET".into(), format!("/media/{id}"), auth(&h), Value::Null));
+                axum::Json(json!({"url": format!("{}/download/{id}", s.base), "mime_type": "image/png", "id": id}))
+            }),
+        )
+        .route(
+            "/download/{id}",
+            axum::routing::get(|State(s): State<S>, Path(id): Path<String>, h: HeaderMap| async move {
+                s.seen.lock().unwrap().push(("GET".into(), format!("/download/{id}"), auth(&h), Value::Null));
+                if auth(&h).as_deref() != Some("Bearer graph-token") {
+                    return Response::builder().status(401).body(axum::body::Body::empty()).unwrap();
+                }
+                ([("content-type", "image/png")], png_bytes()).into_response()
+            }),
+        )
+        .route(
+            "/{version}/{phone}/messages",
+            axum::routing::post(
+                |State(s): State<S>, Path((_v, phone)): Path<(String, String)>, h: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+                    s.seen.lock().unwrap().push(("POST".into(), format!("/{phone}/messages"), auth(&h), body));
+                    let next = {
+                        let mut a = s.answers.lock().unwrap();
+                        (!a.is_empty()).then(|| a.remove(0))
+                    };
+                    match next {
+                        Some((status, body, after)) => {
+                            let mut b = Response::builder().status(status).header("content-type", "application/json");
+                            if let Some(secs) = after {
+                                b = b.header("retry-after", secs.to_string());
+                            }
+                            b.body(axum::body::Body::from(body.to_string())).unwrap()
+                        }
+                        None => {
+                            let n = {
+                                let mut c = s.counter.lock().unwrap();
+                                *c += 1;
+                                *c
+                            };
+                            axum::Json(json!({"messaging_product": "whatsapp", "messages": [{"id": format!("wamid.out{n}")}]})).into_response()
+                        }
+                    }
+                },
+            ),
+        )
+        .with_state(state);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakeGraph {
+        base,
+        seen,
+        answers,
+    }
+}
+
+pub fn sign(body: &[u8], secret: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Posts a webhook body, signed with the test app secret unless `signature` says otherwise.
+pub async fn deliver(app: &TestApp, body: &Value, signature: Option<&str>) -> (StatusCode, String) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let sig = signature
+        .map(str::to_owned)
+        .unwrap_or_else(|| sign(&bytes, APP_SECRET));
+    let mut req = app
+        .client
+        .post(app.url("/webhooks/whatsapp"))
+        .header("content-type", "application/json")
+        .body(bytes);
+    if !sig.is_empty() {
+        req = req.header("x-hub-signature-256", sig);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// A webhook body for the test channel.
+pub fn envelope(contacts: Value, messages: Value, statuses: Value) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": BUSINESS_NUMBER, "phone_number_id": PHONE_NUMBER_ID},
+            "contacts": contacts, "messages": messages, "statuses": statuses,
+        }}]}]
+    })
+}
+
+pub fn text_from(wa_id: &str, name: &str, wamid: &str, text: &str, ts: i64) -> Value {
+    envelope(
+        json!([{"profile": {"name": name}, "wa_id": wa_id}]),
+        json!([{"from": wa_id, "id": wamid, "timestamp": ts.to_string(), "type": "text", "text": {"body": text}}]),
+        json!([]),
+    )
+}
+
+/// An owner with a connected channel pointing at `graph`.
+pub async fn connected(app: &TestApp, graph: &FakeGraph) -> (User, String) {
+    let owner = admin(app, "owner@example.com").await;
+    let r = app
+        .post(
+            "/api/v1/channels",
+            Some(&owner.token),
+            json!({"phoneNumberId": PHONE_NUMBER_ID, "displayPhoneNumber": BUSINESS_NUMBER, "wabaId": "WABA1",
+                   "accessToken": "graph-token", "appSecret": APP_SECRET, "verifyToken": "verify-me",
+                   "graphBaseUrl": graph.base, "name": "Support"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    (owner, r.body["id"].as_str().unwrap().to_owned())
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
+/// The owner's channel conversations, waiting until `done` holds (webhooks are applied by a job).
+pub async fn inbox(
+    app: &TestApp,
+    user: &User,
+    query: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app
+            .get(
+                &format!("/api/v1/conversations?kind=channel{query}"),
+                &user.token,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let items = r.body["items"].as_array().unwrap().clone();
+        if done(&items) {
+            return items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the inbox never got there: {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// The history of a conversation once `done` holds.
+pub async fn history_until(
+    app: &TestApp,
+    user: &User,
+    conversation: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = app.history(user, conversation).await;
+        if done(&h) {
+            return h;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the history never got there: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+dual_test!(channels_keep_their_secrets);
+async fn channels_keep_their_secrets(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, id) = connected(app, &graph).await;
+    let member = app.signup("member@example.com", "Member").await;
+    let r = app
+        .get(&format!("/api/v1/channels/{id}"), &owner.token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        (
+            r.body["accessTokenSet"].as_bool(),
+            r.body["appSecretSet"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    for secret in ["graph-token", APP_SECRET, "verify-me"] {
+        assert!(!r.text.contains(secret));
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM channels WHERE access_token LIKE $1 OR app_secret LIKE $1 OR verify_token LIKE $1",
+        )
+        .bind(format!("%{secret}%"))
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+        assert_eq!(stored, 0, "{secret} is stored in clear");
+    }
+    app.get("/api/v1/channels", &member.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(
+        "/api/v1/channels",
+        Some(&member.token),
+        json!({"phoneNumberId": "1"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.post(
+        "/api/v1/channels",
+        Some(&owner.token),
+        json!({"phoneNumberId": PHONE_NUMBER_ID}),
+    )
+    .await
+    .assert_problem(409, "channel_exists");
+    app.post(
+        "/api/v1/channels",
+        Some(&owner.token),
+        json!({"phoneNumberId": "x/../y", "graphBaseUrl": "ftp://h"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{id}"),
+            Some(&owner.token),
+            Some(json!({"verifyToken": ""})),
+        )
+        .await;
+    assert_eq!(r.body["verifyTokenSet"], false, "{}", r.text);
+    let list = app.get("/api/v1/channels", &owner.token).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+
+    // The handshake: the configured verify token answers the challenge.
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{id}"),
+            Some(&owner.token),
+            Some(json!({"verifyToken": "verify-me"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ok = app.client.get(app.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444")).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(ok.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad = app
+        .client
+        .get(app.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::FORBIDDEN);
+    let missing = app
+        .client
+        .get(app.url("/webhooks/whatsapp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/channels/{id}"),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/channels/{id}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+dual_test!(only_signed_well_formed_webhooks_are_stored);
+async fn only_signed_well_formed_webhooks_are_stored(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (_owner, _) = connected(app, &graph).await;
+    let body = text_from("4915112345678", "Ana", "wamid.in1", "hello", 1_700_000_000);
+    assert_eq!(
+        deliver(app, &body, Some("")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        deliver(app, &body, Some("sha256=00ff")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let forged = sign(&serde_json::to_vec(&body).unwrap(), "another-secret");
+    assert_eq!(
+        deliver(app, &body, Some(&forged)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A signature over other bytes (the same JSON re-serialized with a space) does not pass.
+    let mut spaced = serde_json::to_vec(&body).unwrap();
+    spaced.insert(1, b' ');
+    let sig = sign(&serde_json::to_vec(&body).unwrap(), APP_SECRET);
+    let r = app
+        .client
+        .post(app.url("/webhooks/whatsapp"))
+        .header("x-hub-signature-256", sig)
+        .body(spaced)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Malformed, signed: 400.
+    let junk = br#"{"object":"whatsapp_business_account","entry":"nope"}"#;
+    let r = app
+        .client
+        .post(app.url("/webhook"))
+        .header("x-hub-signature-256", sign(junk, APP_SECRET))
+        .body(junk.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(count(app, "webhook_events").await, 0, "nothing stored");
+    // Signed and well formed: 200, recorded, and (both paths) applied.
+    let (status, text) = deliver(app, &body, None).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "EVENT_RECEIVED"));
+    assert_eq!(count(app, "webhook_events").await, 1);
+}
+
+dual_test!(every_inbound_message_type_reaches_the_inbox);
+async fn every_inbound_message_type_reaches_the_inbox(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, channel_id) = connected(app, &graph).await;
+    let agent = app.signup("agent@example.com", "Agent").await;
+    let member = app.signup("member@example.com", "Member").await;
+    let default_ws = app
+        .get("/api/v1/workspaces/default", &owner.token)
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{default_ws}/members/{}", agent.id),
+            Some(&owner.token),
+            Some(json!({"role": "agent"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let wa = "4915112345678";
+    let ts = 1_700_000_000i64;
+    let m = |id: &str, kind: &str, body: Value| {
+        let mut v = json!({"from": wa, "id": id, "timestamp": ts.to_string(), "type": kind});
+        v[kind] = body;
+        v
+    };
+    let first = text_from(wa, "Ana Silva", "wamid.t1", "Hi, is the shop open?", ts);
+    assert_eq!(deliver(app, &first, None).await.0, StatusCode::OK);
+    let items = inbox(app, &owner, "", |i| !i.is_empty()).await;
+    let conv = items[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(items[0]["kind"], "channel");
+    assert_eq!(items[0]["title"], "Ana Silva");
+    assert_eq!(items[0]["status"], "open");
+    assert_eq!(items[0]["channelId"], channel_id.as_str());
+    assert_eq!(items[0]["assigneeId"], Value::Null);
+    assert!(
+        items[0]["windowExpiresAt"].is_null(),
+        "the customer wrote long ago: the window is closed"
+    );
+    assert_eq!(items[0]["lastMessage"]["text"], "Hi, is the shop open?");
+    assert_eq!(items[0]["lastMessage"]["sender"]["type"], "lead");
+
+    // The lead.
+    let leads = app.get("/api/v1/leads", &owner.token).await;
+    let lead = &leads.body["items"][0];
+    assert_eq!(
+        (
+            lead["waId"].as_str(),
+            lead["name"].as_str(),
+            lead["phone"].as_str()
+        ),
+        (Some(wa), Some("Ana Silva"), Some("+4915112345678"))
+    );
+    assert_eq!(items[0]["leadId"], lead["id"]);
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/leads/{}", lead["id"].as_str().unwrap()),
+            &agent.token
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    app.get("/api/v1/leads", &member.token)
+        .await
+        .assert_problem(403, "forbidden");
+    // The agent (promoted after the conversation began) sees it; a plain member does not.
+    assert_eq!(
+        app.get(&format!("/api/v1/conversations/{conv}"), &agent.token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/conversations/{conv}"), &member.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Every other type, and a reply with context, in one body.
+    let mut reply = m("wamid.t2", "text", json!({"body": "about my order"}));
+    reply["context"] = json!({"from": BUSINESS_NUMBER, "id": "wamid.t1", "forwarded": true});
+    let mut ad = m("wamid.ad", "text", json!({"body": "saw your ad"}));
+    ad["referral"] = json!({"source_url": "https://fb.me/x", "source_type": "ad", "source_id": "123", "headline": "Sale"});
+    let body = envelope(
+        json!([{"profile": {"name": "Ana Silva"}, "wa_id": wa}]),
+        json!([
+            reply,
+            ad,
+            m("wamid.img", "image", json!({"id": "MEDIA1", "mime_type": "image/png", "caption": "this one", "sha256": "x"})),
+            m("wamid.voice", "audio", json!({"id": "MEDIA2", "mime_type": "audio/ogg; codecs=opus", "voice": true})),
+            m("wamid.vid", "video", json!({"id": "MEDIA3", "mime_type": "video/mp4"})),
+            m("wamid.doc", "document", json!({"id": "MEDIA4", "mime_type": "application/pdf", "filename": "invoice.pdf"})),
+            m("wamid.stk", "sticker", json!({"id": "MEDIA5", "mime_type": "image/webp", "animated": false})),
+            m("wamid.loc", "location", json!({"latitude": 38.72, "longitude": -9.14, "name": "Shop", "address": "Rua 1"})),
+            m("wamid.card", "contacts", json!([{"name": {"formatted_name": "Rui Costa"}, "phones": [{"phone": "+351 912 345 678", "type": "CELL"}]}])),
+            m("wamid.btn", "interactive", json!({"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes please"}})),
+            m("wamid.list", "interactive", json!({"type": "list_reply", "list_reply": {"id": "r2", "title": "Size M", "description": "Medium"}})),
+            m("wamid.qr", "button", json!({"payload": "STOP", "text": "Stop promotions"})),
+            m("wamid.order", "order", json!({"catalog_id": "c1", "text": "for Saturday", "product_items": [{"product_retailer_id": "sku1", "quantity": "2", "item_price": "10", "currency": "EUR"}]})),
+            m("wamid.sys", "system", json!({"body": "Ana changed her number", "type": "user_changed_number", "new_wa_id": "4915100000000"})),
+            {"from": wa, "id": "wamid.unk", "timestamp": ts.to_string(), "type": "unsupported", "errors": [{"code": 131051, "title": "Message type unknown"}]},
+            {"from": wa, "id": "wamid.new", "timestamp": ts.to_string(), "type": "hologram", "hologram": {"x": 1}},
+            m("wamid.react", "reaction", json!({"message_id": "wamid.t1", "emoji": "👍"})),
+        ]),
+        json!([]),
+    );
+    assert_eq!(deliver(app, &body, None).await.0, StatusCode::OK);
+    // Delivered twice: nothing changes the second time.
+    assert_eq!(deliver(app, &body, None).await.0, StatusCode::OK);
+    let h = history_until(app, &agent, &conv, |h| {
+        h.len() == 17
+            && h.iter()
+                .all(|m| m["type"] != "image" || m["media"]["processed"] == true)
+    })
+    .await;
+    let by = |wamid: &str| {
+        h.iter()
+            .find(|m| m["external"]["id"] == wamid)
+            .unwrap_or_else(|| panic!("{wamid} missing: {h:?}"))
+            .clone()
+    };
+    let seqs: Vec<i64> = h.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=17).collect::<Vec<_>>());
+    let r = by("wamid.t2");
+    assert_eq!(
+        (r["replyTo"]["id"].clone(), r["forwarded"].as_bool()),
+        (by("wamid.t1")["id"].clone(), Some(true))
+    );
+    assert_eq!(by("wamid.ad")["payload"]["referral"]["headline"], "Sale");
+    let img = by("wamid.img");
+    assert_eq!(
+        (img["type"].as_str(), img["text"].as_str()),
+        (Some("image"), Some("this one"))
+    );
+    assert_eq!(img["media"]["contentType"], "image/png");
+    assert!(img["media"]["thumbnailUrl"].is_string());
+    let (status, bytes) = {
+        let r = app
+            .client
+            .get(app.url(img["media"]["url"].as_str().unwrap()))
+            .bearer_auth(&agent.token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.bytes().await.unwrap())
+    };
+    assert_eq!((status, bytes.to_vec()), (StatusCode::OK, png_bytes()));
+    assert_eq!(by("wamid.voice")["type"], "voice");
+    assert_eq!(by("wamid.vid")["type"], "video");
+    assert_eq!(by("wamid.doc")["payload"]["filename"], "invoice.pdf");
+    assert_eq!(by("wamid.stk")["type"], "sticker");
+    let loc = by("wamid.loc");
+    assert_eq!(
+        (loc["type"].as_str(), loc["location"]["name"].as_str()),
+        (Some("location"), Some("Shop"))
+    );
+    let card = by("wamid.card");
+    assert_eq!(
+        (
+            card["contact"]["name"].as_str(),
+            card["contact"]["phones"][0].as_str()
+        ),
+        (Some("Rui Costa"), Some("+351 912 345 678"))
+    );
+    assert_eq!(
+        (
+            by("wamid.btn")["type"].as_str(),
+            by("wamid.btn")["text"].as_str()
+        ),
+        (Some("interactive"), Some("Yes please"))
+    );
+    assert_eq!(by("wamid.list")["payload"]["list_reply"]["id"], "r2");
+    assert_eq!(
+        (
+            by("wamid.qr")["type"].as_str(),
+            by("wamid.qr")["text"].as_str()
+        ),
+        (Some("button"), Some("Stop promotions"))
+    );
+    assert_eq!(
+        by("wamid.order")["payload"]["product_items"][0]["product_retailer_id"],
+        "sku1"
+    );
+    assert_eq!(
+        by("wamid.sys")["payload"]["system"]["new_wa_id"],
+        "4915100000000"
+    );
+    assert_eq!(by("wamid.unk")["type"], "unsupported");
+    assert_eq!(by("wamid.unk")["payload"]["errors"][0]["code"], 131051);
+    assert_eq!(
+        (
+            by("wamid.new")["type"].as_str(),
+            by("wamid.new")["payload"]["providerType"].as_str()
+        ),
+        (Some("unsupported"), Some("hologram"))
+    );
+    let first_msg = by("wamid.t1");
+    assert_eq!(
+        first_msg["reactions"],
+        json!([{"emoji": "👍", "by": {"type": "lead", "id": lead["id"]}}])
+    );
+    // The media came with the channel's token.
+    let seen = graph.seen.lock().unwrap().clone();
+    assert!(seen
+        .iter()
+        .any(|(_, p, auth, _)| p == "/download/MEDIA1"
+            && auth.as_deref() == Some("Bearer graph-token")));
+
+    // An empty emoji takes the reaction back.
+    let unreact = envelope(
+        json!([]),
+        json!([m(
+            "wamid.react2",
+            "reaction",
+            json!({"message_id": "wamid.t1", "emoji": ""})
+        )]),
+        json!([]),
+    );
+    assert_eq!(deliver(app, &unreact, None).await.0, StatusCode::OK);
+    history_until(app, &agent, &conv, |h| h[0]["reactions"] == json!([])).await;
+
+    // Closing the conversation; the customer's next message reopens it.
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/conversations/{conv}"),
+            Some(&agent.token),
+            Some(json!({"status": "closed", "assigneeId": agent.id})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("closed")),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["assigneeId"], agent.id.as_str());
+    assert_eq!(
+        inbox(app, &agent, "&assignee=me", |i| i.len() == 1)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        inbox(app, &owner, "&assignee=none", |_| true).await.len(),
+        0
+    );
+    assert_eq!(
+        inbox(app, &owner, "&status=closed", |i| i.len() == 1)
+            .await
+            .len(),
+        1
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/conversations/{conv}"),
+            Some(&agent.token),
+            Some(json!({"assigneeId": member.id})),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        deliver(
+            app,
+            &text_from(wa, "Ana Silva", "wamid.t3", "hello again", now),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let items = inbox(app, &owner, "&status=open", |i| i.len() == 1).await;
+    assert!(
+        items[0]["windowExpiresAt"].is_string(),
+        "a fresh customer message opens the 24-hour window"
+    );
+}
+
+dual_test!(statuses_only_move_forward);
+async fn statuses_only_move_forward(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    let wa = "4915112345678";
+    // Two messages the business sent (the sample packs' convention: from = the business number).
+    let sent = envelope(
+        json!([{"profile": {"name": "Ana"}, "wa_id": wa}]),
+        json!([
+            {"from": BUSINESS_NUMBER, "id": "wamid.b1", "timestamp": "1700000000", "type": "text", "text": {"body": "Your order shipped"}},
+            {"from": BUSINESS_NUMBER, "id": "wamid.b2", "timestamp": "1700000001", "type": "text", "text": {"body": "Rate us?"}},
+        ]),
+        json!([]),
+    );
+    assert_eq!(deliver(app, &sent, None).await.0, StatusCode::OK);
+    let conv = inbox(app, &owner, "", |i| i.len() == 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = |id: &str, s: &str, ts: i64, extra: Value| {
+        let mut v = json!({"id": id, "status": s, "timestamp": ts.to_string(), "recipient_id": wa,
+            "conversation": {"id": "CONV1", "origin": {"type": "service"}},
+            "pricing": {"billable": true, "pricing_model": "PMP", "category": "service"}});
+        if let Some(o) = extra.as_object() {
+            for (k, val) in o {
+                v[k] = val.clone();
+            }
+        }
+        v
+    };
+    // Out of order: read arrives before delivered; then sent, then a duplicate of read.
+    for s in [
+        status("wamid.b1", "read", 1_700_000_030, json!({})),
+        status("wamid.b1", "delivered", 1_700_000_020, json!({})),
+        status("wamid.b1", "sent", 1_700_000_010, json!({})),
+        status("wamid.b1", "read", 1_700_000_030, json!({})),
+        status("wamid.b2", "sent", 1_700_000_011, json!({})),
+        status(
+            "wamid.b2",
+            "failed",
+            1_700_000_012,
+            json!({"errors": [{"code": 131047, "title": "Re-engagement message", "message": "More than 24 hours have passed"}]}),
+        ),
+        status("wamid.b2", "delivered", 1_700_000_013, json!({})),
+        status("wamid.someone-else", "delivered", 1_700_000_014, json!({})),
+    ] {
+        assert_eq!(
+            deliver(app, &envelope(json!([]), json!([]), json!([s])), None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    let h = history_until(app, &owner, &conv, |h| {
+        h.len() == 2 && h[0]["status"] == "read" && h[1]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(h[0]["external"]["status"], "read");
+    assert_eq!(h[0]["sender"], json!({"type": "user", "id": null}));
+    assert_eq!(h[1]["external"]["error"]["code"], 131047);
+    // Wait for the last status (the unknown id) to be recorded, then read the history table.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count(app, "message_statuses").await < 7 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "statuses not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT external_id, status, message_id, raw FROM message_statuses ORDER BY created_at, id",
+    )
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.len(),
+        7,
+        "every status once, the duplicate read not twice"
+    );
+    let unknown = rows.iter().find(|r| r.0 == "wamid.someone-else").unwrap();
+    assert!(
+        unknown.2.is_none(),
+        "a status for an unknown id is recorded without a message"
+    );
+    let read = rows
+        .iter()
+        .find(|r| r.0 == "wamid.b1" && r.1 == "read")
+        .unwrap();
+    assert!(
+        read.3.contains("\"pricing\"") && read.3.contains("CONV1"),
+        "pricing and conversation kept"
+    );
+}
+
+dual_test!(importing_the_sample_corpus);
+async fn importing_the_sample_corpus(app: &TestApp) {
+    let owner = admin(app, "owner@example.com").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/whatsapp-sample-payloads");
+    let first = palaver::whatsapp::import::run(&app.state, &dir, None)
+        .await
+        .unwrap();
+    let r = serde_json::to_value(&first).unwrap();
+    assert_eq!(
+        (
+            r["files"].as_u64(),
+            r["importedFiles"].as_u64(),
+            r["failedFiles"].as_u64()
+        ),
+        (Some(8), Some(8), Some(0)),
+        "{r}"
+    );
+    // conversation_1_status_1.json is a copy of conversation_1_message_1.json.
+    assert_eq!(
+        (
+            r["totals"]["messages"].as_u64(),
+            r["totals"]["duplicates"].as_u64()
+        ),
+        (Some(4), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        (
+            r["totals"]["statuses"].as_u64(),
+            r["totals"]["channelsCreated"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "{r}"
+    );
+    let again = serde_json::to_value(
+        palaver::whatsapp::import::run(&app.state, &dir, None)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            again["totals"]["messages"].as_u64(),
+            again["alreadyRecorded"].as_u64()
+        ),
+        (Some(0), Some(8)),
+        "{again}"
+    );
+    assert_eq!(again["totals"]["duplicateStatuses"], 3);
+
+    let items = inbox(app, &owner, "", |i| i.len() == 2).await;
+    let titles: Vec<&str> = items.iter().map(|c| c["title"].as_str().unwrap()).collect();
+    assert!(
+        titles.contains(&"Ravi Kumar") && titles.contains(&"Neha Joshi"),
+        "{titles:?}"
+    );
+    let ravi = items.iter().find(|c| c["title"] == "Ravi Kumar").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let h = app.history(&owner, &ravi).await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(
+        (
+            h[0]["sender"]["type"].as_str(),
+            h[1]["sender"]["type"].as_str()
+        ),
+        (Some("lead"), Some("user"))
+    );
+    assert_eq!(
+        h[1]["status"], "read",
+        "conversation_1_status_2 marks the reply read"
+    );
+    let neha = items.iter().find(|c| c["title"] == "Neha Joshi").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let h = app.history(&owner, &neha).await;
+    // The pack's "sent" status for Neha's own message is kept in the history but moves nothing.
+    assert_eq!(h[0]["external"]["status"], "received");
+    assert_eq!(h[1]["status"], "delivered");
+
+    // Garbage in a folder: reported per file, the rest imported.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("a.json"), "{not json").unwrap();
+    std::fs::copy(
+        dir.join("conversation_1_message_1.json"),
+        bad.path().join("b.json"),
+    )
+    .unwrap();
+    let mixed = serde_json::to_value(
+        palaver::whatsapp::import::run(&app.state, bad.path(), None)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            mixed["failedFiles"].as_u64(),
+            mixed["importedFiles"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(mixed["errors"][0]["file"], "a.json");
+}
+
+dual_test!(agents_hear_of_customer_messages_live);
+async fn agents_hear_of_customer_messages_live(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    let cursor = app.get("/api/v1/sync", &owner.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (client, mut events) = palaver::client::connect(&app.base, &json!({"token": owner.token}))
+        .await
+        .unwrap();
+    assert_eq!(
+        deliver(
+            app,
+            &text_from(
+                "4915112345678",
+                "Ana",
+                "wamid.live",
+                "are you there?",
+                1_700_000_000
+            ),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let data = events
+        .expect("message:new", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(data["message"]["text"], "are you there?");
+    assert_eq!(data["message"]["sender"]["type"], "lead");
+    let (events, _) = drain_until(app, &owner, cursor, 50, |e| {
+        e.iter().any(|e| e["type"] == "conversation:updated")
+    })
+    .await;
+    assert!(events.iter().any(|e| e["type"] == "message:new"));
+    client.close().await;
+}
