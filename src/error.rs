@@ -55,6 +55,7 @@ codes! {
     AlreadyMember => (StatusCode::CONFLICT, "already_member", "The user is already a member of the workspace."),
     ClientMsgIdConflict => (StatusCode::CONFLICT, "client_msg_id_conflict", "This clientMsgId was already used for a message in another conversation."),
     ChannelExists => (StatusCode::CONFLICT, "channel_exists", "A channel with this phone number id is connected already."),
+    TemplateExists => (StatusCode::CONFLICT, "template_exists", "A template with this name and language exists in the workspace."),
     LastOwner => (StatusCode::CONFLICT, "last_owner", "The workspace would be left without an owner."),
     RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "The Range header asks for bytes past the end of the file (see Content-Range for its size)."),
     RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request took too long to arrive or to be processed."),
@@ -126,6 +127,13 @@ impl AppError {
         let mut e = Self::new(Code::ValidationFailed, "the request has invalid fields");
         e.errors = errors;
         e
+    }
+
+    /// Names the field a 422 of another code is about (every 422 lists its fields).
+    pub fn at_field(mut self, field: &str) -> Self {
+        self.errors
+            .push(FieldError::new(field, self.detail.clone()));
+        self
     }
 
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {

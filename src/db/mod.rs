@@ -83,6 +83,8 @@ pub struct Db {
     /// Woken after a commit that appended to the change log (the real-time dispatcher waits
     /// on it).
     changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Wakes the job runner after a transaction that queued jobs committed.
+    jobs: std::sync::Arc<tokio::sync::Notify>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -139,6 +141,7 @@ impl Db {
                 write,
                 sends: Default::default(),
                 changed: Default::default(),
+                jobs: Default::default(),
             })
         } else {
             let opts = AnyConnectOptions::from_str(url)
@@ -157,6 +160,7 @@ impl Db {
                 group: None,
                 sends: Default::default(),
                 changed: Default::default(),
+                jobs: Default::default(),
             })
         }
     }
@@ -216,6 +220,17 @@ impl Db {
         tx.commit().await?;
         self.changed.notify_one();
         Ok(())
+    }
+
+    /// Call after committing a transaction that queued jobs: the runner looks at once instead
+    /// of at its next poll.
+    pub fn wake_jobs(&self) {
+        self.jobs.notify_one();
+    }
+
+    /// Resolves after the next [`Db::wake_jobs`] (or at once if one happened since the last wait).
+    pub async fn jobs_queued(&self) {
+        self.jobs.notified().await;
     }
 
     /// Resolves after the next [`Db::commit`] (or at once if one happened since the last wait).

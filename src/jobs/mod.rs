@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::app::AppState;
 use crate::db::{new_id, now_ms, Db, Tx};
@@ -81,7 +81,7 @@ pub struct Job {
 }
 
 /// Queues a job inside the transaction that makes its data; it becomes visible (and runs)
-/// when that transaction commits. Call [`Runner::wake`] after the commit to start it at once.
+/// when that transaction commits. Call [`Db::wake_jobs`] after the commit to start it at once.
 pub async fn enqueue(tx: &mut Tx, kind: &str, payload: &str) -> AppResult<()> {
     let now = now_ms();
     sqlx::query(
@@ -104,6 +104,11 @@ async fn run(state: &AppState, job: &Job) -> JobResult {
         crate::media::jobs::DELETE_OBJECTS => crate::media::jobs::delete_objects(state, job).await,
         crate::whatsapp::webhook::PROCESS => crate::whatsapp::webhook::process(state, job).await,
         crate::whatsapp::media::FETCH => crate::whatsapp::media::fetch(state, job).await,
+        crate::whatsapp::outbound::SEND => crate::whatsapp::outbound::send(state, job).await,
+        crate::whatsapp::outbound::REACT => crate::whatsapp::outbound::react(state, job).await,
+        crate::whatsapp::outbound::MARK_READ => {
+            crate::whatsapp::outbound::mark_read(state, job).await
+        }
         other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
     }
 }
@@ -112,6 +117,9 @@ async fn run(state: &AppState, job: &Job) -> JobResult {
 async fn gave_up(state: &AppState, job: &Job, error: &str) {
     let done = match job.kind.as_str() {
         crate::media::jobs::EXTRACT_TEXT => crate::media::jobs::text_failed(state, job).await,
+        crate::whatsapp::outbound::SEND => {
+            crate::whatsapp::outbound::send_gave_up(state, job, error).await
+        }
         _ => Ok(()),
     };
     if let Err(e) = done {
@@ -120,20 +128,14 @@ async fn gave_up(state: &AppState, job: &Job, error: &str) {
     tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
 }
 
-/// Starts and stops this node's workers; [`Runner::wake`] runs newly queued jobs at once.
+/// Starts and stops this node's workers ([`Db::wake_jobs`] runs newly queued jobs at once).
 #[derive(Default)]
 pub struct Runner {
-    wake: Notify,
     running: Mutex<Vec<String>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Runner {
-    /// Something was queued: look now instead of at the next poll.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
     /// Claims and runs jobs with up to `workers` at a time until [`Runner::stop`]. With 0
     /// workers this node runs no background work (another node does).
     pub async fn work(state: AppState, workers: usize) {
@@ -160,7 +162,7 @@ impl Runner {
             let Some(job) = job else {
                 drop(permit);
                 tokio::select! {
-                    _ = state.jobs.wake.notified() => {}
+                    _ = state.db.jobs_queued() => {}
                     _ = tokio::time::sleep(POLL) => {}
                     _ = stopped.changed() => return,
                 }

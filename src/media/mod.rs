@@ -198,7 +198,7 @@ async fn sweep_once(state: &crate::app::AppState, ttl: Duration) -> AppResult<()
         let deleted = keys.len();
         delete_objects_later(&mut tx, keys).await?;
         tx.commit().await?;
-        state.jobs.wake();
+        state.db.wake_jobs();
         tracing::info!(
             uploads = found.len(),
             objects = deleted,

@@ -315,7 +315,7 @@ pub(crate) async fn record(
         crate::jobs::enqueue(&mut tx, jobs::EXTRACT_TEXT, id).await?;
     }
     tx.commit().await?;
-    state.jobs.wake();
+    state.db.wake_jobs();
     metrics::counter!("media_uploads_total", "kind" => kind.as_str()).increment(1);
     metrics::counter!("media_upload_bytes_total").increment(row.size as u64);
     Ok(row)

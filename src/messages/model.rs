@@ -225,6 +225,16 @@ pub struct Location {
     pub address: Option<String>,
 }
 
+/// A template to send in a channel conversation: its name and language, and the values of its
+/// body's `{{1}}`, `{{2}}`… in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TemplateSend {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
 /// A shared contact card.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ContactCard {

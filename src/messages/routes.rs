@@ -108,18 +108,35 @@ pub struct SendMessageBody {
     pub reply_to_id: Option<String>,
     pub location: Option<Location>,
     pub contact: Option<ContactCard>,
+    /// Channel conversations, `template` messages: the template and its parameters.
+    pub template: Option<TemplateSend>,
+    /// Channel conversations, `interactive` messages: the Cloud API's `interactive` object
+    /// (buttons, lists…).
+    #[schema(value_type = Option<Object>)]
+    pub interactive: Option<serde_json::Value>,
     /// The id of a message the caller can see; marks this one as forwarded.
     pub forwarded_from: Option<String>,
 }
 
+/// What a send carries besides its type and text (HTTP and socket alike).
+#[derive(Debug, Default)]
+pub struct Parts {
+    pub media_id: Option<String>,
+    pub location: Option<Location>,
+    pub contact: Option<ContactCard>,
+    pub template: Option<TemplateSend>,
+    pub interactive: Option<serde_json::Value>,
+}
+
 /// Validates a message's content for its type.
-pub fn content(
-    kind: MessageType,
-    text: Option<String>,
-    media_id: Option<String>,
-    location: Option<Location>,
-    contact: Option<ContactCard>,
-) -> AppResult<Content> {
+pub fn content(kind: MessageType, text: Option<String>, parts: Parts) -> AppResult<Content> {
+    let Parts {
+        media_id,
+        location,
+        contact,
+        template,
+        interactive,
+    } = parts;
     let required = |what: &str| {
         AppError::invalid_field(what, format!("is required for {} messages", kind.as_str()))
     };
@@ -166,6 +183,62 @@ pub fn content(
                 .validate()?,
             ),
         },
+        // Only in channel conversations (the service checks where it goes).
+        MessageType::Template => {
+            let t = template.ok_or_else(|| required("template"))?;
+            let name = field(
+                "template.name",
+                crate::whatsapp::templates::parse_name(&t.name),
+            );
+            let language = field(
+                "template.language",
+                crate::whatsapp::templates::parse_language(&t.language),
+            );
+            let too_long = t.parameters.len() > 100
+                || t.parameters
+                    .iter()
+                    .any(|p| p.trim().is_empty() || p.chars().count() > 1024);
+            let parameters = field(
+                "template.parameters",
+                if too_long {
+                    Err("must be at most 100 non-empty values of at most 1024 characters".into())
+                } else {
+                    Ok(t.parameters)
+                },
+            );
+            let (name, language, parameters) = (name, language, parameters).validate()?;
+            let send = TemplateSend {
+                name,
+                language,
+                parameters,
+            };
+            Content {
+                kind,
+                text: None,
+                media_id: None,
+                payload: Some(serde_json::to_string(&send).map_err(AppError::internal)?),
+            }
+        }
+        MessageType::Interactive => {
+            let i = interactive.ok_or_else(|| required("interactive"))?;
+            let encoded = i.to_string();
+            if !i.is_object() || encoded.len() > 8 * 1024 {
+                return Err(AppError::invalid_field(
+                    "interactive",
+                    "must be an object of at most 8 KiB",
+                ));
+            }
+            let body = i
+                .pointer("/body/text")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned);
+            Content {
+                kind,
+                text: body.or(text),
+                media_id: None,
+                payload: Some(encoded),
+            }
+        }
         other => {
             return Err(AppError::invalid_field(
                 "type",
@@ -189,7 +262,17 @@ async fn send_message(
     Json(b): Json<SendMessageBody>,
 ) -> AppResult<(StatusCode, Json<MessageView>)> {
     let client_msg_id = field("clientMsgId", parse_client_msg_id(&b.client_msg_id)).validate()?;
-    let content = content(b.kind, b.text, b.media_id, b.location, b.contact)?;
+    let content = content(
+        b.kind,
+        b.text,
+        Parts {
+            media_id: b.media_id,
+            location: b.location,
+            contact: b.contact,
+            template: b.template,
+            interactive: b.interactive,
+        },
+    )?;
     let t = scope.tenant(&state.db);
     let forwarded = match &b.forwarded_from {
         Some(original) => {

@@ -278,6 +278,16 @@ pub async fn send_queued(
         Prepared::Original(answer) => return Ok(Queued::Done(Box::new(answer))),
         Prepared::Ready(a) => a,
     };
+    if a.conversation.kind == "channel" {
+        // To a customer on WhatsApp: checked against the window and templates, stored
+        // `pending` with its send job.
+        let out = crate::whatsapp::outbound::check(t, &a.conversation, out).await?;
+        let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
+            Some(existing) => original(t.db(), existing, conversation_id).await?,
+            None => write_one(t, me, a, out).await?,
+        };
+        return Ok(Queued::Done(Box::new(answer)));
+    }
     if a.me.request_state() != RequestState::Accepted {
         let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
             Some(existing) => original(t.db(), existing, conversation_id).await?,
@@ -340,10 +350,17 @@ async fn prepare(
             ));
         }
     }
-    if a.conversation.kind == "channel" {
+    let channel_only = matches!(
+        out.content.kind,
+        MessageType::Template | MessageType::Interactive
+    );
+    if channel_only && a.conversation.kind != "channel" {
         return Err(AppError::invalid_field(
-            "id",
-            "channel conversations are not available yet",
+            "type",
+            format!(
+                "{} messages go to WhatsApp customers: only in channel conversations",
+                out.content.kind.as_str()
+            ),
         ));
     }
     if a.conversation.kind == "direct" {
@@ -399,7 +416,7 @@ async fn write_one(
             forwarded: out.forwarded,
             payload: out.content.payload.as_deref(),
             external_id: None,
-            external_status: None,
+            external_status: (a.conversation.kind == "channel").then_some("pending"),
             created_at: None,
         },
     )
@@ -472,7 +489,14 @@ async fn write_one(
         )
         .await?;
     }
+    let channel = a.conversation.kind == "channel";
+    if channel {
+        crate::whatsapp::outbound::queue(&mut tx, &row.id).await?;
+    }
     t.db().commit(tx).await?;
+    if channel {
+        t.db().wake_jobs();
+    }
     Ok((one_view(db, row).await?, true))
 }
 
@@ -555,9 +579,15 @@ pub async fn edit(
     message_id: &str,
     text: String,
 ) -> AppResult<MessageView> {
-    let (m, _) = message_access(t, me, message_id, false).await?;
+    let (m, a) = message_access(t, me, message_id, false).await?;
     if m.sender_id.as_deref() != Some(me) || m.sender_type != "user" {
         return Err(AppError::forbidden("only the sender may edit a message"));
+    }
+    if a.conversation.kind == "channel" {
+        return Err(AppError::invalid_field(
+            "text",
+            "messages sent to WhatsApp cannot be edited",
+        ));
     }
     if m.deleted_at.is_some() || m.message_type() != MessageType::Text {
         return Err(AppError::invalid_field(
@@ -648,7 +678,7 @@ pub async fn react(
     message_id: &str,
     emoji: Option<String>,
 ) -> AppResult<MessageView> {
-    let (m, _) = message_access(t, me, message_id, false).await?;
+    let (m, a) = message_access(t, me, message_id, false).await?;
     if m.deleted_at.is_some() {
         return Err(AppError::invalid_field(
             "emoji",
@@ -660,6 +690,11 @@ pub async fn react(
         Some(e) => store::set_reaction(&mut tx, &m.id, me, e).await?,
         None => store::remove_reaction(&mut tx, &m.id, me).await?,
     };
+    // An agent's reaction to a customer's message goes to WhatsApp too.
+    let to_customer = changed && a.conversation.kind == "channel" && m.external_id.is_some();
+    if to_customer {
+        crate::whatsapp::outbound::queue_reaction(&mut tx, &m.id, emoji.as_deref()).await?;
+    }
     if changed {
         append(
             &mut tx,
@@ -674,6 +709,9 @@ pub async fn react(
         .await?;
     }
     t.db().commit(tx).await?;
+    if to_customer {
+        t.db().wake_jobs();
+    }
     one_view(t.db(), m).await
 }
 
@@ -722,10 +760,18 @@ pub async fn mark(
         )
         .await?;
     }
+    // An agent reading a customer's conversation marks the customer's message read on WhatsApp.
+    let tell_customer = read_moved && a.conversation.kind == "channel";
+    if tell_customer {
+        crate::whatsapp::outbound::queue_read(&mut tx, conversation_id, seq).await?;
+    }
     let after = chats::find_member_in_tx(&mut tx, conversation_id, me)
         .await?
         .ok_or_else(AppError::not_found)?;
     t.db().commit(tx).await?;
+    if tell_customer {
+        t.db().wake_jobs();
+    }
     Ok(Marks {
         conversation_id: conversation_id.to_owned(),
         delivered_seq: after.delivered_seq,

@@ -89,6 +89,8 @@ struct SendPayload {
     reply_to_id: Option<String>,
     location: Option<Location>,
     contact: Option<ContactCard>,
+    template: Option<crate::messages::model::TemplateSend>,
+    interactive: Option<Value>,
 }
 
 /// A `message:send`, first half: checked and queued in the device's event order. The ack
@@ -103,9 +105,15 @@ pub(super) async fn send_queued(
     let p: SendPayload = payload(data).map_err(|e| failure(&e))?;
     let client_msg_id = parse_client_msg_id(&p.client_msg_id)
         .map_err(|m| failure(&AppError::invalid_field("clientMsgId", m)))?;
+    let parts = crate::messages::routes::Parts {
+        media_id: p.media_id,
+        location: p.location,
+        contact: p.contact,
+        template: p.template,
+        interactive: p.interactive,
+    };
     let content =
-        crate::messages::routes::content(p.kind, p.text, p.media_id, p.location, p.contact)
-            .map_err(|e| failure(&e))?;
+        crate::messages::routes::content(p.kind, p.text, parts).map_err(|e| failure(&e))?;
     state
         .hub
         .note_origin(&session.user_id, &client_msg_id, socket.id);

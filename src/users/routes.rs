@@ -108,7 +108,7 @@ async fn update_me(
     responses((status = 204), (status = 409, description = "last_owner: hand over owned workspaces first", body = Problem)))]
 async fn erase_me(State(state): State<AppState>, auth: AuthUser) -> AppResult<StatusCode> {
     let sessions = super::service::erase(&state.db, &auth.user_id).await?;
-    state.jobs.wake();
+    state.db.wake_jobs();
     state.sessions_revoked(&sessions);
     tracing::info!(user_id = auth.user_id, "account erased");
     Ok(StatusCode::NO_CONTENT)

@@ -416,7 +416,7 @@ async fn store_message(
     }
     db.commit(tx).await?;
     if m.media.is_some() {
-        state.jobs.wake();
+        state.db.wake_jobs();
     }
     report.messages += 1;
     Ok(())
@@ -584,31 +584,55 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
             .bind(&message_id)
             .execute(&mut *tx)
             .await?;
-        append(
+        status_changed(
             &mut tx,
-            NewChange {
-                conversation_id: &conversation_id,
-                kind: kinds::MESSAGE_STATUS,
-                seq: Some(seq),
-                actor_id: lead_id.as_deref(),
-                status: static_status(&s.status),
-                ..Default::default()
-            },
-        )
-        .await?;
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id: &conversation_id,
-                kind: kinds::MESSAGE_UPDATED,
-                message_id: Some(&message_id),
-                seq: Some(seq),
-                ..Default::default()
-            },
+            &conversation_id,
+            &message_id,
+            seq,
+            lead_id.as_deref(),
+            static_status(&s.status),
         )
         .await?;
     }
     state.db.commit(tx).await?;
     report.statuses += 1;
+    Ok(())
+}
+
+/// A channel message's provider status moved: a `message:status` (the customer as the one who
+/// received or read it) and a `message:updated` with the message as it is now.
+pub async fn status_changed(
+    tx: &mut Tx,
+    conversation_id: &str,
+    message_id: &str,
+    seq: i64,
+    lead_id: Option<&str>,
+    status: Option<&'static str>,
+) -> AppResult<()> {
+    if status.is_some() {
+        append(
+            tx,
+            NewChange {
+                conversation_id,
+                kind: kinds::MESSAGE_STATUS,
+                seq: Some(seq),
+                actor_id: lead_id,
+                status,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    append(
+        tx,
+        NewChange {
+            conversation_id,
+            kind: kinds::MESSAGE_UPDATED,
+            message_id: Some(message_id),
+            seq: Some(seq),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(())
 }

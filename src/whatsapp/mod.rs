@@ -6,6 +6,9 @@
 //! - [`parse`]: the webhook body, read defensively.
 //! - [`leads`]: external contacts, made from webhooks' `contacts[]`.
 //! - [`media`]: inbound media fetched from the Graph API in the background.
+//! - [`outbound`]: agents' messages, reactions and read marks sent by a durable queue, with the
+//!   24-hour window, retries and the guard against sending twice.
+//! - [`templates`]: what may be sent outside the window; synced from the WABA.
 //!
 //! Each (channel, lead) pair is one `channel` conversation whose members are the workspace's
 //! owners, admins and agents, so history, sync and live events work as for any conversation.
@@ -39,5 +42,7 @@ pub mod import;
 pub mod ingest;
 pub mod leads;
 pub mod media;
+pub mod outbound;
 pub mod parse;
+pub mod templates;
 pub mod webhook;

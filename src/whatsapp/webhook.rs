@@ -130,7 +130,7 @@ async fn receive(
         }
     }
     record(&state.db, "webhook", &body).await?;
-    state.jobs.wake();
+    state.db.wake_jobs();
     metrics::counter!("whatsapp_webhooks_total", "result" => "accepted").increment(1);
     Ok((StatusCode::OK, "EVENT_RECEIVED"))
 }

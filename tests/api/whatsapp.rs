@@ -79,6 +79,33 @@ pub async fn fake_graph() -> FakeGraph {
             }),
         )
         .route(
+            "/{version}/{phone}/media",
+            axum::routing::post(
+                |State(s): State<S>, Path((_v, phone)): Path<(String, String)>, h: HeaderMap, mut form: axum::extract::Multipart| async move {
+                    let mut fields = serde_json::Map::new();
+                    while let Some(f) = form.next_field().await.unwrap() {
+                        let name = f.name().unwrap_or_default().to_owned();
+                        let len = f.bytes().await.unwrap().len();
+                        fields.insert(name, json!(len));
+                    }
+                    s.seen.lock().unwrap().push(("POST".into(), format!("/{phone}/media"), auth(&h), Value::Object(fields)));
+                    axum::Json(json!({"id": "UPLOADED1"}))
+                },
+            ),
+        )
+        .route(
+            "/{version}/{waba}/message_templates",
+            axum::routing::get(|State(s): State<S>, Path((_v, waba)): Path<(String, String)>, h: HeaderMap| async move {
+                s.seen.lock().unwrap().push(("GET".into(), format!("/{waba}/message_templates"), auth(&h), Value::Null));
+                axum::Json(json!({"data": [
+                    {"name": "order_ready", "language": "en_US", "category": "UTILITY", "status": "APPROVED", "id": "T1",
+                     "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} is ready"}]},
+                    {"name": "promo", "language": "en_US", "category": "MARKETING", "status": "PENDING", "id": "T2",
+                     "components": [{"type": "BODY", "text": "Sale!"}]}
+                ], "paging": {"cursors": {"before": "a", "after": "b"}}}))
+            }),
+        )
+        .route(
             "/{version}/{phone}/messages",
             axum::routing::post(
                 |State(s): State<S>, Path((_v, phone)): Path<(String, String)>, h: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
@@ -920,4 +947,400 @@ async fn agents_hear_of_customer_messages_live(app: &TestApp) {
     .await;
     assert!(events.iter().any(|e| e["type"] == "message:new"));
     client.close().await;
+}
+
+/// The Graph API calls to the messages endpoint so far.
+fn sends(graph: &FakeGraph) -> Vec<(Option<String>, Value)> {
+    graph
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p, _, _)| m == "POST" && p.ends_with("/messages"))
+        .map(|(_, _, auth, body)| (auth.clone(), body.clone()))
+        .collect()
+}
+
+async fn wait_for_sends(graph: &FakeGraph, n: usize) -> Vec<(Option<String>, Value)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = sends(graph);
+        if s.len() >= n {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} sends, got {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn reply(app: &TestApp, agent: &User, conv: &str, body: Value) -> crate::helpers::Resp {
+    let mut b = body;
+    b["clientMsgId"] = json!(uuid::Uuid::now_v7().to_string());
+    app.post(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(&agent.token),
+        b,
+    )
+    .await
+}
+
+/// A customer who wrote just now (window open) and one who wrote two days ago (closed).
+async fn two_customers(app: &TestApp, owner: &User) -> (String, String) {
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        deliver(
+            app,
+            &text_from("4915100000001", "Fresh", "wamid.fresh", "hi", now),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        deliver(
+            app,
+            &text_from(
+                "4915100000002",
+                "Stale",
+                "wamid.stale",
+                "hi",
+                now - 2 * 86_400
+            ),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let items = inbox(app, owner, "", |i| i.len() == 2).await;
+    let id = |t: &str| {
+        items.iter().find(|c| c["title"] == t).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    (id("Fresh"), id("Stale"))
+}
+
+dual_test!(replies_inside_and_outside_the_window);
+async fn replies_inside_and_outside_the_window(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    let (fresh, stale) = two_customers(app, &owner).await;
+    let customer_msg = app.history(&owner, &fresh).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Free text inside the window: pending, sent by the worker, then the provider's statuses.
+    let r = reply(
+        app,
+        &owner,
+        &fresh,
+        json!({"type": "text", "text": "Hello! How can we help?", "replyToId": customer_msg}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["status"], "pending");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let s = wait_for_sends(&graph, 1).await;
+    assert_eq!(s[0].0.as_deref(), Some("Bearer graph-token"));
+    assert_eq!(s[0].1["to"], "4915100000001");
+    assert_eq!(s[0].1["type"], "text");
+    assert_eq!(s[0].1["text"]["body"], "Hello! How can we help?");
+    assert_eq!(s[0].1["context"]["message_id"], "wamid.fresh");
+    let h = history_until(app, &owner, &fresh, |h| {
+        h.last().unwrap()["status"] == "sent"
+    })
+    .await;
+    assert_eq!(h.last().unwrap()["external"]["id"], "wamid.out1");
+    let delivered = envelope(
+        json!([]),
+        json!([]),
+        json!([{"id": "wamid.out1", "status": "delivered", "timestamp": chrono::Utc::now().timestamp().to_string(), "recipient_id": "4915100000001"}]),
+    );
+    assert_eq!(deliver(app, &delivered, None).await.0, StatusCode::OK);
+    history_until(app, &owner, &fresh, |h| {
+        h.iter()
+            .any(|m| m["id"] == id.as_str() && m["status"] == "delivered")
+    })
+    .await;
+
+    // Outside the window: free text is refused before anything is stored; a template goes.
+    reply(
+        app,
+        &owner,
+        &stale,
+        json!({"type": "text", "text": "Still there?"}),
+    )
+    .await
+    .assert_problem(422, "outside_customer_service_window");
+    reply(app, &owner, &stale, json!({"type": "template", "template": {"name": "order_ready", "language": "en_US", "parameters": ["Ana"]}}))
+        .await
+        .assert_problem(422, "validation_failed");
+    let t = app
+        .post(
+            "/api/v1/templates",
+            Some(&owner.token),
+            json!({"name": "order_ready", "language": "en_US", "category": "utility",
+        "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} is ready"}]}),
+        )
+        .await;
+    assert_eq!(
+        (t.status, t.body["parameterCount"].as_u64()),
+        (StatusCode::CREATED, Some(2)),
+        "{}",
+        t.text
+    );
+    app.post("/api/v1/templates", Some(&owner.token), json!({"name": "order_ready", "language": "en_US", "category": "utility", "components": []}))
+        .await
+        .assert_problem(409, "template_exists");
+    reply(app, &owner, &stale, json!({"type": "template", "template": {"name": "order_ready", "language": "en_US", "parameters": ["Ana"]}}))
+        .await
+        .assert_problem(422, "validation_failed");
+    let r = reply(app, &owner, &stale, json!({"type": "template", "template": {"name": "order_ready", "language": "en_US", "parameters": ["Ana", "#42"]}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["text"], "Hi Ana, your order #42 is ready");
+    let s = wait_for_sends(&graph, 2).await;
+    assert_eq!(s[1].1["type"], "template");
+    assert_eq!(s[1].1["template"]["name"], "order_ready");
+    assert_eq!(s[1].1["template"]["language"]["code"], "en_US");
+    assert_eq!(
+        s[1].1["template"]["components"][0]["parameters"][1]["text"],
+        "#42"
+    );
+    // Templates are for customers only.
+    let colleague = app.signup("colleague@example.com", "Colleague").await;
+    let direct = app.direct(&owner, &colleague).await;
+    reply(app, &owner, &direct, json!({"type": "template", "template": {"name": "order_ready", "language": "en_US", "parameters": ["a", "b"]}}))
+        .await
+        .assert_problem(422, "validation_failed");
+
+    // Media go through the Graph media endpoint, then by id.
+    let part = reqwest::multipart::Part::bytes(png_bytes()).file_name("p.png");
+    let up = app
+        .client
+        .post(app.url("/api/v1/media"))
+        .bearer_auth(&owner.token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let media_id = up.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = reply(
+        app,
+        &owner,
+        &fresh,
+        json!({"type": "image", "mediaId": media_id, "text": "our shop"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let s = wait_for_sends(&graph, 3).await;
+    assert_eq!(s[2].1["type"], "image");
+    assert_eq!(
+        s[2].1["image"],
+        json!({"id": "UPLOADED1", "caption": "our shop"})
+    );
+    let uploads: Vec<Value> = graph
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p, _, _)| p.ends_with("/media") && p.starts_with('/'))
+        .filter(|(m, _, _, _)| m == "POST")
+        .map(|(_, _, _, b)| b.clone())
+        .collect();
+    assert_eq!(uploads[0]["file"], png_bytes().len());
+    assert_eq!(uploads[0]["messaging_product"], "whatsapp".len());
+
+    // An agent's reaction and read mark reach the customer.
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/messages/{customer_msg}/reactions"),
+            Some(&owner.token),
+            Some(json!({"emoji": "❤️"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let s = wait_for_sends(&graph, 4).await;
+    assert_eq!(
+        s[3].1["reaction"],
+        json!({"message_id": "wamid.fresh", "emoji": "❤️"})
+    );
+    // The customer writes again; the agent reads it: the read mark goes to WhatsApp.
+    let now = chrono::Utc::now().timestamp();
+    let again = text_from("4915100000001", "Fresh", "wamid.fresh2", "thanks!", now);
+    assert_eq!(deliver(app, &again, None).await.0, StatusCode::OK);
+    let h = history_until(app, &owner, &fresh, |h| {
+        h.iter().any(|m| m["external"]["id"] == "wamid.fresh2")
+    })
+    .await;
+    let seq = h.last().unwrap()["seq"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/conversations/{fresh}/read"),
+            Some(&owner.token),
+            json!({"seq": seq}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let s = wait_for_sends(&graph, 5).await;
+    assert_eq!(
+        s[4].1,
+        json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.fresh2"})
+    );
+
+    // Templates from the WABA.
+    let channel = app.get("/api/v1/channels", &owner.token).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            "/api/v1/templates/sync",
+            Some(&owner.token),
+            json!({"channelId": channel}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["synced"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{}",
+        r.text
+    );
+    let list = app.get("/api/v1/templates", &owner.token).await;
+    let promo = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "promo")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (promo["status"].as_str(), promo["category"].as_str()),
+        (Some("pending"), Some("MARKETING"))
+    );
+}
+
+dual_test!(provider_failures_retry_or_fail);
+async fn provider_failures_retry_or_fail(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    let (fresh, _) = two_customers(app, &owner).await;
+    // A rate limit with Retry-After, then success: sent once it passes.
+    graph.answers.lock().unwrap().push((
+        429,
+        json!({"error": {"code": 130429, "message": "Rate limit hit"}}),
+        Some(1),
+    ));
+    let r = reply(
+        app,
+        &owner,
+        &fresh,
+        json!({"type": "text", "text": "first"}),
+    )
+    .await;
+    let first = r.body["id"].as_str().unwrap().to_owned();
+    history_until(app, &owner, &fresh, |h| {
+        h.iter()
+            .any(|m| m["id"] == first.as_str() && m["status"] == "sent")
+    })
+    .await;
+    assert_eq!(sends(&graph).len(), 2, "tried, then retried once");
+    // A permanent refusal: failed with the provider's code and text, tried once.
+    graph.answers.lock().unwrap().push((400, json!({"error": {"code": 131026, "message": "Message undeliverable", "error_data": {"details": "not on WhatsApp"}}}), None));
+    let r = reply(
+        app,
+        &owner,
+        &fresh,
+        json!({"type": "text", "text": "second"}),
+    )
+    .await;
+    let second = r.body["id"].as_str().unwrap().to_owned();
+    let h = history_until(app, &owner, &fresh, |h| {
+        h.iter()
+            .any(|m| m["id"] == second.as_str() && m["status"] == "failed")
+    })
+    .await;
+    let m = h.iter().find(|m| m["id"] == second.as_str()).unwrap();
+    assert_eq!(m["external"]["error"]["code"], 131026);
+    assert_eq!(m["external"]["error"]["message"], "Message undeliverable");
+    assert_eq!(m["external"]["error"]["details"], "not on WhatsApp");
+    assert_eq!(sends(&graph).len(), 3);
+}
+
+dual_test!(queued_sends_survive_a_restart_and_go_once, custom);
+async fn queued_sends_survive_a_restart_and_go_once(backend: crate::helpers::Backend) {
+    let graph = fake_graph().await;
+    let Some(app) = crate::helpers::spawn(backend, |s| s.job_workers = Some(0)).await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (owner, _) = connected(&app, &graph).await;
+    // No workers: apply the customer's message the way an import does.
+    let now = chrono::Utc::now().timestamp();
+    let body = serde_json::to_vec(&text_from(
+        "4915100000001",
+        "Fresh",
+        "wamid.fresh",
+        "hi",
+        now,
+    ))
+    .unwrap();
+    palaver::whatsapp::ingest::ingest(
+        &app.state,
+        &body,
+        palaver::whatsapp::ingest::UnknownChannels::Skip,
+    )
+    .await
+    .unwrap();
+    let conv = inbox(&app, &owner, "", |i| i.len() == 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = reply(
+            &app,
+            &owner,
+            &conv,
+            json!({"type": "text", "text": format!("queued {i}")}),
+        )
+        .await;
+        assert_eq!(r.body["status"], "pending", "{}", r.text);
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    // One send was cut off mid-call by a crash: it must not go again.
+    sqlx::query("UPDATE messages SET external_status = 'sending' WHERE id = $1")
+        .bind(&ids[2])
+        .execute(app.state.db.writer())
+        .await
+        .unwrap();
+    assert!(sends(&graph).is_empty());
+
+    let app = app.restart(|s| s.job_workers = Some(2)).await;
+    let owner = app.login("owner@example.com", "after-restart").await;
+    let h = history_until(&app, &owner, &conv, |h| {
+        h.iter().filter(|m| m["status"] == "sent").count() == 2
+            && h.iter().any(|m| m["status"] == "failed")
+    })
+    .await;
+    let failed = h.iter().find(|m| m["id"] == ids[2].as_str()).unwrap();
+    assert_eq!(failed["external"]["error"]["code"], "unknown_outcome");
+    let s = sends(&graph);
+    let texts: Vec<&str> = s
+        .iter()
+        .map(|(_, b)| b["text"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 2, "each queued message sent once: {texts:?}");
+    assert!(texts.contains(&"queued 0") && texts.contains(&"queued 1"));
+    app.stop().await;
 }
