@@ -27,6 +27,28 @@ pub struct Stats {
     pub messages_by_type: std::collections::BTreeMap<String, i64>,
     /// Messages per UTC day within the range, oldest first.
     pub messages_by_day: Vec<DayCount>,
+    /// Per WhatsApp channel: its messages by provider status (`received` for the customers'),
+    /// and per UTC day within the range, inbound and outbound.
+    pub channels: Vec<ChannelStats>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStats {
+    pub channel_id: String,
+    pub phone_number_id: String,
+    pub messages_by_status: std::collections::BTreeMap<String, i64>,
+    pub messages_by_day: Vec<ChannelDay>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// From customers.
+    pub inbound: i64,
+    /// To customers.
+    pub outbound: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,7 +158,55 @@ async fn stats(t: Tenant<'_>, start: i64, end: i64) -> AppResult<Stats> {
         .fetch_all(db)
         .await?,
     )?;
+    let mut channels = Vec::new();
+    let list: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, phone_number_id FROM channels WHERE workspace_id = $1 ORDER BY id",
+    )
+    .bind(ws)
+    .fetch_all(db)
+    .await?;
+    for (channel_id, phone_number_id) in list {
+        let messages_by_status = pairs(
+            sqlx::query(
+                "SELECT m.external_status, COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE c.channel_id = $1 AND m.external_status IS NOT NULL GROUP BY m.external_status",
+            )
+            .bind(&channel_id)
+            .fetch_all(db)
+            .await?,
+        )?;
+        let rows = sqlx::query(&format!(
+            "SELECT {day_expr} AS day, \
+               SUM(CASE WHEN m.sender_type = 'lead' THEN 1 ELSE 0 END), \
+               SUM(CASE WHEN m.sender_type = 'lead' THEN 0 ELSE 1 END) \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.channel_id = $1 AND m.external_status IS NOT NULL AND m.created_at >= $2 AND m.created_at < $3 \
+             GROUP BY day ORDER BY day"
+        ))
+        .bind(&channel_id)
+        .bind(start)
+        .bind(end)
+        .fetch_all(db)
+        .await?;
+        let messages_by_day = rows
+            .iter()
+            .map(|r| {
+                Ok(ChannelDay {
+                    day: r.try_get(0)?,
+                    inbound: r.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
+                    outbound: r.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        channels.push(ChannelStats {
+            channel_id,
+            phone_number_id,
+            messages_by_status,
+            messages_by_day,
+        });
+    }
     Ok(Stats {
+        channels,
         users,
         conversations,
         messages_by_type,

@@ -884,6 +884,25 @@ async fn importing_the_sample_corpus(app: &TestApp) {
     assert_eq!(h[0]["external"]["status"], "received");
     assert_eq!(h[1]["status"], "delivered");
 
+    // Per channel: messages by status and by day.
+    let stats = app
+        .get("/api/v1/stats?from=2025-08-01&to=2025-08-31", &owner.token)
+        .await;
+    let channel = &stats.body["channels"][0];
+    assert_eq!(
+        channel["phoneNumberId"], "629305560276479",
+        "{}",
+        stats.text
+    );
+    assert_eq!(
+        channel["messagesByStatus"],
+        json!({"received": 2, "read": 1, "delivered": 1})
+    );
+    let days = channel["messagesByDay"].as_array().unwrap();
+    let inbound: i64 = days.iter().map(|d| d["inbound"].as_i64().unwrap()).sum();
+    let outbound: i64 = days.iter().map(|d| d["outbound"].as_i64().unwrap()).sum();
+    assert_eq!((inbound, outbound), (2, 2), "{days:?}");
+
     // Garbage in a folder: reported per file, the rest imported.
     let bad = tempfile::tempdir().unwrap();
     std::fs::write(bad.path().join("a.json"), "{not json").unwrap();
