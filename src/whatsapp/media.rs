@@ -34,8 +34,9 @@ struct MediaUrl {
     url: String,
 }
 
-/// Whether a download URL is on a host this channel may fetch from.
-pub fn allowed(state: &AppState, graph_base_url: &str, url: &str) -> bool {
+/// Whether a download URL is on a host this channel may fetch from: the channel's Graph host
+/// (same scheme and port), or one of `media_hosts` over HTTPS.
+pub fn allowed(media_hosts: &[String], graph_base_url: &str, url: &str) -> bool {
     let Ok(target) = url::Url::parse(url) else {
         return false;
     };
@@ -51,8 +52,7 @@ pub fn allowed(state: &AppState, graph_base_url: &str, url: &str) -> bool {
             && g.port_or_known_default() == target.port_or_known_default()
             && g.scheme() == target.scheme()
     });
-    same_as_graph
-        || (target.scheme() == "https" && state.config.whatsapp.media_hosts.contains(&host))
+    same_as_graph || (target.scheme() == "https" && media_hosts.contains(&host))
 }
 
 /// The errors of a provider call: transient ones are retried.
@@ -114,7 +114,11 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
         ));
     }
     let info: MediaUrl = info.json().await.map_err(JobError::permanent)?;
-    if !allowed(state, &channel.graph_base_url, &info.url) {
+    if !allowed(
+        &state.config.whatsapp.media_hosts,
+        &channel.graph_base_url,
+        &info.url,
+    ) {
         return Err(JobError::permanent(format!(
             "the media URL's host is not allowed (PALAVER_WHATSAPP_MEDIA_HOSTS): {}",
             url::Url::parse(&info.url)
@@ -192,4 +196,55 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
     }
     state.db.commit(tx).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    #[test]
+    fn media_is_fetched_only_from_the_graph_host_or_listed_hosts() {
+        let hosts = vec!["lookaside.fbsbx.com".to_string()];
+        let graph = "https://graph.facebook.com";
+        assert!(allowed(
+            &hosts,
+            graph,
+            "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1"
+        ));
+        assert!(allowed(
+            &hosts,
+            graph,
+            "https://graph.facebook.com/v21.0/123"
+        ));
+        assert!(
+            !allowed(&hosts, graph, "http://lookaside.fbsbx.com/x"),
+            "listed hosts only over HTTPS"
+        );
+        assert!(!allowed(
+            &hosts,
+            graph,
+            "https://169.254.169.254/latest/meta-data"
+        ));
+        assert!(!allowed(
+            &hosts,
+            graph,
+            "https://lookaside.fbsbx.com.evil.example/x"
+        ));
+        assert!(
+            !allowed(&hosts, graph, "https://graph.facebook.com:8443/x"),
+            "another port"
+        );
+        assert!(!allowed(&hosts, graph, "file:///etc/passwd"));
+        assert!(!allowed(&hosts, graph, "not a url"));
+        assert!(allowed(
+            &hosts,
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000/download/1"
+        ));
+        assert!(!allowed(
+            &hosts,
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9001/download/1"
+        ));
+    }
 }

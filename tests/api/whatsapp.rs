@@ -20,12 +20,15 @@ pub const BUSINESS_NUMBER: &str = "15550001111";
 /// What the fake Graph API saw: (method, path, authorization, body).
 pub type Seen = Arc<Mutex<Vec<(String, String, Option<String>, Value)>>>;
 
+/// Queued answers of the fake messages endpoint: (status, body, retry-after seconds).
+pub type Answers = Arc<Mutex<Vec<(u16, Value, Option<u64>)>>>;
+
 /// A fake Graph API on a random port: media lookups and downloads, and the messages endpoint
 /// (its answers come from `answers`, a queue of (status, body, retry-after); empty: success).
 pub struct FakeGraph {
     pub base: String,
     pub seen: Seen,
-    pub answers: Arc<Mutex<Vec<(u16, Value, Option<u64>)>>>,
+    pub answers: Answers,
 }
 
 pub fn png_bytes() -> Vec<u8> {
@@ -40,14 +43,14 @@ pub async fn fake_graph() -> FakeGraph {
     use axum::http::HeaderMap;
     use axum::response::{IntoResponse, Response};
     let seen: Seen = Default::default();
-    let answers: Arc<Mutex<Vec<(u16, Value, Option<u64>)>>> = Default::default();
+    let answers: Answers = Default::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     #[derive(Clone)]
     struct S {
         base: String,
         seen: Seen,
-        answers: Arc<Mutex<Vec<(u16, Value, Option<u64>)>>>,
+        answers: Answers,
         counter: Arc<Mutex<u64>>,
     }
     let state = S {
