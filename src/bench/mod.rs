@@ -3,7 +3,7 @@
 //! [`crate::client`]), so it measures any server that implements it.
 //!
 //! Scenarios follow quality.md: `chat` (P1, and P1L with `--rate`), `fanout` (P2), `idle` (P3),
-//! `catchup` (P4), `reads` (P6). Each prints a report (throughput, latency percentiles, errors,
+//! `catchup` (P4), `webhooks` (P5), `reads` (P6). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
 
@@ -11,6 +11,7 @@ mod chat;
 mod idle;
 mod report;
 mod setup;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -79,6 +80,19 @@ pub enum Scenario {
         /// Catch-ups to time (the report gives percentiles)
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+    },
+    /// P5: signed WhatsApp webhook bodies of `per_body` messages; accepted and stored rates
+    /// (the server needs PALAVER_WORKSPACES=open besides PALAVER_RATE_LIMITS=off)
+    Webhooks {
+        #[arg(long, default_value_t = 2000)]
+        bodies: usize,
+        #[arg(long, default_value_t = 10)]
+        per_body: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Distinct customers (channel conversations) the messages come from
+        #[arg(long, default_value_t = 1000)]
+        customers: usize,
     },
     /// P6: conversation list and history page latency, with chat load at `rate` beside them
     Reads {
@@ -149,6 +163,12 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             limit,
             repeat,
         } => chat::catchup(c, messages, limit, repeat).await?,
+        Scenario::Webhooks {
+            bodies,
+            per_body,
+            concurrency,
+            customers,
+        } => webhooks::run(c, bodies, per_body, concurrency, customers).await?,
         Scenario::Reads {
             conversations,
             rate,

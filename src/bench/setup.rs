@@ -41,9 +41,24 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_in("", method, path, token, body).await
+    }
+
+    /// A call acting in a workspace (`Palaver-Workspace`; empty: the default one).
+    pub async fn call_in(
+        &self,
+        workspace: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}/api/v1{path}", self.base));
+        if !workspace.is_empty() {
+            req = req.header("palaver-workspace", workspace);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -112,8 +112,27 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
     .await;
     no_trouble(&reads);
     assert!(reads.latencies.contains_key("GET conversation list"));
+
+    let hooks = run(
+        app,
+        &[
+            "webhooks",
+            "--bodies",
+            "12",
+            "--per-body",
+            "5",
+            "--concurrency",
+            "4",
+            "--customers",
+            "7",
+        ],
+    )
+    .await;
+    assert_eq!(hooks.counts["webhook errors"], 0, "{hooks}");
+    assert_eq!(hooks.counts["messages stored"], 60, "{hooks}");
 }
 
 pub fn no_limits(s: &mut palaver::config::Settings) {
     s.rate_limits = Some(palaver::config::OnOff::Off);
+    s.workspaces = Some(palaver::config::WorkspaceCreation::Open);
 }
