@@ -21,7 +21,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 for n in $(seq 1 "$RUNS"); do
   data=$(mktemp -d)
-  PALAVER_DATA_DIR="$data" PALAVER_LISTEN="127.0.0.1:$PORT" PALAVER_RATE_LIMITS=off \
+  PALAVER_DATA_DIR="$data" PALAVER_LISTEN="127.0.0.1:$PORT" PALAVER_RATE_LIMITS=off PALAVER_WORKSPACES=open \
     PALAVER_LOG=${PALAVER_LOG:-warn} "$BIN" > "$data/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
