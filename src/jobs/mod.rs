@@ -15,7 +15,7 @@
 //! What a kind of job does lives with its capability; [`run`] maps kinds to them.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use Duration;
 
 use rand::Rng;
 use tokio::sync::Semaphore;
@@ -305,6 +305,29 @@ async fn execute(state: &AppState, job: &Job) {
         // The lease runs out and the job runs again: jobs are repeatable.
         tracing::warn!(job = %job.id, error = %e, "recording a job's outcome");
     }
+}
+
+/// A failed call to an outside service (a provider): 429 and 5xx may pass and are retried,
+/// anything else is final.
+pub fn provider_error(
+    status: reqwest::StatusCode,
+    after: Option<Duration>,
+    what: String,
+) -> JobError {
+    if status.as_u16() == 429 || status.is_server_error() {
+        JobError::Retry { error: what, after }
+    } else {
+        JobError::Permanent(what)
+    }
+}
+
+/// A `Retry-After` in seconds (capped at an hour).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(3600)))
 }
 
 /// 2 s, 4 s, 8 s … up to 10 minutes, with up to 25% jitter so retries of many jobs spread out.

@@ -1,7 +1,6 @@
 //! The media jobs. Each is repeatable: it recomputes and overwrites what it produces.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -246,12 +245,7 @@ async fn transcribe(state: &AppState, m: &MediaRow, path: &Path) -> Result<Strin
             .map_err(|e| JobError::permanent(format!("unexpected transcription answer: {e}")))?;
         return Ok(process::tidy(&a.text));
     }
-    let after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(3600)));
+    let after = crate::jobs::retry_after(resp.headers());
     let body: String = resp
         .text()
         .await
@@ -259,12 +253,11 @@ async fn transcribe(state: &AppState, m: &MediaRow, path: &Path) -> Result<Strin
         .chars()
         .take(300)
         .collect();
-    let error = format!("transcription API answered {status}: {body}");
-    if status.as_u16() == 429 || status.is_server_error() {
-        Err(JobError::Retry { error, after })
-    } else {
-        Err(JobError::Permanent(error))
-    }
+    Err(crate::jobs::provider_error(
+        status,
+        after,
+        format!("transcription API answered {status}: {body}"),
+    ))
 }
 
 pub async fn delete_objects(state: &AppState, job: &Job) -> JobResult {

@@ -55,27 +55,6 @@ pub fn allowed(media_hosts: &[String], graph_base_url: &str, url: &str) -> bool 
     same_as_graph || (target.scheme() == "https" && media_hosts.contains(&host))
 }
 
-/// The errors of a provider call: transient ones are retried.
-pub fn provider_error(
-    status: reqwest::StatusCode,
-    after: Option<std::time::Duration>,
-    what: String,
-) -> JobError {
-    if status.as_u16() == 429 || status.is_server_error() {
-        JobError::Retry { error: what, after }
-    } else {
-        JobError::Permanent(what)
-    }
-}
-
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| std::time::Duration::from_secs(s.min(3600)))
-}
-
 pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
     let f: Fetch = serde_json::from_str(&job.payload).map_err(JobError::permanent)?;
     let Some(channel) = channels::find_any(&state.db, &f.channel_id).await? else {
@@ -98,7 +77,7 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
         .await
         .map_err(JobError::retry)?;
     if !info.status().is_success() {
-        let after = retry_after(info.headers());
+        let after = crate::jobs::retry_after(info.headers());
         let status = info.status();
         let body: String = info
             .text()
@@ -107,7 +86,7 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
             .chars()
             .take(300)
             .collect();
-        return Err(provider_error(
+        return Err(crate::jobs::provider_error(
             status,
             after,
             format!("media lookup answered {status}: {body}"),
@@ -134,9 +113,9 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
         .await
         .map_err(JobError::retry)?;
     if !download.status().is_success() {
-        let after = retry_after(download.headers());
+        let after = crate::jobs::retry_after(download.headers());
         let status = download.status();
-        return Err(provider_error(
+        return Err(crate::jobs::provider_error(
             status,
             after,
             format!("media download answered {status}"),

@@ -168,7 +168,7 @@ async fn post(state: &AppState, r: &Route, path: &str, body: &Value) -> Outcome 
         }
     };
     let status = resp.status().as_u16();
-    let after = super::media::retry_after(resp.headers());
+    let after = crate::jobs::retry_after(resp.headers());
     let answer: Value = resp.json().await.unwrap_or(Value::Null);
     if (200..300).contains(&status) {
         return match answer.pointer("/messages/0/id").and_then(Value::as_str) {
@@ -360,11 +360,11 @@ async fn upload(state: &AppState, r: &Route, media_id: &str) -> Result<String, J
         .await
         .map_err(JobError::retry)?;
     let status = resp.status();
-    let after = super::media::retry_after(resp.headers());
+    let after = crate::jobs::retry_after(resp.headers());
     let answer: Value = resp.json().await.unwrap_or(Value::Null);
     match answer.get("id").and_then(Value::as_str) {
         Some(id) if status.is_success() => Ok(id.to_owned()),
-        _ => Err(super::media::provider_error(
+        _ => Err(crate::jobs::provider_error(
             status,
             after,
             format!("media upload answered {status}: {answer}"),
