@@ -15,7 +15,7 @@
 //! What a kind of job does lives with its capability; [`run`] maps kinds to them.
 
 use std::sync::{Arc, Mutex};
-use Duration;
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::Semaphore;
