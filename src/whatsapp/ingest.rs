@@ -16,7 +16,7 @@ use super::channels::{self, ChannelRow};
 use super::leads;
 use super::parse::{self, Change, Inbound, StatusUpdate};
 use crate::app::AppState;
-use crate::db::{is_unique_violation, new_id, now_ms, Tx};
+use crate::db::{new_id, now_ms, Tx};
 use crate::error::{AppError, AppResult};
 use crate::messages::store::{self as messages, NewMessage};
 use crate::sync::kinds;
@@ -137,26 +137,28 @@ async fn apply_change(
     change: &Change,
     report: &mut Report,
 ) -> AppResult<()> {
+    // One transaction for the whole change: its leads, messages, reactions and statuses are
+    // applied together (a failure leaves nothing of it, and the job runs it again).
+    let mut tx = state.db.begin().await?;
+    let mut leads: HashMap<String, String> = HashMap::new();
     let names: HashMap<&str, Option<&str>> = change
         .contacts
         .iter()
         .map(|(wa, name)| (wa.as_str(), name.as_deref()))
         .collect();
-    if !change.contacts.is_empty() {
-        let mut tx = state.db.begin().await?;
-        for (wa_id, name) in &change.contacts {
-            leads::upsert(
-                &mut tx,
-                &channel.workspace_id,
-                &channel.id,
-                wa_id,
-                name.as_deref(),
-            )
-            .await?;
-            report.contacts += 1;
-        }
-        tx.commit().await?;
+    for (wa_id, name) in &change.contacts {
+        let id = leads::upsert(
+            &mut tx,
+            &channel.workspace_id,
+            &channel.id,
+            wa_id,
+            name.as_deref(),
+        )
+        .await?;
+        leads.insert(wa_id.clone(), id);
+        report.contacts += 1;
     }
+    let mut media_queued = false;
     let business = |from: &str| {
         from == channel.phone_number_id
             || change
@@ -184,16 +186,42 @@ async fn apply_change(
             m.from.as_str()
         };
         let name = names.get(customer).copied().flatten();
+        let lead_id = match leads.get(customer) {
+            Some(id) => id.clone(),
+            None => {
+                let id = leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name)
+                    .await?;
+                leads.insert(customer.to_owned(), id.clone());
+                id
+            }
+        };
+        let lead = Lead {
+            id: &lead_id,
+            wa_id: customer,
+            name,
+        };
         if let Some((target, emoji)) = &m.reaction {
-            apply_reaction(state, channel, customer, name, m, target, emoji, report).await?;
+            apply_reaction(&mut tx, &lead, m, target, emoji, report).await?;
         } else {
-            store_message(state, channel, customer, name, m, from_business, report).await?;
+            media_queued |=
+                store_message(&mut tx, channel, &lead, m, from_business, report).await?;
         }
     }
     for s in &change.statuses {
-        apply_status(state, s, report).await?;
+        apply_status(&mut tx, s, report).await?;
+    }
+    state.db.commit(tx).await?;
+    if media_queued {
+        state.db.wake_jobs();
     }
     Ok(())
+}
+
+/// The customer a message is about.
+struct Lead<'a> {
+    id: &'a str,
+    wa_id: &'a str,
+    name: Option<&'a str>,
 }
 
 fn digits(s: &str) -> String {
@@ -306,43 +334,42 @@ fn shape(m: &Inbound) -> (&'static str, Option<serde_json::Value>) {
     }
 }
 
+/// Stores a message (unless its wamid is stored already); `true` when it queued a media fetch.
 async fn store_message(
-    state: &AppState,
+    tx: &mut Tx,
     channel: &ChannelRow,
-    customer: &str,
-    name: Option<&str>,
+    lead: &Lead<'_>,
     m: &Inbound,
     from_business: bool,
     report: &mut Report,
-) -> AppResult<()> {
-    let db = &state.db;
-    let mut tx = db.begin().await?;
-    if message_by_external_id(&mut tx, &m.id).await?.is_some() {
+) -> AppResult<bool> {
+    if message_by_external_id(tx, &m.id).await?.is_some() {
         report.duplicates += 1;
-        return Ok(());
+        return Ok(false);
     }
-    let lead_id =
-        leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
-    let title = name
+    let title = lead
+        .name
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("+{customer}"));
-    let (conversation_id, made) = conversation(&mut tx, channel, &lead_id, &title).await?;
+        .unwrap_or_else(|| format!("+{}", lead.wa_id));
+    let (conversation_id, made) = conversation(tx, channel, lead.id, &title).await?;
     let reply_to = match &m.reply_to {
-        Some(wamid) => message_by_external_id(&mut tx, wamid)
+        Some(wamid) => message_by_external_id(tx, wamid)
             .await?
             .map(|(id, _, _)| id),
         None => None,
     };
     let (kind, payload) = shape(m);
     let payload = payload.map(|p| p.to_string());
-    let seq = crate::chats::store::next_seq(&mut tx, &conversation_id).await?;
-    let inserted = messages::insert(
-        &mut tx,
+    let seq = crate::chats::store::next_seq(tx, &conversation_id).await?;
+    // A unique violation here means another worker stored this wamid a moment ago: the error
+    // rolls the change back and its job runs again, finding the duplicate.
+    let row = messages::insert(
+        tx,
         NewMessage {
             conversation_id: &conversation_id,
             seq,
             sender_type: if from_business { "user" } else { "lead" },
-            sender_id: if from_business { None } else { Some(&lead_id) },
+            sender_id: if from_business { None } else { Some(lead.id) },
             client_msg_id: None,
             kind,
             text: m.text.as_deref(),
@@ -355,22 +382,12 @@ async fn store_message(
             created_at: m.at,
         },
     )
-    .await;
-    let row = match inserted {
-        Ok(row) => row,
-        Err(e) if is_unique_violation(&e) => {
-            // Another worker stored this wamid a moment ago.
-            report.duplicates += 1;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let at = m.at.unwrap_or_else(now_ms);
+    .await?;
     if from_business {
         sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2")
             .bind(&title)
             .bind(&conversation_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     } else {
         // A customer message opens (or reopens) the conversation and its service window.
@@ -380,13 +397,13 @@ async fn store_message(
              WHERE id = $3",
         )
         .bind(&title)
-        .bind(at)
+        .bind(m.at.unwrap_or_else(now_ms))
         .bind(&conversation_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
     append(
-        &mut tx,
+        tx,
         NewChange {
             conversation_id: &conversation_id,
             kind: kinds::MESSAGE_NEW,
@@ -398,7 +415,7 @@ async fn store_message(
     .await?;
     if made {
         append(
-            &mut tx,
+            tx,
             NewChange {
                 conversation_id: &conversation_id,
                 kind: kinds::CONVERSATION_UPDATED,
@@ -412,14 +429,10 @@ async fn store_message(
             "messageId": row.id, "channelId": channel.id, "mediaId": media.id,
             "mimeType": media.mime_type, "fileName": media.file_name, "voice": media.voice,
         });
-        crate::jobs::enqueue(&mut tx, super::media::FETCH, &job.to_string()).await?;
-    }
-    db.commit(tx).await?;
-    if m.media.is_some() {
-        state.db.wake_jobs();
+        crate::jobs::enqueue(tx, super::media::FETCH, &job.to_string()).await?;
     }
     report.messages += 1;
-    Ok(())
+    Ok(m.media.is_some())
 }
 
 /// (id, conversation, seq) of the message with this wamid.
@@ -435,33 +448,28 @@ async fn message_by_external_id(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sets or (empty emoji) removes the customer's reaction on its target.
 async fn apply_reaction(
-    state: &AppState,
-    channel: &ChannelRow,
-    customer: &str,
-    name: Option<&str>,
+    tx: &mut Tx,
+    lead: &Lead<'_>,
     m: &Inbound,
     target: &str,
     emoji: &str,
     report: &mut Report,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let Some((message_id, conversation_id, seq)) = message_by_external_id(&mut tx, target).await?
-    else {
+    let Some((message_id, conversation_id, seq)) = message_by_external_id(tx, target).await? else {
         report
             .skipped
             .push(format!("{}: a reaction to unknown message {target}", m.id));
         return Ok(());
     };
-    let lead_id =
-        leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name).await?;
+    let lead_id = lead.id;
     let current: Option<String> = sqlx::query_scalar(
         "SELECT emoji FROM reactions WHERE message_id = $1 AND reactor_type = 'lead' AND reactor_id = $2",
     )
     .bind(&message_id)
-    .bind(&lead_id)
-    .fetch_optional(&mut *tx)
+    .bind(lead_id)
+    .fetch_optional(&mut **tx)
     .await?;
     let wanted = (!emoji.is_empty()).then_some(emoji);
     if current.as_deref() == wanted {
@@ -475,22 +483,22 @@ async fn apply_reaction(
                  ON CONFLICT (message_id, reactor_type, reactor_id) DO UPDATE SET emoji = excluded.emoji, created_at = excluded.created_at",
             )
             .bind(&message_id)
-            .bind(&lead_id)
+            .bind(lead_id)
             .bind(e)
             .bind(m.at.unwrap_or_else(now_ms))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         None => {
             sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND reactor_type = 'lead' AND reactor_id = $2")
                 .bind(&message_id)
-                .bind(&lead_id)
-                .execute(&mut *tx)
+                .bind(lead_id)
+                .execute(&mut **tx)
                 .await?;
         }
     }
     append(
-        &mut tx,
+        tx,
         NewChange {
             conversation_id: &conversation_id,
             kind: kinds::MESSAGE_UPDATED,
@@ -500,7 +508,6 @@ async fn apply_reaction(
         },
     )
     .await?;
-    state.db.commit(tx).await?;
     report.reactions += 1;
     Ok(())
 }
@@ -527,9 +534,8 @@ fn static_status(s: &str) -> Option<&'static str> {
     }
 }
 
-async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    let target = message_by_external_id(&mut tx, &s.id).await?;
+async fn apply_status(tx: &mut Tx, s: &StatusUpdate, report: &mut Report) -> AppResult<()> {
+    let target = message_by_external_id(tx, &s.id).await?;
     let recorded = sqlx::query(
         "INSERT INTO message_statuses (id, external_id, message_id, status, at, raw, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id, status, at) DO NOTHING",
@@ -541,7 +547,7 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
     .bind(s.at.unwrap_or(0))
     .bind(s.raw.to_string())
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1;
@@ -550,7 +556,6 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
         return Ok(());
     }
     let Some((message_id, conversation_id, seq)) = target else {
-        tx.commit().await?;
         report.unknown_statuses += 1;
         return Ok(());
     };
@@ -559,7 +564,7 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
          JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1",
     )
     .bind(&message_id)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     // Statuses are about what the business sent; one naming a customer's message is history only.
     let moves = match (
@@ -582,10 +587,10 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
             .bind(&s.status)
             .bind(error)
             .bind(&message_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         status_changed(
-            &mut tx,
+            tx,
             &conversation_id,
             &message_id,
             seq,
@@ -594,7 +599,6 @@ async fn apply_status(state: &AppState, s: &StatusUpdate, report: &mut Report) -
         )
         .await?;
     }
-    state.db.commit(tx).await?;
     report.statuses += 1;
     Ok(())
 }
