@@ -559,36 +559,40 @@ async fn apply_status(tx: &mut Tx, s: &StatusUpdate, report: &mut Report) -> App
         report.unknown_statuses += 1;
         return Ok(());
     };
-    let (current, lead_id, sender_type): (Option<String>, Option<String>, String) = sqlx::query_as(
-        "SELECT m.external_status, c.lead_id, m.sender_type FROM messages m \
-         JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1",
-    )
-    .bind(&message_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    // Statuses are about what the business sent; one naming a customer's message is history only.
-    let moves = match (
-        current.as_deref().and_then(status_rank),
-        status_rank(&s.status),
-    ) {
-        _ if sender_type == "lead" => false,
-        (Some(4), _) | (_, None) => false,
-        (_, Some(4)) => true,
-        (Some(c), Some(n)) => n > c,
-        (None, Some(_)) => true,
-    };
-    if moves {
-        let error = s
-            .raw
-            .get("errors")
-            .and_then(|e| e.get(0))
-            .map(|e| e.to_string());
-        sqlx::query("UPDATE messages SET external_status = $1, external_error = COALESCE($2, external_error) WHERE id = $3")
+    let lead_id: Option<String> =
+        sqlx::query_scalar("SELECT c.lead_id FROM conversations c WHERE c.id = $1")
+            .bind(&conversation_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    // Forward only, decided by the UPDATE itself: two workers applying two statuses of one
+    // message at once cannot both read the old status and the later one win. (On PostgreSQL
+    // the second waits for the first's row lock and re-checks the condition on its result.)
+    // Statuses are about what the business sent; one naming a customer's message moves nothing.
+    let moved = match status_rank(&s.status) {
+        None => false,
+        Some(rank) => {
+            let error = s
+                .raw
+                .get("errors")
+                .and_then(|e| e.get(0))
+                .map(|e| e.to_string());
+            sqlx::query(
+                "UPDATE messages SET external_status = $1, external_error = COALESCE($2, external_error) \
+                 WHERE id = $3 AND sender_type <> 'lead' AND COALESCE(external_status, '') <> 'failed' \
+                 AND ($1 = 'failed' OR (CASE COALESCE(external_status, '') \
+                      WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 0 END) < $4)",
+            )
             .bind(&s.status)
             .bind(error)
             .bind(&message_id)
+            .bind(i64::from(rank))
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected()
+                == 1
+        }
+    };
+    if moved {
         status_changed(
             tx,
             &conversation_id,
