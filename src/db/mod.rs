@@ -187,6 +187,19 @@ impl Db {
         }
     }
 
+    /// Runs one statement in a write transaction of its own: on SQLite it joins the group
+    /// commit (one fsync with the other writers of the moment) instead of committing alone on
+    /// the writer connection.
+    pub async fn write<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let done = q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Placeholders for a statement generated with a variable number of parameters.
     pub fn slots(&self) -> Slots {
         Slots {

@@ -199,9 +199,8 @@ impl Runner {
         let _ = self.stop.send(true);
         let running = std::mem::take(&mut *self.running.lock().expect("lock"));
         for id in running {
-            let released = sqlx::query("UPDATE jobs SET locked_until = NULL WHERE id = $1")
-                .bind(&id)
-                .execute(db.writer())
+            let released = db
+                .write(sqlx::query("UPDATE jobs SET locked_until = NULL WHERE id = $1").bind(&id))
                 .await;
             if let Err(e) = released {
                 tracing::warn!(job = %id, error = %e, "giving back a job's lease");
@@ -249,11 +248,11 @@ async fn execute(state: &AppState, job: &Job) {
         tokio::select! {
             outcome = &mut work => break outcome,
             _ = renew.tick() => {
-                let renewed = sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2")
-                    .bind(now_ms() + LEASE.as_millis() as i64)
-                    .bind(&job.id)
-                    .execute(state.db.writer())
-                    .await;
+                let renewed = state.db.write(
+                    sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2")
+                        .bind(now_ms() + LEASE.as_millis() as i64)
+                        .bind(&job.id),
+                ).await;
                 if let Err(e) = renewed {
                     tracing::warn!(job = %job.id, error = %e, "renewing a job's lease");
                 }
@@ -269,36 +268,32 @@ async fn execute(state: &AppState, job: &Job) {
     metrics::histogram!("job_seconds", "kind" => job.kind.clone())
         .record(started.elapsed().as_secs_f64());
     let recorded = match outcome {
-        Ok(()) => sqlx::query("DELETE FROM jobs WHERE id = $1")
-            .bind(&job.id)
-            .execute(state.db.writer())
+        Ok(()) => state
+            .db
+            .write(sqlx::query("DELETE FROM jobs WHERE id = $1").bind(&job.id))
             .await
             .map(|_| ()),
         Err(JobError::Retry { error, after }) if job.attempts < MAX_ATTEMPTS => {
             let delay = after.unwrap_or_else(|| backoff(job.attempts));
             tracing::info!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error,
                 retry_in_ms = delay.as_millis() as u64, "job will be retried");
-            sqlx::query(
+            let q = sqlx::query(
                 "UPDATE jobs SET locked_until = NULL, run_at = $1, last_error = $2 WHERE id = $3",
             )
             .bind(now_ms() + delay.as_millis() as i64)
             .bind(truncate(&error))
-            .bind(&job.id)
-            .execute(state.db.writer())
-            .await
-            .map(|_| ())
+            .bind(&job.id);
+            state.db.write(q).await.map(|_| ())
         }
         Err(JobError::Retry { error, .. } | JobError::Permanent(error)) => {
             gave_up(state, job, &error).await;
-            sqlx::query(
+            let q = sqlx::query(
                 "UPDATE jobs SET locked_until = NULL, failed_at = $1, last_error = $2 WHERE id = $3",
             )
             .bind(now_ms())
             .bind(truncate(&error))
-            .bind(&job.id)
-            .execute(state.db.writer())
-            .await
-            .map(|_| ())
+            .bind(&job.id);
+            state.db.write(q).await.map(|_| ())
         }
     };
     if let Err(e) = recorded {

@@ -132,13 +132,14 @@ pub async fn set_text(
     source: Option<&str>,
     text: Option<&str>,
 ) -> AppResult<()> {
-    sqlx::query("UPDATE media SET text_state = $1, text_source = $2, text = $3 WHERE id = $4")
-        .bind(state)
-        .bind(source)
-        .bind(text)
-        .bind(id)
-        .execute(db.writer())
-        .await?;
+    db.write(
+        sqlx::query("UPDATE media SET text_state = $1, text_source = $2, text = $3 WHERE id = $4")
+            .bind(state)
+            .bind(source)
+            .bind(text)
+            .bind(id),
+    )
+    .await?;
     Ok(())
 }
 

@@ -192,12 +192,13 @@ pub async fn mark_processed(db: &Db, id: &str, report: &ingest::Report) -> AppRe
         .map(|p| format!("no channel for phone_number_id {p}"))
         .chain(report.skipped.iter().cloned())
         .collect();
-    sqlx::query("UPDATE webhook_events SET processed_at = $1, error = $2 WHERE id = $3")
-        .bind(now_ms())
-        .bind((!notes.is_empty()).then(|| notes.join("; ")))
-        .bind(id)
-        .execute(db.writer())
-        .await?;
+    db.write(
+        sqlx::query("UPDATE webhook_events SET processed_at = $1, error = $2 WHERE id = $3")
+            .bind(now_ms())
+            .bind((!notes.is_empty()).then(|| notes.join("; ")))
+            .bind(id),
+    )
+    .await?;
     Ok(())
 }
 
