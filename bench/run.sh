@@ -49,7 +49,7 @@ for key in reports[0]["rates"]:
 for key in reports[0]["latencies"]:
     for q in ("p50_ms", "p99_ms"):
         line(f"{key} {q}", [r["latencies"][key][q] for r in reports if key in r["latencies"]], "ms")
-for key in ("errors", "gaps", "duplicates_or_out_of_order", "incomplete", "dropped_while_idle", "connect_failures"):
+for key in ("errors", "gaps", "duplicates_or_out_of_order", "incomplete", "dropped_while_idle", "connect_failures", "webhook errors"):
     if key in reports[0]["counts"]:
         print(f"  {key:<40} {[r['counts'][key] for r in reports]}")
 if all(r.get("server") for r in reports):
