@@ -161,7 +161,7 @@ pub struct Settings {
     /// Transcription model [default: whisper-1]
     #[arg(long, env = "PALAVER_TRANSCRIPTION_MODEL")]
     pub transcription_model: Option<String>,
-    /// Background jobs (media processing…) this node runs at once; 0 runs none here [default: 2]
+    /// Background jobs (webhooks, sends, media processing…) this node runs at once; 0 runs none here; CPU-heavy media work is further limited to one per core [default: 16]
     #[arg(long, env = "PALAVER_JOB_WORKERS")]
     pub job_workers: Option<usize>,
     /// Check X-Hub-Signature-256 on WhatsApp webhooks: on, or off for local testing only [default: on]
@@ -544,7 +544,7 @@ impl Config {
         Ok(Config {
             whatsapp,
             media,
-            job_workers: s.job_workers.unwrap_or(2),
+            job_workers: s.job_workers.unwrap_or(16),
             listen,
             data_dir,
             database_url: Secret::new(database_url),

@@ -56,11 +56,26 @@ async fn fetch(state: &AppState, key: &str, job: &Job) -> Result<Scratch, JobErr
     Ok(scratch)
 }
 
-/// Runs CPU-bound work on the blocking pool; a panic in it (a decoder meeting hostile bytes)
-/// fails the job instead of the worker.
+/// CPU-heavy media work (decoding, OCR, rendering) runs at most one per core at a time,
+/// however many jobs run: the job workers also serve light, I/O-bound jobs (webhooks, sends),
+/// and a burst of uploads must neither take every core nor hold many decoded images in memory.
+async fn cpu_slot() -> tokio::sync::SemaphorePermit<'static> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        })
+        .acquire()
+        .await
+        .expect("the semaphore stays open")
+}
+
+/// Runs CPU-bound work on the blocking pool, in a CPU slot; a panic in it (a decoder meeting
+/// hostile bytes) fails the job instead of the worker.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> Result<anyhow::Result<T>, JobError> {
+    let _slot = cpu_slot().await;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| JobError::permanent(format!("processing panicked: {e}")))
@@ -158,7 +173,10 @@ async fn pdf(
     let Some(pdftoppm) = &state.media.pdftoppm else {
         return Ok(None);
     };
-    match process::pdf_thumbnail(pdftoppm, path, path).await {
+    let slot = cpu_slot().await;
+    let rendered = process::pdf_thumbnail(pdftoppm, path, path).await;
+    drop(slot);
+    match rendered {
         Ok(jpeg) => Ok(Some(jpeg)),
         Err(e) => {
             tracing::info!(media = %m.id, error = %e, "no PDF thumbnail");
@@ -189,6 +207,7 @@ pub async fn extract_text(state: &AppState, job: &Job) -> JobResult {
         }
         "ocr" => {
             let tesseract = state.media.tesseract.as_deref().unwrap_or("tesseract");
+            let _slot = cpu_slot().await;
             process::ocr(tesseract, &state.media.tesseract_lang, &local.0)
                 .await
                 .map_err(JobError::permanent)?
