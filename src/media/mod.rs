@@ -54,22 +54,15 @@ impl Media {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let tesseract = match &config.media.tesseract {
-            Some(p) if process::tool_present(p, "--version").await => Some(p.clone()),
-            Some(p) => {
-                tracing::info!(program = %p, "tesseract not found: OCR of images is unavailable");
-                None
-            }
-            None => None,
-        };
-        let pdftoppm = match &config.media.pdftoppm {
-            Some(p) if process::tool_present(p, "-v").await => Some(p.clone()),
-            Some(p) => {
-                tracing::info!(program = %p, "pdftoppm not found: PDFs get no thumbnail");
-                None
-            }
-            None => None,
-        };
+        // Both programs are looked for at once (start-up time).
+        let (tesseract, pdftoppm) = tokio::join!(
+            find_tool(
+                &config.media.tesseract,
+                "--version",
+                "OCR of images is unavailable"
+            ),
+            find_tool(&config.media.pdftoppm, "-v", "PDFs get no thumbnail"),
+        );
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(300))
             .redirect(reqwest::redirect::Policy::none())
@@ -99,6 +92,17 @@ impl Media {
     pub fn largest(&self) -> u64 {
         let l = self.limits;
         l.image.max(l.audio).max(l.video).max(l.file)
+    }
+}
+
+/// A configured program, if it starts (`None` when turned off or missing, said in the log).
+async fn find_tool(program: &Option<String>, version_flag: &str, without: &str) -> Option<String> {
+    let p = program.as_ref()?;
+    if process::tool_present(p, version_flag).await {
+        Some(p.clone())
+    } else {
+        tracing::info!(program = %p, "{p} not found: {without}");
+        None
     }
 }
 
