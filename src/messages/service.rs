@@ -280,11 +280,14 @@ pub async fn send_queued(
     };
     if a.conversation.kind == "channel" {
         // To a customer on WhatsApp: checked against the window and templates, stored
-        // `pending` with its send job.
-        let out = crate::whatsapp::outbound::check(t, &a.conversation, out).await?;
+        // `pending` with its send job. A retry answers the original even if the window has
+        // closed since.
         let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
             Some(existing) => original(t.db(), existing, conversation_id).await?,
-            None => write_one(t, me, a, out).await?,
+            None => {
+                let out = crate::whatsapp::outbound::check(t, &a.conversation, out).await?;
+                write_one(t, me, a, out).await?
+            }
         };
         return Ok(Queued::Done(Box::new(answer)));
     }
