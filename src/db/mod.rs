@@ -288,6 +288,7 @@ impl Db {
 /// are matched by position (a `$N` costs a search through the statement's parameter names, so
 /// a statement with thousands of them spends its time there), `$N` on PostgreSQL. Each value
 /// is bound once per placeholder, in the order the placeholders were taken.
+#[derive(Clone)]
 pub struct Slots {
     numbered: bool,
     taken: usize,

@@ -372,28 +372,7 @@ async fn insert_new(
         }
     }
     slots.restart();
-    let mut sql = String::from(
-        "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) VALUES ",
-    );
-    for i in 0..changes.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&slots.row(8));
-    }
-    let mut q = sqlx::query(&sql).persistent(false);
-    for c in &changes {
-        q = q
-            .bind(c.conversation_id)
-            .bind(c.user_id)
-            .bind(c.kind)
-            .bind(c.message_id)
-            .bind(c.seq)
-            .bind(c.actor_id)
-            .bind(c.status)
-            .bind(now);
-    }
-    q.execute(&mut **tx).await?;
+    crate::sync::store::append_many(tx, slots.clone(), &changes).await?;
 
     // 4. Sending delivers and reads everything up to the sender's own message.
     slots.restart();

@@ -18,6 +18,41 @@ pub struct NewChange<'a> {
     pub status: Option<&'static str>,
 }
 
+/// Appends many changes with one statement, in order.
+pub async fn append_many(
+    tx: &mut Tx,
+    mut slots: crate::db::Slots,
+    changes: &[NewChange<'_>],
+) -> AppResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
+        "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) VALUES ",
+    );
+    for i in 0..changes.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&slots.row(8));
+    }
+    let now = now_ms();
+    let mut q = sqlx::query(&sql).persistent(false);
+    for c in changes {
+        q = q
+            .bind(c.conversation_id)
+            .bind(c.user_id)
+            .bind(c.kind)
+            .bind(c.message_id)
+            .bind(c.seq)
+            .bind(c.actor_id)
+            .bind(c.status)
+            .bind(now);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Appends a change inside the transaction that makes it; returns its position.
 pub async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
     Ok(sqlx::query_scalar(

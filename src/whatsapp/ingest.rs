@@ -18,7 +18,6 @@ use super::parse::{self, Change, Inbound, StatusUpdate};
 use crate::app::AppState;
 use crate::db::{new_id, now_ms, Tx};
 use crate::error::{AppError, AppResult};
-use crate::messages::store::{self as messages, NewMessage};
 use crate::sync::kinds;
 use crate::sync::store::{append, NewChange};
 
@@ -167,6 +166,8 @@ async fn apply_change(
                 .or(channel.display_phone_number.as_deref())
                 .is_some_and(|d| digits(d) == digits(from))
     };
+    let mut batch: Vec<Item> = Vec::new();
+    let mut reactions: Vec<(String, &Inbound, &str, &str)> = Vec::new();
     for m in &change.messages {
         // Sample packs list the business's own replies as messages from its number; the
         // conversation is then the customer's in `contacts[]`.
@@ -195,17 +196,21 @@ async fn apply_change(
                 id
             }
         };
-        let lead = Lead {
-            id: &lead_id,
-            wa_id: customer,
-            name,
-        };
-        if let Some((target, emoji)) = &m.reaction {
-            apply_reaction(&mut tx, &lead, m, target, emoji, report).await?;
-        } else {
-            media_queued |=
-                store_message(&mut tx, channel, &lead, m, from_business, report).await?;
+        match &m.reaction {
+            Some((target, emoji)) => reactions.push((lead_id, m, target.as_str(), emoji.as_str())),
+            None => batch.push(Item {
+                lead_id,
+                wa_id: customer,
+                name,
+                m,
+                from_business,
+            }),
         }
+    }
+    // The messages first, together, so that a reaction finds its target even in the same body.
+    media_queued |= store_messages(&mut tx, state.db.slots(), channel, &batch, report).await?;
+    for (lead_id, m, target, emoji) in reactions {
+        apply_reaction(&mut tx, &lead_id, m, target, emoji, report).await?;
     }
     for s in &change.statuses {
         apply_status(&mut tx, s, report).await?;
@@ -217,60 +222,17 @@ async fn apply_change(
     Ok(())
 }
 
-/// The customer a message is about.
-struct Lead<'a> {
-    id: &'a str,
+/// A customer's message (or the business's, in sample packs) to store.
+struct Item<'a> {
+    lead_id: String,
     wa_id: &'a str,
     name: Option<&'a str>,
+    m: &'a Inbound,
+    from_business: bool,
 }
 
 fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
-}
-
-/// The channel conversation of (channel, lead), made on first contact; `true` if made now.
-async fn conversation(
-    tx: &mut Tx,
-    channel: &ChannelRow,
-    lead_id: &str,
-    title: &str,
-) -> AppResult<(String, bool)> {
-    let key = format!("{}:{lead_id}", channel.id);
-    let now = now_ms();
-    let made = sqlx::query(
-        "INSERT INTO conversations (id, workspace_id, kind, title, last_seq, last_activity_at, created_at, updated_at, \
-         channel_id, lead_id, channel_key, inbox_status) VALUES ($1, $2, 'channel', $3, 0, $4, $4, $4, $5, $6, $7, 'open') \
-         ON CONFLICT (channel_key) WHERE channel_key IS NOT NULL DO NOTHING",
-    )
-    .bind(new_id())
-    .bind(&channel.workspace_id)
-    .bind(title)
-    .bind(now)
-    .bind(&channel.id)
-    .bind(lead_id)
-    .bind(&key)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    let id: String = sqlx::query_scalar("SELECT id FROM conversations WHERE channel_key = $1")
-        .bind(&key)
-        .fetch_one(&mut **tx)
-        .await?;
-    if made {
-        // The workspace's agents are its members (they see it, its history and its events).
-        sqlx::query(
-            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
-             SELECT $1, user_id, 'member', $2, 0 FROM memberships \
-             WHERE workspace_id = $3 AND role IN ('owner', 'admin', 'agent') ON CONFLICT DO NOTHING",
-        )
-        .bind(&id)
-        .bind(now)
-        .bind(&channel.workspace_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok((id, made))
 }
 
 /// Our message type and payload for an inbound message.
@@ -334,105 +296,342 @@ fn shape(m: &Inbound) -> (&'static str, Option<serde_json::Value>) {
     }
 }
 
-/// Stores a message (unless its wamid is stored already); `true` when it queued a media fetch.
-async fn store_message(
+/// Stores the messages of a change with a handful of statements whatever their number (each
+/// statement is a round trip to the database's writer): the wamids already stored are skipped,
+/// the customers' conversations are made where missing (the workspace's agents their members),
+/// their seqs, titles, status and service window move in one UPDATE, then one INSERT each for
+/// the messages and their changes. `true` when a media fetch was queued.
+async fn store_messages(
     tx: &mut Tx,
+    mut slots: crate::db::Slots,
     channel: &ChannelRow,
-    lead: &Lead<'_>,
-    m: &Inbound,
-    from_business: bool,
+    items: &[Item<'_>],
     report: &mut Report,
 ) -> AppResult<bool> {
-    if message_by_external_id(tx, &m.id).await?.is_some() {
-        report.duplicates += 1;
+    use std::collections::HashSet;
+    if items.is_empty() {
         return Ok(false);
     }
-    let title = lead
-        .name
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("+{}", lead.wa_id));
-    let (conversation_id, made) = conversation(tx, channel, lead.id, &title).await?;
-    let reply_to = match &m.reply_to {
-        Some(wamid) => message_by_external_id(tx, wamid)
-            .await?
-            .map(|(id, _, _)| id),
-        None => None,
-    };
-    let (kind, payload) = shape(m);
-    let payload = payload.map(|p| p.to_string());
-    let seq = crate::chats::store::next_seq(tx, &conversation_id).await?;
-    // A unique violation here means another worker stored this wamid a moment ago: the error
-    // rolls the change back and its job runs again, finding the duplicate.
-    let row = messages::insert(
-        tx,
-        NewMessage {
-            conversation_id: &conversation_id,
-            seq,
-            sender_type: if from_business { "user" } else { "lead" },
-            sender_id: if from_business { None } else { Some(lead.id) },
-            client_msg_id: None,
-            kind,
-            text: m.text.as_deref(),
-            media_id: None,
-            reply_to_id: reply_to.as_deref(),
-            forwarded: m.forwarded,
-            payload: payload.as_deref(),
-            external_id: Some(&m.id),
-            external_status: Some(if from_business { "sent" } else { "received" }),
-            created_at: m.at,
-        },
-    )
-    .await?;
-    if from_business {
-        sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2")
-            .bind(&title)
-            .bind(&conversation_id)
-            .execute(&mut **tx)
-            .await?;
+    // 1. Duplicates: stored before, or twice in this change.
+    slots.restart();
+    let sql = format!(
+        "SELECT external_id FROM messages WHERE external_id IN ({})",
+        slots.list(items.len())
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
+    for it in items {
+        q = q.bind(&it.m.id);
+    }
+    let mut seen: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+    let items: Vec<&Item> = items
+        .iter()
+        .filter(|it| {
+            let new = seen.insert(it.m.id.clone());
+            if !new {
+                report.duplicates += 1;
+            }
+            new
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(false);
+    }
+
+    // 2. One conversation per customer (lead), in order of first appearance.
+    struct Conv {
+        key: String,
+        title: String,
+        count: i64,
+        inbound_at: Option<i64>,
+        id: String,
+        made: bool,
+    }
+    let now = now_ms();
+    let mut convs: Vec<Conv> = Vec::new();
+    for it in &items {
+        let key = format!("{}:{}", channel.id, it.lead_id);
+        let title = it
+            .name
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("+{}", it.wa_id));
+        let at = (!it.from_business).then(|| it.m.at.unwrap_or(now));
+        match convs.iter_mut().find(|c| c.key == key) {
+            Some(c) => {
+                c.count += 1;
+                c.title = title;
+                c.inbound_at = c.inbound_at.max(at);
+            }
+            None => convs.push(Conv {
+                key,
+                title,
+                count: 1,
+                inbound_at: at,
+                id: new_id(),
+                made: false,
+            }),
+        }
+    }
+    slots.restart();
+    let mut sql = String::from(
+        "INSERT INTO conversations (id, workspace_id, kind, title, last_seq, last_activity_at, created_at, \
+         updated_at, channel_id, lead_id, channel_key, inbox_status) VALUES ",
+    );
+    for (i, _) in convs.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "({}, {}, 'channel', {}, 0, {}, {}, {}, {}, {}, {}, 'open')",
+            slots.take(),
+            slots.take(),
+            slots.take(),
+            slots.take(),
+            slots.take(),
+            slots.take(),
+            slots.take(),
+            slots.take(),
+            slots.take()
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (channel_key) WHERE channel_key IS NOT NULL DO NOTHING RETURNING id",
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
+    for c in &convs {
+        let lead_id = c.key.split_once(':').map(|(_, l)| l).unwrap_or_default();
+        q = q
+            .bind(&c.id)
+            .bind(&channel.workspace_id)
+            .bind(&c.title)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(&channel.id)
+            .bind(lead_id)
+            .bind(&c.key);
+    }
+    let made: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+    slots.restart();
+    let sql = format!(
+        "SELECT channel_key, id FROM conversations WHERE channel_key IN ({})",
+        slots.list(convs.len())
+    );
+    let mut q = sqlx::query_as::<_, (String, String)>(&sql).persistent(false);
+    for c in &convs {
+        q = q.bind(&c.key);
+    }
+    let ids: HashMap<String, String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+    for c in &mut convs {
+        c.made = made.contains(&c.id);
+        c.id = ids
+            .get(&c.key)
+            .cloned()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
+    }
+    if !made.is_empty() {
+        // The workspace's agents are the members of a new channel conversation.
+        slots.restart();
+        let sql = format!(
+            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
+             SELECT c.id, m.user_id, 'member', {}, 0 FROM conversations c \
+             JOIN memberships m ON m.workspace_id = c.workspace_id AND m.role IN ('owner', 'admin', 'agent') \
+             WHERE c.id IN ({}) ON CONFLICT DO NOTHING",
+            slots.take(),
+            slots.list(made.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(false).bind(now);
+        for id in &made {
+            q = q.bind(id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+
+    // 3. Seqs, titles, and for customer messages the open status and the service window.
+    slots.restart();
+    // Placeholders are taken (and bound) in the order they appear in the statement: SQLite's
+    // `?` are numbered by position.
+    let inbound: Vec<&Conv> = convs.iter().filter(|c| c.inbound_at.is_some()).collect();
+    let mut seq_case = String::from("CASE id");
+    for _ in &convs {
+        seq_case.push_str(&format!(
+            " WHEN {} THEN CAST({} AS BIGINT)",
+            slots.take(),
+            slots.take()
+        ));
+    }
+    let mut title_case = String::from("CASE id");
+    for _ in &convs {
+        title_case.push_str(&format!(" WHEN {} THEN {}", slots.take(), slots.take()));
+    }
+    let mut window_case = String::from("CASE id");
+    for _ in &inbound {
+        let (a, b, d) = (slots.take(), slots.take(), slots.take());
+        window_case.push_str(&format!(
+            " WHEN {a} THEN CASE WHEN last_inbound_at IS NULL OR last_inbound_at < CAST({b} AS BIGINT) \
+             THEN CAST({d} AS BIGINT) ELSE last_inbound_at END"
+        ));
+    }
+    let window_expr = if inbound.is_empty() {
+        "last_inbound_at".to_owned()
     } else {
-        // A customer message opens (or reopens) the conversation and its service window.
-        sqlx::query(
-            "UPDATE conversations SET title = $1, inbox_status = 'open', \
-             last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $2 THEN $2 ELSE last_inbound_at END \
-             WHERE id = $3",
-        )
-        .bind(&title)
-        .bind(m.at.unwrap_or_else(now_ms))
-        .bind(&conversation_id)
-        .execute(&mut **tx)
-        .await?;
+        format!("{window_case} ELSE last_inbound_at END")
+    };
+    let open_list = if inbound.is_empty() {
+        "NULL".to_owned()
+    } else {
+        slots.list(inbound.len())
+    };
+    let (activity, updated) = (slots.take(), slots.take());
+    let sql = format!(
+        "UPDATE conversations SET last_seq = last_seq + {seq_case} END, title = {title_case} END, \
+         last_inbound_at = {window_expr}, \
+         inbox_status = CASE WHEN id IN ({open_list}) THEN 'open' ELSE inbox_status END, \
+         last_activity_at = {activity}, updated_at = {updated} WHERE id IN ({}) RETURNING id, last_seq",
+        slots.list(convs.len())
+    );
+    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
+    for c in &convs {
+        q = q.bind(&c.id).bind(c.count);
     }
-    append(
-        tx,
-        NewChange {
-            conversation_id: &conversation_id,
-            kind: kinds::MESSAGE_NEW,
-            message_id: Some(&row.id),
-            seq: Some(seq),
-            ..Default::default()
-        },
-    )
-    .await?;
-    if made {
-        append(
-            tx,
-            NewChange {
-                conversation_id: &conversation_id,
-                kind: kinds::CONVERSATION_UPDATED,
-                ..Default::default()
-            },
-        )
-        .await?;
+    for c in &convs {
+        q = q.bind(&c.id).bind(&c.title);
     }
-    if let Some(media) = &m.media {
-        let job = json!({
-            "messageId": row.id, "channelId": channel.id, "mediaId": media.id,
-            "mimeType": media.mime_type, "fileName": media.file_name, "voice": media.voice,
+    for c in &inbound {
+        let at = c.inbound_at.unwrap_or(now);
+        q = q.bind(&c.id).bind(at).bind(at);
+    }
+    for c in &inbound {
+        q = q.bind(&c.id);
+    }
+    q = q.bind(now).bind(now);
+    for c in &convs {
+        q = q.bind(&c.id);
+    }
+    let last: HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+    let mut next: HashMap<String, i64> = HashMap::new();
+    for c in &convs {
+        let top = *last
+            .get(&c.id)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
+        next.insert(c.key.clone(), top - c.count + 1);
+    }
+
+    // 4. What the replies answer: stored messages, or ones earlier in this change.
+    let mut ids_by_wamid: HashMap<String, String> = HashMap::new();
+    let wanted: Vec<&str> = items
+        .iter()
+        .filter_map(|it| it.m.reply_to.as_deref())
+        .collect();
+    if !wanted.is_empty() {
+        slots.restart();
+        let sql = format!(
+            "SELECT external_id, id FROM messages WHERE external_id IN ({})",
+            slots.list(wanted.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql).persistent(false);
+        for w in &wanted {
+            q = q.bind(*w);
+        }
+        ids_by_wamid.extend(q.fetch_all(&mut **tx).await?);
+    }
+
+    // 5. The messages, in order, with their changes.
+    struct Row {
+        id: String,
+        conversation_id: String,
+        seq: i64,
+        kind: &'static str,
+        payload: Option<String>,
+        reply_to: Option<String>,
+    }
+    let mut rows: Vec<Row> = Vec::with_capacity(items.len());
+    for it in &items {
+        let key = format!("{}:{}", channel.id, it.lead_id);
+        let seq = next.get_mut(&key).expect("counted");
+        let conv = convs.iter().find(|c| c.key == key).expect("made above");
+        let (kind, payload) = shape(it.m);
+        let id = new_id();
+        let reply_to =
+            it.m.reply_to
+                .as_ref()
+                .and_then(|w| ids_by_wamid.get(w).cloned());
+        ids_by_wamid.insert(it.m.id.clone(), id.clone());
+        rows.push(Row {
+            id,
+            conversation_id: conv.id.clone(),
+            seq: *seq,
+            kind,
+            payload: payload.map(|p| p.to_string()),
+            reply_to,
         });
-        crate::jobs::enqueue(tx, super::media::FETCH, &job.to_string()).await?;
+        *seq += 1;
     }
-    report.messages += 1;
-    Ok(m.media.is_some())
+    slots.restart();
+    let mut sql = String::from(
+        "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
+         media_id, reply_to_id, forwarded, payload, created_at, external_id, external_status) VALUES ",
+    );
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&slots.row(15));
+    }
+    // A unique violation here means another worker stored one of these wamids a moment ago:
+    // the error rolls the change back and its job runs again, finding the duplicates.
+    let mut q = sqlx::query(&sql).persistent(false);
+    for (it, r) in items.iter().zip(&rows) {
+        q = q
+            .bind(&r.id)
+            .bind(&r.conversation_id)
+            .bind(r.seq)
+            .bind(if it.from_business { "user" } else { "lead" })
+            .bind((!it.from_business).then_some(it.lead_id.as_str()))
+            .bind(None::<String>)
+            .bind(r.kind)
+            .bind(it.m.text.as_deref())
+            .bind(None::<String>)
+            .bind(r.reply_to.as_deref())
+            .bind(it.m.forwarded as i64)
+            .bind(r.payload.as_deref())
+            .bind(it.m.at.unwrap_or(now))
+            .bind(&it.m.id)
+            .bind(if it.from_business { "sent" } else { "received" });
+    }
+    q.execute(&mut **tx).await?;
+    let mut changes: Vec<NewChange> = rows
+        .iter()
+        .map(|r| NewChange {
+            conversation_id: &r.conversation_id,
+            kind: kinds::MESSAGE_NEW,
+            message_id: Some(&r.id),
+            seq: Some(r.seq),
+            ..Default::default()
+        })
+        .collect();
+    // Agents learn of a new conversation with its first message.
+    changes.extend(convs.iter().filter(|c| c.made).map(|c| NewChange {
+        conversation_id: &c.id,
+        kind: kinds::CONVERSATION_UPDATED,
+        ..Default::default()
+    }));
+    slots.restart();
+    crate::sync::store::append_many(tx, slots, &changes).await?;
+
+    // 6. Media are fetched in the background.
+    let mut queued = false;
+    for (it, r) in items.iter().zip(&rows) {
+        if let Some(media) = &it.m.media {
+            let job = json!({
+                "messageId": r.id, "channelId": channel.id, "mediaId": media.id,
+                "mimeType": media.mime_type, "fileName": media.file_name, "voice": media.voice,
+            });
+            crate::jobs::enqueue(tx, super::media::FETCH, &job.to_string()).await?;
+            queued = true;
+        }
+    }
+    report.messages += rows.len() as u64;
+    Ok(queued)
 }
 
 /// (id, conversation, seq) of the message with this wamid.
@@ -451,7 +650,7 @@ async fn message_by_external_id(
 /// Sets or (empty emoji) removes the customer's reaction on its target.
 async fn apply_reaction(
     tx: &mut Tx,
-    lead: &Lead<'_>,
+    lead_id: &str,
     m: &Inbound,
     target: &str,
     emoji: &str,
@@ -463,7 +662,6 @@ async fn apply_reaction(
             .push(format!("{}: a reaction to unknown message {target}", m.id));
         return Ok(());
     };
-    let lead_id = lead.id;
     let current: Option<String> = sqlx::query_scalar(
         "SELECT emoji FROM reactions WHERE message_id = $1 AND reactor_type = 'lead' AND reactor_id = $2",
     )
