@@ -145,18 +145,25 @@ async fn apply_change(
         .iter()
         .map(|(wa, name)| (wa.as_str(), name.as_deref()))
         .collect();
+    // Each customer once (the last name given wins), all in one statement.
+    let mut contacts: Vec<(&str, Option<&str>)> = Vec::new();
     for (wa_id, name) in &change.contacts {
-        let id = leads::upsert(
+        report.contacts += 1;
+        match contacts.iter_mut().find(|(w, _)| *w == wa_id.as_str()) {
+            Some(c) => c.1 = name.as_deref().or(c.1),
+            None => contacts.push((wa_id, name.as_deref())),
+        }
+    }
+    leads.extend(
+        leads::upsert_many(
             &mut tx,
+            state.db.slots(),
             &channel.workspace_id,
             &channel.id,
-            wa_id,
-            name.as_deref(),
+            &contacts,
         )
-        .await?;
-        leads.insert(wa_id.clone(), id);
-        report.contacts += 1;
-    }
+        .await?,
+    );
     let mut media_queued = false;
     let business = |from: &str| {
         from == channel.phone_number_id

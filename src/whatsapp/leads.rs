@@ -101,6 +101,47 @@ pub async fn upsert(
     .await?)
 }
 
+/// [`upsert`] for many customers (each once) with one statement; (wa_id, lead id) pairs.
+pub async fn upsert_many(
+    tx: &mut Tx,
+    mut slots: crate::db::Slots,
+    workspace_id: &str,
+    channel_id: &str,
+    contacts: &[(&str, Option<&str>)],
+) -> AppResult<Vec<(String, String)>> {
+    if contacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from(
+        "INSERT INTO leads (id, workspace_id, channel_id, wa_id, name, created_at, updated_at) VALUES ",
+    );
+    for i in 0..contacts.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&slots.row(7));
+    }
+    sql.push_str(
+        " ON CONFLICT (workspace_id, wa_id) DO UPDATE SET \
+           name = COALESCE(excluded.name, leads.name), channel_id = excluded.channel_id, \
+           updated_at = excluded.updated_at \
+         RETURNING wa_id, id",
+    );
+    let now = now_ms();
+    let mut q = sqlx::query_as::<_, (String, String)>(&sql).persistent(false);
+    for (wa_id, name) in contacts {
+        q = q
+            .bind(new_id())
+            .bind(workspace_id)
+            .bind(channel_id)
+            .bind(*wa_id)
+            .bind(name.map(|n| n.chars().take(200).collect::<String>()))
+            .bind(now)
+            .bind(now);
+    }
+    Ok(q.fetch_all(&mut **tx).await?)
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_leads))
