@@ -71,13 +71,31 @@ impl From<sqlx::Error> for JobError {
 pub type JobResult = Result<(), JobError>;
 
 /// A claimed job.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub struct Job {
     pub id: String,
     pub kind: String,
     pub payload: String,
     /// Including this one.
     pub attempts: i64,
+    /// Set by [`Job::finish_in`]: the job's row is gone with the handler's own transaction.
+    #[sqlx(skip)]
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl Job {
+    /// Deletes the job's row inside the transaction that does its work, so that the work and
+    /// the job's end commit together (one commit fewer than the runner's own delete). Return
+    /// `Ok` after committing it.
+    pub async fn finish_in(&self, tx: &mut Tx) -> AppResult<()> {
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(&self.id)
+            .execute(&mut **tx)
+            .await?;
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// Queues a job inside the transaction that makes its data; it becomes visible (and runs)
@@ -268,6 +286,7 @@ async fn execute(state: &AppState, job: &Job) {
     metrics::histogram!("job_seconds", "kind" => job.kind.clone())
         .record(started.elapsed().as_secs_f64());
     let recorded = match outcome {
+        Ok(()) if job.finished.load(std::sync::atomic::Ordering::Relaxed) => Ok(()),
         Ok(()) => state
             .db
             .write(sqlx::query("DELETE FROM jobs WHERE id = $1").bind(&job.id))

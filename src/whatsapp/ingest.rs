@@ -66,26 +66,46 @@ pub enum UnknownChannels<'a> {
     CreateIn(&'a str),
 }
 
-/// Applies a body. A malformed body is an error and changes nothing.
+/// Applies a body in a transaction of its own. A malformed body is an error and changes
+/// nothing.
 pub async fn ingest(
     state: &AppState,
     body: &[u8],
     unknown: UnknownChannels<'_>,
 ) -> AppResult<Report> {
-    let changes =
-        parse::parse(body).map_err(|m| AppError::new(crate::error::Code::BadRequest, m.0))?;
-    let mut report = Report::default();
-    for change in changes {
-        let Some(channel) = channel_for(state, &change, unknown, &mut report).await? else {
-            continue;
-        };
-        apply_change(state, &channel, &change, &mut report).await?;
+    let mut tx = state.db.begin().await?;
+    let (report, media_queued) = ingest_in(state, &mut tx, body, unknown).await?;
+    state.db.commit(tx).await?;
+    if media_queued {
+        state.db.wake_jobs();
     }
     Ok(report)
 }
 
+/// Applies a body inside `tx` (all of it or, if anything fails, nothing); `true` when a media
+/// fetch was queued (wake the jobs after the commit).
+pub async fn ingest_in(
+    state: &AppState,
+    tx: &mut Tx,
+    body: &[u8],
+    unknown: UnknownChannels<'_>,
+) -> AppResult<(Report, bool)> {
+    let changes =
+        parse::parse(body).map_err(|m| AppError::new(crate::error::Code::BadRequest, m.0))?;
+    let mut report = Report::default();
+    let mut media_queued = false;
+    for change in changes {
+        let Some(channel) = channel_for(state, tx, &change, unknown, &mut report).await? else {
+            continue;
+        };
+        media_queued |= apply_change(state, tx, &channel, &change, &mut report).await?;
+    }
+    Ok((report, media_queued))
+}
+
 async fn channel_for(
     state: &AppState,
+    tx: &mut Tx,
     change: &Change,
     unknown: UnknownChannels<'_>,
     report: &mut Report,
@@ -114,31 +134,20 @@ async fn channel_for(
         created_at: now,
         updated_at: now,
     };
-    let mut tx = state.db.begin().await?;
-    match channels::insert(&mut tx, &row).await {
-        Ok(()) => {
-            tx.commit().await?;
-            report.channels_created += 1;
-            Ok(Some(row))
-        }
-        // Made by a concurrent import meanwhile.
-        Err(_) => {
-            drop(tx);
-            state.db.settle_writes().await?;
-            Ok(channels::by_phone_number_ids(&state.db, &ids).await?.pop())
-        }
-    }
+    // (A concurrent import that made it first fails this one, which can simply be run again.)
+    channels::insert(tx, &row).await?;
+    report.channels_created += 1;
+    Ok(Some(row))
 }
 
+/// Applies one change in `tx`; `true` when a media fetch was queued.
 async fn apply_change(
     state: &AppState,
+    tx: &mut Tx,
     channel: &ChannelRow,
     change: &Change,
     report: &mut Report,
-) -> AppResult<()> {
-    // One transaction for the whole change: its leads, messages, reactions and statuses are
-    // applied together (a failure leaves nothing of it, and the job runs it again).
-    let mut tx = state.db.begin().await?;
+) -> AppResult<bool> {
     let mut leads: HashMap<String, String> = HashMap::new();
     let names: HashMap<&str, Option<&str>> = change
         .contacts
@@ -156,7 +165,7 @@ async fn apply_change(
     }
     leads.extend(
         leads::upsert_many(
-            &mut tx,
+            tx,
             state.db.slots(),
             &channel.workspace_id,
             &channel.id,
@@ -197,8 +206,8 @@ async fn apply_change(
         let lead_id = match leads.get(customer) {
             Some(id) => id.clone(),
             None => {
-                let id = leads::upsert(&mut tx, &channel.workspace_id, &channel.id, customer, name)
-                    .await?;
+                let id =
+                    leads::upsert(tx, &channel.workspace_id, &channel.id, customer, name).await?;
                 leads.insert(customer.to_owned(), id.clone());
                 id
             }
@@ -215,18 +224,14 @@ async fn apply_change(
         }
     }
     // The messages first, together, so that a reaction finds its target even in the same body.
-    media_queued |= store_messages(&mut tx, state.db.slots(), channel, &batch, report).await?;
+    media_queued |= store_messages(tx, state.db.slots(), channel, &batch, report).await?;
     for (lead_id, m, target, emoji) in reactions {
-        apply_reaction(&mut tx, &lead_id, m, target, emoji, report).await?;
+        apply_reaction(tx, &lead_id, m, target, emoji, report).await?;
     }
     for s in &change.statuses {
-        apply_status(&mut tx, s, report).await?;
+        apply_status(tx, s, report).await?;
     }
-    state.db.commit(tx).await?;
-    if media_queued {
-        state.db.wake_jobs();
-    }
-    Ok(())
+    Ok(media_queued)
 }
 
 /// A customer's message (or the business's, in sample packs) to store.

@@ -186,19 +186,25 @@ pub async fn store(db: &Db, source: &str, body: &[u8]) -> AppResult<String> {
 
 /// Notes that a stored body was applied, with what could not be.
 pub async fn mark_processed(db: &Db, id: &str, report: &ingest::Report) -> AppResult<()> {
+    let mut tx = db.begin().await?;
+    mark_processed_in(&mut tx, id, report).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn mark_processed_in(tx: &mut Tx, id: &str, report: &ingest::Report) -> AppResult<()> {
     let notes: Vec<String> = report
         .unknown_channels
         .iter()
         .map(|p| format!("no channel for phone_number_id {p}"))
         .chain(report.skipped.iter().cloned())
         .collect();
-    db.write(
-        sqlx::query("UPDATE webhook_events SET processed_at = $1, error = $2 WHERE id = $3")
-            .bind(now_ms())
-            .bind((!notes.is_empty()).then(|| notes.join("; ")))
-            .bind(id),
-    )
-    .await?;
+    sqlx::query("UPDATE webhook_events SET processed_at = $1, error = $2 WHERE id = $3")
+        .bind(now_ms())
+        .bind((!notes.is_empty()).then(|| notes.join("; ")))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -211,12 +217,26 @@ pub async fn process(state: &AppState, job: &Job) -> JobResult {
     let Some(body) = body else {
         return Err(JobError::permanent("the recorded body is gone"));
     };
-    let report = match ingest::ingest(state, body.as_bytes(), ingest::UnknownChannels::Skip).await {
+    // The body's effects, its processed mark and the job's end commit together.
+    let mut tx = state.db.begin().await?;
+    let applied = ingest::ingest_in(
+        state,
+        &mut tx,
+        body.as_bytes(),
+        ingest::UnknownChannels::Skip,
+    )
+    .await;
+    let (report, media_queued) = match applied {
         Ok(r) => r,
         Err(e) if e.code() == Code::BadRequest => return Err(JobError::permanent(e)),
         Err(e) => return Err(JobError::retry(e)),
     };
-    mark_processed(&state.db, &job.payload, &report).await?;
+    mark_processed_in(&mut tx, &job.payload, &report).await?;
+    job.finish_in(&mut tx).await?;
+    state.db.commit(tx).await?;
+    if media_queued {
+        state.db.wake_jobs();
+    }
     Ok(())
 }
 
