@@ -166,48 +166,61 @@ impl Runner {
             if *stopped.borrow() {
                 return;
             }
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = permits.clone().acquire_owned() => p.expect("the semaphore stays open"),
                 _ = stopped.changed() => return,
             };
-            let job = match claim(&state.db).await {
-                Ok(job) => job,
+            // As many jobs as there are free workers, with one claim (one commit).
+            let room = 1 + permits.available_permits();
+            let jobs = match claim(&state.db, room).await {
+                Ok(jobs) => jobs,
                 Err(e) => {
-                    tracing::warn!(error = %e, "claiming a job");
-                    None
+                    tracing::warn!(error = %e, "claiming jobs");
+                    Vec::new()
                 }
             };
-            let Some(job) = job else {
-                drop(permit);
+            if jobs.is_empty() {
+                drop(first);
                 tokio::select! {
                     _ = state.db.jobs_queued() => {}
                     _ = tokio::time::sleep(POLL) => {}
                     _ = stopped.changed() => return,
                 }
                 continue;
-            };
-            state
-                .jobs
-                .running
-                .lock()
-                .expect("lock")
-                .push(job.id.clone());
-            let state = state.clone();
-            tokio::spawn(async move {
-                let mut stop = state.jobs.stop.subscribe();
-                tokio::select! {
-                    _ = execute(&state, &job) => {}
-                    // Stopping: the lease is given back by `stop`, the job runs again later.
-                    _ = stop.wait_for(|s| *s) => {}
-                }
+            }
+            let mut first = Some(first);
+            for job in jobs {
+                // Only this loop takes permits, so the ones counted are still free.
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("counted as free"),
+                };
                 state
                     .jobs
                     .running
                     .lock()
                     .expect("lock")
-                    .retain(|id| id != &job.id);
-                drop(permit);
-            });
+                    .push(job.id.clone());
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let mut stop = state.jobs.stop.subscribe();
+                    tokio::select! {
+                        _ = execute(&state, &job) => {}
+                        // Stopping: the lease is given back by `stop`, the job runs again later.
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                    state
+                        .jobs
+                        .running
+                        .lock()
+                        .expect("lock")
+                        .retain(|id| id != &job.id);
+                    drop(permit);
+                });
+            }
         }
     }
 
@@ -229,31 +242,43 @@ impl Runner {
 
 /// Claims the next due job, if any: a read first (cheap, and no write when there is nothing
 /// to do), then the conditional UPDATE that makes the claim exclusive.
-async fn claim(db: &Db) -> AppResult<Option<Job>> {
+async fn claim(db: &Db, at_most: usize) -> AppResult<Vec<Job>> {
     let now = now_ms();
-    let candidate: Option<String> = sqlx::query_scalar(
+    let candidates: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM jobs WHERE failed_at IS NULL AND run_at <= $1 \
-         AND (locked_until IS NULL OR locked_until <= $1) ORDER BY run_at LIMIT 1",
+         AND (locked_until IS NULL OR locked_until <= $1) ORDER BY run_at LIMIT $2",
     )
     .bind(now)
-    .fetch_optional(db.reader())
+    .bind(at_most as i64)
+    .fetch_all(db.reader())
     .await?;
-    let Some(id) = candidate else {
-        return Ok(None);
-    };
-    let mut tx = db.begin().await?;
-    let job: Option<Job> = sqlx::query_as(
-        "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 \
-         WHERE id = $2 AND failed_at IS NULL AND (locked_until IS NULL OR locked_until <= $3) \
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The condition is checked again on each row as it is updated: of two nodes claiming the
+    // same job, one gets it (PostgreSQL re-checks after the row lock; SQLite has one writer).
+    let mut slots = db.slots();
+    let sql = format!(
+        "UPDATE jobs SET locked_until = {}, attempts = attempts + 1 \
+         WHERE failed_at IS NULL AND (locked_until IS NULL OR locked_until <= {}) AND id IN ({}) \
          RETURNING id, kind, payload, CAST(attempts AS BIGINT) AS attempts",
-    )
-    .bind(now + LEASE.as_millis() as i64)
-    .bind(&id)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
+        slots.take(),
+        slots.take(),
+        slots.list(candidates.len())
+    );
+    let mut q = sqlx::query_as::<_, Job>(&sql)
+        .persistent(false)
+        .bind(now + LEASE.as_millis() as i64)
+        .bind(now);
+    for id in &candidates {
+        q = q.bind(id);
+    }
+    let mut tx = db.begin().await?;
+    let mut jobs = q.fetch_all(&mut *tx).await?;
     tx.commit().await?;
-    Ok(job)
+    // Oldest first, as they were due.
+    jobs.sort_by_key(|j| candidates.iter().position(|c| *c == j.id));
+    Ok(jobs)
 }
 
 /// Runs a claimed job, renewing its lease, and records the outcome.
