@@ -89,7 +89,9 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
     )
     .await;
     no_trouble(&catchup);
-    assert_eq!(catchup.counts["pages"], 6, "{catchup}");
+    // 120 messages in pages of 50: at least three pages per catch-up (receipt changes made
+    // meanwhile may add one); completeness and order are `incomplete` above.
+    assert!(catchup.counts["pages"] >= 6, "{catchup}");
 
     let idle = run(app, &["idle", "--connections", "30", "--duration", "1"]).await;
     no_trouble(&idle);
