@@ -590,7 +590,6 @@ pub async fn update_inbox(
     status: Option<super::model::InboxStatus>,
     assignee: Option<Option<String>>,
 ) -> AppResult<ConversationView> {
-    use crate::workspaces::Role;
     let a = access(t, conversation_id, &scope.user_id, false).await?;
     if a.conversation.kind != "channel" {
         return Err(AppError::invalid_field(
@@ -598,11 +597,7 @@ pub async fn update_inbox(
             "only channel conversations have an inbox status and assignee",
         ));
     }
-    if !matches!(scope.role, Role::Owner | Role::Admin | Role::Agent) {
-        return Err(AppError::forbidden(
-            "only agents, admins and owners manage the inbox",
-        ));
-    }
+    scope.require_agent("manage the inbox")?;
     if let Some(Some(user)) = &assignee {
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",

@@ -101,6 +101,29 @@ impl Scope {
     pub fn is_admin(&self) -> bool {
         matches!(self.role, Role::Owner | Role::Admin)
     }
+
+    /// 403 unless the caller owns or administers the workspace; `what` ends the message
+    /// ("only the workspace's owners and admins {what}").
+    pub fn require_admin(&self, what: &str) -> Result<(), AppError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!(
+                "only the workspace's owners and admins {what}"
+            )))
+        }
+    }
+
+    /// 403 unless the caller works the workspace's inbox (owner, admin or agent).
+    pub fn require_agent(&self, what: &str) -> Result<(), AppError> {
+        if matches!(self.role, Role::Owner | Role::Admin | Role::Agent) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!(
+                "only the workspace's owners, admins and agents {what}"
+            )))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Scope {

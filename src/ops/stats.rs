@@ -87,11 +87,7 @@ async fn get_stats(
     scope: Scope,
     Query(q): Query<StatsQuery>,
 ) -> AppResult<Json<Stats>> {
-    if !scope.is_admin() {
-        return Err(AppError::forbidden(
-            "only the workspace's owners and admins may read its statistics",
-        ));
-    }
+    scope.require_admin("may read its statistics")?;
     let to = day(&q.to, "to", chrono::Utc::now().date_naive())?;
     let from = day(&q.from, "from", to - chrono::Duration::days(30))?;
     if from > to || (to - from).num_days() > 366 {

@@ -115,16 +115,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_channel, update_channel, delete_channel))
 }
 
-fn require_admin(scope: &Scope) -> AppResult<()> {
-    if scope.is_admin() {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            "only the workspace's owners and admins manage channels",
-        ))
-    }
-}
-
 fn parse_id(raw: &str) -> Result<String, String> {
     let t = raw.trim();
     if t.is_empty()
@@ -186,7 +176,7 @@ async fn create_channel(
     scope: Scope,
     Json(b): Json<ChannelBody>,
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
-    require_admin(&scope)?;
+    scope.require_admin("manage channels")?;
     let (phone_number_id, name, display, waba, base, version, token, app_secret, verify) = (
         field(
             "phoneNumberId",
@@ -224,10 +214,7 @@ async fn create_channel(
         updated_at: now,
     };
     let mut tx = state.db.begin().await?;
-    insert(&mut tx, &row).await.map_err(|e| match e {
-        e if e.code() == Code::Internal => e,
-        other => other,
-    })?;
+    insert(&mut tx, &row).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(row.view())))
 }
@@ -271,7 +258,7 @@ async fn list_channels(
     scope: Scope,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Page<ChannelView>>> {
-    require_admin(&scope)?;
+    scope.require_admin("manage channels")?;
     let limit = q.limit()?;
     let after: Option<String> = q.position()?;
     let rows: Vec<ChannelRow> = sqlx::query_as(&format!(
@@ -344,7 +331,7 @@ async fn get_channel(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<Json<ChannelView>> {
-    require_admin(&scope)?;
+    scope.require_admin("manage channels")?;
     let row = find(scope.tenant(&state.db), &id)
         .await?
         .ok_or_else(AppError::not_found)?;
@@ -360,7 +347,7 @@ async fn update_channel(
     Path(id): Path<String>,
     Json(b): Json<ChannelBody>,
 ) -> AppResult<Json<ChannelView>> {
-    require_admin(&scope)?;
+    scope.require_admin("manage channels")?;
     let (phone_number_id, name, display, waba, base, version, token, app_secret, verify) = (
         optional("phoneNumberId", b.phone_number_id, |v| parse_id(&v)),
         optional("name", b.name, |v| parse_label(&v)),
@@ -432,7 +419,7 @@ async fn delete_channel(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    require_admin(&scope)?;
+    scope.require_admin("manage channels")?;
     let done = sqlx::query("DELETE FROM channels WHERE id = $1 AND workspace_id = $2")
         .bind(&id)
         .bind(&scope.workspace_id)

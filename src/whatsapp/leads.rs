@@ -11,7 +11,6 @@ use crate::app::AppState;
 use crate::db::{new_id, now_ms, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult};
 use crate::http::{Json, Page, Scope};
-use crate::workspaces::Role;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LeadRow {
@@ -148,17 +147,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_lead))
 }
 
-/// Leads are the inbox's: owners, admins and agents see them, plain members do not.
-pub fn require_agent(scope: &Scope) -> AppResult<()> {
-    if matches!(scope.role, Role::Owner | Role::Admin | Role::Agent) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            "only the workspace's agents, admins and owners see leads",
-        ))
-    }
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LeadsQuery {
@@ -179,7 +167,7 @@ async fn list_leads(
     scope: Scope,
     Query(q): Query<LeadsQuery>,
 ) -> AppResult<Json<Page<LeadView>>> {
-    require_agent(&scope)?;
+    scope.require_agent("see leads")?;
     let paging = crate::http::ListQuery {
         limit: q.limit,
         cursor: q.cursor,
@@ -238,7 +226,7 @@ async fn get_lead(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<Json<LeadView>> {
-    require_agent(&scope)?;
+    scope.require_agent("see leads")?;
     let lead = find(scope.tenant(&state.db), &id)
         .await?
         .ok_or_else(AppError::not_found)?;

@@ -154,16 +154,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sync_templates))
 }
 
-fn require_admin(scope: &Scope) -> AppResult<()> {
-    if scope.is_admin() {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            "only the workspace's owners and admins manage templates",
-        ))
-    }
-}
-
 pub fn parse_name(raw: &str) -> Result<String, String> {
     let ok = !raw.is_empty()
         && raw.len() <= 512
@@ -258,7 +248,7 @@ async fn list_templates(
     scope: Scope,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Page<TemplateView>>> {
-    super::leads::require_agent(&scope)?;
+    scope.require_agent("see templates")?;
     let limit = q.limit()?;
     let after: Option<String> = q.position()?;
     let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
@@ -285,7 +275,7 @@ async fn create_template(
     scope: Scope,
     Json(b): Json<TemplateBody>,
 ) -> AppResult<(StatusCode, Json<TemplateView>)> {
-    require_admin(&scope)?;
+    scope.require_admin("manage templates")?;
     let missing = || "is required".to_string();
     let (name, language, category, components, status) = (
         field(
@@ -358,7 +348,7 @@ async fn get_template(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<Json<TemplateView>> {
-    super::leads::require_agent(&scope)?;
+    scope.require_agent("see templates")?;
     let row = find(scope.tenant(&state.db), &id)
         .await?
         .ok_or_else(AppError::not_found)?;
@@ -374,7 +364,7 @@ async fn update_template(
     Path(id): Path<String>,
     Json(b): Json<TemplateBody>,
 ) -> AppResult<Json<TemplateView>> {
-    require_admin(&scope)?;
+    scope.require_admin("manage templates")?;
     let (category, components, status) = (
         optional("category", b.category, |c| parse_category(&c)),
         optional("components", b.components, parse_components),
@@ -406,7 +396,7 @@ async fn delete_template(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    require_admin(&scope)?;
+    scope.require_admin("manage templates")?;
     let done = sqlx::query("DELETE FROM templates WHERE workspace_id = $1 AND id = $2")
         .bind(&scope.workspace_id)
         .bind(&id)
@@ -440,7 +430,7 @@ async fn sync_templates(
     scope: Scope,
     Json(b): Json<SyncBody>,
 ) -> AppResult<Json<SyncResult>> {
-    require_admin(&scope)?;
+    scope.require_admin("manage templates")?;
     let t = scope.tenant(&state.db);
     let channel = channels::find(t, &b.channel_id)
         .await?

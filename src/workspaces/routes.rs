@@ -37,16 +37,6 @@ async fn scope_for(state: &AppState, auth: AuthUser, id_or_slug: &str) -> AppRes
     })
 }
 
-fn require_admin(scope: &Scope) -> AppResult<()> {
-    if scope.is_admin() {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            "only the workspace's owners and admins may do this",
-        ))
-    }
-}
-
 /// GET /api/v1/workspaces — the caller's workspaces with their role.
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, body = Page<Workspace>), (status = 401, body = Problem)))]
@@ -161,7 +151,7 @@ async fn update_workspace(
     Json(b): Json<UpdateWorkspaceBody>,
 ) -> AppResult<Json<Workspace>> {
     let scope = scope_for(&state, auth, &id).await?;
-    require_admin(&scope)?;
+    scope.require_admin("may do this")?;
     let (name, settings) = (
         optional("name", b.name, |n| parse_name(&n)),
         optional("settings", b.settings, |s| {
@@ -237,7 +227,7 @@ async fn add_member(
     Json(b): Json<AddMemberBody>,
 ) -> AppResult<(StatusCode, Json<WorkspaceMember>)> {
     let scope = scope_for(&state, auth, &id).await?;
-    require_admin(&scope)?;
+    scope.require_admin("may do this")?;
     if b.role == Role::Owner && scope.role != Role::Owner {
         return Err(AppError::forbidden("only owners may add owners"));
     }
@@ -318,7 +308,7 @@ async fn change_member_role(
     Json(b): Json<ChangeRoleBody>,
 ) -> AppResult<Json<WorkspaceMember>> {
     let scope = scope_for(&state, auth, &id).await?;
-    require_admin(&scope)?;
+    scope.require_admin("may do this")?;
     let tenant = scope.tenant(&state.db);
     let target = store::find_member(tenant, &user_id)
         .await?
@@ -352,7 +342,7 @@ async fn remove_member(
     let scope = scope_for(&state, auth, &id).await?;
     let tenant = scope.tenant(&state.db);
     if user_id != scope.user_id {
-        require_admin(&scope)?;
+        scope.require_admin("may do this")?;
         let target = store::find_member(tenant, &user_id)
             .await?
             .ok_or_else(AppError::not_found)?;
