@@ -148,32 +148,6 @@ async fn apply_change(
     change: &Change,
     report: &mut Report,
 ) -> AppResult<bool> {
-    let mut leads: HashMap<String, String> = HashMap::new();
-    let names: HashMap<&str, Option<&str>> = change
-        .contacts
-        .iter()
-        .map(|(wa, name)| (wa.as_str(), name.as_deref()))
-        .collect();
-    // Each customer once (the last name given wins), all in one statement.
-    let mut contacts: Vec<(&str, Option<&str>)> = Vec::new();
-    for (wa_id, name) in &change.contacts {
-        report.contacts += 1;
-        match contacts.iter_mut().find(|(w, _)| *w == wa_id.as_str()) {
-            Some(c) => c.1 = name.as_deref().or(c.1),
-            None => contacts.push((wa_id, name.as_deref())),
-        }
-    }
-    leads.extend(
-        leads::upsert_many(
-            tx,
-            state.db.slots(),
-            &channel.workspace_id,
-            &channel.id,
-            &contacts,
-        )
-        .await?,
-    );
-    let mut media_queued = false;
     let business = |from: &str| {
         from == channel.phone_number_id
             || change
@@ -182,11 +156,11 @@ async fn apply_change(
                 .or(channel.display_phone_number.as_deref())
                 .is_some_and(|d| digits(d) == digits(from))
     };
-    let mut batch: Vec<Item> = Vec::new();
-    let mut reactions: Vec<(String, &Inbound, &str, &str)> = Vec::new();
+    // Whose conversation each message belongs to. Sample packs list the business's own
+    // replies as messages from its number; the conversation is then the customer's in
+    // `contacts[]`.
+    let mut routed: Vec<(&Inbound, &str, bool)> = Vec::new();
     for m in &change.messages {
-        // Sample packs list the business's own replies as messages from its number; the
-        // conversation is then the customer's in `contacts[]`.
         let from_business = business(&m.from);
         let customer = if from_business {
             match change.contacts.first() {
@@ -202,16 +176,44 @@ async fn apply_change(
         } else {
             m.from.as_str()
         };
-        let name = names.get(customer).copied().flatten();
-        let lead_id = match leads.get(customer) {
-            Some(id) => id.clone(),
-            None => {
-                let id =
-                    leads::upsert(tx, &channel.workspace_id, &channel.id, customer, name).await?;
-                leads.insert(customer.to_owned(), id.clone());
-                id
-            }
-        };
+        routed.push((m, customer, from_business));
+    }
+    // Every customer of the change once (the last name given wins), in one statement: those
+    // of `contacts[]` and those who wrote without being listed there.
+    let mut customers: Vec<(&str, Option<&str>)> = Vec::new();
+    for (wa_id, name) in &change.contacts {
+        report.contacts += 1;
+        match customers.iter_mut().find(|(w, _)| *w == wa_id.as_str()) {
+            Some(c) => c.1 = name.as_deref().or(c.1),
+            None => customers.push((wa_id, name.as_deref())),
+        }
+    }
+    for (_, customer, _) in &routed {
+        if !customers.iter().any(|(w, _)| w == customer) {
+            customers.push((customer, None));
+        }
+    }
+    let leads: HashMap<String, String> = leads::upsert_many(
+        tx,
+        state.db.slots(),
+        &channel.workspace_id,
+        &channel.id,
+        &customers,
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let mut batch: Vec<Item> = Vec::new();
+    let mut reactions: Vec<(String, &Inbound, &str, &str)> = Vec::new();
+    for (m, customer, from_business) in routed {
+        let lead_id = leads
+            .get(customer)
+            .cloned()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("lead {customer} not upserted")))?;
+        let name = customers
+            .iter()
+            .find(|(w, _)| *w == customer)
+            .and_then(|(_, n)| *n);
         match &m.reaction {
             Some((target, emoji)) => reactions.push((lead_id, m, target.as_str(), emoji.as_str())),
             None => batch.push(Item {
@@ -224,7 +226,7 @@ async fn apply_change(
         }
     }
     // The messages first, together, so that a reaction finds its target even in the same body.
-    media_queued |= store_messages(tx, state.db.slots(), channel, &batch, report).await?;
+    let media_queued = store_messages(tx, state.db.slots(), channel, &batch, report).await?;
     for (lead_id, m, target, emoji) in reactions {
         apply_reaction(tx, &lead_id, m, target, emoji, report).await?;
     }

@@ -72,35 +72,8 @@ impl LeadRow {
     }
 }
 
-/// Creates the lead of `wa_id` in the workspace, or updates its name (when one is given) and
-/// channel; returns its id.
-pub async fn upsert(
-    tx: &mut Tx,
-    workspace_id: &str,
-    channel_id: &str,
-    wa_id: &str,
-    name: Option<&str>,
-) -> AppResult<String> {
-    let now = now_ms();
-    Ok(sqlx::query_scalar(
-        "INSERT INTO leads (id, workspace_id, channel_id, wa_id, name, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6) \
-         ON CONFLICT (workspace_id, wa_id) DO UPDATE SET \
-           name = COALESCE(excluded.name, leads.name), channel_id = excluded.channel_id, \
-           updated_at = excluded.updated_at \
-         RETURNING id",
-    )
-    .bind(new_id())
-    .bind(workspace_id)
-    .bind(channel_id)
-    .bind(wa_id)
-    .bind(name.map(|n| n.chars().take(200).collect::<String>()))
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?)
-}
-
-/// [`upsert`] for many customers (each once) with one statement; (wa_id, lead id) pairs.
+/// Creates the leads of these customers (each once) in the workspace, or updates their names
+/// (when one is given) and channel, with one statement; (wa_id, lead id) pairs.
 pub async fn upsert_many(
     tx: &mut Tx,
     mut slots: crate::db::Slots,
