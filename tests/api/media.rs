@@ -1138,3 +1138,60 @@ async fn media_in_an_s3_bucket(backend: Backend) {
     }
     app.stop().await;
 }
+
+dual_test!(erasing_an_account_deletes_its_uploads);
+async fn erasing_an_account_deletes_its_uploads(app: &TestApp) {
+    let alice = app.signup("alice@example.com", "Alice").await;
+    let bob = app.signup("bob@example.com", "Bob").await;
+    let chat = app.direct(&alice, &bob).await;
+    let photo = uploaded(app, &alice, png(12, 12), "p.png", None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        send_media(app, &alice, &chat, "image", &photo, None)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let path = format!("/api/v1/media/{photo}");
+    assert_eq!(fetch(app, Some(&bob), &path, &[]).await.0, StatusCode::OK);
+    let r = app
+        .call(Method::DELETE, "/api/v1/users/me", Some(&alice.token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    // The row goes with the account; the bytes go by a job.
+    assert_eq!(
+        fetch(app, Some(&bob), &path, &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let media_dir = match &app.state.config.media.store {
+        palaver::config::MediaStoreConfig::Fs { dir } => dir.clone(),
+        _ => unreachable!(),
+    };
+    let workspace = app.get("/api/v1/workspaces/default", &bob.token).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = media_dir.join(&workspace).join(&photo).join("original");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stored.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the erased user's upload is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+dual_test!(uploads_have_their_own_rate_limit);
+async fn uploads_have_their_own_rate_limit(app: &TestApp) {
+    let alice = app.signup("alice@example.com", "Alice").await;
+    for i in 0..60 {
+        let r = upload(app, &alice, b"note\n".to_vec(), "n.txt", "text/plain", None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "upload {i}: {}", r.text);
+    }
+    let r = upload(app, &alice, b"note\n".to_vec(), "n.txt", "text/plain", None).await;
+    r.assert_problem(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+}

@@ -1366,3 +1366,33 @@ async fn queued_sends_survive_a_restart_and_go_once(backend: crate::helpers::Bac
     assert!(texts.contains(&"queued 0") && texts.contains(&"queued 1"));
     app.stop().await;
 }
+
+dual_test!(a_recorded_webhook_survives_a_restart, custom);
+async fn a_recorded_webhook_survives_a_restart(backend: crate::helpers::Backend) {
+    let graph = fake_graph().await;
+    // No workers: the body is recorded and answered, not applied yet.
+    let Some(app) = crate::helpers::spawn(backend, |s| s.job_workers = Some(0)).await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (owner, _) = connected(&app, &graph).await;
+    let body = text_from(
+        "4915100000009",
+        "Late",
+        "wamid.late",
+        "still there?",
+        1_700_000_000,
+    );
+    assert_eq!(deliver(&app, &body, None).await.0, StatusCode::OK);
+    let listed = app
+        .get("/api/v1/conversations?kind=channel", &owner.token)
+        .await;
+    assert_eq!(listed.body["items"], json!([]));
+
+    // A node that stops after the 200 loses nothing: the next start applies the body.
+    let app = app.restart(|s| s.job_workers = Some(2)).await;
+    let owner = app.login("owner@example.com", "after-restart").await;
+    let items = inbox(&app, &owner, "", |i| i.len() == 1).await;
+    assert_eq!(items[0]["lastMessage"]["text"], "still there?");
+    app.stop().await;
+}
