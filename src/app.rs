@@ -50,6 +50,10 @@ pub struct Inner {
     pub presence: crate::realtime::presence::Presence,
     pub media: crate::media::Media,
     pub jobs: crate::jobs::Runner,
+    /// This process's id among the nodes (a fresh one every start).
+    pub node_id: String,
+    /// Set in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -82,10 +86,15 @@ impl AppState {
             tracing::warn!("PALAVER_OTP_DEV_CODE is set: every phone accepts the fixed code; never do this in production");
         }
         let media = crate::media::Media::open(&config).await?;
+        let node_id = crate::db::new_id();
+        let cluster = match &config.cluster {
+            Some(c) => Some(crate::cluster::Cluster::open(c, &node_id).await?),
+            None => None,
+        };
         let sms = SmsSender::new(config.sms.clone(), http.clone());
         let mail = Mailer::new(&config.mail, config.mail_from.clone(), http)?;
         Ok(AppState(Arc::new(Inner {
-            limiter: RateLimiter::in_memory(config.rate_limits),
+            limiter: RateLimiter::new(config.rate_limits, cluster.clone()),
             config,
             db,
             keys,
@@ -96,9 +105,11 @@ impl AppState {
             metrics: crate::ops::metrics_handle(),
             default_workspace_id,
             hub: Default::default(),
-            presence: Default::default(),
+            presence: crate::realtime::presence::Presence::new(cluster.clone()),
             media,
             jobs: Default::default(),
+            node_id,
+            cluster,
         })))
     }
 }
@@ -109,6 +120,21 @@ impl AppState {
     pub fn sessions_revoked<S: AsRef<str>>(&self, session_ids: &[S]) {
         self.sessions.forget(session_ids);
         self.hub.close_sessions(session_ids);
+        if let Some(c) = &self.cluster {
+            c.sessions_revoked(session_ids.iter().map(|s| s.as_ref().to_owned()).collect());
+        }
+    }
+
+    /// Sends one encoded event to every device of these users, on every node.
+    pub fn emit(&self, users: Vec<String>, packet: engineioxide::Str) {
+        for u in &users {
+            self.hub.send(u, &packet, None);
+        }
+        if let Some(c) = &self.cluster {
+            if !users.is_empty() {
+                c.emit(users, packet.to_string());
+            }
+        }
     }
 }
 
@@ -333,13 +359,21 @@ pub async fn serve(
         state.config.job_workers,
     ));
     let sweeper = tokio::spawn(crate::media::sweep(state.clone()));
+    let cluster = state
+        .cluster
+        .clone()
+        .map(|c| tokio::spawn(crate::cluster::run(state.clone(), c)));
     shutdown.await;
     dispatcher.abort();
     sweeper.abort();
+    let _ = crate::jobs::lease::release(&state.db, "media-sweep", &state.node_id).await;
     state.jobs.stop(&state.db).await;
     let _ = workers.await;
     let connected = state.hub.close_all();
     crate::realtime::presence::stopping(&state, &connected).await;
+    if let Some(task) = cluster {
+        task.abort();
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(grace, server).await {

@@ -1,4 +1,4 @@
-//! The command line: `palaver [serve|migrate|admin create|demo|openapi|bench|import-webhooks]`.
+//! The command line: `palaver [serve|migrate|admin create|keys generate|demo|openapi|bench|import-webhooks]`.
 
 use std::path::PathBuf;
 
@@ -36,6 +36,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Key files for cluster mode, where every node needs the same keys
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Load demo users (Alice, Bob, Charlie), chats and messages into an empty database
     Demo(SettingsArgs),
     /// Print the OpenAPI document of the HTTP API
@@ -52,6 +57,17 @@ pub enum Command {
         workspace: Option<String>,
         #[command(flatten)]
         settings: Settings,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Write a new JWT signing key (jwt-ed25519.pem) and server secret (secret.key) into DIR,
+    /// mode 0600; give them to every node as PALAVER_JWT_PRIVATE_KEY_FILE and
+    /// PALAVER_SECRET_KEY_FILE
+    Generate {
+        /// The folder (created if missing; existing key files are not overwritten)
+        dir: PathBuf,
     },
 }
 
@@ -116,6 +132,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config(cli.config.as_ref(), settings)?;
             crate::telemetry::init(&config.log, config.log_format);
             create_admin(config, &email, password, name).await
+        }
+        Some(Command::Keys {
+            command: KeysCommand::Generate { dir },
+        }) => {
+            let [jwt, secret] = crate::auth::keys::generate_files(&dir)?;
+            println!(
+                "PALAVER_JWT_PRIVATE_KEY_FILE={}\nPALAVER_SECRET_KEY_FILE={}",
+                jwt.display(),
+                secret.display()
+            );
+            Ok(())
         }
         Some(Command::Demo(args)) => {
             let config = config(cli.config.as_ref(), args.settings)?;

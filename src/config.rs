@@ -29,9 +29,17 @@ pub struct Settings {
     /// Database connection pool size [default: 16]
     #[arg(long, env = "PALAVER_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
-    /// Redis URL; setting it selects cluster mode (not available in this version)
+    /// Redis URL (`redis://[:password@]host:port[/db]`); setting it selects cluster mode, which
+    /// needs a PostgreSQL DATABASE_URL and the keys given by configuration
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so clusters can share a Redis [default: palaver:]
+    #[arg(long, env = "PALAVER_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Cluster mode: seconds without a heartbeat after which a node counts as dead and its
+    /// devices go offline (it beats every third of this) [default: 15]
+    #[arg(long, env = "PALAVER_NODE_TIMEOUT")]
+    pub node_timeout: Option<u64>,
     /// Public base URL, for links in mails and media URLs [default: http://<listen>]
     #[arg(long, env = "PALAVER_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -194,6 +202,8 @@ impl Settings {
             database_url,
             db_max_connections,
             redis_url,
+            redis_prefix,
+            node_timeout,
             public_url,
             signup,
             workspaces,
@@ -417,6 +427,16 @@ pub struct Config {
     pub media: MediaConfig,
     pub job_workers: usize,
     pub whatsapp: WhatsAppConfig,
+    /// Set in cluster mode.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Cluster mode's settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub redis_url: Secret,
+    pub prefix: String,
+    pub node_timeout: Duration,
 }
 
 /// The WhatsApp bridge's server-wide settings (channels hold their own).
@@ -484,12 +504,35 @@ impl Config {
         {
             bail!("DATABASE_URL must start with sqlite: or postgres://");
         }
-        if s.redis_url.is_some() {
-            bail!(
-                "REDIS_URL is set, but cluster mode is not available in this version of Palaver; \
-                 unset it to run a single node"
-            );
-        }
+        let jwt_private_key = secret_or_file(s.jwt_private_key, "PALAVER_JWT_PRIVATE_KEY")?;
+        let secret_key = secret_or_file(s.secret_key, "PALAVER_SECRET_KEY")?;
+        let cluster = match s.redis_url {
+            None => None,
+            Some(url) => {
+                if database_url.starts_with("sqlite:") {
+                    bail!("REDIS_URL selects cluster mode, which needs a PostgreSQL DATABASE_URL (every node shares it)");
+                }
+                if jwt_private_key.is_none() || secret_key.is_none() {
+                    bail!(
+                        "cluster mode needs the same keys on every node: set PALAVER_JWT_PRIVATE_KEY(_FILE) \
+                         and PALAVER_SECRET_KEY(_FILE) (`palaver keys generate DIR` writes a pair)"
+                    );
+                }
+                let parsed = url::Url::parse(&url).context("REDIS_URL is not a valid URL")?;
+                if !matches!(parsed.scheme(), "redis" | "rediss") {
+                    bail!("REDIS_URL must start with redis:// or rediss://");
+                }
+                let node_timeout = s.node_timeout.unwrap_or(15);
+                if !(3..=3600).contains(&node_timeout) {
+                    bail!("PALAVER_NODE_TIMEOUT must be 3 to 3600 seconds");
+                }
+                Some(ClusterConfig {
+                    redis_url: Secret::new(url),
+                    prefix: s.redis_prefix.unwrap_or_else(|| "palaver:".into()),
+                    node_timeout: Duration::from_secs(node_timeout),
+                })
+            }
+        };
         let public_url = s
             .public_url
             .unwrap_or_else(|| format!("http://{listen}"))
@@ -572,8 +615,9 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(
                 s.refresh_token_ttl.unwrap_or(30 * 86_400).max(60),
             ),
-            jwt_private_key: secret_or_file(s.jwt_private_key, "PALAVER_JWT_PRIVATE_KEY")?,
-            secret_key: secret_or_file(s.secret_key, "PALAVER_SECRET_KEY")?,
+            jwt_private_key,
+            secret_key,
+            cluster,
             otp_dev_code,
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout.unwrap_or(10)),
         })

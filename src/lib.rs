@@ -9,14 +9,14 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `demo`, `openapi`, `bench` |
+//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `keys generate`, `demo`, `openapi`, `bench`, `import-webhooks` |
 //! | [`demo`] | demo users, chats and messages for a newcomer |
 //! | [`config`] | settings from `palaver.toml`, the environment and flags |
 //! | [`app`] | shared state, router assembly, middleware stack, graceful shutdown |
 //! | [`error`] | the one error type and the list of problem codes |
 //! | [`http`] | extractors (JSON, auth, workspace scope, client IP), pagination, middleware |
 //! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, tenant scope |
-//! | [`ratelimit`] | request rate limits behind one interface (memory now, Redis in cluster mode) |
+//! | [`ratelimit`] | request rate limits behind one interface (memory on one node, Redis in cluster mode) |
 //! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, signing keys, JWKS |
 //! | [`users`] | profiles, privacy, search, contacts, blocks |
 //! | [`workspaces`] | tenants, memberships and roles |
@@ -26,13 +26,14 @@
 //! | [`realtime`] | the Socket.IO gateway: handshake auth, client events, pushing the change log live |
 //! | [`notify`] | SMS and mail senders |
 //! | [`ops`] | health, readiness, metrics, OpenAPI and `/docs` |
-//!
 //! | [`media`] | uploads, storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
-//! | [`jobs`] | the durable background job runner (leases, retries with backoff) |
+//! | [`jobs`] | the durable background job runner (leases, retries with backoff) and leases for scheduled work |
+//! | [`whatsapp`] | the Cloud API bridge: channels, webhooks, leads, outbound queue, templates, import |
+//! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats |
 //!
-//! The capabilities still to come slot in beside these without moving them: `whatsapp` (channels, webhooks, outbound queue,
-//! templates), `inbox` (leads, notes, automations, campaigns), `ai` (analysis, keys, usage) and
-//! `calls` (signalling). Migrations live in `migrations/sqlite` and `migrations/postgres`.
+//! The capabilities still to come slot in beside these without moving them: `inbox` (notes,
+//! automations, campaigns), `ai` (analysis, keys, usage) and `calls` (signalling). Migrations
+//! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod app;
 pub mod auth;
@@ -40,6 +41,7 @@ pub mod bench;
 pub mod chats;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -1,13 +1,16 @@
 //! Request rate limits: fixed windows counted per (limit, key).
 //!
 //! [`RateLimiter`] is the interface the request paths use; its store is in memory on a single
-//! node and will be Redis in cluster mode (the same fixed-window counting maps onto
-//! `INCR` + `PEXPIRE`). `PALAVER_RATE_LIMITS=off` turns off every limit except those marked
-//! `always` (the OTP attempt and resend rules).
+//! node and Redis in cluster mode (one atomic `SET NX PX` + `INCR` + `PTTL` per hit, so every
+//! node counts into the same window). While Redis cannot be reached, each node counts in its
+//! own memory. `PALAVER_RATE_LIMITS=off` turns off every limit except those marked `always`
+//! (the OTP attempt and resend rules).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::cluster::Cluster;
 
 /// A named limit: at most `max` hits per `window` for one key.
 #[derive(Debug, Clone, Copy)]
@@ -58,19 +61,22 @@ pub mod limits {
 
 pub struct RateLimiter {
     enabled: bool,
-    store: Store,
-}
-
-enum Store {
-    Memory(MemoryStore),
+    /// This node's counts: the store on one node, the fallback in a cluster.
+    memory: MemoryStore,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl RateLimiter {
-    pub fn in_memory(enabled: bool) -> RateLimiter {
+    pub fn new(enabled: bool, cluster: Option<Arc<Cluster>>) -> RateLimiter {
         RateLimiter {
             enabled,
-            store: Store::Memory(MemoryStore::default()),
+            memory: MemoryStore::default(),
+            cluster,
         }
+    }
+
+    pub fn in_memory(enabled: bool) -> RateLimiter {
+        RateLimiter::new(enabled, None)
     }
 
     /// Counts a hit; `Err(seconds)` says how long until the key may try again.
@@ -78,9 +84,15 @@ impl RateLimiter {
         if !self.enabled && !limit.always {
             return Ok(());
         }
-        match &self.store {
-            Store::Memory(m) => m.hit(limit, key, crate::db::now_ms()),
+        if let Some(c) = &self.cluster {
+            if let Ok((hits, left_ms)) = c.hit(limit.name, key, limit.window).await {
+                if hits > u64::from(limit.max) {
+                    return Err((left_ms.max(1) as u64).div_ceil(1000));
+                }
+                return Ok(());
+            }
         }
+        self.memory.hit(limit, key, crate::db::now_ms())
     }
 }
 

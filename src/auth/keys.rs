@@ -51,12 +51,7 @@ impl SigningKeys {
     pub fn load_or_generate(config: &Config) -> anyhow::Result<SigningKeys> {
         let pem = match &config.jwt_private_key {
             Some(pem) => pem.expose().to_owned(),
-            None => load_or_create(&config.data_dir.join(JWT_KEY_FILE), || {
-                let rng = ring::rand::SystemRandom::new();
-                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-                    .map_err(|_| anyhow::anyhow!("generating an Ed25519 key"))?;
-                Ok(to_pem(pkcs8.as_ref()))
-            })?,
+            None => load_or_create(&config.data_dir.join(JWT_KEY_FILE), new_jwt_pem)?,
         };
         Self::from_pem(&pem)
     }
@@ -129,11 +124,7 @@ impl ServerSecret {
     pub fn load_or_generate(config: &Config) -> anyhow::Result<ServerSecret> {
         let text = match &config.secret_key {
             Some(s) => s.expose().to_owned(),
-            None => load_or_create(&config.data_dir.join(SECRET_KEY_FILE), || {
-                let mut bytes = [0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-                Ok(hex::encode(bytes))
-            })?,
+            None => load_or_create(&config.data_dir.join(SECRET_KEY_FILE), new_secret_hex)?,
         };
         let bytes = hex::decode(text.trim()).context("the server secret is not hex")?;
         let Ok(bytes) = <[u8; 32]>::try_from(bytes) else {
@@ -219,6 +210,33 @@ mod sealing_tests {
         assert_eq!(a.open("v1.AAAA"), None);
         assert_eq!(a.open("plain"), None);
     }
+}
+
+fn new_jwt_pem() -> anyhow::Result<String> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("generating an Ed25519 key"))?;
+    Ok(to_pem(pkcs8.as_ref()))
+}
+
+fn new_secret_hex() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    Ok(hex::encode(bytes))
+}
+
+/// `palaver keys generate DIR`: writes a new signing key and server secret (0600) for the
+/// nodes of a cluster to share; never overwrites. Answers the two paths.
+pub fn generate_files(dir: &Path) -> anyhow::Result<[std::path::PathBuf; 2]> {
+    let paths = [dir.join(JWT_KEY_FILE), dir.join(SECRET_KEY_FILE)];
+    for p in &paths {
+        if p.exists() {
+            bail!("{} exists already; not overwriting it", p.display());
+        }
+    }
+    load_or_create(&paths[0], new_jwt_pem)?;
+    load_or_create(&paths[1], new_secret_hex)?;
+    Ok(paths)
 }
 
 /// Reads `path`, or creates it (0600, exclusively, so two processes starting at once agree)

@@ -14,6 +14,8 @@
 //!
 //! What a kind of job does lives with its capability; [`run`] maps kinds to them.
 
+pub mod lease;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

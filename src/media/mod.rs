@@ -170,18 +170,15 @@ pub fn text_source(
     }
 }
 
-/// Deletes uploads that nothing referenced for the configured time, in rounds, until stopped.
+/// Deletes uploads that nothing referenced for the configured time, in rounds, until stopped;
+/// on the one node that holds the sweep's lease.
 pub async fn sweep(state: crate::app::AppState) {
     let ttl = state.config.media.unreferenced_ttl;
     let every = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = sweep_once(&state, ttl).await {
-            tracing::warn!(error = %e, "deleting unreferenced uploads");
-        }
-    }
+    crate::jobs::lease::scheduled(state, "media-sweep", every, move |state| async move {
+        sweep_once(&state, ttl).await
+    })
+    .await
 }
 
 async fn sweep_once(state: &crate::app::AppState, ttl: Duration) -> AppResult<()> {

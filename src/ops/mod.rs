@@ -28,21 +28,34 @@ async fn healthz() -> impl IntoResponse {
 
 /// GET /readyz — the database answers (and, in cluster mode, Redis). 503 otherwise.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => {
-            axum::Json(serde_json::json!({ "status": "ready", "database": "ok" })).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: the database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "application/json")],
-                serde_json::json!({ "status": "unavailable", "database": "unreachable" })
-                    .to_string(),
-            )
-                .into_response()
-        }
+    let database = state.db.ping().await;
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness check: the database does not answer");
     }
+    let mut body = serde_json::json!({
+        "status": "ready",
+        "database": if database.is_ok() { "ok" } else { "unreachable" },
+    });
+    let mut ready = database.is_ok();
+    if let Some(c) = &state.cluster {
+        let redis = c.ping().await;
+        if !redis {
+            tracing::warn!("readiness check: Redis does not answer");
+        }
+        body["redis"] = (if redis { "ok" } else { "unreachable" }).into();
+        body["node"] = c.node().into();
+        ready &= redis;
+    }
+    if ready {
+        return axum::Json(body).into_response();
+    }
+    body["status"] = "unavailable".into();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// GET /metrics — Prometheus text format.

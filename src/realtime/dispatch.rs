@@ -31,10 +31,22 @@ pub async fn run(state: AppState) {
         }
     };
     loop {
-        // Woken by commits on this node; the timeout also picks up changes written elsewhere
-        // (another process on the same database, or PostgreSQL's visibility horizon moving).
+        // Woken by commits on this node (which the other nodes hear of) and, in a cluster, by
+        // other nodes' commits; the timeout picks up anything else (another process on the
+        // same database, PostgreSQL's visibility horizon moving, Redis being away).
+        let elsewhere = async {
+            match &state.cluster {
+                Some(c) => c.changes_elsewhere().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = state.db.changes_committed() => {}
+            _ = state.db.changes_committed() => {
+                if let Some(c) = &state.cluster {
+                    c.changes_committed();
+                }
+            }
+            _ = elsewhere => {}
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         loop {

@@ -121,6 +121,16 @@ impl Hub {
         users.keys().cloned().collect()
     }
 
+    /// The users with a device on this node.
+    pub fn users(&self) -> Vec<String> {
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn is_online(&self, user_id: &str) -> bool {
         self.users
             .read()
@@ -322,7 +332,7 @@ impl Gateway {
         if self
             .state
             .presence
-            .device_connected(&session.user_id, first_here)
+            .device_connected(&self.state.hub, &session.user_id, first_here)
             .await
         {
             tokio::spawn(presence::announce(

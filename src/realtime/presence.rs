@@ -11,9 +11,11 @@
 use serde_json::json;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{events, protocol, Hub};
 use crate::app::AppState;
+use crate::cluster::Cluster;
 use crate::db::{now_ms, Timestamp};
 use crate::users::model::LastSeenPrivacy;
 
@@ -22,23 +24,74 @@ use crate::users::model::LastSeenPrivacy;
 pub struct Presence {
     /// Set when the server shuts down: devices going then are not announced one by one.
     stopping: AtomicBool,
+    /// Cluster mode: devices are counted per node in Redis.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Presence {
+    pub fn new(cluster: Option<Arc<Cluster>>) -> Presence {
+        Presence {
+            stopping: AtomicBool::new(false),
+            cluster,
+        }
+    }
+
     /// A device of the user connected (`first_here`: their first on this node); `true` if the
     /// user came online with it.
-    pub async fn device_connected(&self, _user_id: &str, first_here: bool) -> bool {
-        first_here && !self.stopping.load(Ordering::Relaxed)
+    pub async fn device_connected(&self, hub: &Hub, user_id: &str, first_here: bool) -> bool {
+        if !first_here || self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(c) = &self.cluster else {
+            return true;
+        };
+        // Without Redis, this node's view: the user may be online elsewhere already.
+        let came_online = c.join(user_id).await.map_or(true, |nodes| nodes == 1);
+        if !hub.is_online(user_id) {
+            // The device went while this node registered it, and its leave may have run
+            // first: leave again, so no stale entry stays behind.
+            let _ = c.leave(user_id).await;
+            return false;
+        }
+        came_online
     }
 
     /// A device of the user went (`last_here`: their last on this node); `true` if the user
     /// went offline with it.
-    pub async fn device_gone(&self, _user_id: &str, last_here: bool) -> bool {
-        last_here && !self.stopping.load(Ordering::Relaxed)
+    pub async fn device_gone(&self, user_id: &str, last_here: bool) -> bool {
+        if !last_here || self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        match &self.cluster {
+            Some(c) => c.leave(user_id).await.map_or(true, |nodes| nodes == 0),
+            None => true,
+        }
     }
 
     pub async fn is_online(&self, hub: &Hub, user_id: &str) -> bool {
-        hub.is_online(user_id)
+        !self
+            .online_among(hub, vec![user_id.to_owned()])
+            .await
+            .is_empty()
+    }
+
+    /// Those of `users` who are online (on any node).
+    pub async fn online_among(&self, hub: &Hub, users: Vec<String>) -> Vec<String> {
+        let (mut online, elsewhere): (Vec<String>, Vec<String>) =
+            users.into_iter().partition(|u| hub.is_online(u));
+        if let Some(c) = &self.cluster {
+            // Without Redis, only this node's users are known to be online.
+            if let Ok(found) = c.online(&elsewhere).await {
+                online.extend(
+                    elsewhere
+                        .into_iter()
+                        .zip(found)
+                        .filter(|(_, on)| *on)
+                        .map(|(u, _)| u),
+                );
+            }
+        }
+        online
     }
 
     /// The server is stopping: its users' `lastSeenAt` is stored at once (see [`stopping`]).
@@ -47,10 +100,20 @@ impl Presence {
     }
 }
 
-/// Shutdown: every user connected here is going; their `lastSeenAt` becomes now, in one write,
-/// before the database closes (their peers' sockets are closing too, so no events).
+/// Shutdown: every user connected here is going; the `lastSeenAt` of those with no device on
+/// another node becomes now, in one write, before the database closes. No events: on one
+/// node their peers' sockets are closing too; in a cluster the devices reconnect to another
+/// node within seconds.
 pub async fn stopping(state: &AppState, users: &[String]) {
     state.presence.stop();
+    let gone;
+    let users = match &state.cluster {
+        Some(c) => {
+            gone = c.deregister(users).await;
+            &gone[..]
+        }
+        None => users,
+    };
     let now = now_ms();
     for chunk in users.chunks(500) {
         let mut slots = state.db.slots();
@@ -91,13 +154,7 @@ async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Ve
     .fetch_all(db.reader())
     .await?;
     // Only people online now can be told.
-    let mut online = Vec::with_capacity(people.len());
-    for p in people {
-        if state.presence.is_online(&state.hub, &p).await {
-            online.push(p);
-        }
-    }
-    let people = online;
+    let people = state.presence.online_among(&state.hub, people).await;
     let mut allowed = Vec::with_capacity(people.len());
     for p in people {
         if crate::users::store::blocked_either_way(db, user_id, &p).await? {
@@ -145,9 +202,7 @@ pub async fn announce(state: AppState, user_id: String, online: bool) {
             &json!({"userId": user_id, "online": online, "lastSeenAt": last_seen}),
         )
         .into();
-        for p in audience(&state, &user_id).await? {
-            state.hub.send(&p, &packet, None);
-        }
+        state.emit(audience(&state, &user_id).await?, packet);
         Ok(())
     }
     .await;

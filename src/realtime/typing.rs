@@ -48,6 +48,7 @@ async fn tell(
         &json!({"conversationId": conversation_id, "userId": session.user_id, "typing": typing}),
     )
     .into();
+    let mut to = Vec::with_capacity(members.len());
     for m in members.iter().filter(|m| m.user_id != session.user_id) {
         if access.conversation.kind == "direct"
             && crate::users::store::blocked_either_way(&state.db, &session.user_id, &m.user_id)
@@ -55,8 +56,9 @@ async fn tell(
         {
             continue;
         }
-        state.hub.send(&m.user_id, &packet, None);
+        to.push(m.user_id.clone());
     }
+    state.emit(to, packet);
     Ok(())
 }
 

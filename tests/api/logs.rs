@@ -58,7 +58,7 @@ pub async fn start(extra_env: &[(&str, String)], dir: &std::path::Path) -> Runni
 }
 
 impl Running {
-    async fn wait_for(&mut self, needle: &str) -> String {
+    pub async fn wait_for(&mut self, needle: &str) -> String {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(20), self.lines.recv())
                 .await
@@ -77,7 +77,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status and the rest of the output.
-    async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().expect("running").to_string();
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &pid])

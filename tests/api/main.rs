@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bench;
 mod chats;
+mod cluster;
 mod crash;
 mod demo;
 mod errors;

@@ -1,0 +1,689 @@
+//! Cluster mode: real `palaver` processes on loopback sharing one PostgreSQL database and one
+//! Redis (realtime.md "Cluster mode", quality.md's cluster reliability requirement). Every
+//! event kind from a sender on one node reaches a receiver on another; presence and rate
+//! limits count across nodes; `kill -9` of a node under load loses nothing acknowledged.
+//!
+//! Runs when `TEST_DATABASE_URL` and `TEST_REDIS_URL` are set; prints a skip line otherwise.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palaver::client::{self, Client, Events};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::helpers::User;
+use crate::logs::{start, Running};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One PostgreSQL database, one Redis key prefix and shared keys for the nodes of a test.
+struct Cluster {
+    admin_url: String,
+    db_name: String,
+    redis_url: String,
+    prefix: String,
+    dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Cluster {
+    async fn new(test: &str, extra: &[(&'static str, &str)]) -> Option<Cluster> {
+        let (Ok(admin_url), Ok(redis_url)) = (
+            std::env::var("TEST_DATABASE_URL"),
+            std::env::var("TEST_REDIS_URL"),
+        ) else {
+            eprintln!(
+                "skipped cluster::{test}: TEST_DATABASE_URL and TEST_REDIS_URL must both be set"
+            );
+            return None;
+        };
+        let db_name = format!("palaver_cluster_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE \"{db_name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&db_name);
+        let dir = tempfile::tempdir().unwrap();
+        let [jwt, secret] = palaver::auth::keys::generate_files(&dir.path().join("keys")).unwrap();
+        let prefix = format!("test-{}:", uuid::Uuid::now_v7().simple());
+        let mut env = vec![
+            ("DATABASE_URL", url.to_string()),
+            ("REDIS_URL", redis_url.clone()),
+            ("PALAVER_REDIS_PREFIX", prefix.clone()),
+            ("PALAVER_JWT_PRIVATE_KEY_FILE", jwt.display().to_string()),
+            ("PALAVER_SECRET_KEY_FILE", secret.display().to_string()),
+            ("PALAVER_LOG", "info,palaver=debug".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        Some(Cluster {
+            admin_url,
+            db_name,
+            redis_url,
+            prefix,
+            dir,
+            env,
+        })
+    }
+
+    /// Starts a node with a data dir of its own.
+    async fn node(&self, name: &str) -> Running {
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        start(&self.env, &data).await
+    }
+
+    /// A key of this cluster's Redis (for looking at presence).
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    async fn remove(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.db_name
+        ))
+        .execute(&mut admin)
+        .await;
+        let mut r = self.redis().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut r)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut r)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn call(
+    method: Method,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> Value {
+    let (status, v) = call(Method::POST, base, path, token, Some(body)).await;
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+async fn signup(base: &str, name: &str) -> User {
+    let v = post(
+        base,
+        "/api/v1/auth/signup",
+        None,
+        json!({"email": format!("{name}@example.com"), "password": "correct horse battery", "displayName": name}),
+    )
+    .await;
+    User::from(&v)
+}
+
+/// A direct conversation both sides accepted (each said something), opened on `base`.
+async fn accepted_direct(base: &str, other_base: &str, a: &User, b: &User) -> String {
+    let conv = post(
+        base,
+        "/api/v1/conversations/direct",
+        Some(&a.token),
+        json!({"userId": b.id}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (node, user) in [(base, a), (other_base, b)] {
+        post(
+            node,
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&user.token),
+            json!({"clientMsgId": uuid::Uuid::now_v7().to_string(), "type": "text", "text": "hi"}),
+        )
+        .await;
+    }
+    conv
+}
+
+async fn socket(base: &str, user: &User) -> (Client, Events) {
+    client::connect(base, &json!({"token": user.token}))
+        .await
+        .expect("socket connects")
+}
+
+/// The next `presence` event about `user`.
+async fn presence_of(events: &mut Events, user: &User, wait: Duration) -> Value {
+    loop {
+        let e = events
+            .expect("presence", wait)
+            .await
+            .expect("a presence event");
+        if e["userId"] == user.id.as_str() {
+            return e;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_kind_crosses_nodes() {
+    let Some(cluster) = Cluster::new("every_event_kind_crosses_nodes", &[]).await else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    for base in [&a, &b] {
+        let (status, ready) = call(Method::GET, base, "/readyz", None, None).await;
+        assert_eq!(status, StatusCode::OK, "{ready}");
+        assert_eq!(ready["redis"], "ok");
+    }
+
+    let alice = signup(&a, "alice").await;
+    let bob = signup(&b, "bob").await;
+    let carol = signup(&a, "carol").await;
+    let conv = accepted_direct(&a, &b, &alice, &bob).await;
+
+    // Presence: Bob on node B sees Alice come online on node A.
+    let (_bob_sock, mut bob_events) = socket(&b, &bob).await;
+    let (alice_sock, mut alice_events) = socket(&a, &alice).await;
+    let online = presence_of(&mut bob_events, &alice, WAIT).await;
+    assert_eq!(online["online"], true);
+
+    // message:new, from A to B.
+    let ack = alice_sock
+        .call(
+            "message:send",
+            &json!({"conversationId": conv, "clientMsgId": "x1", "type": "text", "text": "across"}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    let id = ack["message"]["id"].as_str().unwrap().to_owned();
+    let seq = ack["message"]["seq"].as_i64().unwrap();
+    let new = bob_events.expect("message:new", WAIT).await.unwrap();
+    assert_eq!(new["message"]["id"], id.as_str());
+    assert_eq!(new["message"]["text"], "across");
+    assert!(new["cursor"].is_string());
+
+    // message:status, from B to A: delivered, then read.
+    let bob_sock = _bob_sock;
+    for (event, status) in [("message:delivered", "delivered"), ("message:read", "read")] {
+        let ack = bob_sock
+            .call(event, &json!({"conversationId": conv, "seq": seq}), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+        let s = alice_events.expect("message:status", WAIT).await.unwrap();
+        assert_eq!(s["status"], status, "{s}");
+        assert_eq!(s["userId"], bob.id.as_str());
+        assert_eq!(s["upToSeq"], seq);
+    }
+
+    // message:updated: an edit on A, a reaction on B.
+    let ack = alice_sock
+        .call(
+            "message:edit",
+            &json!({"messageId": id, "text": "across, edited"}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    let edited = bob_events.expect("message:updated", WAIT).await.unwrap();
+    assert_eq!(edited["message"]["text"], "across, edited");
+    let ack = bob_sock
+        .call(
+            "message:react",
+            &json!({"messageId": id, "emoji": "👍"}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    // (Alice hears of her own edit first.)
+    let reacted = loop {
+        let e = alice_events.expect("message:updated", WAIT).await.unwrap();
+        if e["message"]["reactions"] != json!([]) {
+            break e;
+        }
+    };
+    assert_eq!(reacted["message"]["id"], id.as_str());
+    assert!(
+        reacted["message"]["reactions"].to_string().contains("👍"),
+        "{reacted}"
+    );
+
+    // typing, from A to B.
+    alice_sock
+        .emit("typing:start", &json!({"conversationId": conv}))
+        .await
+        .unwrap();
+    let t = bob_events.expect("typing", WAIT).await.unwrap();
+    assert_eq!(
+        t,
+        json!({"conversationId": conv, "userId": alice.id, "typing": true})
+    );
+
+    // conversation:updated: a group made and renamed on A reaches Carol on B.
+    let (_carol_sock, mut carol_events) = socket(&b, &carol).await;
+    let group = post(
+        &a,
+        "/api/v1/conversations/groups",
+        Some(&alice.token),
+        json!({"title": "Nodes", "memberIds": [carol.id]}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = carol_events
+        .expect("conversation:updated", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(created["conversation"]["id"], group.as_str());
+    let (status, _) = call(
+        Method::PATCH,
+        &a,
+        &format!("/api/v1/conversations/{group}"),
+        Some(&alice.token),
+        Some(json!({"title": "Two nodes"})),
+    )
+    .await;
+    assert!(status.is_success());
+    loop {
+        let e = carol_events
+            .expect("conversation:updated", WAIT)
+            .await
+            .unwrap();
+        if e["conversation"]["title"] == "Two nodes" {
+            break;
+        }
+    }
+
+    // Presence counts devices on every node: Alice's second device on B keeps her online when
+    // the one on A goes; only when both are gone does Bob see her offline.
+    let (alice_on_b, _alice_on_b_events) = socket(&b, &alice).await;
+    let mut r = cluster.redis().await;
+    let presence_key = format!("{}presence:{}", cluster.prefix, alice.id);
+    let nodes_of_alice = |r: &mut redis::aio::MultiplexedConnection| {
+        let key = presence_key.clone();
+        let mut r = r.clone();
+        async move {
+            redis::cmd("HLEN")
+                .arg(key)
+                .query_async::<i64>(&mut r)
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(|| nodes_of_alice(&mut r), 2).await;
+    alice_sock.close().await;
+    wait_until(|| nodes_of_alice(&mut r), 1).await;
+    // Something Alice does after that reaches Bob with no presence event before it.
+    alice_on_b
+        .emit("typing:stop", &json!({"conversationId": conv}))
+        .await
+        .unwrap();
+    loop {
+        let e = bob_events.next().await.expect("events");
+        assert!(
+            !(e.name == "presence" && e.data["userId"] == alice.id.as_str()),
+            "Alice went offline while a device of hers was still on node B: {:?}",
+            e.data
+        );
+        if e.name == "typing" && e.data["typing"] == false {
+            break;
+        }
+    }
+    alice_on_b.close().await;
+    let offline = presence_of(&mut bob_events, &alice, WAIT).await;
+    assert_eq!(offline["online"], false);
+    assert!(offline["lastSeenAt"].is_string());
+
+    // A session revoked on B closes its socket on A.
+    let bob2 = User::from(
+        &post(
+            &b,
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "bob@example.com", "password": "correct horse battery"}),
+        )
+        .await,
+    );
+    let (_bob2_sock, mut bob2_events) = socket(&a, &bob2).await;
+    let (status, _) = call(
+        Method::POST,
+        &b,
+        "/api/v1/auth/logout",
+        Some(&bob2.token),
+        None,
+    )
+    .await;
+    assert!(status.is_success());
+    let ended =
+        tokio::time::timeout(WAIT, async { while bob2_events.next().await.is_some() {} }).await;
+    assert!(
+        ended.is_ok(),
+        "the revoked session's socket on the other node ends"
+    );
+
+    drop((a_node, b_node));
+    cluster.remove().await;
+}
+
+/// Polls a value in Redis until it equals `want` (the state is observed, not timed).
+async fn wait_until<F, Fut>(mut read: F, want: i64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if read().await == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_count_across_nodes() {
+    let Some(cluster) = Cluster::new("rate_limits_count_across_nodes", &[]).await else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    // 30 sign-in attempts per minute per client IP, wherever they land.
+    for i in 0..30 {
+        let base = if i % 2 == 0 {
+            &a_node.base
+        } else {
+            &b_node.base
+        };
+        let (status, body) = call(
+            Method::POST,
+            base,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": format!("nobody{i}@example.com"), "password": "wrong password!"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    for base in [&a_node.base, &b_node.base] {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": "nobody@example.com", "password": "wrong password!"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+    }
+    drop((a_node, b_node));
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_acked() {
+    let Some(cluster) = Cluster::new(
+        "a_killed_node_loses_nothing_acked",
+        &[
+            ("PALAVER_RATE_LIMITS", "off"),
+            ("PALAVER_NODE_TIMEOUT", "3"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    let sender = signup(&a, "sender").await;
+    let receiver = signup(&b, "receiver").await;
+    let watcher = signup(&a, "watcher").await;
+    let conv = accepted_direct(&a, &b, &sender, &receiver).await;
+    accepted_direct(&a, &b, &watcher, &receiver).await;
+
+    // The receiver on B; the sender and a watcher on A.
+    let (receiver_sock, mut receiver_events) = socket(&b, &receiver).await;
+    let (_watcher_sock, _watcher_events) = socket(&a, &watcher).await;
+    assert_eq!(
+        presence_of(&mut receiver_events, &watcher, WAIT).await["online"],
+        true
+    );
+    let (sender_sock, _sender_events) = socket(&a, &sender).await;
+
+    // Where the receiver's change stream stands before the load.
+    let start_ack = receiver_sock
+        .call("sync:request", &json!({}), WAIT)
+        .await
+        .unwrap();
+    let start_cursor = start_ack["cursor"].as_str().unwrap().to_owned();
+
+    // The receiver notes every seq pushed live.
+    let live: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let (presence_tx, mut presence_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn({
+        let (live, conv) = (live.clone(), conv.clone());
+        async move {
+            while let Some(e) = receiver_events.next().await {
+                match e.name.as_str() {
+                    "message:new" if e.data["message"]["conversationId"] == conv.as_str() => {
+                        live.lock()
+                            .unwrap()
+                            .push(e.data["message"]["seq"].as_i64().unwrap());
+                    }
+                    "presence" => {
+                        let _ = presence_tx.send(e.data);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+
+    // The sender keeps 8 sends in flight until its node dies.
+    let acked: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let attempted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sending = tokio::spawn({
+        let (acked, attempted, conv, sock) = (
+            acked.clone(),
+            attempted.clone(),
+            conv.clone(),
+            sender_sock.clone(),
+        );
+        async move {
+            let mut window = tokio::task::JoinSet::new();
+            for i in 0.. {
+                let id = format!("m{i}");
+                attempted.lock().unwrap().push(id.clone());
+                let body =
+                    json!({"conversationId": conv, "clientMsgId": id, "type": "text", "text": id});
+                let Ok(ack) = sock.call_later("message:send", &body).await else {
+                    break;
+                };
+                let acked = acked.clone();
+                window.spawn(async move {
+                    if let Ok(Ok(ack)) = tokio::time::timeout(WAIT, ack).await {
+                        if ack["ok"] == true {
+                            acked
+                                .lock()
+                                .unwrap()
+                                .insert(id, ack["message"]["seq"].as_i64().unwrap());
+                        }
+                    }
+                });
+                if window.len() >= 8 && window.join_next().await.is_none() {
+                    break;
+                }
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends were not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a_node.child.start_kill().unwrap();
+    a_node.child.wait().await.unwrap();
+    sending.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let attempted = attempted.lock().unwrap().clone();
+
+    // The watcher, whose only device was on the dead node, goes offline for the receiver once
+    // its heartbeat lapses (3 s here).
+    let gone = loop {
+        let e = tokio::time::timeout(Duration::from_secs(20), presence_rx.recv())
+            .await
+            .expect("the dead node's users go offline")
+            .unwrap();
+        if e["userId"] == watcher.id.as_str() {
+            break e;
+        }
+    };
+    assert_eq!(gone["online"], false);
+
+    // The sender reconnects to B and retries what was not acknowledged, with the same ids.
+    let (retry_sock, _retry_events) = socket(&b, &sender).await;
+    let mut retried = 0;
+    for id in attempted.iter().filter(|id| !acked.contains_key(*id)) {
+        let body = json!({"conversationId": conv, "clientMsgId": id, "type": "text", "text": id});
+        let ack = retry_sock.call("message:send", &body, WAIT).await.unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+        if let Some(seq) = acked.get(id) {
+            assert_eq!(ack["message"]["seq"], *seq);
+        }
+        retried += 1;
+    }
+
+    // Every acked message once, where its ack said; every attempt once; no gap.
+    let mut history = Vec::new();
+    let mut after = 0;
+    loop {
+        let (_, page) = call(
+            Method::GET,
+            &b,
+            &format!("/api/v1/conversations/{conv}/messages?after={after}&limit=100"),
+            Some(&receiver.token),
+            None,
+        )
+        .await;
+        let items = page["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            break;
+        }
+        after = items.last().unwrap()["seq"].as_i64().unwrap();
+        history.extend(items);
+    }
+    let by_client: HashMap<&str, i64> = history
+        .iter()
+        .map(|m| {
+            (
+                m["clientMsgId"].as_str().unwrap(),
+                m["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_client.len(), history.len(), "no clientMsgId twice");
+    for (id, seq) in &acked {
+        assert_eq!(
+            by_client.get(id.as_str()),
+            Some(seq),
+            "acked {id} kept its seq"
+        );
+    }
+    // The conversation started with the two greetings.
+    let expected = attempted.len() + 2;
+    eprintln!(
+        "{} acked before the kill, {retried} retried after it",
+        acked.len()
+    );
+    assert_eq!(history.len(), expected, "every attempt once");
+    let seqs: Vec<i64> = history.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=expected as i64).collect::<Vec<_>>(), "no gaps");
+
+    // The receiver got each message live at most once (pushes are best effort), and sync from
+    // where it stood before the load answers every message once.
+    let last_seq = expected as i64;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !live.lock().unwrap().contains(&last_seq) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the retried messages are pushed too"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let live_seqs = live.lock().unwrap().clone();
+    let unique: HashSet<i64> = live_seqs.iter().copied().collect();
+    assert_eq!(unique.len(), live_seqs.len(), "no live duplicates");
+    let mut synced = Vec::new();
+    let mut cursor = start_cursor;
+    loop {
+        let ack = receiver_sock
+            .call("sync:request", &json!({"cursor": cursor}), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+        for e in ack["events"].as_array().unwrap() {
+            if e["type"] == "message:new" && e["data"]["message"]["conversationId"] == conv.as_str()
+            {
+                synced.push(e["data"]["message"]["seq"].as_i64().unwrap());
+            }
+        }
+        cursor = ack["cursor"].as_str().unwrap().to_owned();
+        if ack["hasMore"] != true {
+            break;
+        }
+    }
+    assert_eq!(
+        synced,
+        (3..=last_seq).collect::<Vec<_>>(),
+        "sync: every message once, in order"
+    );
+
+    reader.abort();
+    drop(b_node);
+    cluster.remove().await;
+}
