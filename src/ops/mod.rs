@@ -26,7 +26,8 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// GET /readyz — the database answers (and, in cluster mode, Redis). 503 otherwise.
+/// GET /readyz — the database answers (and, in cluster mode, Redis): 200 with each one's
+/// state; otherwise 503, a problem document with the same members.
 async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.db.ping().await;
     if let Err(e) = &database {
@@ -49,10 +50,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if ready {
         return axum::Json(body).into_response();
     }
-    body["status"] = "unavailable".into();
+    // A problem document whose extension members say which dependency is away.
+    body["status"] = 503.into();
+    body["type"] = "/docs#error-unavailable".into();
+    body["title"] = "Service Unavailable".into();
+    body["code"] = "unavailable".into();
+    body["detail"] = "a dependency does not answer; see the members of this document".into();
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        [(header::CONTENT_TYPE, "application/json")],
+        [(header::CONTENT_TYPE, "application/problem+json")],
         body.to_string(),
     )
         .into_response()

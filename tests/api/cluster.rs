@@ -228,7 +228,13 @@ async fn every_event_kind_crosses_nodes() {
     assert_eq!(ack["ok"], true, "{ack}");
     let id = ack["message"]["id"].as_str().unwrap().to_owned();
     let seq = ack["message"]["seq"].as_i64().unwrap();
-    let new = bob_events.expect("message:new", WAIT).await.unwrap();
+    // (The greetings may come first: they were committed just before Bob connected.)
+    let new = loop {
+        let e = bob_events.expect("message:new", WAIT).await.unwrap();
+        if e["message"]["clientMsgId"] == "x1" {
+            break e;
+        }
+    };
     assert_eq!(new["message"]["id"], id.as_str());
     assert_eq!(new["message"]["text"], "across");
     assert!(new["cursor"].is_string());
@@ -686,4 +692,189 @@ async fn a_killed_node_loses_nothing_acked() {
     reader.abort();
     drop(b_node);
     cluster.remove().await;
+}
+
+/// A Redis of the test's own, so that it can be stopped and started again.
+struct OwnRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let mut redis = OwnRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    async fn restart(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server starts"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+}
+
+async fn readyz(base: &str) -> (StatusCode, Value) {
+    call(Method::GET, base, "/readyz", None, None).await
+}
+
+/// Waits until `/readyz` answers `status` (the node's own view, observed).
+async fn until_ready_is(base: &str, status: StatusCode) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, body) = readyz(base).await;
+        if s == status {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {s}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_redis_degrades_and_recovers() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "skipped cluster::losing_redis_degrades_and_recovers: redis-server is not installed"
+        );
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = OwnRedis::start(port).await;
+    let Some(mut cluster) = Cluster::new("losing_redis_degrades_and_recovers", &[]).await else {
+        return;
+    };
+    cluster.redis_url = format!("redis://127.0.0.1:{port}");
+    for (k, v) in cluster.env.iter_mut() {
+        if *k == "REDIS_URL" {
+            *v = cluster.redis_url.clone();
+        }
+    }
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    let alice = signup(&a, "alice").await;
+    let bob = signup(&b, "bob").await;
+    let conv = accepted_direct(&a, &b, &alice, &bob).await;
+    let (alice_sock, _alice_events) = socket(&a, &alice).await;
+    let (_bob_sock, mut bob_events) = socket(&b, &bob).await;
+
+    redis.stop().await;
+    let body = until_ready_is(&a, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["redis"], "unreachable", "{body}");
+    assert_eq!(body["database"], "ok");
+
+    // Without Redis: requests still work (limits count per node) and messages still cross
+    // nodes, through the shared change log.
+    let ack = alice_sock
+        .call(
+            "message:send",
+            &json!({"conversationId": conv, "clientMsgId": "r1", "type": "text", "text": "no redis"}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    // (The greetings may come first: they were committed just before Bob connected.)
+    loop {
+        let new = bob_events.expect("message:new", WAIT).await.unwrap();
+        if new["message"]["text"] == "no redis" {
+            break;
+        }
+    }
+    let (status, _) = call(
+        Method::GET,
+        &b,
+        "/api/v1/conversations",
+        Some(&bob.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Redis comes back (empty): both nodes find it again by themselves, and typing (which
+    // only Redis carries between nodes) crosses again.
+    redis.restart().await;
+    for base in [&a, &b] {
+        let body = until_ready_is(base, StatusCode::OK).await;
+        assert_eq!(body["redis"], "ok");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        alice_sock
+            .emit("typing:start", &json!({"conversationId": conv}))
+            .await
+            .unwrap();
+        if let Ok(t) = bob_events
+            .expect("typing", Duration::from_millis(500))
+            .await
+        {
+            assert_eq!(t["userId"], alice.id.as_str());
+            break;
+        }
+        alice_sock
+            .emit("typing:stop", &json!({"conversationId": conv}))
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "typing never crossed nodes again"
+        );
+    }
+    // And the nodes registered their devices again: both users count as online in Redis.
+    let mut r = cluster.redis().await;
+    for user in [&alice, &bob] {
+        let key = format!("{}presence:{}", cluster.prefix, user.id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while redis::cmd("HLEN")
+            .arg(&key)
+            .query_async::<i64>(&mut r)
+            .await
+            .unwrap()
+            != 1
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key} never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    drop((a_node, b_node));
+    cluster.remove().await;
+    redis.stop().await;
 }
