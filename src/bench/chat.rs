@@ -349,21 +349,25 @@ pub async fn pairs(
     window: usize,
     rate: u64,
     duration: Duration,
+    receivers_url: Option<&str>,
 ) -> anyhow::Result<Report> {
     let api = Api::new(&c.url);
-    let lanes = pair_lanes(&api, users / 2).await?;
+    let receiving = receivers_url.map(|url| api.at(url));
+    let lanes = pair_lanes(&api, receiving.as_ref().unwrap_or(&api), users / 2).await?;
     let probe = Probe::start(c.pid);
     let outcome = drive(lanes, window, rate, duration, false).await?;
     let mut report = Report::new(
         "chat",
-        json!({"users": users, "window": window, "rate": rate, "duration_s": duration.as_secs()}),
+        json!({"users": users, "window": window, "rate": rate, "duration_s": duration.as_secs(),
+               "receivers_url": receivers_url}),
     );
     fill(&mut report, &outcome);
     report.server = probe.finish();
     Ok(report)
 }
 
-async fn pair_lanes(api: &Api, pairs: usize) -> anyhow::Result<Vec<Lane>> {
+/// Pairs whose senders connect through `api` and receivers through `receiving`.
+async fn pair_lanes(api: &Api, receiving: &Api, pairs: usize) -> anyhow::Result<Vec<Lane>> {
     eprintln!("setting up {pairs} pairs…");
     let senders = api.users("s", pairs).await?;
     let receivers = api.users("r", pairs).await?;
@@ -375,7 +379,7 @@ async fn pair_lanes(api: &Api, pairs: usize) -> anyhow::Result<Vec<Lane>> {
     )
     .await?;
     let sending = api.connect_all(&senders).await?;
-    let receiving = api.connect_all(&receivers).await?;
+    let receiving = receiving.connect_all(&receivers).await?;
     Ok(sending
         .into_iter()
         .zip(receiving)
@@ -553,7 +557,7 @@ pub async fn reads(
         say(&api, &reader, &history_of).await?;
     }
     let lanes = if rate > 0 {
-        pair_lanes(&api, users / 2).await?
+        pair_lanes(&api, &api, users / 2).await?
     } else {
         Vec::new()
     };

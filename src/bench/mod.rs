@@ -2,7 +2,7 @@
 //! (HTTP for setup and reads, Socket.IO over WebSocket for live traffic, through
 //! [`crate::client`]), so it measures any server that implements it.
 //!
-//! Scenarios follow quality.md: `chat` (P1, and P1L with `--rate`), `fanout` (P2), `idle` (P3),
+//! Scenarios follow quality.md: `chat` (P1, P1L with `--rate`, P7 with `--receivers-url`), `fanout` (P2), `idle` (P3),
 //! `catchup` (P4), `webhooks` (P5), `reads` (P6). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
@@ -48,6 +48,10 @@ pub enum Scenario {
         /// Seconds of measured traffic
         #[arg(long, default_value_t = 10)]
         duration: u64,
+        /// P7: receivers connect to this node instead (senders stay on `--url`), so every
+        /// delivery crosses nodes
+        #[arg(long)]
+        receivers_url: Option<String>,
     },
     /// P2: groups with one sender each; every other member receives
     Fanout {
@@ -136,7 +140,18 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             window,
             rate,
             duration,
-        } => chat::pairs(c, users, window, rate, Duration::from_secs(duration)).await?,
+            receivers_url,
+        } => {
+            chat::pairs(
+                c,
+                users,
+                window,
+                rate,
+                Duration::from_secs(duration),
+                receivers_url.as_deref(),
+            )
+            .await?
+        }
         Scenario::Fanout {
             groups,
             members,

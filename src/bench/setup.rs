@@ -34,6 +34,15 @@ impl Api {
         }
     }
 
+    /// The same run's API at another node (`base`).
+    pub fn at(&self, base: &str) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            http: self.http.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
