@@ -366,14 +366,15 @@ pub async fn serve(
     shutdown.await;
     dispatcher.abort();
     sweeper.abort();
-    let _ = crate::jobs::lease::release(&state.db, "media-sweep", &state.node_id).await;
+    let _ = crate::jobs::lease::release(&state.db, crate::media::SWEEP_LEASE, &state.node_id).await;
     state.jobs.stop(&state.db).await;
     let _ = workers.await;
-    let connected = state.hub.close_all();
-    crate::realtime::presence::stopping(&state, &connected).await;
+    // The heartbeat must not write this node's devices back once they are removed.
     if let Some(task) = cluster {
         task.abort();
     }
+    let connected = state.hub.close_all();
+    crate::realtime::presence::stopping(&state, &connected).await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(grace, server).await {

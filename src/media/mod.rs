@@ -170,12 +170,15 @@ pub fn text_source(
     }
 }
 
+/// The lease of the sweep of unreferenced uploads.
+pub const SWEEP_LEASE: &str = "media-sweep";
+
 /// Deletes uploads that nothing referenced for the configured time, in rounds, until stopped;
 /// on the one node that holds the sweep's lease.
 pub async fn sweep(state: crate::app::AppState) {
     let ttl = state.config.media.unreferenced_ttl;
     let every = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
-    crate::jobs::lease::scheduled(state, "media-sweep", every, move |state| async move {
+    crate::jobs::lease::scheduled(state, SWEEP_LEASE, every, move |state| async move {
         sweep_once(&state, ttl).await
     })
     .await
