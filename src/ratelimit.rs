@@ -75,10 +75,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn in_memory(enabled: bool) -> RateLimiter {
-        RateLimiter::new(enabled, None)
-    }
-
     /// Counts a hit; `Err(seconds)` says how long until the key may try again.
     pub async fn check(&self, limit: &Limit, key: &str) -> Result<(), u64> {
         if !self.enabled && !limit.always {
@@ -145,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn off_keeps_only_the_always_limits() {
-        let r = RateLimiter::in_memory(false);
+        let r = RateLimiter::new(false, None);
         let normal = Limit::per_minute("n", 1);
         let always = Limit {
             always: true,
