@@ -244,9 +244,14 @@ impl Cluster {
     /// Puts every user with a device here (back) into Redis: after Redis lost its data or
     /// another node took this one for dead.
     async fn register(&self, users: &[String]) -> RedisResult<()> {
+        self.query::<()>(
+            redis::pipe()
+                .sadd(self.key(&["nodes"]), &self.node)
+                .ignore(),
+        )
+        .await?;
         for chunk in users.chunks(1000) {
             let mut pipe = redis::pipe();
-            pipe.sadd(self.key(&["nodes"]), &self.node).ignore();
             for u in chunk {
                 pipe.hset(self.key(&["presence", u]), &self.node, 1)
                     .ignore()
@@ -255,15 +260,28 @@ impl Cluster {
             }
             self.query::<()>(&pipe).await?;
         }
-        if users.is_empty() {
-            self.query::<()>(
-                redis::pipe()
-                    .sadd(self.key(&["nodes"]), &self.node)
-                    .ignore(),
-            )
-            .await?;
-        }
         Ok(())
+    }
+
+    /// Takes `node` out of these users' presence; answers those left on no node.
+    async fn remove_node(&self, node: &str, users: &[String]) -> RedisResult<Vec<String>> {
+        let mut gone = Vec::new();
+        for chunk in users.chunks(500) {
+            let mut pipe = redis::pipe();
+            for u in chunk {
+                let presence = self.key(&["presence", u]);
+                pipe.hdel(&presence, node).ignore().hlen(&presence);
+            }
+            let left: Vec<i64> = self.query(&pipe).await?;
+            gone.extend(
+                chunk
+                    .iter()
+                    .zip(left)
+                    .filter(|(_, n)| *n == 0)
+                    .map(|(u, _)| u.clone()),
+            );
+        }
+        Ok(gone)
     }
 
     /// Renews this node's heartbeat; `true` if it had expired (or never existed), so this
@@ -317,21 +335,7 @@ impl Cluster {
             tracing::info!(node = %dead, "a node stopped beating; its devices go offline");
             let users_key = self.key(&["node-users", dead]);
             let (users,): (Vec<String>,) = self.query(redis::pipe().smembers(&users_key)).await?;
-            for chunk in users.chunks(500) {
-                let mut pipe = redis::pipe();
-                for u in chunk {
-                    let presence = self.key(&["presence", u]);
-                    pipe.hdel(&presence, dead).ignore().hlen(&presence);
-                }
-                let left: Vec<i64> = self.query(&pipe).await?;
-                offline.extend(
-                    chunk
-                        .iter()
-                        .zip(left)
-                        .filter(|(_, n)| *n == 0)
-                        .map(|(u, _)| u.clone()),
-                );
-            }
+            offline.extend(self.remove_node(dead, &users).await?);
             self.query::<()>(
                 redis::pipe()
                     .del(&users_key)
@@ -347,24 +351,11 @@ impl Cluster {
     /// Removes this node from Redis (graceful stop); answers the users who had no device
     /// elsewhere.
     pub async fn deregister(&self, users: &[String]) -> Vec<String> {
-        let mut gone = Vec::new();
-        for chunk in users.chunks(500) {
-            let mut pipe = redis::pipe();
-            for u in chunk {
-                let presence = self.key(&["presence", u]);
-                pipe.hdel(&presence, &self.node).ignore().hlen(&presence);
-            }
-            match self.query::<Vec<i64>>(&pipe).await {
-                Ok(left) => gone.extend(
-                    chunk
-                        .iter()
-                        .zip(left)
-                        .filter(|(_, n)| *n == 0)
-                        .map(|(u, _)| u.clone()),
-                ),
-                Err(_) => gone.extend(chunk.iter().cloned()),
-            }
-        }
+        // Without Redis, every one of them counts as gone.
+        let gone = self
+            .remove_node(&self.node, users)
+            .await
+            .unwrap_or_else(|_| users.to_vec());
         let _ = self
             .query::<()>(
                 redis::pipe()

@@ -939,3 +939,50 @@ async fn the_cross_node_bench_scenario_runs_clean() {
     drop((a_node, b_node));
     cluster.remove().await;
 }
+
+/// A graceful stop takes the node out of Redis at once: a user with a device on another node
+/// stays online, one with no other device is offline, and the node is no longer listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_deregisters_itself() {
+    let Some(cluster) = Cluster::new("a_stopping_node_deregisters_itself", &[]).await else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    let (_, ready) = readyz(&a).await;
+    let a_id = ready["node"].as_str().unwrap().to_owned();
+    let alice = signup(&a, "alice").await;
+    let bob = signup(&a, "bob").await;
+    let _alice_on_a = socket(&a, &alice).await;
+    let _alice_on_b = socket(&b, &alice).await;
+    let _bob_on_a = socket(&a, &bob).await;
+    let mut r = cluster.redis().await;
+    let presence = |u: &User| format!("{}presence:{}", cluster.prefix, u.id);
+    let (alice_key, bob_key) = (presence(&alice), presence(&bob));
+    let hlen = |key: String| {
+        let mut r = r.clone();
+        async move {
+            redis::cmd("HLEN")
+                .arg(key)
+                .query_async::<i64>(&mut r)
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(|| hlen(alice_key.clone()), 2).await;
+    wait_until(|| hlen(bob_key.clone()), 1).await;
+
+    let (status, _) = a_node.terminate().await;
+    assert!(status.success());
+    assert_eq!(hlen(alice_key).await, 1, "Alice is still on node B");
+    assert_eq!(hlen(bob_key).await, 0, "Bob had no other device");
+    let nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}nodes", cluster.prefix))
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(!nodes.contains(&a_id), "{nodes:?}");
+    drop(b_node);
+    cluster.remove().await;
+}
