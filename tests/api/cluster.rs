@@ -689,9 +689,13 @@ async fn a_killed_node_loses_nothing_acked() {
             break;
         }
     }
+    // The starting cursor is conservative on PostgreSQL: with other transactions in flight it
+    // may precede the two greetings, so sync may answer them too.
+    let first = synced.first().copied().unwrap_or(0);
+    assert!((1..=3).contains(&first), "{synced:?}");
     assert_eq!(
         synced,
-        (3..=last_seq).collect::<Vec<_>>(),
+        (first..=last_seq).collect::<Vec<_>>(),
         "sync: every message once, in order"
     );
 
