@@ -16,6 +16,7 @@
 //! carries the workspace id and can only be made from an authenticated scope; see `tenant.rs`.
 
 mod group;
+pub mod lite;
 mod tenant;
 
 use std::str::FromStr;
@@ -78,6 +79,8 @@ pub struct Db {
     write: AnyPool,
     /// SQLite: group commit of write transactions.
     group: Option<std::sync::Arc<group::Group>>,
+    /// SQLite: connections for the hot reads, used without sqlx (`lite.rs`).
+    lite: Option<std::sync::Arc<lite::Readers>>,
     /// The batching queue of message sends (`messages::pipeline`), started on first use.
     sends: std::sync::Arc<std::sync::OnceLock<crate::messages::pipeline::Pipeline>>,
     /// Woken after a commit that appended to the change log (the real-time dispatcher waits
@@ -134,9 +137,21 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .context("opening the SQLite database")?;
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .context("parsing the SQLite URL")?
+                .get_filename()
+                .to_owned();
+            let lite = match file.to_str() {
+                Some(":memory:") => None,
+                _ => Some(std::sync::Arc::new(
+                    lite::Readers::open(&file, max_connections as usize)
+                        .context("opening the SQLite database for reading")?,
+                )),
+            };
             Ok(Db {
                 backend: Backend::Sqlite,
                 read,
+                lite,
                 group: Some(group::Group::start(write.clone())),
                 write,
                 sends: Default::default(),
@@ -158,6 +173,7 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 group: None,
+                lite: None,
                 sends: Default::default(),
                 changed: Default::default(),
                 jobs: Default::default(),
@@ -172,6 +188,11 @@ impl Db {
     /// The pool for reads (SQLite: many readers; PostgreSQL: the pool).
     pub fn reader(&self) -> &AnyPool {
         &self.read
+    }
+
+    /// SQLite: the readers used without sqlx, for reads of many rows.
+    pub fn lite(&self) -> Option<&lite::Readers> {
+        self.lite.as_deref()
     }
 
     /// The pool for single-statement writes (SQLite: the one writer).

@@ -34,6 +34,28 @@ pub const MEDIA_COLUMNS: &str = "m.id, m.workspace_id, m.owner_id, m.kind, m.con
     CAST(m.duration_ms AS BIGINT) AS duration_ms, CAST(m.pages AS BIGINT) AS pages, \
     m.thumbnail_key, m.analyzed_at, m.text_state, m.text_source, m.text, m.created_at";
 
+crate::db::lite::lite_row!(MediaRow {
+    id,
+    workspace_id,
+    owner_id,
+    kind,
+    content_type,
+    size,
+    sha256,
+    file_name,
+    storage_key,
+    width,
+    height,
+    duration_ms,
+    pages,
+    thumbnail_key,
+    analyzed_at,
+    text_state,
+    text_source,
+    text,
+    created_at
+});
+
 impl MediaRow {
     pub fn kind(&self) -> Kind {
         Kind::parse(&self.kind).unwrap_or(Kind::Document)

@@ -198,6 +198,27 @@ pub const MESSAGE_COLUMNS: &str = "msg.id, msg.conversation_id, msg.seq, msg.sen
     msg.client_msg_id, msg.type, msg.text, msg.media_id, msg.reply_to_id, msg.forwarded, msg.payload, \
     msg.edited_at, msg.deleted_at, msg.created_at, msg.external_id, msg.external_status, msg.external_error";
 
+crate::db::lite::lite_row!(MessageRow {
+    id,
+    conversation_id,
+    seq,
+    sender_type,
+    sender_id,
+    client_msg_id,
+    kind = "type",
+    text,
+    media_id,
+    reply_to_id,
+    forwarded,
+    payload,
+    edited_at,
+    deleted_at,
+    created_at,
+    external_id,
+    external_status,
+    external_error
+});
+
 impl MessageRow {
     pub fn party(&self) -> Party {
         let kind = match self.sender_type.as_str() {

@@ -89,6 +89,11 @@ pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MessageRow>> {
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id IN ({})",
         db.slots().list(ids.len())
     );
+    if let Some(lite) = db.lite() {
+        return lite
+            .rows(sql, crate::db::lite::texts(ids), MessageRow::from_lite)
+            .await;
+    }
     let mut q = sqlx::query_as(&sql).persistent(false);
     for id in ids {
         q = q.bind(id);
@@ -178,6 +183,13 @@ pub async fn reactions(
         "SELECT message_id, reactor_type, reactor_id, emoji FROM reactions WHERE message_id IN ({}) ORDER BY created_at, reactor_id",
         db.slots().list(message_ids.len())
     );
+    if let Some(lite) = db.lite() {
+        return lite
+            .rows(sql, crate::db::lite::texts(message_ids), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .await;
+    }
     let mut q = sqlx::query_as(&sql).persistent(false);
     for id in message_ids {
         q = q.bind(id);
@@ -212,12 +224,22 @@ pub async fn receipt_floors(
          FROM conversation_members WHERE left_at IS NULL AND conversation_id IN ({}) GROUP BY conversation_id",
         db.slots().list(conversation_ids.len())
     );
-    let mut q = sqlx::query_as::<_, (String, Option<i64>, Option<i64>)>(&sql).persistent(false);
-    for id in conversation_ids {
-        q = q.bind(id);
-    }
-    Ok(q.fetch_all(db.reader())
-        .await?
+    let rows: Vec<(String, Option<i64>, Option<i64>)> = match db.lite() {
+        Some(lite) => {
+            lite.rows(sql, crate::db::lite::texts(conversation_ids), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .await?
+        }
+        None => {
+            let mut q = sqlx::query_as(&sql).persistent(false);
+            for id in conversation_ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(db.reader()).await?
+        }
+    };
+    Ok(rows
         .into_iter()
         .map(|(c, d, r)| (c, (d.unwrap_or(0), r.unwrap_or(0))))
         .collect())

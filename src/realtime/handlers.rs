@@ -56,8 +56,15 @@ fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<T> {
 }
 
 /// Handles one event; `None` for events that take no ack.
-pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value) -> Option<Value> {
+pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value) -> Option<Reply> {
     let t = Tenant::new(&state.db, &session.workspace_id);
+    if name == events::SYNC_REQUEST {
+        return Some(
+            sync(t, session, data)
+                .await
+                .unwrap_or_else(|e| Reply::Json(failure(&e))),
+        );
+    }
     let result = match name {
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
             mark(t, session, data, name == events::MESSAGE_READ).await
@@ -65,7 +72,6 @@ pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value
         events::MESSAGE_EDIT => edit(t, session, data).await,
         events::MESSAGE_DELETE => delete(t, session, data).await,
         events::MESSAGE_REACT => react(t, session, data).await,
-        events::SYNC_REQUEST => sync(t, session, data).await,
         events::TYPING_START | events::TYPING_STOP => {
             typing(state, session, data, name == events::TYPING_START).await
         }
@@ -74,7 +80,7 @@ pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value
             format!("unknown event {name:?}"),
         )),
     };
-    Some(result.unwrap_or_else(|e| failure(&e)))
+    Some(Reply::Json(result.unwrap_or_else(|e| failure(&e))))
 }
 
 #[derive(Deserialize)]
@@ -219,7 +225,23 @@ struct SyncPayload {
     limit: Option<i64>,
 }
 
-async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value> {
+/// A sync page with the ack's `ok`, written to JSON once.
+#[derive(serde::Serialize)]
+pub struct SyncAck {
+    ok: bool,
+    #[serde(flatten)]
+    page: crate::sync::routes::SyncPage,
+}
+
+/// An ack's payload.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Json(Value),
+    Sync(SyncAck),
+}
+
+async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply> {
     let p: SyncPayload = if data.is_null() {
         SyncPayload {
             cursor: None,
@@ -236,9 +258,7 @@ async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Value>
         .map(crate::http::pagination::decode_cursor::<Position>)
         .transpose()?;
     let page = crate::sync::routes::page(t, &session.user_id, cursor, limit).await?;
-    let mut v = serde_json::to_value(page).unwrap_or_default();
-    v["ok"] = json!(true);
-    Ok(v)
+    Ok(Reply::Sync(SyncAck { ok: true, page }))
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! `GET /api/v1/sync`: the caller's change stream, paged by cursor.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use crate::db::{Tenant, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::{decode_cursor, encode_cursor};
 use crate::http::{Json, Scope};
+use crate::messages::model::MessageView;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sync))
@@ -27,8 +29,33 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Envelope {
     #[serde(rename = "type")]
     pub kind: String,
-    pub data: serde_json::Value,
+    /// The live event's payload.
+    #[schema(value_type = Object)]
+    pub data: EventData,
     pub cursor: String,
+}
+
+/// The payload of a replayed event, serialised as the live event's (typed, so a page is
+/// written to JSON once, without an intermediate `Value` per event).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    Message {
+        message: Arc<MessageView>,
+        cursor: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Status {
+        conversation_id: String,
+        user_id: Option<String>,
+        status: Option<String>,
+        up_to_seq: Option<i64>,
+        at: Timestamp,
+    },
+    Conversation {
+        conversation: Arc<ConversationView>,
+        cursor: String,
+    },
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,13 +155,13 @@ pub async fn page(
     in_conversations.sort();
     in_conversations.dedup();
     let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
-    let messages: HashMap<String, crate::messages::model::MessageView> =
+    let messages: HashMap<String, Arc<MessageView>> =
         crate::messages::service::build_views(db, rows_found, &floors)
             .await?
             .into_iter()
-            .map(|v| (v.id.clone(), v))
+            .map(|v| (v.id.clone(), Arc::new(v)))
             .collect();
-    let mut conversations: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
         let cursor = encode_cursor(&r.position());
@@ -145,24 +172,34 @@ pub async fn page(
                     continue;
                 }
                 let Some(m) = messages.get(id) else { continue };
-                serde_json::json!({ "message": m, "cursor": cursor })
-            }
-            kinds::MESSAGE_STATUS => serde_json::json!({
-                "conversationId": r.conversation_id,
-                "userId": r.actor_id,
-                "status": r.status,
-                "upToSeq": r.seq,
-                "at": Timestamp(r.created_at),
-            }),
-            kinds::CONVERSATION_UPDATED => {
-                if !conversations.contains_key(&r.conversation_id) {
-                    let view = match chats::reload(t, &r.conversation_id, user_id).await {
-                        Ok(v) => serde_json::to_value(v).unwrap_or_default(),
-                        Err(_) => continue,
-                    };
-                    conversations.insert(r.conversation_id.clone(), view);
+                EventData::Message {
+                    message: m.clone(),
+                    cursor: cursor.clone(),
                 }
-                serde_json::json!({ "conversation": conversations[&r.conversation_id], "cursor": cursor })
+            }
+            kinds::MESSAGE_STATUS => EventData::Status {
+                conversation_id: r.conversation_id.clone(),
+                user_id: r.actor_id.clone(),
+                status: r.status.clone(),
+                up_to_seq: r.seq,
+                at: Timestamp(r.created_at),
+            },
+            kinds::CONVERSATION_UPDATED => {
+                let view = match conversations.get(&r.conversation_id) {
+                    Some(v) => v.clone(),
+                    None => match chats::reload(t, &r.conversation_id, user_id).await {
+                        Ok(v) => {
+                            let v = Arc::new(v);
+                            conversations.insert(r.conversation_id.clone(), v.clone());
+                            v
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                EventData::Conversation {
+                    conversation: view,
+                    cursor: cursor.clone(),
+                }
             }
             _ => continue,
         };
@@ -198,6 +235,12 @@ async fn hidden_for(
         slots.take(),
         slots.list(ids.len())
     );
+    if let Some(lite) = db.lite() {
+        let mut params = vec![crate::db::lite::text(user_id)];
+        params.extend(crate::db::lite::texts(ids));
+        let found = lite.rows(sql, params, |r| r.get::<_, String>(0)).await?;
+        return Ok(found.into_iter().collect());
+    }
     let mut q = sqlx::query_scalar(&sql).persistent(false).bind(user_id);
     for id in ids {
         q = q.bind(id);

@@ -89,6 +89,18 @@ pub struct ChangeRow {
     pub created_at: i64,
 }
 
+crate::db::lite::lite_row!(ChangeRow {
+    pos,
+    txid,
+    conversation_id,
+    kind,
+    message_id,
+    seq,
+    actor_id,
+    status,
+    created_at
+});
+
 impl ChangeRow {
     pub fn position(&self) -> Position {
         Position(self.txid, self.pos)
@@ -116,9 +128,7 @@ pub async fn changes_after(
     after: Position,
     limit: i64,
 ) -> AppResult<Vec<ChangeRow>> {
-    let horizon = horizon(db).await?;
-    Ok(sqlx::query_as(
-        "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
+    const SQL: &str = "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
          FROM conversation_members m \
          JOIN conversations c ON c.id = m.conversation_id AND c.workspace_id = $2 \
          JOIN changes ch ON ch.conversation_id = m.conversation_id \
@@ -127,16 +137,29 @@ pub async fn changes_after(
          AND (ch.user_id IS NULL OR ch.user_id = $1) \
          AND (m.left_pos IS NULL OR ch.pos <= m.left_pos) \
          AND (ch.kind NOT IN ('message:new', 'message:updated') OR ch.seq > m.joined_seq) \
-         ORDER BY ch.txid, ch.pos LIMIT $6",
-    )
-    .bind(user_id)
-    .bind(workspace_id)
-    .bind(after.0)
-    .bind(after.1)
-    .bind(horizon)
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?)
+         ORDER BY ch.txid, ch.pos LIMIT $6";
+    let horizon = horizon(db).await?;
+    if let Some(lite) = db.lite() {
+        use crate::db::lite::{text, Value};
+        let params = vec![
+            text(user_id),
+            text(workspace_id),
+            Value::Integer(after.0),
+            Value::Integer(after.1),
+            Value::Integer(horizon),
+            Value::Integer(limit),
+        ];
+        return lite.rows(SQL.into(), params, ChangeRow::from_lite).await;
+    }
+    Ok(sqlx::query_as(SQL)
+        .bind(user_id)
+        .bind(workspace_id)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(horizon)
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?)
 }
 
 /// The position of the newest change a reader may see now: a cursor from which sync starts.
@@ -158,17 +181,30 @@ pub async fn all_changes_after(
     after: Position,
     limit: i64,
 ) -> AppResult<Vec<(ChangeRow, Option<String>)>> {
+    const SQL: &str = "SELECT pos, txid, conversation_id, kind, message_id, seq, actor_id, status, created_at, user_id \
+         FROM changes WHERE (txid > $1 OR (txid = $1 AND pos > $2)) AND txid < $3 ORDER BY txid, pos LIMIT $4";
     let horizon = horizon(db).await?;
-    let rows: Vec<ChangeRowWithUser> = sqlx::query_as(
-        "SELECT pos, txid, conversation_id, kind, message_id, seq, actor_id, status, created_at, user_id \
-         FROM changes WHERE (txid > $1 OR (txid = $1 AND pos > $2)) AND txid < $3 ORDER BY txid, pos LIMIT $4",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(horizon)
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?;
+    if let Some(lite) = db.lite() {
+        use crate::db::lite::Value;
+        let params = vec![
+            Value::Integer(after.0),
+            Value::Integer(after.1),
+            Value::Integer(horizon),
+            Value::Integer(limit),
+        ];
+        return lite
+            .rows(SQL.into(), params, |row| {
+                Ok((ChangeRow::from_lite(row)?, row.get(9)?))
+            })
+            .await;
+    }
+    let rows: Vec<ChangeRowWithUser> = sqlx::query_as(SQL)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(horizon)
+        .bind(limit)
+        .fetch_all(db.reader())
+        .await?;
     Ok(rows.into_iter().map(|r| (r.change, r.user_id)).collect())
 }
 
