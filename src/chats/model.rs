@@ -131,6 +131,25 @@ pub struct ConversationRow {
     pub last_inbound_at: Option<i64>,
 }
 
+crate::db::lite::lite_row!(ConversationRow {
+    id,
+    workspace_id,
+    kind,
+    title,
+    description,
+    avatar_media_id,
+    created_by,
+    last_seq,
+    last_activity_at,
+    created_at,
+    updated_at,
+    channel_id,
+    lead_id,
+    inbox_status,
+    assignee_id,
+    last_inbound_at
+});
+
 pub const CONVERSATION_COLUMNS: &str =
     "c.id, c.workspace_id, c.kind, c.title, c.description, c.avatar_media_id, \
     c.created_by, c.last_seq, c.last_activity_at, c.created_at, c.updated_at, \
@@ -156,6 +175,23 @@ pub struct MemberRow {
 
 pub const MEMBER_COLUMNS: &str = "m.conversation_id, m.user_id, m.role, m.joined_at, m.joined_seq, m.left_at, \
     m.left_seq, m.left_pos, m.delivered_seq, m.read_seq, m.muted_until, m.archived, m.pinned, m.request_state";
+
+crate::db::lite::lite_row!(MemberRow {
+    conversation_id,
+    user_id,
+    role,
+    joined_at,
+    joined_seq,
+    left_at,
+    left_seq,
+    left_pos,
+    delivered_seq,
+    read_seq,
+    muted_until,
+    archived,
+    pinned,
+    request_state
+});
 
 impl MemberRow {
     pub fn is_current(&self) -> bool {

@@ -28,16 +28,30 @@ pub async fn find_with_member(
         #[sqlx(flatten)]
         member: MemberRow,
     }
-    let both: Option<Both> = sqlx::query_as(&format!(
+    let sql = format!(
         "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS} FROM conversations c \
          JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $3 \
          WHERE c.id = $1 AND c.workspace_id = $2"
-    ))
-    .bind(id)
-    .bind(t.workspace_id())
-    .bind(user_id)
-    .fetch_optional(t.db().reader())
-    .await?;
+    );
+    if let Some(lite) = t.db().lite() {
+        use crate::db::lite::text;
+        let params = vec![text(id), text(t.workspace_id()), text(user_id)];
+        let mut rows = lite
+            .rows(sql, params, |r| {
+                Ok((
+                    ConversationRow::from_lite(r)?,
+                    MemberRow::from_lite_at(r, ConversationRow::LITE_COLUMNS)?,
+                ))
+            })
+            .await?;
+        return Ok(rows.pop());
+    }
+    let both: Option<Both> = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(t.workspace_id())
+        .bind(user_id)
+        .fetch_optional(t.db().reader())
+        .await?;
     Ok(both.map(|b| (b.conversation, b.member)))
 }
 
@@ -176,6 +190,15 @@ pub async fn current_members(db: &Db, conversation_ids: &[String]) -> AppResult<
          ORDER BY m.conversation_id, m.joined_at, m.user_id",
         db.slots().list(conversation_ids.len())
     );
+    if let Some(lite) = db.lite() {
+        return lite
+            .rows(
+                sql,
+                crate::db::lite::texts(conversation_ids),
+                MemberRow::from_lite,
+            )
+            .await;
+    }
     let mut q = sqlx::query_as(&sql).persistent(false);
     for id in conversation_ids {
         q = q.bind(id);
@@ -377,18 +400,49 @@ pub async fn list_for_user(
     } else {
         "m.request_state = 'accepted'"
     };
+    // The page is chosen first; unread counts are taken only for its conversations (counted
+    // for every conversation before the sort, they made a list of 50 out of 1,000 cost 1,000).
     let sql = format!(
         "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS}, \
          (SELECT COUNT(*) FROM messages msg WHERE msg.conversation_id = c.id AND msg.seq > m.read_seq \
           AND msg.seq > m.joined_seq AND (msg.sender_id IS NULL OR msg.sender_id <> $2)) AS unread \
          FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-         WHERE m.user_id = $2 AND c.workspace_id = $1 AND m.left_at IS NULL AND {state} {archived} \
-         AND (c.kind <> 'direct' OR c.last_seq > 0 OR c.created_by = $2) \
-         AND ($6 = 0 OR c.last_activity_at < $3 OR (c.last_activity_at = $3 AND c.id < $4)) \
-         AND ($7 IS NULL OR c.kind = $7) AND ($8 IS NULL OR c.inbox_status = $8) \
-         AND ($9 = 0 OR ($10 IS NULL AND c.assignee_id IS NULL) OR c.assignee_id = $10) \
-         ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
+         WHERE m.user_id = $2 AND c.id IN ( \
+          SELECT c.id FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+          WHERE m.user_id = $2 AND c.workspace_id = $1 AND m.left_at IS NULL AND {state} {archived} \
+          AND (c.kind <> 'direct' OR c.last_seq > 0 OR c.created_by = $2) \
+          AND ($6 = 0 OR c.last_activity_at < $3 OR (c.last_activity_at = $3 AND c.id < $4)) \
+          AND ($7 IS NULL OR c.kind = $7) AND ($8 IS NULL OR c.inbox_status = $8) \
+          AND ($9 = 0 OR ($10 IS NULL AND c.assignee_id IS NULL) OR c.assignee_id = $10) \
+          ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5) \
+         ORDER BY c.last_activity_at DESC, c.id DESC"
     );
+    if let Some(lite) = t.db().lite() {
+        use crate::db::lite::{text, Value};
+        let opt = |v: Option<&str>| v.map(text).unwrap_or(Value::Null);
+        let params = vec![
+            text(t.workspace_id()),
+            text(user_id),
+            Value::Integer(after_at),
+            text(&after_id),
+            Value::Integer(f.limit + 1),
+            Value::Integer(f.after.is_some() as i64),
+            opt(f.kind.as_deref()),
+            opt(f.status.as_deref()),
+            Value::Integer(f.assignee.is_some() as i64),
+            opt(f.assignee.as_ref().and_then(|a| a.as_deref())),
+        ];
+        return lite
+            .rows(sql, params, |r| {
+                const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
+                Ok(ListedConversation {
+                    conversation: ConversationRow::from_lite(r)?,
+                    member: MemberRow::from_lite_at(r, MEMBER_AT)?,
+                    unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
+                })
+            })
+            .await;
+    }
     Ok(sqlx::query_as(&sql)
         .bind(t.workspace_id())
         .bind(user_id)
@@ -413,6 +467,13 @@ pub async fn display_names(db: &Db, user_ids: &[String]) -> AppResult<Vec<(Strin
         "SELECT id, display_name FROM users WHERE id IN ({})",
         db.slots().list(user_ids.len())
     );
+    if let Some(lite) = db.lite() {
+        return lite
+            .rows(sql, crate::db::lite::texts(user_ids), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .await;
+    }
     let mut q = sqlx::query_as(&sql).persistent(false);
     for id in user_ids {
         q = q.bind(id);

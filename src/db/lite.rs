@@ -113,14 +113,24 @@ impl Readers {
 }
 
 /// Rows read by position: `lite_row!(Type { field, field = "column", … })` implements
-/// `Type::from_lite`, which takes the fields from the row's columns in that order. The column
+/// `Type::from_lite` (and `from_lite_at`), which takes the fields from the row's columns in
+/// that order. The column
 /// names are checked against the fields in debug builds, so a statement whose column list does
 /// not match fails every test that reads through it.
 macro_rules! lite_row {
     ($ty:ident { $($field:ident $(= $column:literal)?),+ $(,)? }) => {
         impl $ty {
+            /// How many columns the row takes.
+            #[allow(dead_code)]
+            pub const LITE_COLUMNS: usize = [$(stringify!($field)),+].len();
+
             pub fn from_lite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-                let mut _i = 0usize;
+                Self::from_lite_at(row, 0)
+            }
+
+            /// From the row's columns starting at `at` (rows that join several tables).
+            pub fn from_lite_at(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
+                let mut _i = at;
                 Ok($ty {
                     $($field: {
                         let name = $crate::db::lite::column!($field $(= $column)?);

@@ -121,6 +121,14 @@ pub async fn last_messages(db: &Db, conversations: &[(String, i64)]) -> AppResul
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE {}",
         pairs.join(" OR ")
     );
+    if let Some(lite) = db.lite() {
+        use crate::db::lite::{text, Value};
+        let params = wanted
+            .iter()
+            .flat_map(|(id, seq)| [text(id), Value::Integer(*seq)])
+            .collect();
+        return lite.rows(sql, params, MessageRow::from_lite).await;
+    }
     let mut q = sqlx::query_as(&sql).persistent(false);
     for (id, seq) in wanted {
         q = q.bind(id).bind(*seq);
@@ -158,15 +166,31 @@ pub async fn page(
          AND NOT EXISTS (SELECT 1 FROM message_hidden h WHERE h.user_id = $2 AND h.message_id = msg.id) \
          ORDER BY msg.seq {order} LIMIT $6"
     );
-    let mut rows: Vec<MessageRow> = sqlx::query_as(&sql)
-        .bind(conversation_id)
-        .bind(reader)
-        .bind(from_seq)
-        .bind(to_seq)
-        .bind(anchor)
-        .bind(limit)
-        .fetch_all(db.reader())
-        .await?;
+    let mut rows: Vec<MessageRow> = match db.lite() {
+        Some(lite) => {
+            use crate::db::lite::{text, Value};
+            let params = vec![
+                text(conversation_id),
+                text(reader),
+                Value::Integer(from_seq),
+                Value::Integer(to_seq),
+                Value::Integer(anchor),
+                Value::Integer(limit),
+            ];
+            lite.rows(sql, params, MessageRow::from_lite).await?
+        }
+        None => {
+            sqlx::query_as(&sql)
+                .bind(conversation_id)
+                .bind(reader)
+                .bind(from_seq)
+                .bind(to_seq)
+                .bind(anchor)
+                .bind(limit)
+                .fetch_all(db.reader())
+                .await?
+        }
+    };
     rows.sort_by_key(|m| m.seq);
     Ok(rows)
 }
@@ -200,13 +224,24 @@ pub async fn reactions(
 /// (lowest deliveredSeq, lowest readSeq) over the conversation's current members; a member
 /// with a pending message request counts as having read nothing.
 pub async fn receipt_floor(db: &Db, conversation_id: &str) -> AppResult<(i64, i64)> {
-    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
-         FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL",
-    )
-    .bind(conversation_id)
-    .fetch_optional(db.reader())
-    .await?;
+    const SQL: &str = "SELECT MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
+         FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL";
+    let row: Option<(Option<i64>, Option<i64>)> = match db.lite() {
+        Some(lite) => lite
+            .rows(
+                SQL.into(),
+                vec![crate::db::lite::text(conversation_id)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .await?
+            .pop(),
+        None => {
+            sqlx::query_as(SQL)
+                .bind(conversation_id)
+                .fetch_optional(db.reader())
+                .await?
+        }
+    };
     let (d, r) = row.unwrap_or((None, None));
     Ok((d.unwrap_or(0), r.unwrap_or(0)))
 }
