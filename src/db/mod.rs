@@ -96,8 +96,15 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// Pragmas for every SQLite connection. `synchronous=FULL` makes a commit durable against power
 /// loss before it returns (the meaning of "durable" in quality.md); WAL lets readers run
 /// beside the writer.
+///
+/// The WAL is checkpointed at 64 MiB rather than SQLite's 4 MiB: with readers always active the
+/// log rarely rewinds, so at 4 MiB nearly every group COMMIT ran a checkpoint and its fsync of
+/// the database file (10 of a commit's 26 ms under P1 load); a larger log copies each hot page
+/// once per checkpoint instead of once per commit (P1: +32% delivered). `journal_size_limit`
+/// gives the space back after a checkpoint that rewinds the log.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-    PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;";
+    PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
+    PRAGMA wal_autocheckpoint = 16384; PRAGMA journal_size_limit = 67108864;";
 
 type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
 
