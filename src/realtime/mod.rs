@@ -69,8 +69,12 @@ pub struct Hub {
 
 impl Hub {
     /// Registers a device; `true` if it is the user's first (they came online).
-    fn add(&self, user_id: &str, socket: Sock) -> bool {
+    /// Adds a device and queues `greeting` (the CONNECT answer) to it first: it is queued under
+    /// the write lock, and senders take the device list under the read lock, so no event can
+    /// reach the socket before its CONNECT answer.
+    fn add(&self, user_id: &str, socket: Sock, greeting: String) -> bool {
         let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let _ = socket.emit(greeting);
         let list = users.entry(user_id.to_owned()).or_default();
         list.push(socket);
         metrics::gauge!("realtime_connected_sockets").increment(1.0);
@@ -327,8 +331,11 @@ impl Gateway {
         {
             return;
         }
-        let first_here = self.state.hub.add(&session.user_id, socket.clone());
-        let _ = socket.emit(protocol::connect_ok(&socket.id.to_string()));
+        let first_here = self.state.hub.add(
+            &session.user_id,
+            socket.clone(),
+            protocol::connect_ok(&socket.id.to_string()),
+        );
         if self
             .state
             .presence
