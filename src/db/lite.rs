@@ -3,15 +3,17 @@
 //! sqlx runs every SQLite connection on a thread of its own and hands each row across a
 //! channel, copying every column into a value of its own on the way (and the `Any` driver
 //! copies it once more): about 14 µs for a message row, where SQLite itself takes 2. The reads
-//! that page through many rows — sync pages, the real-time dispatcher's views — run here
-//! instead: a few read-only connections used directly on Tokio's blocking pool, one hop per
-//! query rather than one per row. They see what sqlx's readers see: every committed write (WAL).
+//! that page through many rows — sync pages, the real-time dispatcher's views, conversation
+//! lists, history pages — and the access check of every request run here instead: a few
+//! read-only connections used directly on Tokio's blocking pool, one hop per query rather than
+//! one per row. They see what sqlx's readers see: every committed write (WAL).
 //!
 //! Statements keep the dialect both engines share (`?` or `$N` parameters), so a store
 //! function's SQL is written once and only the call differs per backend.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
@@ -19,13 +21,14 @@ use tokio::sync::Semaphore;
 
 use crate::error::{AppError, AppResult};
 
-/// Prepared statements kept per connection (fixed SQL; generated lists are prepared each time).
+/// Prepared statements kept per connection, least recently used dropped first (generated
+/// statements of one shape, e.g. a page's 500-id list, are reused too).
 const STATEMENT_CACHE: usize = 64;
 
 pub struct Readers {
-    idle: Mutex<Vec<Connection>>,
+    idle: Arc<Mutex<Vec<Connection>>>,
     /// One permit per connection: a permit holder always finds one idle.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
@@ -35,9 +38,7 @@ impl Readers {
         for _ in 0..count.max(1) {
             let conn = Connection::open_with_flags(
                 path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             conn.execute_batch(
                 "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
@@ -46,8 +47,8 @@ impl Readers {
             idle.push(conn);
         }
         Ok(Readers {
-            permits: Semaphore::new(idle.len()),
-            idle: Mutex::new(idle),
+            permits: Arc::new(Semaphore::new(idle.len())),
+            idle: Arc::new(Mutex::new(idle)),
         })
     }
 
@@ -71,52 +72,54 @@ impl Readers {
         .await
     }
 
-    /// Runs `f` on an idle connection, on the blocking pool.
+    /// Runs `f` on an idle connection, on the blocking pool. The blocking task takes the
+    /// connection and gives it back itself, so a caller that stops waiting (a cancelled
+    /// request) or a panic in `f` never loses one.
     pub async fn read<T, F>(&self, f: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(AppError::unavailable)?;
-        let conn = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("no idle SQLite reader")))?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&conn);
-            (conn, result)
+        let idle = self.idle.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(&conn)));
+            idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            Some(result)
         })
         .await
         .map_err(AppError::internal)?;
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
-        result.map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(ref f, _)
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
-                AppError::unavailable(e)
-            }
-            other => AppError::internal(other),
-        })
+        match outcome {
+            None => Err(AppError::internal(anyhow::anyhow!("no idle SQLite reader"))),
+            Some(Err(_)) => Err(AppError::internal(anyhow::anyhow!(
+                "a SQLite read panicked"
+            ))),
+            Some(Ok(result)) => result.map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(ref f, _)
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) =>
+                {
+                    AppError::unavailable(e)
+                }
+                other => AppError::internal(other),
+            }),
+        }
     }
 }
 
 /// Rows read by position: `lite_row!(Type { field, field = "column", … })` implements
 /// `Type::from_lite` (and `from_lite_at`), which takes the fields from the row's columns in
-/// that order. The column
-/// names are checked against the fields in debug builds, so a statement whose column list does
-/// not match fails every test that reads through it.
+/// that order. The column names are checked against the fields in debug builds, so a statement
+/// whose column list does not match fails every test that reads through it.
 macro_rules! lite_row {
     ($ty:ident { $($field:ident $(= $column:literal)?),+ $(,)? }) => {
         impl $ty {
@@ -245,6 +248,45 @@ mod tests {
             .read(|c| c.execute("DELETE FROM t", []))
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_panic_or_a_caller_that_stops_waiting_loses_no_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7);")
+            .unwrap();
+        let readers = Readers::open(&path, 1).unwrap();
+        let seven = || async {
+            readers
+                .rows("SELECT x FROM t".into(), vec![], |r| r.get::<_, i64>(0))
+                .await
+        };
+
+        let panicked = readers.read(|_| -> rusqlite::Result<()> { panic!("boom") });
+        assert!(panicked.await.is_err());
+        assert_eq!(seven().await.unwrap(), [7]);
+
+        // The caller gives up while the read runs; the read finishes and hands back the
+        // connection by itself.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        {
+            let read = readers.read(move |c| {
+                let _ = started_tx.send(());
+                let _ = go_rx.recv();
+                c.query_row("SELECT x FROM t", [], |r| r.get::<_, i64>(0))
+            });
+            tokio::pin!(read);
+            tokio::select! {
+                _ = &mut read => panic!("the read cannot end before it is let go"),
+                _ = started_rx => {}
+            }
+        }
+        go_tx.send(()).unwrap();
+        assert_eq!(seven().await.unwrap(), [7]);
     }
 
     #[tokio::test]
