@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::helpers::User;
+use crate::helpers::{eventually, User};
 use crate::logs::{start, Running};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -417,17 +417,16 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = i64>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if read().await == want {
-            return;
+    eventually(WAIT, || {
+        let read = read();
+        async move {
+            match read.await {
+                n if n == want => Ok(()),
+                n => Err(format!("never reached {want} (at {n})")),
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,14 +569,13 @@ async fn a_killed_node_loses_nothing_acked() {
             }
         }
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while acked.lock().unwrap().len() < 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sends were not acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(Duration::from_secs(30), || async {
+        match acked.lock().unwrap().len() {
+            n if n >= 200 => Ok(()),
+            n => Err(format!("sends were not acknowledged ({n} of 200)")),
+        }
+    })
+    .await;
     a_node.child.start_kill().unwrap();
     a_node.child.wait().await.unwrap();
     sending.await.unwrap();
@@ -659,14 +657,14 @@ async fn a_killed_node_loses_nothing_acked() {
     // The receiver got each message live at most once (pushes are best effort), and sync from
     // where it stood before the load answers every message once.
     let last_seq = expected as i64;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !live.lock().unwrap().contains(&last_seq) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the retried messages are pushed too"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(WAIT, || async {
+        live.lock()
+            .unwrap()
+            .contains(&last_seq)
+            .then_some(())
+            .ok_or_else(|| "the retried messages are pushed too".to_owned())
+    })
+    .await;
     let live_seqs = live.lock().unwrap().clone();
     let unique: HashSet<i64> = live_seqs.iter().copied().collect();
     assert_eq!(unique.len(), live_seqs.len(), "no live duplicates");
@@ -726,17 +724,14 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server runs");
         self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server starts"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let port = self.port;
+        eventually(WAIT, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map(drop)
+                .map_err(|e| format!("redis-server starts: {e}"))
+        })
+        .await;
     }
 
     async fn stop(&mut self) {
@@ -752,18 +747,13 @@ async fn readyz(base: &str) -> (StatusCode, Value) {
 
 /// Waits until `/readyz` answers `status` (the node's own view, observed).
 async fn until_ready_is(base: &str, status: StatusCode) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (s, body) = readyz(base).await;
-        if s == status {
-            return body;
+    eventually(Duration::from_secs(20), || async {
+        match readyz(base).await {
+            (s, body) if s == status => Ok(body),
+            (s, body) => Err(format!("/readyz stayed {s}: {body}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz stayed {s}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -865,23 +855,24 @@ async fn losing_redis_degrades_and_recovers() {
         );
     }
     // And the nodes registered their devices again: both users count as online in Redis.
-    let mut r = cluster.redis().await;
+    let r = cluster.redis().await;
     for user in [&alice, &bob] {
         let key = format!("{}presence:{}", cluster.prefix, user.id);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while redis::cmd("HLEN")
-            .arg(&key)
-            .query_async::<i64>(&mut r)
-            .await
-            .unwrap()
-            != 1
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{key} never came back"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(Duration::from_secs(20), || {
+            let mut r = r.clone();
+            let key = key.clone();
+            async move {
+                match redis::cmd("HLEN")
+                    .arg(&key)
+                    .query_async::<i64>(&mut r)
+                    .await
+                {
+                    Ok(1) => Ok(()),
+                    other => Err(format!("{key} never came back ({other:?})")),
+                }
+            }
+        })
+        .await;
     }
 
     drop((a_node, b_node));

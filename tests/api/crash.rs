@@ -126,14 +126,13 @@ async fn acked_messages_survive_kill_9_exactly_once() {
         }));
     }
     // Kill the server mid-stream once a good number of sends were acknowledged.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while acked.lock().unwrap().len() < 300 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sends were not acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::helpers::eventually(Duration::from_secs(30), || async {
+        match acked.lock().unwrap().len() {
+            n if n >= 300 => Ok(()),
+            n => Err(format!("sends were not acknowledged ({n} of 300)")),
+        }
+    })
+    .await;
     server.child.start_kill().unwrap();
     server.child.wait().await.unwrap();
     for t in tasks {

@@ -455,6 +455,24 @@ pub async fn drain(
     }
 }
 
+/// Polls `probe` every 20 ms until it answers `Ok`, for at most `limit`; past that, fails with
+/// the last `Err` (what was seen instead). For state outside the test's reach — another
+/// process, Redis, a background job — where there is no event to await.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(seen) => assert!(tokio::time::Instant::now() < deadline, "{seen}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Drains until `done` holds for everything received so far. On PostgreSQL a committed change
 /// becomes visible once every older writing transaction of the cluster has ended (see
 /// `sync::store`), which other tests' transactions can delay briefly; nothing is skipped, so
