@@ -24,12 +24,12 @@
 //! node only, rate limits count per node, and `/readyz` answers 503. The connection, the
 //! subscription and this node's presence entries come back by themselves.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, PubSub};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
@@ -79,6 +79,12 @@ pub struct Cluster {
     outbox: mpsc::Sender<Msg>,
     outbox_rx: Mutex<Option<mpsc::Receiver<Msg>>>,
     changes_elsewhere: Notify,
+    /// The subscription made at start-up, before the node says it is ready; the subscriber
+    /// task takes it over (messages that arrive meanwhile wait on its connection).
+    first_subscription: Mutex<Option<PubSub>>,
+    /// Listening on the cluster channel now: without it the node misses the others' typing,
+    /// presence and revocations, so `/readyz` counts it.
+    subscribed: AtomicBool,
 }
 
 impl Cluster {
@@ -98,9 +104,24 @@ impl Cluster {
             outbox,
             outbox_rx: Mutex::new(Some(rx)),
             changes_elsewhere: Notify::new(),
+            first_subscription: Mutex::new(None),
+            subscribed: AtomicBool::new(false),
         });
-        if let Err(e) = cluster.connect().await {
-            tracing::warn!(error = %e, "Redis is not reachable yet; this node runs on its own until it is");
+        let connected = async {
+            cluster.connect().await?;
+            cluster.subscribe().await
+        };
+        match connected.await {
+            Ok(pubsub) => {
+                *cluster
+                    .first_subscription
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(pubsub);
+                cluster.subscribed.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis is not reachable yet; this node runs on its own until it is");
+            }
         }
         Ok(cluster)
     }
@@ -164,6 +185,19 @@ impl Cluster {
             tokio::time::timeout(CALL_TIMEOUT, ping.query_async::<String>(&mut c)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Whether this node listens on the cluster channel now.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    async fn subscribe(&self) -> RedisResult<PubSub> {
+        let mut pubsub = tokio::time::timeout(CALL_TIMEOUT * 2, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| timeout_error())??;
+        pubsub.subscribe(self.channel()).await?;
+        Ok(pubsub)
     }
 
     /// Queues a message for the other nodes (dropped if the outbox is full).
@@ -451,21 +485,21 @@ async fn publisher(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Msg>) {
 
 /// Listens on the cluster channel, reconnecting with a growing pause while Redis is away.
 async fn subscriber(state: AppState, cluster: Arc<Cluster>) {
-    let channel = cluster.channel();
     let mut pause = Duration::from_millis(100);
     loop {
-        let subscribed = async {
-            let mut pubsub =
-                tokio::time::timeout(CALL_TIMEOUT * 2, cluster.client.get_async_pubsub())
-                    .await
-                    .map_err(|_| timeout_error())??;
-            pubsub.subscribe(&channel).await?;
-            RedisResult::Ok(pubsub)
-        }
-        .await;
+        let first = cluster
+            .first_subscription
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let subscribed = match first {
+            Some(pubsub) => Ok(pubsub),
+            None => cluster.subscribe().await,
+        };
         match subscribed {
             Ok(pubsub) => {
                 tracing::info!("subscribed to the cluster channel");
+                cluster.subscribed.store(true, Ordering::Relaxed);
                 pause = Duration::from_millis(100);
                 // Whatever was missed meanwhile is in the change log.
                 cluster.changes_elsewhere.notify_one();
@@ -473,6 +507,7 @@ async fn subscriber(state: AppState, cluster: Arc<Cluster>) {
                 while let Some(m) = messages.next().await {
                     handle(&state, &cluster, m.get_payload_bytes());
                 }
+                cluster.subscribed.store(false, Ordering::Relaxed);
                 tracing::warn!("lost the cluster channel; reconnecting");
             }
             Err(e) => tracing::debug!(error = %e, "cannot subscribe to the cluster channel yet"),

@@ -26,8 +26,9 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// GET /readyz — the database answers (and, in cluster mode, Redis): 200 with each one's
-/// state; otherwise 503, a problem document with the same members.
+/// GET /readyz — the database answers (and, in cluster mode, Redis answers and this node is
+/// subscribed to the cluster channel): 200 with each one's state; otherwise 503, a problem
+/// document with the same members.
 async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.db.ping().await;
     if let Err(e) = &database {
@@ -39,13 +40,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     });
     let mut ready = database.is_ok();
     if let Some(c) = &state.cluster {
-        let redis = c.ping().await;
-        if !redis {
-            tracing::warn!("readiness check: Redis does not answer");
+        let redis = match (c.ping().await, c.subscribed()) {
+            (true, true) => "ok",
+            // Answers, but this node does not hear the others yet.
+            (true, false) => "subscribing",
+            (false, _) => "unreachable",
+        };
+        if redis != "ok" {
+            tracing::warn!(redis, "readiness check: Redis is not usable");
         }
-        body["redis"] = (if redis { "ok" } else { "unreachable" }).into();
+        body["redis"] = redis.into();
         body["node"] = c.node().into();
-        ready &= redis;
+        ready &= redis == "ok";
     }
     if ready {
         return axum::Json(body).into_response();
