@@ -33,25 +33,18 @@ pub async fn find_with_member(
          JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $3 \
          WHERE c.id = $1 AND c.workspace_id = $2"
     );
-    if let Some(lite) = t.db().lite() {
-        use crate::db::lite::text;
-        let params = vec![text(id), text(t.workspace_id()), text(user_id)];
-        let mut rows = lite
-            .rows(sql, params, |r| {
-                Ok((
-                    ConversationRow::from_lite(r)?,
-                    MemberRow::from_lite_at(r, ConversationRow::LITE_COLUMNS)?,
-                ))
+    use crate::db::lite::text;
+    let params = vec![text(id), text(t.workspace_id()), text(user_id)];
+    let both = t
+        .db()
+        .rows(sql, params, |r| {
+            Ok(Both {
+                conversation: ConversationRow::from_lite(r)?,
+                member: MemberRow::from_lite_at(r, ConversationRow::LITE_COLUMNS)?,
             })
-            .await?;
-        return Ok(rows.pop());
-    }
-    let both: Option<Both> = sqlx::query_as(&sql)
-        .bind(id)
-        .bind(t.workspace_id())
-        .bind(user_id)
-        .fetch_optional(t.db().reader())
-        .await?;
+        })
+        .await?
+        .pop();
     Ok(both.map(|b| (b.conversation, b.member)))
 }
 
@@ -190,20 +183,12 @@ pub async fn current_members(db: &Db, conversation_ids: &[String]) -> AppResult<
          ORDER BY m.conversation_id, m.joined_at, m.user_id",
         db.slots().list(conversation_ids.len())
     );
-    if let Some(lite) = db.lite() {
-        return lite
-            .rows(
-                sql,
-                crate::db::lite::texts(conversation_ids),
-                MemberRow::from_lite,
-            )
-            .await;
-    }
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for id in conversation_ids {
-        q = q.bind(id);
-    }
-    Ok(q.fetch_all(db.reader()).await?)
+    db.rows_once(
+        sql,
+        crate::db::lite::texts(conversation_ids),
+        MemberRow::from_lite,
+    )
+    .await
 }
 
 /// Current members of one conversation, paged by user id.
@@ -417,45 +402,30 @@ pub async fn list_for_user(
           ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5) \
          ORDER BY c.last_activity_at DESC, c.id DESC"
     );
-    if let Some(lite) = t.db().lite() {
-        use crate::db::lite::{text, Value};
-        let opt = |v: Option<&str>| v.map(text).unwrap_or(Value::Null);
-        let params = vec![
-            text(t.workspace_id()),
-            text(user_id),
-            Value::Integer(after_at),
-            text(&after_id),
-            Value::Integer(f.limit + 1),
-            Value::Integer(f.after.is_some() as i64),
-            opt(f.kind.as_deref()),
-            opt(f.status.as_deref()),
-            Value::Integer(f.assignee.is_some() as i64),
-            opt(f.assignee.as_ref().and_then(|a| a.as_deref())),
-        ];
-        return lite
-            .rows(sql, params, |r| {
-                const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
-                Ok(ListedConversation {
-                    conversation: ConversationRow::from_lite(r)?,
-                    member: MemberRow::from_lite_at(r, MEMBER_AT)?,
-                    unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
-                })
+    use crate::db::lite::{text, Value};
+    let opt = |v: Option<&str>| v.map(text).unwrap_or(Value::Null);
+    let params = vec![
+        text(t.workspace_id()),
+        text(user_id),
+        Value::Integer(after_at),
+        text(&after_id),
+        Value::Integer(f.limit + 1),
+        Value::Integer(f.after.is_some() as i64),
+        opt(f.kind.as_deref()),
+        opt(f.status.as_deref()),
+        Value::Integer(f.assignee.is_some() as i64),
+        opt(f.assignee.as_ref().and_then(|a| a.as_deref())),
+    ];
+    t.db()
+        .rows(sql, params, |r| {
+            const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
+            Ok(ListedConversation {
+                conversation: ConversationRow::from_lite(r)?,
+                member: MemberRow::from_lite_at(r, MEMBER_AT)?,
+                unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
             })
-            .await;
-    }
-    Ok(sqlx::query_as(&sql)
-        .bind(t.workspace_id())
-        .bind(user_id)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(f.limit + 1)
-        .bind(f.after.is_some() as i64)
-        .bind(f.kind.as_deref())
-        .bind(f.status.as_deref())
-        .bind(f.assignee.is_some() as i64)
-        .bind(f.assignee.clone().flatten())
-        .fetch_all(t.db().reader())
-        .await?)
+        })
+        .await
 }
 
 /// Display names of users, for direct-conversation titles.
@@ -467,16 +437,8 @@ pub async fn display_names(db: &Db, user_ids: &[String]) -> AppResult<Vec<(Strin
         "SELECT id, display_name FROM users WHERE id IN ({})",
         db.slots().list(user_ids.len())
     );
-    if let Some(lite) = db.lite() {
-        return lite
-            .rows(sql, crate::db::lite::texts(user_ids), |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .await;
-    }
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for id in user_ids {
-        q = q.bind(id);
-    }
-    Ok(q.fetch_all(db.reader()).await?)
+    db.rows_once(sql, crate::db::lite::texts(user_ids), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .await
 }

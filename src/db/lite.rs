@@ -8,8 +8,9 @@
 //! read-only connections used directly on Tokio's blocking pool, one hop per query rather than
 //! one per row. They see what sqlx's readers see: every committed write (WAL).
 //!
-//! Statements keep the dialect both engines share (`?` or `$N` parameters), so a store
-//! function's SQL is written once and only the call differs per backend.
+//! Store functions do not call this module: they call [`Db::rows`](super::Db::rows) with SQL in
+//! the dialect both engines share (`?` or `$N` parameters) and one parameter list, and `Db`
+//! picks these readers on SQLite and sqlx on PostgreSQL.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -199,17 +200,20 @@ mod tests {
     }
     lite_row!(Pair { name, n = "number" });
 
-    #[tokio::test]
-    async fn parameters_bind_like_sqlx_and_rows_check_their_columns() {
+    /// A database file made by `sql`, in a directory that lives as long as the answer's first half.
+    fn database(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE t (name TEXT, number INTEGER); \
-                 INSERT INTO t VALUES ('a', 1), ('b', 2), ('c', 3);",
-            )
-            .unwrap();
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn parameters_bind_like_sqlx_and_rows_check_their_columns() {
+        let (_dir, path) = database(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (name TEXT, number INTEGER); \
+             INSERT INTO t VALUES ('a', 1), ('b', 2), ('c', 3);",
+        );
         let readers = Readers::open(&path, 2).unwrap();
 
         // `$N` takes the N-th value wherever it stands and however often it is used.
@@ -252,12 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_or_a_caller_that_stops_waiting_loses_no_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7);")
-            .unwrap();
+        let (_dir, path) = database("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7);");
         let readers = Readers::open(&path, 1).unwrap();
         let seven = || async {
             readers
@@ -292,14 +291,8 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "column order of Pair")]
     async fn a_column_list_that_does_not_match_the_fields_is_caught() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(
-                "CREATE TABLE t (name TEXT, number INTEGER); INSERT INTO t VALUES ('a', 1);",
-            )
-            .unwrap();
+        let (_dir, path) =
+            database("CREATE TABLE t (name TEXT, number INTEGER); INSERT INTO t VALUES ('a', 1);");
         let c = Connection::open(&path).unwrap();
         let mut stmt = c.prepare("SELECT name, number AS n FROM t").unwrap();
         let _ = stmt.query_row([], Pair::from_lite);

@@ -198,9 +198,60 @@ impl Db {
         &self.read
     }
 
-    /// SQLite: the readers used without sqlx, for reads of many rows.
-    pub fn lite(&self) -> Option<&lite::Readers> {
-        self.lite.as_deref()
+    /// The rows of a read: on SQLite through the direct readers (`lite.rs`), each row made by
+    /// `from_lite`; on PostgreSQL through sqlx, each row by its `FromRow`. The same `params`
+    /// bind to the statement's `$N` (or `?`) on both. Fixed SQL: the statement is prepared
+    /// once per connection and kept.
+    pub async fn rows<T>(
+        &self,
+        sql: String,
+        params: Vec<lite::Value>,
+        from_lite: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> crate::error::AppResult<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + 'static,
+    {
+        self.read_rows(sql, params, from_lite, true).await
+    }
+
+    /// [`Db::rows`] for generated SQL (lists of varying length): prepared for this one use on
+    /// PostgreSQL, so such statements do not crowd out the kept ones.
+    pub async fn rows_once<T>(
+        &self,
+        sql: String,
+        params: Vec<lite::Value>,
+        from_lite: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> crate::error::AppResult<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + 'static,
+    {
+        self.read_rows(sql, params, from_lite, false).await
+    }
+
+    async fn read_rows<T>(
+        &self,
+        sql: String,
+        params: Vec<lite::Value>,
+        from_lite: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        keep: bool,
+    ) -> crate::error::AppResult<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + 'static,
+    {
+        if let Some(lite) = &self.lite {
+            return lite.rows(sql, params, from_lite).await;
+        }
+        let mut q = sqlx::query_as::<_, T>(&sql).persistent(keep);
+        for p in params {
+            q = match p {
+                lite::Value::Null => q.bind(None::<String>),
+                lite::Value::Integer(i) => q.bind(i),
+                lite::Value::Real(f) => q.bind(f),
+                lite::Value::Text(t) => q.bind(t),
+                lite::Value::Blob(b) => q.bind(b),
+            };
+        }
+        Ok(q.fetch_all(&self.read).await?)
     }
 
     /// The pool for single-statement writes (SQLite: the one writer).

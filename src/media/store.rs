@@ -91,16 +91,8 @@ pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MediaRow>> {
         "SELECT {MEDIA_COLUMNS} FROM media m WHERE m.id IN ({})",
         db.slots().list(ids.len())
     );
-    if let Some(lite) = db.lite() {
-        return lite
-            .rows(sql, crate::db::lite::texts(ids), MediaRow::from_lite)
-            .await;
-    }
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for id in ids {
-        q = q.bind(id);
-    }
-    Ok(q.fetch_all(db.reader()).await?)
+    db.rows_once(sql, crate::db::lite::texts(ids), MediaRow::from_lite)
+        .await
 }
 
 /// What the analysis found.

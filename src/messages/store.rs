@@ -89,16 +89,8 @@ pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MessageRow>> {
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id IN ({})",
         db.slots().list(ids.len())
     );
-    if let Some(lite) = db.lite() {
-        return lite
-            .rows(sql, crate::db::lite::texts(ids), MessageRow::from_lite)
-            .await;
-    }
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for id in ids {
-        q = q.bind(id);
-    }
-    Ok(q.fetch_all(db.reader()).await?)
+    db.rows_once(sql, crate::db::lite::texts(ids), MessageRow::from_lite)
+        .await
 }
 
 /// The last message of each conversation at its `last_seq`.
@@ -121,19 +113,12 @@ pub async fn last_messages(db: &Db, conversations: &[(String, i64)]) -> AppResul
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE {}",
         pairs.join(" OR ")
     );
-    if let Some(lite) = db.lite() {
-        use crate::db::lite::{text, Value};
-        let params = wanted
-            .iter()
-            .flat_map(|(id, seq)| [text(id), Value::Integer(*seq)])
-            .collect();
-        return lite.rows(sql, params, MessageRow::from_lite).await;
-    }
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for (id, seq) in wanted {
-        q = q.bind(id).bind(*seq);
-    }
-    Ok(q.fetch_all(db.reader()).await?)
+    use crate::db::lite::{text, Value};
+    let params = wanted
+        .iter()
+        .flat_map(|(id, seq)| [text(id), Value::Integer(*seq)])
+        .collect();
+    db.rows_once(sql, params, MessageRow::from_lite).await
 }
 
 /// Which way a history page goes from its anchor.
@@ -166,31 +151,16 @@ pub async fn page(
          AND NOT EXISTS (SELECT 1 FROM message_hidden h WHERE h.user_id = $2 AND h.message_id = msg.id) \
          ORDER BY msg.seq {order} LIMIT $6"
     );
-    let mut rows: Vec<MessageRow> = match db.lite() {
-        Some(lite) => {
-            use crate::db::lite::{text, Value};
-            let params = vec![
-                text(conversation_id),
-                text(reader),
-                Value::Integer(from_seq),
-                Value::Integer(to_seq),
-                Value::Integer(anchor),
-                Value::Integer(limit),
-            ];
-            lite.rows(sql, params, MessageRow::from_lite).await?
-        }
-        None => {
-            sqlx::query_as(&sql)
-                .bind(conversation_id)
-                .bind(reader)
-                .bind(from_seq)
-                .bind(to_seq)
-                .bind(anchor)
-                .bind(limit)
-                .fetch_all(db.reader())
-                .await?
-        }
-    };
+    use crate::db::lite::{text, Value};
+    let params = vec![
+        text(conversation_id),
+        text(reader),
+        Value::Integer(from_seq),
+        Value::Integer(to_seq),
+        Value::Integer(anchor),
+        Value::Integer(limit),
+    ];
+    let mut rows = db.rows(sql, params, MessageRow::from_lite).await?;
     rows.sort_by_key(|m| m.seq);
     Ok(rows)
 }
@@ -207,18 +177,10 @@ pub async fn reactions(
         "SELECT message_id, reactor_type, reactor_id, emoji FROM reactions WHERE message_id IN ({}) ORDER BY created_at, reactor_id",
         db.slots().list(message_ids.len())
     );
-    if let Some(lite) = db.lite() {
-        return lite
-            .rows(sql, crate::db::lite::texts(message_ids), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .await;
-    }
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for id in message_ids {
-        q = q.bind(id);
-    }
-    Ok(q.fetch_all(db.reader()).await?)
+    db.rows_once(sql, crate::db::lite::texts(message_ids), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .await
 }
 
 /// (lowest deliveredSeq, lowest readSeq) over the conversation's current members; a member
@@ -226,22 +188,14 @@ pub async fn reactions(
 pub async fn receipt_floor(db: &Db, conversation_id: &str) -> AppResult<(i64, i64)> {
     const SQL: &str = "SELECT MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
          FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL";
-    let row: Option<(Option<i64>, Option<i64>)> = match db.lite() {
-        Some(lite) => lite
-            .rows(
-                SQL.into(),
-                vec![crate::db::lite::text(conversation_id)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .await?
-            .pop(),
-        None => {
-            sqlx::query_as(SQL)
-                .bind(conversation_id)
-                .fetch_optional(db.reader())
-                .await?
-        }
-    };
+    let row: Option<(Option<i64>, Option<i64>)> = db
+        .rows(
+            SQL.into(),
+            vec![crate::db::lite::text(conversation_id)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .await?
+        .pop();
     let (d, r) = row.unwrap_or((None, None));
     Ok((d.unwrap_or(0), r.unwrap_or(0)))
 }
@@ -259,21 +213,11 @@ pub async fn receipt_floors(
          FROM conversation_members WHERE left_at IS NULL AND conversation_id IN ({}) GROUP BY conversation_id",
         db.slots().list(conversation_ids.len())
     );
-    let rows: Vec<(String, Option<i64>, Option<i64>)> = match db.lite() {
-        Some(lite) => {
-            lite.rows(sql, crate::db::lite::texts(conversation_ids), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .await?
-        }
-        None => {
-            let mut q = sqlx::query_as(&sql).persistent(false);
-            for id in conversation_ids {
-                q = q.bind(id);
-            }
-            q.fetch_all(db.reader()).await?
-        }
-    };
+    let rows: Vec<(String, Option<i64>, Option<i64>)> = db
+        .rows_once(sql, crate::db::lite::texts(conversation_ids), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(c, d, r)| (c, (d.unwrap_or(0), r.unwrap_or(0))))

@@ -58,29 +58,27 @@ fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<T> {
 /// Handles one event; `None` for events that take no ack.
 pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value) -> Option<Reply> {
     let t = Tenant::new(&state.db, &session.workspace_id);
-    if name == events::SYNC_REQUEST {
-        return Some(
-            sync(t, session, data)
-                .await
-                .unwrap_or_else(|e| Reply::Json(failure(&e))),
-        );
-    }
     let result = match name {
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
-            mark(t, session, data, name == events::MESSAGE_READ).await
+            mark(t, session, data, name == events::MESSAGE_READ)
+                .await
+                .map(Reply::Json)
         }
-        events::MESSAGE_EDIT => edit(t, session, data).await,
-        events::MESSAGE_DELETE => delete(t, session, data).await,
-        events::MESSAGE_REACT => react(t, session, data).await,
+        events::MESSAGE_EDIT => edit(t, session, data).await.map(Reply::Json),
+        events::MESSAGE_DELETE => delete(t, session, data).await.map(Reply::Json),
+        events::MESSAGE_REACT => react(t, session, data).await.map(Reply::Json),
+        events::SYNC_REQUEST => sync(t, session, data).await,
         events::TYPING_START | events::TYPING_STOP => {
-            typing(state, session, data, name == events::TYPING_START).await
+            typing(state, session, data, name == events::TYPING_START)
+                .await
+                .map(Reply::Json)
         }
         _ => Err(AppError::new(
             Code::BadRequest,
             format!("unknown event {name:?}"),
         )),
     };
-    Some(Reply::Json(result.unwrap_or_else(|e| failure(&e))))
+    Some(result.unwrap_or_else(|e| Reply::Json(failure(&e))))
 }
 
 #[derive(Deserialize)]

@@ -235,16 +235,8 @@ async fn hidden_for(
         slots.take(),
         slots.list(ids.len())
     );
-    if let Some(lite) = db.lite() {
-        let mut params = vec![crate::db::lite::text(user_id)];
-        params.extend(crate::db::lite::texts(ids));
-        let found = lite.rows(sql, params, |r| r.get::<_, String>(0)).await?;
-        return Ok(found.into_iter().collect());
-    }
-    let mut q = sqlx::query_scalar(&sql).persistent(false).bind(user_id);
-    for id in ids {
-        q = q.bind(id);
-    }
-    let found: Vec<String> = q.fetch_all(db.reader()).await?;
-    Ok(found.into_iter().collect())
+    let mut params = vec![crate::db::lite::text(user_id)];
+    params.extend(crate::db::lite::texts(ids));
+    let found: Vec<(String,)> = db.rows_once(sql, params, |r| Ok((r.get(0)?,))).await?;
+    Ok(found.into_iter().map(|(id,)| id).collect())
 }

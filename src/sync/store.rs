@@ -138,28 +138,17 @@ pub async fn changes_after(
          AND (m.left_pos IS NULL OR ch.pos <= m.left_pos) \
          AND (ch.kind NOT IN ('message:new', 'message:updated') OR ch.seq > m.joined_seq) \
          ORDER BY ch.txid, ch.pos LIMIT $6";
+    use crate::db::lite::{text, Value};
     let horizon = horizon(db).await?;
-    if let Some(lite) = db.lite() {
-        use crate::db::lite::{text, Value};
-        let params = vec![
-            text(user_id),
-            text(workspace_id),
-            Value::Integer(after.0),
-            Value::Integer(after.1),
-            Value::Integer(horizon),
-            Value::Integer(limit),
-        ];
-        return lite.rows(SQL.into(), params, ChangeRow::from_lite).await;
-    }
-    Ok(sqlx::query_as(SQL)
-        .bind(user_id)
-        .bind(workspace_id)
-        .bind(after.0)
-        .bind(after.1)
-        .bind(horizon)
-        .bind(limit)
-        .fetch_all(db.reader())
-        .await?)
+    let params = vec![
+        text(user_id),
+        text(workspace_id),
+        Value::Integer(after.0),
+        Value::Integer(after.1),
+        Value::Integer(horizon),
+        Value::Integer(limit),
+    ];
+    db.rows(SQL.into(), params, ChangeRow::from_lite).await
 }
 
 /// The position of the newest change a reader may see now: a cursor from which sync starts.
@@ -183,27 +172,21 @@ pub async fn all_changes_after(
 ) -> AppResult<Vec<(ChangeRow, Option<String>)>> {
     const SQL: &str = "SELECT pos, txid, conversation_id, kind, message_id, seq, actor_id, status, created_at, user_id \
          FROM changes WHERE (txid > $1 OR (txid = $1 AND pos > $2)) AND txid < $3 ORDER BY txid, pos LIMIT $4";
+    use crate::db::lite::Value;
     let horizon = horizon(db).await?;
-    if let Some(lite) = db.lite() {
-        use crate::db::lite::Value;
-        let params = vec![
-            Value::Integer(after.0),
-            Value::Integer(after.1),
-            Value::Integer(horizon),
-            Value::Integer(limit),
-        ];
-        return lite
-            .rows(SQL.into(), params, |row| {
-                Ok((ChangeRow::from_lite(row)?, row.get(9)?))
+    let params = vec![
+        Value::Integer(after.0),
+        Value::Integer(after.1),
+        Value::Integer(horizon),
+        Value::Integer(limit),
+    ];
+    let rows = db
+        .rows(SQL.into(), params, |row| {
+            Ok(ChangeRowWithUser {
+                change: ChangeRow::from_lite(row)?,
+                user_id: row.get(ChangeRow::LITE_COLUMNS)?,
             })
-            .await;
-    }
-    let rows: Vec<ChangeRowWithUser> = sqlx::query_as(SQL)
-        .bind(after.0)
-        .bind(after.1)
-        .bind(horizon)
-        .bind(limit)
-        .fetch_all(db.reader())
+        })
         .await?;
     Ok(rows.into_iter().map(|r| (r.change, r.user_id)).collect())
 }
