@@ -55,15 +55,16 @@ pub async fn direct_peer(
     conversation_id: &str,
     me: &str,
 ) -> AppResult<Option<(String, bool)>> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT p.request_state, (SELECT COUNT(*) FROM blocks b \
+    let sql = "SELECT p.request_state, (SELECT COUNT(*) FROM blocks b \
          WHERE (b.blocker_id = $2 AND b.blocked_id = p.user_id) OR (b.blocker_id = p.user_id AND b.blocked_id = $2)) \
-         FROM conversation_members p WHERE p.conversation_id = $1 AND p.user_id <> $2 AND p.left_at IS NULL",
-    )
-    .bind(conversation_id)
-    .bind(me)
-    .fetch_optional(db.reader())
-    .await?;
+         FROM conversation_members p WHERE p.conversation_id = $1 AND p.user_id <> $2 AND p.left_at IS NULL";
+    use crate::db::lite::text;
+    let row: Option<(String, i64)> = db
+        .rows(sql.to_owned(), vec![text(conversation_id), text(me)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .await?
+        .pop();
     Ok(row.map(|(state, blocks)| (state, blocks > 0)))
 }
 

@@ -102,18 +102,72 @@ impl Readers {
             Some(Err(_)) => Err(AppError::internal(anyhow::anyhow!(
                 "a SQLite read panicked"
             ))),
-            Some(Ok(result)) => result.map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(ref f, _)
-                    if matches!(
-                        f.code,
-                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                    ) =>
-                {
-                    AppError::unavailable(e)
-                }
-                other => AppError::internal(other),
-            }),
+            Some(Ok(result)) => result.map_err(AppError::from),
         }
+    }
+}
+
+/// The SQLite write connection used directly, for the batched message sends: their
+/// statements are prepared once and kept, and a batch is one hop to a blocking thread instead
+/// of a round trip to sqlx's connection thread per statement. It writes only while it holds
+/// the group commit's writer ([`super::group::Exclusive`]), so SQLite still sees one writer
+/// at a time and nothing waits on its lock.
+pub struct Writer {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Writer {
+    pub fn open(path: &Path) -> anyhow::Result<Writer> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch(super::SQLITE_PRAGMAS)?;
+        // The pages a batch touches (the indexes' leaves across every active conversation and
+        // sender) outgrow SQLite's 2 MiB default, which then rereads them and spills dirty
+        // pages before the commit.
+        conn.execute_batch("PRAGMA cache_size = -32768")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Writer {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` in a transaction and commits it if `f` succeeds (rolls it back if not); returns
+    /// once the commit is durable. The blocking task keeps `exclusive` until the transaction
+    /// has ended, even if the caller stops waiting.
+    pub(super) async fn write<T, F>(&self, exclusive: super::group::Exclusive, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let _exclusive = exclusive;
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            if !conn.is_autocommit() {
+                // A rollback that failed left a transaction open: end it before the next.
+                conn.execute_batch("ROLLBACK")?;
+            }
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            match std::panic::catch_unwind(AssertUnwindSafe(|| f(&tx))) {
+                Ok(Ok(value)) => {
+                    let started = std::time::Instant::now();
+                    tx.commit()?;
+                    metrics::histogram!("db_group_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("db_group_commits_total").increment(1);
+                    Ok(value)
+                }
+                // Dropping the transaction rolls it back.
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(AppError::internal(anyhow::anyhow!(
+                    "a SQLite write panicked"
+                ))),
+            }
+        })
+        .await
+        .map_err(AppError::internal)?
     }
 }
 

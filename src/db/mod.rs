@@ -11,7 +11,8 @@
 //! locked", no deadlock between two deferred transactions upgrading to writers. Write
 //! transactions are committed in groups, one fsync for all that queued meanwhile (`group.rs`).
 //! Readers see committed data through WAL; the reads of many rows skip sqlx and use a few
-//! SQLite connections directly (`lite.rs`). PostgreSQL uses one pool for both.
+//! SQLite connections directly (`lite.rs`), and so do the batched message sends, on a second
+//! write connection that takes turns with sqlx's writer. PostgreSQL uses one pool for both.
 //!
 //! Tenant data (anything that belongs to a workspace) is reached only through [`Tenant`], which
 //! carries the workspace id and can only be made from an authenticated scope; see `tenant.rs`.
@@ -82,6 +83,8 @@ pub struct Db {
     group: Option<std::sync::Arc<group::Group>>,
     /// SQLite: connections for the hot reads, used without sqlx (`lite.rs`).
     lite: Option<std::sync::Arc<lite::Readers>>,
+    /// SQLite: the writer used without sqlx, for the batched sends (`lite.rs`).
+    direct: Option<std::sync::Arc<lite::Writer>>,
     /// The batching queue of message sends (`messages::pipeline`), started on first use.
     sends: std::sync::Arc<std::sync::OnceLock<crate::messages::pipeline::Pipeline>>,
     /// Woken after a commit that appended to the change log (the real-time dispatcher waits
@@ -149,17 +152,24 @@ impl Db {
                 .context("parsing the SQLite URL")?
                 .get_filename()
                 .to_owned();
-            let lite = match file.to_str() {
-                Some(":memory:") => None,
-                _ => Some(std::sync::Arc::new(
-                    lite::Readers::open(&file, max_connections as usize)
-                        .context("opening the SQLite database for reading")?,
-                )),
+            let (lite, direct) = match file.to_str() {
+                Some(":memory:") => (None, None),
+                _ => (
+                    Some(std::sync::Arc::new(
+                        lite::Readers::open(&file, max_connections as usize)
+                            .context("opening the SQLite database for reading")?,
+                    )),
+                    Some(std::sync::Arc::new(
+                        lite::Writer::open(&file)
+                            .context("opening the SQLite database for writing")?,
+                    )),
+                ),
             };
             Ok(Db {
                 backend: Backend::Sqlite,
                 read,
                 lite,
+                direct,
                 group: Some(group::Group::start(write.clone())),
                 write,
                 sends: Default::default(),
@@ -182,6 +192,7 @@ impl Db {
                 write: pool,
                 group: None,
                 lite: None,
+                direct: None,
                 sends: Default::default(),
                 changed: Default::default(),
                 jobs: Default::default(),
@@ -267,6 +278,29 @@ impl Db {
         }
     }
 
+    /// Can write transactions run on SQLite directly ([`Db::write_direct`])? SQLite with a
+    /// database file: yes; PostgreSQL and in-memory SQLite: no.
+    pub fn writes_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Runs `f` in a write transaction on the SQLite connection used without sqlx, once the
+    /// write transactions in progress are committed and while no other can start; returns when
+    /// the commit is durable. For the hot batches, whose statements are kept prepared there
+    /// (`lite::Writer`). Fails at once where [`Db::writes_direct`] is false.
+    pub async fn write_direct<T, F>(&self, f: F) -> crate::error::AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> crate::error::AppResult<T> + Send + 'static,
+    {
+        let (Some(direct), Some(group)) = (&self.direct, &self.group) else {
+            return Err(crate::error::AppError::internal(anyhow::anyhow!(
+                "no direct SQLite writer"
+            )));
+        };
+        direct.write(group.exclusive().await, f).await
+    }
+
     /// Runs one statement in a write transaction of its own: on SQLite it joins the group
     /// commit (one fsync with the other writers of the moment) instead of committing alone on
     /// the writer connection.
@@ -311,8 +345,14 @@ impl Db {
     /// Commits a transaction that appended to the change log, and wakes whoever follows it.
     pub async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
         tx.commit().await?;
-        self.changed.notify_one();
+        self.changes_appended();
         Ok(())
+    }
+
+    /// Call after a commit that appended to the change log by other means than
+    /// [`Db::commit`] ([`Db::write_direct`]): wakes whoever follows it.
+    pub fn changes_appended(&self) {
+        self.changed.notify_one();
     }
 
     /// Call after committing a transaction that queued jobs: the runner looks at once instead

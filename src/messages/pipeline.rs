@@ -2,15 +2,18 @@
 //! who accepted the conversation sends into it), many messages per transaction.
 //!
 //! Sends that passed their checks queue here; one task takes whatever is queued (up to
-//! [`MAX_BATCH`]) and writes it with a handful of statements for the whole batch: seqs for
-//! every conversation in one UPDATE, the messages in one INSERT, their changes in one INSERT,
-//! the senders' receipt marks in one UPDATE. The batch is one transaction (on SQLite, one
-//! savepoint of the group commit), so each message is durable when its sender is answered,
-//! in the same order and with the same changes as one by one. If the batch fails as a whole
-//! (say, a concurrent retry of the same `clientMsgId` hit the unique index), every send of it
-//! is retried alone through the one-by-one path, which knows how to answer each.
+//! [`MAX_BATCH`]) and writes it in one transaction, so each message is durable when its sender
+//! is answered, in the same order and with the same changes as one by one. On SQLite the batch
+//! runs on the direct writer (`db::lite::Writer`): one kept statement per row, one hop to a
+//! blocking thread for the whole batch. On PostgreSQL, where every statement is a round trip,
+//! it is a handful of statements for the whole batch: seqs for every conversation in one
+//! UPDATE, the messages in one INSERT, their changes in one INSERT, the senders' receipt marks
+//! in one UPDATE. Both write the same rows, planned once ([`Plan`]). If the batch fails as a
+//! whole (say, a concurrent retry of the same `clientMsgId` hit the unique index), every send
+//! of it is retried alone through the one-by-one path, which knows how to answer each.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +30,7 @@ const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer, at most; more wait for room.
 const QUEUE: usize = 4096;
 
+/// A checked send, waiting to be written.
 pub(crate) struct Job {
     pub workspace_id: String,
     pub me: String,
@@ -36,12 +40,13 @@ pub(crate) struct Job {
     pub delivered_seq: i64,
     pub read_seq: i64,
     pub out: Outgoing,
-    pub reply: oneshot::Sender<AppResult<(MessageView, bool)>>,
 }
+
+type Reply = oneshot::Sender<AppResult<(MessageView, bool)>>;
 
 /// The queue into the batching task.
 #[derive(Clone)]
-pub struct Pipeline(mpsc::Sender<Job>);
+pub struct Pipeline(mpsc::Sender<(Job, Reply)>);
 
 impl Pipeline {
     /// Starts the task; it ends when the last handle to the queue is gone.
@@ -55,7 +60,7 @@ impl Pipeline {
     pub(crate) async fn enqueue(&self, job: Job) -> AppResult<Answer> {
         let (reply, answer) = oneshot::channel();
         self.0
-            .send(Job { reply, ..job })
+            .send((job, reply))
             .await
             .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue is closed")))?;
         Ok(answer)
@@ -65,31 +70,33 @@ impl Pipeline {
 /// The outcome of a queued send, once its batch is written.
 pub type Answer = oneshot::Receiver<AppResult<(MessageView, bool)>>;
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+async fn run(db: Db, mut rx: mpsc::Receiver<(Job, Reply)>) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
         // recv_many stops at the end of the channel's internal block: take the rest as well.
-        while batch.len() < MAX_BATCH {
+        while queued.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => queued.push(job),
                 Err(_) => break,
             }
         }
-        let jobs = std::mem::take(&mut batch);
+        let (jobs, replies): (Vec<Job>, Vec<Reply>) = queued.drain(..).unzip();
+        let jobs = Arc::new(jobs);
         metrics::histogram!("message_batch_size").record(jobs.len() as f64);
-        match write(&db, &jobs).await {
-            Ok(rows) => answer(&db, jobs, rows).await,
+        match write(&db, jobs.clone()).await {
+            Ok(rows) => answer(&db, &jobs, replies, rows).await,
             Err(e) => {
                 if jobs.len() > 1 {
                     tracing::debug!(error = %e, sends = jobs.len(), "a send batch failed; sending one by one");
                 } else {
                     tracing::debug!(error = %e, "a batched send failed; retrying it alone");
                 }
-                for job in jobs {
+                for (job, reply) in jobs.iter().zip(replies) {
                     let t = Tenant::new(&db, &job.workspace_id);
                     let result =
-                        super::service::send_one(t, &job.me, &job.conversation_id, job.out).await;
-                    let _ = job.reply.send(result);
+                        super::service::send_one(t, &job.me, &job.conversation_id, job.out.clone())
+                            .await;
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -97,16 +104,16 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// Builds the views of the new rows (one query for the batch) and answers every sender.
-async fn answer(db: &Db, jobs: Vec<Job>, written: Vec<Written>) {
+async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written>) {
     let mut new_rows = Vec::new();
     let mut pending = Vec::new();
-    for (job, w) in jobs.into_iter().zip(written) {
+    for (reply, w) in replies.into_iter().zip(written) {
         match w {
             Written::New(row) => {
                 new_rows.push(row);
-                pending.push((job, None));
+                pending.push((reply, None));
             }
-            Written::Existing(row) => pending.push((job, Some(row))),
+            Written::Existing(row) => pending.push((reply, Some(row))),
         }
     }
     // New messages: nobody else has them yet, so their status is "sent".
@@ -117,7 +124,7 @@ async fn answer(db: &Db, jobs: Vec<Job>, written: Vec<Written>) {
             None
         }
     };
-    for (job, existing) in pending {
+    for (job, (reply, existing)) in jobs.iter().zip(pending) {
         let result = match existing {
             Some(row) => super::service::original(db, row, &job.conversation_id).await,
             None => match views.as_mut().and_then(Iterator::next) {
@@ -128,7 +135,7 @@ async fn answer(db: &Db, jobs: Vec<Job>, written: Vec<Written>) {
                 ))),
             },
         };
-        let _ = job.reply.send(result);
+        let _ = reply.send(result);
     }
 }
 
@@ -139,8 +146,11 @@ enum Written {
     Existing(MessageRow),
 }
 
+/// Earlier sends of a batch's clientMsgIds, by (sender, clientMsgId).
+type Existing = HashMap<(String, String), MessageRow>;
+
 /// Writes the batch in one transaction; the outcomes come back in job order.
-async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
+async fn write(db: &Db, jobs: Arc<Vec<Job>>) -> AppResult<Vec<Written>> {
     // Two sends of one clientMsgId in one batch: the one-by-one path answers the second.
     let mut seen = std::collections::HashSet::new();
     if !jobs
@@ -152,62 +162,62 @@ async fn write(db: &Db, jobs: &[Job]) -> AppResult<Vec<Written>> {
         )));
     }
     let now = now_ms();
+    if db.writes_direct() {
+        let written = db
+            .write_direct(move |tx| {
+                let existing = direct::existing(tx, &jobs)?;
+                let fresh = fresh(&jobs, &existing);
+                let started = std::time::Instant::now();
+                let rows = if fresh.is_empty() {
+                    Vec::new()
+                } else {
+                    direct::insert_new(tx, now, &fresh)?
+                };
+                metrics::histogram!("message_batch_write_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                Ok(outcomes(&jobs, existing, rows))
+            })
+            .await?;
+        db.changes_appended();
+        return Ok(written);
+    }
     let mut tx = db.begin().await?;
-    // Retries: earlier sends of these clientMsgIds (committed or earlier in this batch's group).
-    let mut slots = db.slots();
-    let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE ");
-    for i in 0..jobs.len() {
-        if i > 0 {
-            sql.push_str(" OR ");
-        }
-        sql.push_str(&format!(
-            "(msg.sender_id = {} AND msg.client_msg_id = {})",
-            slots.take(),
-            slots.take()
-        ));
-    }
-    let mut q = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
-    for j in jobs {
-        q = q.bind(&j.me).bind(&j.out.client_msg_id);
-    }
-    let mut existing: HashMap<(String, String), MessageRow> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .filter_map(|m| Some(((m.sender_id.clone()?, m.client_msg_id.clone()?), m)))
-        .collect();
-    let fresh: Vec<&Job> = jobs
-        .iter()
-        .filter(|j| !existing.contains_key(&(j.me.clone(), j.out.client_msg_id.clone())))
-        .collect();
+    let existing = batched::existing(&mut tx, db.slots(), &jobs).await?;
+    let fresh = fresh(&jobs, &existing);
     let started = std::time::Instant::now();
-    let mut inserted = if fresh.is_empty() {
+    let rows = if fresh.is_empty() {
         Vec::new()
     } else {
-        insert_new(&mut tx, db.slots(), now, &fresh).await?
-    }
-    .into_iter();
+        batched::insert_new(&mut tx, db.slots(), now, &fresh).await?
+    };
     metrics::histogram!("message_batch_write_seconds").record(started.elapsed().as_secs_f64());
     db.commit(tx).await?;
-    Ok(jobs
-        .iter()
+    Ok(outcomes(&jobs, existing, rows))
+}
+
+/// The sends that are not retries.
+fn fresh<'j>(jobs: &'j [Job], existing: &Existing) -> Vec<&'j Job> {
+    jobs.iter()
+        .filter(|j| !existing.contains_key(&(j.me.clone(), j.out.client_msg_id.clone())))
+        .collect()
+}
+
+/// Every send's outcome in job order, from the earlier sends and the new rows (in the order of
+/// the fresh sends).
+fn outcomes(jobs: &[Job], mut existing: Existing, rows: Vec<MessageRow>) -> Vec<Written> {
+    let mut inserted = rows.into_iter();
+    jobs.iter()
         .map(
             |j| match existing.remove(&(j.me.clone(), j.out.client_msg_id.clone())) {
                 Some(m) => Written::Existing(m),
                 None => Written::New(inserted.next().expect("one row per fresh send")),
             },
         )
-        .collect())
+        .collect()
 }
 
-/// Inserts the new messages with their changes and the senders' marks; rows in job order.
-async fn insert_new(
-    tx: &mut Tx,
-    mut slots: Slots,
-    now: i64,
-    jobs: &[&Job],
-) -> AppResult<Vec<MessageRow>> {
-    // 1. Seqs: each conversation's last_seq moves by its number of messages, in one UPDATE.
+/// Each conversation of the batch with its number of new messages, in order of first use.
+fn counts<'j>(jobs: &[&'j Job]) -> Vec<(&'j str, i64)> {
     let mut counts: Vec<(&str, i64)> = Vec::new();
     for j in jobs {
         match counts.iter_mut().find(|(c, _)| *c == j.conversation_id) {
@@ -215,224 +225,395 @@ async fn insert_new(
             None => counts.push((&j.conversation_id, 1)),
         }
     }
-    slots.restart();
-    let mut sql = String::from("UPDATE conversations SET last_seq = last_seq + CASE id");
-    for _ in &counts {
-        sql.push_str(&format!(
-            " WHEN {} THEN CAST({} AS BIGINT)",
-            slots.take(),
-            slots.take()
-        ));
-    }
-    sql.push_str(&format!(
-        " END, last_activity_at = {}, updated_at = {} WHERE id IN (",
-        slots.take(),
-        slots.take()
-    ));
-    for i in 0..counts.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&slots.take());
-    }
-    sql.push_str(") RETURNING id, last_seq");
-    let mut q = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
-    for (c, n) in &counts {
-        q = q.bind(*c).bind(*n);
-    }
-    q = q.bind(now).bind(now);
-    for (c, _) in &counts {
-        q = q.bind(*c);
-    }
-    let last: HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
-    let mut next: HashMap<&str, i64> = HashMap::new();
-    for (c, n) in &counts {
-        let top = *last
-            .get(*c)
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
-        next.insert(c, top - n + 1);
-    }
-    let seqs: Vec<i64> = jobs
-        .iter()
-        .map(|j| {
-            let s = next.get_mut(j.conversation_id.as_str()).expect("counted");
-            *s += 1;
-            *s - 1
-        })
-        .collect();
+    counts
+}
 
-    // 2. The messages.
-    let ids: Vec<String> = jobs.iter().map(|_| new_id()).collect();
-    slots.restart();
-    let mut sql = String::from(
-        "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
-         media_id, reply_to_id, forwarded, payload, created_at) VALUES ",
-    );
-    for i in 0..jobs.len() {
-        if i > 0 {
-            sql.push_str(", ");
+/// What a batch of new messages writes, the same on both engines.
+struct Plan<'j> {
+    /// The messages, in job order.
+    rows: Vec<MessageRow>,
+    /// The senders' new marks: (conversation, sender, first seq, last seq of theirs).
+    marks: Vec<(&'j str, &'j str, i64, i64)>,
+    /// Receipt history: (conversation, user, kind, up to seq) where a sender's marks pass over
+    /// messages of others.
+    moves: Vec<(&'j str, &'j str, &'static str, i64)>,
+}
+
+impl<'j> Plan<'j> {
+    /// `last`: each conversation's last seq after the batch's messages were counted in.
+    fn new(
+        now: i64,
+        jobs: &[&'j Job],
+        counts: &[(&str, i64)],
+        last: &HashMap<String, i64>,
+    ) -> AppResult<Plan<'j>> {
+        let mut next: HashMap<&str, i64> = HashMap::new();
+        for (c, n) in counts {
+            let top = *last
+                .get(*c)
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
+            next.insert(c, top - n + 1);
         }
-        sql.push('(');
-        for k in 0..12 {
-            if k == 3 {
-                sql.push_str("'user', ");
+        let rows: Vec<MessageRow> = jobs
+            .iter()
+            .map(|j| {
+                let s = next.get_mut(j.conversation_id.as_str()).expect("counted");
+                *s += 1;
+                MessageRow {
+                    external_id: None,
+                    external_status: None,
+                    external_error: None,
+                    id: new_id(),
+                    conversation_id: j.conversation_id.clone(),
+                    seq: *s - 1,
+                    sender_type: "user".to_owned(),
+                    sender_id: Some(j.me.clone()),
+                    client_msg_id: Some(j.out.client_msg_id.clone()),
+                    kind: j.out.content.kind.as_str().to_owned(),
+                    text: j.out.content.text.clone(),
+                    media_id: j.out.content.media_id.clone(),
+                    reply_to_id: j.out.reply_to_id.clone(),
+                    forwarded: j.out.forwarded as i64,
+                    payload: j.out.content.payload.clone(),
+                    edited_at: None,
+                    deleted_at: None,
+                    created_at: now,
+                }
+            })
+            .collect();
+
+        let mut marks: Vec<(&str, &str, i64, i64)> = Vec::new();
+        for (j, row) in jobs.iter().zip(&rows) {
+            match marks
+                .iter_mut()
+                .find(|(c, u, _, _)| *c == j.conversation_id && *u == j.me)
+            {
+                Some(m) => m.3 = row.seq,
+                None => marks.push((&j.conversation_id, &j.me, row.seq, row.seq)),
             }
-            sql.push_str(&slots.take());
-            sql.push_str(if k < 11 { ", " } else { ")" });
         }
+        // Sending delivers and reads everything up to the sender's own message. Receipt history
+        // (when each member got and read each message) only changes where the sender's marks
+        // pass over messages of others; moving over their own messages changes no receipt
+        // anyone can ask for.
+        let mut moves = Vec::new();
+        for (c, u, first, last) in &marks {
+            let Some(j) = jobs.iter().find(|j| j.conversation_id == *c && j.me == *u) else {
+                continue;
+            };
+            if j.delivered_seq < first - 1 {
+                moves.push((*c, *u, "delivered", *last));
+            }
+            if j.read_seq < first - 1 {
+                moves.push((*c, *u, "read", *last));
+            }
+        }
+        Ok(Plan { rows, marks, moves })
     }
-    let mut q = sqlx::query(&sql).persistent(false);
-    for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
-        q = q
-            .bind(id)
-            .bind(&j.conversation_id)
-            .bind(*seq)
-            .bind(&j.me)
-            .bind(&j.out.client_msg_id)
-            .bind(j.out.content.kind.as_str())
-            .bind(j.out.content.text.as_deref())
-            .bind(j.out.content.media_id.as_deref())
-            .bind(j.out.reply_to_id.as_deref())
-            .bind(j.out.forwarded as i64)
-            .bind(j.out.content.payload.as_deref())
-            .bind(now);
-    }
-    q.execute(&mut **tx).await?;
-    // The rows as stored, without reading them back.
-    let rows: Vec<MessageRow> = jobs
-        .iter()
-        .zip(&ids)
-        .zip(&seqs)
-        .map(|((j, id), seq)| MessageRow {
-            external_id: None,
-            external_status: None,
-            external_error: None,
-            id: id.clone(),
-            conversation_id: j.conversation_id.clone(),
-            seq: *seq,
-            sender_type: "user".to_owned(),
-            sender_id: Some(j.me.clone()),
-            client_msg_id: Some(j.out.client_msg_id.clone()),
-            kind: j.out.content.kind.as_str().to_owned(),
-            text: j.out.content.text.clone(),
-            media_id: j.out.content.media_id.clone(),
-            reply_to_id: j.out.reply_to_id.clone(),
-            forwarded: j.out.forwarded as i64,
-            payload: j.out.content.payload.clone(),
-            edited_at: None,
-            deleted_at: None,
-            created_at: now,
-        })
-        .collect();
 
-    // 3. Their changes, in job order (so per conversation in seq order): message:new, the
-    //    first message of a direct conversation also tells the recipient of the conversation,
-    //    and a receipt change where sending read messages the sender had not read.
-    let mut marks: Vec<(&str, &str, i64, i64)> = Vec::new(); // (conversation, sender, first, last)
-    for (j, seq) in jobs.iter().zip(&seqs) {
-        match marks
-            .iter_mut()
-            .find(|(c, u, _, _)| *c == j.conversation_id && *u == j.me)
-        {
-            Some(m) => m.3 = *seq,
-            None => marks.push((&j.conversation_id, &j.me, *seq, *seq)),
-        }
-    }
-    let mut changes: Vec<NewChange> = Vec::new();
-    for ((j, id), seq) in jobs.iter().zip(&ids).zip(&seqs) {
-        changes.push(NewChange {
-            conversation_id: &j.conversation_id,
-            kind: kinds::MESSAGE_NEW,
-            message_id: Some(id),
-            seq: Some(*seq),
-            ..Default::default()
-        });
-        if j.direct && *seq == 1 {
+    /// The batch's changes, in job order (so per conversation in seq order): message:new, the
+    /// first message of a direct conversation also tells the recipient of the conversation,
+    /// and a receipt change where sending read messages the sender had not read.
+    fn changes<'p>(&'p self, jobs: &[&'p Job]) -> Vec<NewChange<'p>> {
+        let mut changes = Vec::new();
+        for (j, row) in jobs.iter().zip(&self.rows) {
             changes.push(NewChange {
                 conversation_id: &j.conversation_id,
-                kind: kinds::CONVERSATION_UPDATED,
+                kind: kinds::MESSAGE_NEW,
+                message_id: Some(&row.id),
+                seq: Some(row.seq),
                 ..Default::default()
             });
+            if j.direct && row.seq == 1 {
+                changes.push(NewChange {
+                    conversation_id: &j.conversation_id,
+                    kind: kinds::CONVERSATION_UPDATED,
+                    ..Default::default()
+                });
+            }
         }
-    }
-    for (c, u, first, last) in &marks {
-        let read_before = jobs
-            .iter()
-            .find(|j| j.conversation_id == *c && j.me == *u)
-            .map_or(0, |j| j.read_seq);
-        if read_before < first - 1 {
-            changes.push(NewChange {
-                conversation_id: c,
-                kind: kinds::MESSAGE_STATUS,
-                seq: Some(*last),
-                actor_id: Some(u),
-                status: Some("read"),
-                ..Default::default()
-            });
+        for (c, u, _, last) in &self.marks {
+            if self
+                .moves
+                .iter()
+                .any(|m| m.0 == *c && m.1 == *u && m.2 == "read")
+            {
+                changes.push(NewChange {
+                    conversation_id: c,
+                    kind: kinds::MESSAGE_STATUS,
+                    seq: Some(*last),
+                    actor_id: Some(u),
+                    status: Some("read"),
+                    ..Default::default()
+                });
+            }
         }
+        changes
     }
-    slots.restart();
-    crate::sync::store::append_many(tx, slots.clone(), &changes).await?;
+}
 
-    // 4. Sending delivers and reads everything up to the sender's own message.
-    slots.restart();
+/// The batch on SQLite's direct writer: kept statements, one row each.
+mod direct {
+    use rusqlite::{params, Transaction};
+
+    use super::*;
+
+    pub(super) fn existing(tx: &Transaction<'_>, jobs: &[Job]) -> AppResult<Existing> {
+        let mut find = tx.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages msg \
+             WHERE msg.sender_id = ?1 AND msg.client_msg_id = ?2"
+        ))?;
+        let mut existing = Existing::new();
+        for j in jobs {
+            let mut rows = find.query(params![j.me, j.out.client_msg_id])?;
+            if let Some(row) = rows.next()? {
+                existing.insert(
+                    (j.me.clone(), j.out.client_msg_id.clone()),
+                    MessageRow::from_lite(row)?,
+                );
+            }
+        }
+        Ok(existing)
+    }
+
+    pub(super) fn insert_new(
+        tx: &Transaction<'_>,
+        now: i64,
+        jobs: &[&Job],
+    ) -> AppResult<Vec<MessageRow>> {
+        let counts = counts(jobs);
+        let mut seq = tx.prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + ?1, last_activity_at = ?2, \
+             updated_at = ?2 WHERE id = ?3 RETURNING last_seq",
+        )?;
+        let mut last = HashMap::new();
+        for (c, n) in &counts {
+            let top: Option<i64> = seq
+                .query_row(params![n, now, c], |row| row.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })?;
+            if let Some(top) = top {
+                last.insert(c.to_string(), top);
+            }
+        }
+        let plan = Plan::new(now, jobs, &counts, &last)?;
+
+        // The messages go in with one statement per power of two of rows (at most nine shapes
+        // of statement to keep): full-text search keeps what each statement indexes in memory
+        // and writes it out when the next statement begins, so a statement per row would
+        // write (and later merge) one index segment per message.
+        let mut rest = plan.rows.as_slice();
+        while !rest.is_empty() {
+            let n = 1 << rest.len().ilog2();
+            let (chunk, tail) = rest.split_at(n);
+            let mut insert = tx.prepare_cached(&insert_messages_sql(n))?;
+            for (i, m) in chunk.iter().enumerate() {
+                let at = i * 12;
+                let values: [&dyn rusqlite::ToSql; 12] = [
+                    &m.id,
+                    &m.conversation_id,
+                    &m.seq,
+                    &m.sender_id,
+                    &m.client_msg_id,
+                    &m.kind,
+                    &m.text,
+                    &m.media_id,
+                    &m.reply_to_id,
+                    &m.forwarded,
+                    &m.payload,
+                    &m.created_at,
+                ];
+                for (k, v) in values.into_iter().enumerate() {
+                    insert.raw_bind_parameter(at + k + 1, v)?;
+                }
+            }
+            insert.raw_execute()?;
+            rest = tail;
+        }
+        crate::sync::store::append_many_direct(tx, &plan.changes(jobs))?;
+        let mut mark = tx.prepare_cached(
+            "UPDATE conversation_members SET delivered_seq = MAX(delivered_seq, ?3), \
+             read_seq = MAX(read_seq, ?3) WHERE conversation_id = ?1 AND user_id = ?2",
+        )?;
+        for (c, u, _, last) in &plan.marks {
+            mark.execute(params![c, u, last])?;
+        }
+        let mut moved = tx.prepare_cached(
+            "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (c, u, kind, last) in &plan.moves {
+            moved.execute(params![c, u, kind, last, now])?;
+        }
+        Ok(plan.rows)
+    }
+}
+
+/// `INSERT INTO messages … VALUES (…), …` for `rows` rows, twelve `?` each (`'user'` sends).
+fn insert_messages_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, 'user', ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let mut sql = String::from(
-        "UPDATE conversation_members SET \
-         delivered_seq = CASE WHEN delivered_seq < v.seq THEN v.seq ELSE delivered_seq END, \
-         read_seq = CASE WHEN read_seq < v.seq THEN v.seq ELSE read_seq END \
-         FROM (",
+        "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, \
+         type, text, media_id, reply_to_id, forwarded, payload, created_at) VALUES ",
     );
-    for i in 0..marks.len() {
-        if i > 0 {
-            sql.push_str(" UNION ALL ");
+    sql.push_str(&vec![row; rows].join(", "));
+    sql
+}
+
+/// The batch on PostgreSQL (and in-memory SQLite): a handful of statements for all of it.
+mod batched {
+    use super::*;
+
+    pub(super) async fn existing(
+        tx: &mut Tx,
+        mut slots: Slots,
+        jobs: &[Job],
+    ) -> AppResult<Existing> {
+        let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE ");
+        for i in 0..jobs.len() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!(
+                "(msg.sender_id = {} AND msg.client_msg_id = {})",
+                slots.take(),
+                slots.take()
+            ));
+        }
+        let mut q = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
+        for j in jobs {
+            q = q.bind(&j.me).bind(&j.out.client_msg_id);
+        }
+        Ok(q.fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .filter_map(|m| Some(((m.sender_id.clone()?, m.client_msg_id.clone()?), m)))
+            .collect())
+    }
+
+    pub(super) async fn insert_new(
+        tx: &mut Tx,
+        mut slots: Slots,
+        now: i64,
+        jobs: &[&Job],
+    ) -> AppResult<Vec<MessageRow>> {
+        // 1. Seqs: each conversation's last_seq moves by its number of messages, in one UPDATE.
+        let counts = counts(jobs);
+        slots.restart();
+        let mut sql = String::from("UPDATE conversations SET last_seq = last_seq + CASE id");
+        for _ in &counts {
+            sql.push_str(&format!(
+                " WHEN {} THEN CAST({} AS BIGINT)",
+                slots.take(),
+                slots.take()
+            ));
         }
         sql.push_str(&format!(
-            "SELECT CAST({} AS TEXT) AS c, CAST({} AS TEXT) AS u, CAST({} AS BIGINT) AS seq",
-            slots.take(),
+            " END, last_activity_at = {}, updated_at = {} WHERE id IN (",
             slots.take(),
             slots.take()
         ));
-    }
-    sql.push_str(
-        ") AS v WHERE conversation_members.conversation_id = v.c AND conversation_members.user_id = v.u",
-    );
-    let mut q = sqlx::query(&sql).persistent(false);
-    for (c, u, _, last) in &marks {
-        q = q.bind(*c).bind(*u).bind(*last);
-    }
-    q.execute(&mut **tx).await?;
-    // Receipt history (when each member got and read each message) only changes where the
-    // sender's marks pass over messages of others; moving over their own messages changes
-    // no receipt anyone can ask for.
-    let mut moves: Vec<(&str, &str, &'static str, i64)> = Vec::new();
-    for (c, u, first, last) in &marks {
-        let Some(j) = jobs.iter().find(|j| j.conversation_id == *c && j.me == *u) else {
-            continue;
-        };
-        if j.delivered_seq < first - 1 {
-            moves.push((c, u, "delivered", *last));
+        sql.push_str(&slots.list(counts.len()));
+        sql.push_str(") RETURNING id, last_seq");
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
+        for (c, n) in &counts {
+            q = q.bind(*c).bind(*n);
         }
-        if j.read_seq < first - 1 {
-            moves.push((c, u, "read", *last));
+        q = q.bind(now).bind(now);
+        for (c, _) in &counts {
+            q = q.bind(*c);
         }
-    }
-    if !moves.is_empty() {
+        let last: HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+        let plan = Plan::new(now, jobs, &counts, &last)?;
+
+        // 2. The messages.
         slots.restart();
         let mut sql = String::from(
-            "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
+            "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
+             media_id, reply_to_id, forwarded, payload, created_at) VALUES ",
         );
-        for i in 0..moves.len() {
+        for i in 0..plan.rows.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&slots.row(5));
+            sql.push('(');
+            for k in 0..12 {
+                if k == 3 {
+                    sql.push_str("'user', ");
+                }
+                sql.push_str(&slots.take());
+                sql.push_str(if k < 11 { ", " } else { ")" });
+            }
         }
         let mut q = sqlx::query(&sql).persistent(false);
-        for (c, u, kind, last) in &moves {
-            q = q.bind(*c).bind(*u).bind(*kind).bind(*last).bind(now);
+        for m in &plan.rows {
+            q = q
+                .bind(&m.id)
+                .bind(&m.conversation_id)
+                .bind(m.seq)
+                .bind(&m.sender_id)
+                .bind(&m.client_msg_id)
+                .bind(&m.kind)
+                .bind(&m.text)
+                .bind(&m.media_id)
+                .bind(&m.reply_to_id)
+                .bind(m.forwarded)
+                .bind(&m.payload)
+                .bind(m.created_at);
         }
         q.execute(&mut **tx).await?;
-    }
 
-    Ok(rows)
+        // 3. Their changes.
+        slots.restart();
+        crate::sync::store::append_many(tx, slots.clone(), &plan.changes(jobs)).await?;
+
+        // 4. The senders' marks.
+        slots.restart();
+        let mut sql = String::from(
+            "UPDATE conversation_members SET \
+             delivered_seq = CASE WHEN delivered_seq < v.seq THEN v.seq ELSE delivered_seq END, \
+             read_seq = CASE WHEN read_seq < v.seq THEN v.seq ELSE read_seq END \
+             FROM (",
+        );
+        for i in 0..plan.marks.len() {
+            if i > 0 {
+                sql.push_str(" UNION ALL ");
+            }
+            sql.push_str(&format!(
+                "SELECT CAST({} AS TEXT) AS c, CAST({} AS TEXT) AS u, CAST({} AS BIGINT) AS seq",
+                slots.take(),
+                slots.take(),
+                slots.take()
+            ));
+        }
+        sql.push_str(
+            ") AS v WHERE conversation_members.conversation_id = v.c AND conversation_members.user_id = v.u",
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (c, u, _, last) in &plan.marks {
+            q = q.bind(*c).bind(*u).bind(*last);
+        }
+        q.execute(&mut **tx).await?;
+        if !plan.moves.is_empty() {
+            slots.restart();
+            let mut sql = String::from(
+                "INSERT INTO receipt_moves (conversation_id, user_id, kind, up_to_seq, at) VALUES ",
+            );
+            for i in 0..plan.moves.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&slots.row(5));
+            }
+            let mut q = sqlx::query(&sql).persistent(false);
+            for (c, u, kind, last) in &plan.moves {
+                q = q.bind(*c).bind(*u).bind(*kind).bind(*last).bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(plan.rows)
+    }
 }

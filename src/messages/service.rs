@@ -211,6 +211,7 @@ pub async fn insert_system(
 }
 
 /// What a user sends.
+#[derive(Clone)]
 pub struct Outgoing {
     pub client_msg_id: String,
     pub content: Content,
@@ -309,7 +310,6 @@ pub async fn send_queued(
             delivered_seq: a.me.delivered_seq,
             read_seq: a.me.read_seq,
             out,
-            reply: tokio::sync::oneshot::channel().0,
         })
         .await?;
     Ok(Queued::Waiting(rx))

@@ -84,14 +84,29 @@ struct Recipient {
     request_state: String,
 }
 
+crate::db::lite::lite_row!(Recipient {
+    conversation_id,
+    user_id,
+    joined_seq,
+    left_pos,
+    request_state
+});
+
+/// A message event's data.
+#[derive(serde::Serialize)]
+struct MessageEvent<'a> {
+    message: &'a crate::messages::model::MessageView,
+    cursor: &'a str,
+}
+
 async fn deliver(
     state: &AppState,
     rows: &[(ChangeRow, Option<String>)],
 ) -> crate::error::AppResult<()> {
     let db = &state.db;
-    let mut conversation_ids: Vec<String> = rows
+    let mut conversation_ids: Vec<&str> = rows
         .iter()
-        .map(|(r, _)| r.conversation_id.clone())
+        .map(|(r, _)| r.conversation_id.as_str())
         .collect();
     conversation_ids.sort();
     conversation_ids.dedup();
@@ -100,12 +115,9 @@ async fn deliver(
          WHERE conversation_id IN ({})",
         db.slots().list(conversation_ids.len())
     );
-    let mut q = sqlx::query_as::<_, Recipient>(&sql).persistent(false);
-    for id in &conversation_ids {
-        q = q.bind(id);
-    }
+    let params = crate::db::lite::texts(&conversation_ids);
     let mut members: HashMap<String, Vec<Recipient>> = HashMap::new();
-    for r in q.fetch_all(db.reader()).await? {
+    for r in db.rows_once(sql, params, Recipient::from_lite).await? {
         if state.hub.is_online(&r.user_id) {
             members
                 .entry(r.conversation_id.clone())
@@ -182,7 +194,10 @@ async fn deliver(
                 };
                 let packet: Str = protocol::event(
                     &row.kind,
-                    &serde_json::json!({"message": view, "cursor": cursor}),
+                    &MessageEvent {
+                        message: view,
+                        cursor: &cursor,
+                    },
                 )
                 .into();
                 fan_out(state, &to, &row.kind, &packet, except);

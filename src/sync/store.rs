@@ -53,6 +53,32 @@ pub async fn append_many(
     Ok(())
 }
 
+/// [`append_many`] in a transaction of SQLite's direct writer ([`crate::db::Db::write_direct`]):
+/// one kept statement, run once per change.
+pub fn append_many_direct(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &[NewChange<'_>],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let now = now_ms();
+    for c in changes {
+        insert.execute(rusqlite::params![
+            c.conversation_id,
+            c.user_id,
+            c.kind,
+            c.message_id,
+            c.seq,
+            c.actor_id,
+            c.status,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
 /// Appends a change inside the transaction that makes it; returns its position.
 pub async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
     Ok(sqlx::query_scalar(
