@@ -145,6 +145,21 @@ async fn horizon(db: &Db) -> AppResult<i64> {
     })
 }
 
+/// The condition "change `ch` comes after the position (`$t`, `$p`) and below the horizon
+/// (`$h`)", for a WHERE clause (the numbers are the parameters'). SQLite's one writer commits
+/// in order and every change has txid 0, so there a position is its `pos` alone:
+/// `txid = $t AND pos > $p` seeks the primary key or the (conversation_id, txid, pos) index,
+/// where the general form below scans the whole log (23 ms per read at 200,000 changes). On
+/// PostgreSQL a row comparison, which the (txid, pos) indexes seek.
+fn after_position(db: &Db, ch: &str, t: u8, p: u8, h: u8) -> String {
+    match db.backend() {
+        Backend::Sqlite => format!("{ch}.txid = ${t} AND {ch}.pos > ${p}"),
+        Backend::Postgres => {
+            format!("({ch}.txid, {ch}.pos) > (${t}, ${p}) AND {ch}.txid < ${h}")
+        }
+    }
+}
+
 /// The user's changes after `after`, oldest first: changes of conversations they are a member
 /// of, within their visibility window, plus changes addressed to them alone.
 pub async fn changes_after(
@@ -154,16 +169,18 @@ pub async fn changes_after(
     after: Position,
     limit: i64,
 ) -> AppResult<Vec<ChangeRow>> {
-    const SQL: &str = "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
+    let sql = format!(
+        "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
          FROM conversation_members m \
          JOIN conversations c ON c.id = m.conversation_id AND c.workspace_id = $2 \
          JOIN changes ch ON ch.conversation_id = m.conversation_id \
-         WHERE m.user_id = $1 AND m.request_state <> 'declined' \
-         AND (ch.txid > $3 OR (ch.txid = $3 AND ch.pos > $4)) AND ch.txid < $5 \
+         WHERE m.user_id = $1 AND m.request_state <> 'declined' AND {} \
          AND (ch.user_id IS NULL OR ch.user_id = $1) \
          AND (m.left_pos IS NULL OR ch.pos <= m.left_pos) \
          AND (ch.kind NOT IN ('message:new', 'message:updated') OR ch.seq > m.joined_seq) \
-         ORDER BY ch.txid, ch.pos LIMIT $6";
+         ORDER BY ch.txid, ch.pos LIMIT $6",
+        after_position(db, "ch", 3, 4, 5)
+    );
     use crate::db::lite::{text, Value};
     let horizon = horizon(db).await?;
     let params = vec![
@@ -174,15 +191,20 @@ pub async fn changes_after(
         Value::Integer(horizon),
         Value::Integer(limit),
     ];
-    db.rows(SQL.into(), params, ChangeRow::from_lite).await
+    db.rows(sql, params, ChangeRow::from_lite).await
 }
 
 /// The position of the newest change a reader may see now: a cursor from which sync starts.
 pub async fn current_position(db: &Db) -> AppResult<Position> {
     let horizon = horizon(db).await?;
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT txid, pos FROM changes WHERE txid < $1 ORDER BY txid DESC, pos DESC LIMIT 1",
-    )
+    // SQLite: every txid is 0 (see `after_position`), and the primary key gives the newest at once.
+    let order = match db.backend() {
+        Backend::Sqlite => "pos DESC",
+        Backend::Postgres => "txid DESC, pos DESC",
+    };
+    let row: Option<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT txid, pos FROM changes WHERE txid < $1 ORDER BY {order} LIMIT 1"
+    ))
     .bind(horizon)
     .fetch_optional(db.reader())
     .await?;
@@ -196,8 +218,11 @@ pub async fn all_changes_after(
     after: Position,
     limit: i64,
 ) -> AppResult<Vec<(ChangeRow, Option<String>)>> {
-    const SQL: &str = "SELECT pos, txid, conversation_id, kind, message_id, seq, actor_id, status, created_at, user_id \
-         FROM changes WHERE (txid > $1 OR (txid = $1 AND pos > $2)) AND txid < $3 ORDER BY txid, pos LIMIT $4";
+    let sql = format!(
+        "SELECT pos, txid, conversation_id, kind, message_id, seq, actor_id, status, created_at, user_id \
+         FROM changes ch WHERE {} ORDER BY txid, pos LIMIT $4",
+        after_position(db, "ch", 1, 2, 3)
+    );
     use crate::db::lite::Value;
     let horizon = horizon(db).await?;
     let params = vec![
@@ -207,7 +232,7 @@ pub async fn all_changes_after(
         Value::Integer(limit),
     ];
     let rows = db
-        .rows(SQL.into(), params, |row| {
+        .rows(sql, params, |row| {
             Ok(ChangeRowWithUser {
                 change: ChangeRow::from_lite(row)?,
                 user_id: row.get(ChangeRow::LITE_COLUMNS)?,
