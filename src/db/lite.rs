@@ -110,8 +110,9 @@ impl Readers {
 /// The SQLite write connection used directly, for the batched message sends: their
 /// statements are prepared once and kept, and a batch is one hop to a blocking thread instead
 /// of a round trip to sqlx's connection thread per statement. It writes only while it holds
-/// the group commit's writer ([`super::group::Exclusive`]), so SQLite still sees one writer
-/// at a time and nothing waits on its lock.
+/// the group commit's writer ([`super::group::Exclusive`]), so it and the grouped transactions
+/// take turns instead of waiting on SQLite's lock (the few single statements that bypass the
+/// group wait for it through `busy_timeout`, as they did for the group's open batch).
 pub struct Writer {
     conn: Arc<Mutex<Connection>>,
 }

@@ -7,6 +7,7 @@ use crate::dual_test;
 use crate::helpers::{drain, drain_until, TestApp};
 
 dual_test!(sync_pages_every_change_once_in_order);
+dual_test!(small_pages_across_conversations_match_one_large_page);
 async fn sync_pages_every_change_once_in_order(app: &TestApp) {
     let a = app.signup("sa@example.com", "Sa").await;
     let b = app.signup("sb@example.com", "Sb").await;
@@ -258,4 +259,62 @@ async fn sync_during_concurrent_writes_misses_nothing(app: &TestApp) {
         (2..=301).collect::<Vec<i64>>(),
         "every message once, none missed while writers committed"
     );
+}
+
+/// Each conversation gives at most a page of changes before they are merged (`changes_after`):
+/// small pages over interleaved conversations, one of them full of changes the reader may not
+/// see (another member's settings), must give exactly what one large page gives.
+async fn small_pages_across_conversations_match_one_large_page(app: &TestApp) {
+    let a = app.signup("pa@example.com", "Pa").await;
+    let b = app.signup("pb@example.com", "Pb").await;
+    let c = app.signup("pc@example.com", "Pc").await;
+    let start = app.get("/api/v1/sync", &b.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let x = app.group(&a, "Busy", &[&b, &c]).await;
+    let y = app.direct(&c, &b).await;
+    let settle = |muted: bool| json!({"mutedUntil": if muted { json!("2030-01-01T00:00:00Z") } else { Value::Null }});
+    let mut said = Vec::new();
+    for round in 0..4 {
+        // Changes addressed to `a` alone: in `b`'s log position order, but not for `b`.
+        for k in 0..3 {
+            let r = app
+                .call(
+                    Method::PATCH,
+                    &format!("/api/v1/conversations/{x}/settings"),
+                    Some(&a.token),
+                    Some(settle((round + k) % 2 == 0)),
+                )
+                .await;
+            assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+        }
+        said.push(app.say(&c, &y, &format!("y {round}")).await["id"].clone());
+        said.push(app.say(&a, &x, &format!("x {round}")).await["id"].clone());
+        said.push(app.say(&c, &y, &format!("y {round} again")).await["id"].clone());
+    }
+
+    let (all, _) = drain(app, &b, start.clone(), 500).await;
+    // (The group's own first message comes before these.)
+    let new_ids: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["type"] == "message:new")
+        .map(|e| &e["data"]["message"]["id"])
+        .filter(|id| said.contains(id))
+        .collect();
+    assert_eq!(
+        new_ids,
+        said.iter().collect::<Vec<_>>(),
+        "every message once, in the order sent"
+    );
+    for limit in [1, 2, 3] {
+        let (paged, _) = drain(app, &b, start.clone(), limit).await;
+        let cursors = |events: &[Value]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| e["cursor"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(cursors(&paged), cursors(&all), "pages of {limit}");
+    }
 }
