@@ -162,14 +162,6 @@ fn after_position(db: &Db, ch: &str, t: u8, p: u8, h: u8) -> String {
 
 /// The user's changes after `after`, oldest first: changes of conversations they are a member
 /// of, within their visibility window, plus changes addressed to them alone.
-///
-/// Each conversation gives at most `limit` changes before they are merged and sorted: without
-/// that bound every page sorted all of the user's changes after the cursor to keep `limit`
-/// of them, so catching up on n changes cost n²/limit. PostgreSQL takes each conversation's
-/// first `limit` with a LATERAL join; SQLite, which has none, finds the position of each
-/// conversation's `limit`-th visible change first (one seek per conversation, materialized)
-/// and reads no further (the bound is an expression of the membership alone, so that the
-/// index range ends there).
 pub async fn changes_after(
     db: &Db,
     user_id: &str,
@@ -177,40 +169,18 @@ pub async fn changes_after(
     after: Position,
     limit: i64,
 ) -> AppResult<Vec<ChangeRow>> {
-    // What member `m` may see of change `x`.
-    let visible = |x: &str| {
-        format!(
-            "({x}.user_id IS NULL OR {x}.user_id = $1) \
-             AND (m.left_pos IS NULL OR {x}.pos <= m.left_pos) \
-             AND ({x}.kind NOT IN ('message:new', 'message:updated') OR {x}.seq > m.joined_seq)"
-        )
-    };
-    const COLUMNS: &str = "ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, \
-         ch.actor_id, ch.status, ch.created_at";
-    const MEMBERSHIPS: &str = "FROM conversation_members m \
-         JOIN conversations c ON c.id = m.conversation_id AND c.workspace_id = $2";
-    const MINE: &str = "WHERE m.user_id = $1 AND m.request_state <> 'declined'";
-    let sql = match db.backend() {
-        Backend::Sqlite => format!(
-            "WITH mine AS MATERIALIZED (SELECT m.conversation_id, m.left_pos, m.joined_seq, \
-               (SELECT ch.pos FROM changes ch WHERE ch.conversation_id = m.conversation_id \
-                AND {after} AND {visible_ch} ORDER BY ch.txid, ch.pos LIMIT 1 OFFSET $6 - 1) AS upto \
-               {MEMBERSHIPS} {MINE}) \
-             SELECT {COLUMNS} FROM mine m JOIN changes ch ON ch.conversation_id = m.conversation_id \
-             WHERE {after} AND ch.pos <= IFNULL(m.upto, 9223372036854775807) AND {visible_ch} \
-             ORDER BY ch.txid, ch.pos LIMIT $6",
-            after = after_position(db, "ch", 3, 4, 5),
-            visible_ch = visible("ch"),
-        ),
-        Backend::Postgres => format!(
-            "SELECT {COLUMNS} {MEMBERSHIPS} \
-             CROSS JOIN LATERAL (SELECT * FROM changes x WHERE x.conversation_id = m.conversation_id \
-               AND {after} AND {visible_x} ORDER BY x.txid, x.pos LIMIT $6) ch \
-             {MINE} ORDER BY ch.txid, ch.pos LIMIT $6",
-            after = after_position(db, "x", 3, 4, 5),
-            visible_x = visible("x"),
-        ),
-    };
+    let sql = format!(
+        "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
+         FROM conversation_members m \
+         JOIN conversations c ON c.id = m.conversation_id AND c.workspace_id = $2 \
+         JOIN changes ch ON ch.conversation_id = m.conversation_id \
+         WHERE m.user_id = $1 AND m.request_state <> 'declined' AND {} \
+         AND (ch.user_id IS NULL OR ch.user_id = $1) \
+         AND (m.left_pos IS NULL OR ch.pos <= m.left_pos) \
+         AND (ch.kind NOT IN ('message:new', 'message:updated') OR ch.seq > m.joined_seq) \
+         ORDER BY ch.txid, ch.pos LIMIT $6",
+        after_position(db, "ch", 3, 4, 5)
+    );
     use crate::db::lite::{text, Value};
     let horizon = horizon(db).await?;
     let params = vec![
