@@ -99,12 +99,20 @@ struct SendPayload {
 
 /// A `message:send`, first half: checked and queued in the device's event order. The ack
 /// comes from [`send_finish`] once the message is durable, while the device's next events go on.
+/// A send queued by [`send_queued`].
+pub(super) struct Sending {
+    pub client_msg_id: String,
+    /// This send noted its device as the message's origin (see `Hub::note_origin`).
+    noted: bool,
+    queued: messages::Queued,
+}
+
 pub(super) async fn send_queued(
     state: &AppState,
     session: &Session,
     socket: &Sock,
     data: Value,
-) -> Result<(String, messages::Queued), Value> {
+) -> Result<Sending, Value> {
     let t = Tenant::new(&state.db, &session.workspace_id);
     let p: SendPayload = payload(data).map_err(|e| failure(&e))?;
     let client_msg_id = parse_client_msg_id(&p.client_msg_id)
@@ -118,7 +126,7 @@ pub(super) async fn send_queued(
     };
     let content =
         crate::messages::routes::content(p.kind, p.text, parts).map_err(|e| failure(&e))?;
-    state
+    let noted = state
         .hub
         .note_origin(&session.user_id, &client_msg_id, socket.id);
     let out = Outgoing {
@@ -128,25 +136,28 @@ pub(super) async fn send_queued(
         forwarded: false,
     };
     match messages::send_queued(t, &session.user_id, &p.conversation_id, out).await {
-        Ok(queued) => Ok((client_msg_id, queued)),
+        Ok(queued) => Ok(Sending {
+            client_msg_id,
+            noted,
+            queued,
+        }),
         Err(e) => {
-            state.hub.forget_origin(&session.user_id, &client_msg_id);
+            if noted {
+                state.hub.forget_origin(&session.user_id, &client_msg_id);
+            }
             Err(failure(&e))
         }
     }
 }
 
 /// A `message:send`, second half: the ack once the message is durable.
-pub(super) async fn send_finish(
-    state: &AppState,
-    session: &Session,
-    client_msg_id: &str,
-    queued: messages::Queued,
-) -> Value {
-    let result = queued.answer().await;
-    if !matches!(result, Ok((_, true))) {
+pub(super) async fn send_finish(state: &AppState, session: &Session, sending: Sending) -> Value {
+    let result = sending.queued.answer().await;
+    if sending.noted && !matches!(result, Ok((_, true))) {
         // Nothing new was committed, so the dispatcher will not come for it.
-        state.hub.forget_origin(&session.user_id, client_msg_id);
+        state
+            .hub
+            .forget_origin(&session.user_id, &sending.client_msg_id);
     }
     match result {
         Ok((message, _)) => json!({"ok": true, "message": message}),

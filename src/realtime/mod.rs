@@ -189,15 +189,22 @@ impl Hub {
         std::mem::take(&mut *self.went_offline.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn note_origin(&self, sender: &str, client_msg_id: &str, sid: engineioxide::sid::Sid) {
+    /// Notes the device a send comes from; `false` if an earlier send of the same clientMsgId
+    /// (whose message the dispatcher may not have pushed yet) is noted already, which then
+    /// stays: only the send that noted an origin may forget it, or a retry answered at once
+    /// would make the dispatcher push the original back to the device that sent it.
+    fn note_origin(&self, sender: &str, client_msg_id: &str, sid: engineioxide::sid::Sid) -> bool {
         let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         if origins.len() > 10_000 {
             origins.clear();
         }
-        origins.insert(
-            (sender.to_owned(), client_msg_id.to_owned()),
-            (sid, Arc::default()),
-        );
+        match origins.entry((sender.to_owned(), client_msg_id.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((sid, Arc::default()));
+                true
+            }
+        }
     }
 
     /// The sending device's ack went out.
@@ -371,13 +378,12 @@ impl Gateway {
                     break;
                 };
                 match Box::pin(handlers::send_queued(&self.state, &session, &socket, data)).await {
-                    Ok((client_msg_id, queued)) => {
+                    Ok(sending) => {
                         let (state, session, socket) =
                             (self.state.clone(), session.clone(), socket.clone());
                         tokio::spawn(async move {
-                            let reply =
-                                handlers::send_finish(&state, &session, &client_msg_id, queued)
-                                    .await;
+                            let client_msg_id = sending.client_msg_id.clone();
+                            let reply = handlers::send_finish(&state, &session, sending).await;
                             if let Some(id) = ack {
                                 let _ = socket.emit(protocol::ack(id, &reply));
                                 metrics::histogram!("realtime_ack_seconds", "event" => events::MESSAGE_SEND)

@@ -294,7 +294,16 @@ async fn small_pages_across_conversations_match_one_large_page(app: &TestApp) {
         said.push(app.say(&c, &y, &format!("y {round} again")).await["id"].clone());
     }
 
-    let (all, _) = drain(app, &b, start.clone(), 500).await;
+    // (On PostgreSQL, changes appear once every transaction older than them has ended, which
+    // other tests' transactions may delay.)
+    let (all, _) = drain_until(app, &b, start.clone(), 500, |events| {
+        said.iter().all(|id| {
+            events
+                .iter()
+                .any(|e| e["type"] == "message:new" && e["data"]["message"]["id"] == *id)
+        })
+    })
+    .await;
     // (The group's own first message comes before these.)
     let new_ids: Vec<&Value> = all
         .iter()
@@ -308,7 +317,10 @@ async fn small_pages_across_conversations_match_one_large_page(app: &TestApp) {
         "every message once, in the order sent"
     );
     for limit in [1, 2, 3] {
-        let (paged, _) = drain(app, &b, start.clone(), limit).await;
+        let (paged, _) = drain_until(app, &b, start.clone(), limit, |events| {
+            events.len() >= all.len()
+        })
+        .await;
         let cursors = |events: &[Value]| -> Vec<String> {
             events
                 .iter()
