@@ -53,7 +53,10 @@ for (const backend of backends) {
       const grownMb = (server.rssKb() - rssBefore) / 1024;
       t.diagnostic(`dropped after ${sent} events of 60 KB; server RSS grew ${grownMb.toFixed(1)} MB`);
       // 512 buffered events of ~60 KB are ~30 MB at most; an unbounded buffer would hold all sent.
-      assert.ok(grownMb < 64, `server memory grew by ${grownMb.toFixed(1)} MB after ${sent} events`);
+      // On SQLite the batched-send writer's page cache (32 MiB, README) also fills with these
+      // large messages as they are stored, so it counts once on top.
+      const bound = backend === "sqlite" ? 64 + 32 : 64;
+      assert.ok(grownMb < bound, `server memory grew by ${grownMb.toFixed(1)} MB after ${sent} events`);
       // The close completes once its transport task ends; wait for it (bounded).
       const deadline = Date.now() + 10_000;
       while ((await server.metric("realtime_connected_sockets")) !== 0) {
