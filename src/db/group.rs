@@ -110,14 +110,16 @@ async fn commit_open(state: &mut State) {
 
 /// The writer, held with no batch open: while it lives, no other write transaction runs, so
 /// a connection other than sqlx's writer can write (`lite::Writer`).
-pub(super) struct Exclusive(#[allow(dead_code)] OwnedMutexGuard<State>);
+pub(super) struct Exclusive {
+    _held: OwnedMutexGuard<State>,
+}
 
 impl Group {
     /// Waits for the transactions in progress, commits their batch, and holds the writer.
     pub(super) async fn exclusive(&self) -> Exclusive {
         let mut state = self.state.clone().lock_owned().await;
         commit_open(&mut state).await;
-        Exclusive(state)
+        Exclusive { _held: state }
     }
 }
 
@@ -221,7 +223,15 @@ impl DerefMut for GroupTx {
 
 #[cfg(test)]
 mod tests {
-    use crate::db::Db;
+    use crate::db::{Db, Tx};
+
+    async fn insert(tx: &mut Tx, n: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO t (n) VALUES ($1)")
+            .bind(n)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_keeps_what_committed_and_drops_what_did_not() {
@@ -242,22 +252,14 @@ mod tests {
             let db = db.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tx = db.begin().await.unwrap();
-                sqlx::query("INSERT INTO t (n) VALUES ($1)")
-                    .bind(n)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
+                insert(&mut tx, n).await.unwrap();
                 match n % 3 {
                     0 => {
                         drop(tx);
                         false
                     }
                     1 => {
-                        let dup = sqlx::query("INSERT INTO t (n) VALUES ($1)")
-                            .bind(n)
-                            .execute(&mut *tx)
-                            .await;
-                        assert!(dup.is_err());
+                        assert!(insert(&mut tx, n).await.is_err());
                         drop(tx);
                         false
                     }
@@ -303,11 +305,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 if n % 2 == 0 {
                     let mut tx = db.begin().await.unwrap();
-                    sqlx::query("INSERT INTO t (n) VALUES ($1)")
-                        .bind(n)
-                        .execute(&mut *tx)
-                        .await
-                        .unwrap();
+                    insert(&mut tx, n).await.unwrap();
                     tx.commit().await.unwrap();
                     return vec![n];
                 }

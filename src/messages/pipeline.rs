@@ -354,7 +354,7 @@ impl<'j> Plan<'j> {
 
 /// The batch on SQLite's direct writer: kept statements, one row each.
 mod direct {
-    use rusqlite::{params, Transaction};
+    use rusqlite::{params, OptionalExtension, Transaction};
 
     use super::*;
 
@@ -390,11 +390,7 @@ mod direct {
         for (c, n) in &counts {
             let top: Option<i64> = seq
                 .query_row(params![n, now, c], |row| row.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })?;
+                .optional()?;
             if let Some(top) = top {
                 last.insert(c.to_string(), top);
             }

@@ -129,6 +129,7 @@ async fn deliver(
                 .push(r);
         }
     }
+    // Who gets each change: worked out once per change, used by every step below.
     let recipients = |row: &ChangeRow, only: &Option<String>| -> Vec<String> {
         members
             .get(&row.conversation_id)
@@ -148,12 +149,14 @@ async fn deliver(
             })
             .unwrap_or_default()
     };
+    let to_of: Vec<Vec<String>> = rows.iter().map(|(r, only)| recipients(r, only)).collect();
 
     // Messages with someone online to see them, viewed once.
     let wanted: HashSet<String> = rows
         .iter()
-        .filter(|(r, only)| r.message_id.is_some() && !recipients(r, only).is_empty())
-        .filter_map(|(r, _)| r.message_id.clone())
+        .zip(&to_of)
+        .filter(|(_, to)| !to.is_empty())
+        .filter_map(|((r, _), _)| r.message_id.clone())
         .collect();
     let messages =
         crate::messages::store::find_many(db, &wanted.into_iter().collect::<Vec<_>>()).await?;
@@ -175,12 +178,9 @@ async fn deliver(
     // first messages of 200 conversations took ~190 ms).
     let mut reload: Vec<(String, String)> = rows
         .iter()
-        .filter(|(r, _)| r.kind == kinds::CONVERSATION_UPDATED)
-        .flat_map(|(r, only)| {
-            recipients(r, only)
-                .into_iter()
-                .map(|u| (r.conversation_id.clone(), u))
-        })
+        .zip(&to_of)
+        .filter(|((r, _), _)| r.kind == kinds::CONVERSATION_UPDATED)
+        .flat_map(|((r, _), to)| to.iter().map(|u| (r.conversation_id.clone(), u.clone())))
         .collect();
     reload.sort();
     reload.dedup();
@@ -195,8 +195,7 @@ async fn deliver(
             .collect()
             .await;
 
-    for (row, only) in rows {
-        let to = recipients(row, only);
+    for ((row, _), to) in rows.iter().zip(to_of) {
         if to.is_empty() {
             continue;
         }

@@ -526,4 +526,31 @@ mod tests {
         never.wait(Duration::from_millis(50)).await;
         assert!(started.elapsed() >= Duration::from_millis(50));
     }
+
+    /// A retry of a clientMsgId whose original is not pushed yet must not take the original's
+    /// origin away: the dispatcher would then push the message back to the device that sent it.
+    #[test]
+    fn only_the_send_that_noted_an_origin_owns_it() {
+        let hub = Hub::default();
+        let device = engineioxide::sid::Sid::new();
+        assert!(hub.note_origin("u", "c-1", device), "the first send notes");
+        let (sid, signal) = hub.origin("u", "c-1").expect("noted");
+        assert_eq!(sid, device);
+
+        // The retry, from the same device or another, notes nothing and keeps the original.
+        assert!(!hub.note_origin("u", "c-1", device));
+        assert!(!hub.note_origin("u", "c-1", engineioxide::sid::Sid::new()));
+        let (sid, same) = hub.origin("u", "c-1").expect("still noted");
+        assert_eq!(sid, device);
+        assert!(
+            Arc::ptr_eq(&signal, &same),
+            "the dispatcher waits on the same ack"
+        );
+
+        // Once the dispatcher is done with it, a later send notes afresh.
+        hub.forget_origin("u", "c-1");
+        assert!(hub.origin("u", "c-1").is_none());
+        assert!(hub.note_origin("u", "c-1", device));
+        assert!(hub.origin("u", "c-2").is_none(), "per clientMsgId");
+    }
 }
