@@ -18,6 +18,8 @@ for key in ("errors", "gaps", "duplicates_or_out_of_order", "incomplete", "dropp
         print(f"  {key:<40} {[r['counts'][key] for r in reports]}")
 if all(r.get("server") for r in reports):
     line("server CPU % of a core", [r["server"]["cpu_percent"] for r in reports], "%")
+    if all("generator_cpu_percent" in r["server"] for r in reports):
+        line("load generator CPU % of a core", [r["server"]["generator_cpu_percent"] for r in reports], "%")
     line("server RSS after (MiB)", [r["server"]["rss_after_kib"] / 1024 for r in reports], "MiB")
 for r in reports:
     for note in r.get("notes", []):

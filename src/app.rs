@@ -307,6 +307,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // Outermost: Socket.IO traffic (under /socket.io/) goes straight to the gateway.
         .layer(engineioxide::layer::EngineIoLayer::from_config(gateway, crate::realtime::Gateway::config()))
+        .layer(tower::util::MapRequestLayer::new(crate::realtime::Gateway::own_request_head::<axum::body::Body>))
         .with_state(state)
 }
 

@@ -52,6 +52,9 @@ pub struct Server {
     pub cpu_seconds: f64,
     /// … as a share of one core.
     pub cpu_percent: f64,
+    /// The load generator's own CPU over the same time, as a share of one core: on a machine
+    /// shared with the server, what the server could not use.
+    pub generator_cpu_percent: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,8 +126,13 @@ impl fmt::Display for Report {
         if let Some(s) = &self.server {
             writeln!(
                 f,
-                "  server RSS {} → {} KiB (peak {}), CPU {:.2} s ({:.0}% of a core)",
-                s.rss_before_kib, s.rss_after_kib, s.rss_peak_kib, s.cpu_seconds, s.cpu_percent
+                "  server RSS {} → {} KiB (peak {}), CPU {:.2} s ({:.0}% of a core); load generator {:.0}% of a core",
+                s.rss_before_kib,
+                s.rss_after_kib,
+                s.rss_peak_kib,
+                s.cpu_seconds,
+                s.cpu_percent,
+                s.generator_cpu_percent
             )?;
         }
         for n in &self.notes {
@@ -139,6 +147,7 @@ pub struct Probe {
     pid: Option<u32>,
     rss_before: u64,
     cpu_before: f64,
+    own_cpu_before: f64,
     started: Instant,
 }
 
@@ -171,6 +180,7 @@ impl Probe {
             pid,
             rss_before: pid.and_then(proc_rss_kib).unwrap_or(0),
             cpu_before: pid.and_then(proc_cpu_seconds).unwrap_or(0.0),
+            own_cpu_before: proc_cpu_seconds(std::process::id()).unwrap_or(0.0),
             started: Instant::now(),
         }
     }
@@ -182,13 +192,16 @@ impl Probe {
     pub fn finish(&self) -> Option<Server> {
         let pid = self.pid?;
         let cpu = proc_cpu_seconds(pid)? - self.cpu_before;
+        let own_cpu = proc_cpu_seconds(std::process::id()).unwrap_or(0.0) - self.own_cpu_before;
         let wall = self.started.elapsed().as_secs_f64();
+        let percent = |cpu: f64| (cpu / wall * 1000.0).round() / 10.0;
         Some(Server {
             rss_before_kib: self.rss_before,
             rss_after_kib: proc_rss_kib(pid)?,
             rss_peak_kib: proc_hwm_kib(pid).unwrap_or(0),
             cpu_seconds: (cpu * 100.0).round() / 100.0,
-            cpu_percent: (cpu / wall * 1000.0).round() / 10.0,
+            cpu_percent: percent(cpu),
+            generator_cpu_percent: percent(own_cpu),
         })
     }
 }

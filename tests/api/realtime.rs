@@ -379,3 +379,32 @@ async fn socket_of_a_revoked_session_is_closed(app: &TestApp) {
     let end = tokio::time::timeout(WAIT, async { while events.next().await.is_some() {} }).await;
     assert!(end.is_ok(), "the socket of a logged-out session ends");
 }
+
+dual_test!(socket_ends_when_its_access_token_expires, custom);
+async fn socket_ends_when_its_access_token_expires(backend: crate::helpers::Backend) {
+    // The shortest access-token lifetime the configuration allows.
+    let Some(app) = crate::helpers::spawn(backend, |s| s.access_token_ttl = Some(30)).await else {
+        return;
+    };
+    let a = app.signup("ttl@example.com", "Ttl").await;
+    let (socket, mut events) = connect(&app, &a).await;
+    // Still served before the expiry…
+    let r = socket
+        .call("sync:request", &json!({"limit": 1}), WAIT)
+        .await
+        .expect("ack");
+    assert_eq!(r["ok"], true, "{r}");
+    // …and ended by the server once the token has expired (30 s after issue).
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(45), async {
+        while events.next().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the socket outlived its access token");
+    assert!(
+        started.elapsed() > Duration::from_secs(20),
+        "ended too early: {:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
