@@ -567,6 +567,41 @@ impl EngineIoHandler for Gateway {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_engine_io_request_head_is_copied_whole() {
+        use axum::extract::OriginalUri;
+        use axum::http::{header, HeaderValue, Request};
+        let mut secret = HeaderValue::from_static("Bearer t");
+        secret.set_sensitive(true);
+        let mut req = Request::builder()
+            .uri("/socket.io/?EIO=4&transport=websocket")
+            .header(header::COOKIE, "a=1")
+            .header(header::COOKIE, "b=2")
+            .header(header::AUTHORIZATION, secret)
+            .header("x-custom", "v")
+            .body(())
+            .unwrap();
+        let before_uri = req.uri().clone();
+        req.extensions_mut().insert(OriginalUri(before_uri.clone()));
+        let before = req.headers().clone();
+        let req = Gateway::own_request_head(req);
+        assert_eq!(req.uri(), &before_uri);
+        assert_eq!(req.extensions().get::<OriginalUri>().unwrap().0, before_uri);
+        assert_eq!(req.headers(), &before);
+        let cookies: Vec<_> = req.headers().get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
+
+        // Other requests are left as they are.
+        let other = Request::builder()
+            .uri("/api/v1/conversations")
+            .header("x-custom", "v")
+            .body(())
+            .unwrap();
+        let other = Gateway::own_request_head(other);
+        assert_eq!(other.headers()["x-custom"], "v");
+    }
+
     #[tokio::test]
     async fn an_ack_signal_wakes_waiters_and_never_waits_past_its_limit() {
         let early = AckSignal::default();
