@@ -44,7 +44,14 @@ pub struct Event {
 }
 
 /// Acks awaited, by id; `None` once the connection is gone.
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Value>>>>>;
+type Pending = Arc<Mutex<Option<HashMap<u64, Waiter>>>>;
+
+/// Who waits for an ack: as a parsed value, or as the ack's JSON text (its argument array),
+/// for a caller that decodes only what it needs.
+enum Waiter {
+    Value(oneshot::Sender<Value>),
+    Raw(oneshot::Sender<String>),
+}
 
 /// The sending half of a connection; cheap to clone.
 #[derive(Clone)]
@@ -204,19 +211,25 @@ async fn handle_packet(packet: &str, pending: &Pending, events: &mpsc::Sender<Ev
         "3" => {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             let id: Option<u64> = rest[..digits].parse().ok();
-            let data = match serde_json::from_str::<Value>(&rest[digits..]) {
-                Ok(Value::Array(mut items)) if !items.is_empty() => items.swap_remove(0),
-                _ => Value::Null,
-            };
-            if let Some(id) = id {
-                let waiter = pending
+            let waiter = id.and_then(|id| {
+                pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_mut()
-                    .and_then(|p| p.remove(&id));
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(data);
+                    .and_then(|p| p.remove(&id))
+            });
+            match waiter {
+                Some(Waiter::Value(tx)) => {
+                    let data = match serde_json::from_str::<Value>(&rest[digits..]) {
+                        Ok(Value::Array(mut items)) if !items.is_empty() => items.swap_remove(0),
+                        _ => Value::Null,
+                    };
+                    let _ = tx.send(data);
                 }
+                Some(Waiter::Raw(tx)) => {
+                    let _ = tx.send(rest[digits..].to_owned());
+                }
+                None => {}
             }
             true
         }
@@ -264,20 +277,46 @@ impl Client {
         }
     }
 
+    /// Emits an event and waits (at most `wait`) for its ack's first argument, decoded as `T`
+    /// straight from the packet's text (fields `T` does not name are skipped, not built).
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        data: &Value,
+        wait: Duration,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.request(name, data, Waiter::Raw(tx)).await?;
+        let text = match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(text)) => text,
+            Ok(Err(_)) => return Err(ClientError::Closed),
+            Err(_) => return Err(ClientError::Timeout(wait)),
+        };
+        let (first,): (T,) = serde_json::from_str(&text)
+            .map_err(|e| ClientError::Protocol(format!("ack of {name}: {e}")))?;
+        Ok(first)
+    }
+
     /// Emits an event and returns the receiver of its ack, so that many can be in flight.
     pub async fn call_later(
         &self,
         name: &str,
         data: &Value,
     ) -> Result<oneshot::Receiver<Value>, ClientError> {
-        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
+        self.request(name, data, Waiter::Value(tx)).await?;
+        Ok(rx)
+    }
+
+    /// Emits an event whose ack `waiter` awaits.
+    async fn request(&self, name: &str, data: &Value, waiter: Waiter) -> Result<(), ClientError> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
             .ok_or(ClientError::Closed)?
-            .insert(id, tx);
+            .insert(id, waiter);
         let frame = format!("42{id}{}", serde_json::json!([name, data]));
         if self.out.send(Message::text(frame)).await.is_err() {
             if let Some(p) = self
@@ -290,7 +329,7 @@ impl Client {
             }
             return Err(ClientError::Closed);
         }
-        Ok(rx)
+        Ok(())
     }
 
     /// Closes the connection (a Socket.IO disconnect, then the WebSocket close).

@@ -436,6 +436,41 @@ pub async fn fanout(
 /// P4: a device offline while `messages` arrive; then the time to page through them all with
 /// `sync:request`, `repeat` times from the same cursor, checking that nothing is missing or
 /// repeated.
+/// What the catch-up reads of a `sync:request` page: the rest of each event is skipped while
+/// parsing, as a client that stores events as they come would not build them twice.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncPage {
+    ok: bool,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    events: Vec<SyncEvent>,
+    #[serde(default)]
+    cursor: String,
+    #[serde(default)]
+    has_more: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct SyncEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: SyncData,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SyncData {
+    #[serde(default)]
+    message: Option<SeqOnly>,
+}
+
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: i64,
+}
+
 pub async fn catchup(
     c: &Common,
     messages: usize,
@@ -487,22 +522,22 @@ pub async fn catchup(
         let mut cursor = cursor.clone();
         let mut seqs = Vec::with_capacity(messages + 1);
         loop {
-            let page = b_socket
-                .call(
+            let page: SyncPage = b_socket
+                .call_as(
                     "sync:request",
                     &json!({"cursor": cursor, "limit": limit}),
                     DRAIN,
                 )
                 .await?;
-            anyhow::ensure!(page["ok"] == true, "sync:request failed: {page}");
+            anyhow::ensure!(page.ok, "sync:request failed: {:?}", page.error);
             pages += 1;
-            for e in page["events"].as_array().into_iter().flatten() {
-                if e["type"] == "message:new" {
-                    seqs.push(e["data"]["message"]["seq"].as_i64().unwrap_or(-1));
+            for e in &page.events {
+                if e.kind == "message:new" {
+                    seqs.push(e.data.message.as_ref().map_or(-1, |m| m.seq));
                 }
             }
-            cursor = page["cursor"].as_str().unwrap_or_default().to_owned();
-            if page["hasMore"] != true {
+            cursor = page.cursor;
+            if !page.has_more {
                 break;
             }
         }
