@@ -76,6 +76,29 @@ pub struct Hub {
     /// (sender, clientMsgId) → the socket that is sending it, so that its own device gets the
     /// ack instead of a `message:new`.
     origins: Mutex<HashMap<(String, String), Origin>>,
+    /// Device workers running (one per connected device, until its socket has closed).
+    workers: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a device worker while it runs.
+struct Working<'a>(&'a Hub);
+
+impl<'a> Working<'a> {
+    fn new(hub: &'a Hub) -> Self {
+        hub.workers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("realtime_device_workers").increment(1.0);
+        Working(hub)
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.0
+            .workers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("realtime_device_workers").decrement(1.0);
+    }
 }
 
 impl Hub {
@@ -108,6 +131,11 @@ impl Hub {
             return before > 0;
         }
         false
+    }
+
+    /// Device workers running: one per connected device, and none once its socket has closed.
+    pub fn device_workers(&self) -> usize {
+        self.workers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Ends the sockets of revoked sessions.
@@ -423,6 +451,7 @@ impl Gateway {
         mut rx: mpsc::Receiver<Box<Event>>,
         expires: tokio::time::Instant,
     ) {
+        let _working = Working::new(&self.state.hub);
         // Sends queued but not yet acked, at most this many per device.
         let in_flight = Arc::new(tokio::sync::Semaphore::new(SENDS_IN_FLIGHT));
         let expiry = tokio::time::sleep_until(expires);
@@ -438,6 +467,9 @@ impl Gateway {
                     socket.close(DisconnectReason::ClosingServer);
                     break;
                 }
+                // The queue's sender lives in the socket this task holds, so the queue never
+                // closes on its own: a closed socket ends the task.
+                () = socket.closed() => break,
             };
             let Event { ack, name, data } = *event;
             let started = std::time::Instant::now();

@@ -408,3 +408,33 @@ async fn socket_ends_when_its_access_token_expires(backend: crate::helpers::Back
     );
     app.stop().await;
 }
+
+dual_test!(a_closed_socket_leaves_nothing_running, custom);
+async fn a_closed_socket_leaves_nothing_running(backend: crate::helpers::Backend) {
+    // An app of its own: other tests' sockets would count too.
+    let Some(app) = crate::helpers::spawn(backend, |_| {}).await else {
+        return;
+    };
+    let a = app.signup("gone@example.com", "Gone").await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(connect(&app, &a).await);
+    }
+    let workers = |n: usize| {
+        let hub = &app.state.hub;
+        move || async move {
+            let running = hub.device_workers();
+            (running == n)
+                .then_some(())
+                .ok_or(format!("{running} device workers running, expected {n}"))
+        }
+    };
+    crate::helpers::eventually(WAIT, workers(3)).await;
+    for (socket, _) in &sockets {
+        socket.close().await;
+    }
+    // Each device's worker held its own socket, and so the sender of its own queue: it waited
+    // forever once the socket closed (found measuring P3: ~14 KiB kept per closed socket).
+    crate::helpers::eventually(WAIT, workers(0)).await;
+    app.stop().await;
+}
