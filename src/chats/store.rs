@@ -179,17 +179,13 @@ pub async fn current_members(db: &Db, conversation_ids: &[String]) -> AppResult<
     if conversation_ids.is_empty() {
         return Ok(Vec::new());
     }
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT {MEMBER_COLUMNS} FROM conversation_members m WHERE m.conversation_id IN ({}) AND m.left_at IS NULL \
          ORDER BY m.conversation_id, m.joined_at, m.user_id",
-        db.slots().list(conversation_ids.len())
+        db.slots().in_list(conversation_ids, &mut params)
     );
-    db.rows_once(
-        sql,
-        crate::db::lite::texts(conversation_ids),
-        MemberRow::from_lite,
-    )
-    .await
+    db.rows_once(sql, params, MemberRow::from_lite).await
 }
 
 /// Current members of one conversation, paged by user id.
@@ -434,12 +430,11 @@ pub async fn display_names(db: &Db, user_ids: &[String]) -> AppResult<Vec<(Strin
     if user_ids.is_empty() {
         return Ok(Vec::new());
     }
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT id, display_name FROM users WHERE id IN ({})",
-        db.slots().list(user_ids.len())
+        db.slots().in_list(user_ids, &mut params)
     );
-    db.rows_once(sql, crate::db::lite::texts(user_ids), |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
-    .await
+    db.rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .await
 }

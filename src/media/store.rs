@@ -87,12 +87,12 @@ pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MediaRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT {MEDIA_COLUMNS} FROM media m WHERE m.id IN ({})",
-        db.slots().list(ids.len())
+        db.slots().in_list(ids, &mut params)
     );
-    db.rows_once(sql, crate::db::lite::texts(ids), MediaRow::from_lite)
-        .await
+    db.rows_once(sql, params, MediaRow::from_lite).await
 }
 
 /// What the analysis found.

@@ -85,12 +85,12 @@ pub async fn find_many(db: &Db, ids: &[String]) -> AppResult<Vec<MessageRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE msg.id IN ({})",
-        db.slots().list(ids.len())
+        db.slots().in_list(ids, &mut params)
     );
-    db.rows_once(sql, crate::db::lite::texts(ids), MessageRow::from_lite)
-        .await
+    db.rows_once(sql, params, MessageRow::from_lite).await
 }
 
 /// The last message of each conversation at its `last_seq`.
@@ -173,11 +173,12 @@ pub async fn reactions(
     if message_ids.is_empty() {
         return Ok(Vec::new());
     }
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT message_id, reactor_type, reactor_id, emoji FROM reactions WHERE message_id IN ({}) ORDER BY created_at, reactor_id",
-        db.slots().list(message_ids.len())
+        db.slots().in_list(message_ids, &mut params)
     );
-    db.rows_once(sql, crate::db::lite::texts(message_ids), |r| {
+    db.rows_once(sql, params, |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
     })
     .await
@@ -208,15 +209,14 @@ pub async fn receipt_floors(
     if conversation_ids.is_empty() {
         return Ok(Default::default());
     }
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT conversation_id, MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
          FROM conversation_members WHERE left_at IS NULL AND conversation_id IN ({}) GROUP BY conversation_id",
-        db.slots().list(conversation_ids.len())
+        db.slots().in_list(conversation_ids, &mut params)
     );
     let rows: Vec<(String, Option<i64>, Option<i64>)> = db
-        .rows_once(sql, crate::db::lite::texts(conversation_ids), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .await?;
     Ok(rows
         .into_iter()

@@ -114,12 +114,12 @@ async fn deliver(
         .collect();
     conversation_ids.sort();
     conversation_ids.dedup();
+    let mut params = Vec::new();
     let sql = format!(
         "SELECT conversation_id, user_id, joined_seq, left_pos, request_state FROM conversation_members \
          WHERE conversation_id IN ({})",
-        db.slots().list(conversation_ids.len())
+        db.slots().in_list(&conversation_ids, &mut params)
     );
-    let params = crate::db::lite::texts(&conversation_ids);
     let mut members: HashMap<String, Vec<Recipient>> = HashMap::new();
     for r in db.rows_once(sql, params, Recipient::from_lite).await? {
         if state.hub.is_online(&r.user_id) {

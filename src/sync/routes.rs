@@ -230,13 +230,12 @@ async fn hidden_for(
         return Ok(Default::default());
     }
     let mut slots = db.slots();
+    let mut params = vec![crate::db::lite::text(user_id)];
     let sql = format!(
         "SELECT message_id FROM message_hidden WHERE user_id = {} AND message_id IN ({})",
         slots.take(),
-        slots.list(ids.len())
+        slots.in_list(ids, &mut params)
     );
-    let mut params = vec![crate::db::lite::text(user_id)];
-    params.extend(crate::db::lite::texts(ids));
     let found: Vec<(String,)> = db.rows_once(sql, params, |r| Ok((r.get(0)?,))).await?;
     Ok(found.into_iter().map(|(id,)| id).collect())
 }
