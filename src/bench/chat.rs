@@ -433,9 +433,6 @@ pub async fn fanout(
     Ok(report)
 }
 
-/// P4: a device offline while `messages` arrive; then the time to page through them all with
-/// `sync:request`, `repeat` times from the same cursor, checking that nothing is missing or
-/// repeated.
 /// What the catch-up reads of a `sync:request` page: the rest of each event is skipped while
 /// parsing, as a client that stores events as they come would not build them twice.
 #[derive(serde::Deserialize)]
@@ -471,6 +468,9 @@ struct SeqOnly {
     seq: i64,
 }
 
+/// P4: a device offline while `messages` arrive; then the time to page through them all with
+/// `sync:request`, `repeat` times from the same cursor, checking that nothing is missing or
+/// repeated.
 pub async fn catchup(
     c: &Common,
     messages: usize,

@@ -16,6 +16,8 @@ use crate::users::store as users;
 pub struct Access {
     pub conversation: ConversationRow,
     pub me: MemberRow,
+    /// In a direct conversation, the other current member.
+    pub peer: Option<store::DirectPeer>,
 }
 
 /// The one access check. `history`: former members may read what they saw before leaving;
@@ -26,13 +28,17 @@ pub async fn access(
     user_id: &str,
     history: bool,
 ) -> AppResult<Access> {
-    let (conversation, me) = store::find_with_member(t, conversation_id, user_id)
+    let (conversation, me, peer) = store::find_with_member(t, conversation_id, user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
     if !me.is_current() && !history {
         return Err(AppError::not_found());
     }
-    Ok(Access { conversation, me })
+    Ok(Access {
+        conversation,
+        me,
+        peer,
+    })
 }
 
 /// Builds the views of conversations for one member, with three batched queries (members,

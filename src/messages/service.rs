@@ -366,17 +366,15 @@ async fn prepare(
             ),
         ));
     }
-    if a.conversation.kind == "direct" {
-        if let Some((state, blocked)) = chats::direct_peer(db, &a.conversation.id, me).await? {
-            if RequestState::from_db(&state) == RequestState::Declined {
-                return Err(AppError::new(
-                    Code::RequestDeclined,
-                    "the recipient declined this conversation",
-                ));
-            }
-            if blocked {
-                return Err(AppError::new(Code::Blocked, "you cannot message this user"));
-            }
+    if let Some(peer) = &a.peer {
+        if RequestState::from_db(&peer.request_state) == RequestState::Declined {
+            return Err(AppError::new(
+                Code::RequestDeclined,
+                "the recipient declined this conversation",
+            ));
+        }
+        if peer.blocked {
+            return Err(AppError::new(Code::Blocked, "you cannot message this user"));
         }
     }
     if let (Some(media_id), Some(kind)) = (&out.content.media_id, out.content.kind.media_kind()) {
