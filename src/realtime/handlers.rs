@@ -97,8 +97,6 @@ struct SendPayload {
     interactive: Option<Value>,
 }
 
-/// A `message:send`, first half: checked and queued in the device's event order. The ack
-/// comes from [`send_finish`] once the message is durable, while the device's next events go on.
 /// A send queued by [`send_queued`].
 pub(super) struct Sending {
     pub client_msg_id: String,
@@ -107,6 +105,8 @@ pub(super) struct Sending {
     queued: messages::Queued,
 }
 
+/// A `message:send`, first half: checked and queued in the device's event order. The ack
+/// comes from [`send_finish`] once the message is durable, while the device's next events go on.
 pub(super) async fn send_queued(
     state: &AppState,
     session: &Session,

@@ -416,6 +416,14 @@ impl TestApp {
         r.body["items"].as_array().unwrap().clone()
     }
 
+    /// Where the user's change stream stands now (the snapshot's cursor): sync from here sees
+    /// only what happens next.
+    pub async fn sync_start(&self, user: &User) -> String {
+        let r = self.get("/api/v1/sync", &user.token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["cursor"].as_str().unwrap().to_owned()
+    }
+
     /// The conversation as the user sees it.
     pub async fn conversation(&self, user: &User, conversation: &str) -> Value {
         let r = self

@@ -812,10 +812,7 @@ async fn a_queued_job_survives_a_restart(backend: Backend) {
     let sent = send_media(&app, &alice, &chat, "image", &id, None).await;
     assert_eq!(sent.body["media"]["processed"], false, "{}", sent.text);
     let message_id = sent.body["id"].as_str().unwrap().to_owned();
-    let cursor = app.get("/api/v1/sync", &bob.token).await.body["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cursor = app.sync_start(&bob).await;
     let path = format!("/api/v1/media/{id}/thumbnail");
     assert_eq!(
         fetch(&app, Some(&alice), &path, &[]).await.0,

@@ -134,10 +134,7 @@ dual_test!(a_removed_member_stops_receiving_changes);
 async fn a_removed_member_stops_receiving_changes(app: &TestApp) {
     let a = app.signup("ra@example.com", "Ra").await;
     let b = app.signup("rb@example.com", "Rb").await;
-    let start = app.get("/api/v1/sync", &b.token).await.body["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let start = app.sync_start(&b).await;
     let g = app.group(&a, "Soon without b", &[&b]).await;
     app.say(&a, &g, "b sees this").await;
     app.call(
@@ -199,10 +196,7 @@ async fn sync_during_concurrent_writes_misses_nothing(app: &TestApp) {
     let mut members: Vec<&crate::helpers::User> = writers.iter().collect();
     members.push(&reader);
     let g = app.group(&writers[0], "Firehose", &members[1..]).await;
-    let mut cursor = app.get("/api/v1/sync", &reader.token).await.body["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut cursor = app.sync_start(&reader).await;
 
     let mut tasks = Vec::new();
     for (i, w) in writers.iter().enumerate() {
@@ -261,17 +255,15 @@ async fn sync_during_concurrent_writes_misses_nothing(app: &TestApp) {
     );
 }
 
-/// Each conversation gives at most a page of changes before they are merged (`changes_after`):
-/// small pages over interleaved conversations, one of them full of changes the reader may not
-/// see (another member's settings), must give exactly what one large page gives.
+/// Small pages over interleaved conversations, one of them full of changes the reader may not
+/// see (another member's settings), must give exactly what one large page gives (written for a
+/// per-conversation bound on `changes_after`'s page, measured slower and reverted; the test
+/// stays: such a bound fails it if the visibility filter is left out).
 async fn small_pages_across_conversations_match_one_large_page(app: &TestApp) {
     let a = app.signup("pa@example.com", "Pa").await;
     let b = app.signup("pb@example.com", "Pb").await;
     let c = app.signup("pc@example.com", "Pc").await;
-    let start = app.get("/api/v1/sync", &b.token).await.body["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let start = app.sync_start(&b).await;
     let x = app.group(&a, "Busy", &[&b, &c]).await;
     let y = app.direct(&c, &b).await;
     let settle = |muted: bool| json!({"mutedUntil": if muted { json!("2030-01-01T00:00:00Z") } else { Value::Null }});

@@ -346,10 +346,7 @@ async fn erasing_an_account_leaves_only_tombstones(app: &TestApp) {
     .await;
     let g = app.group(&a, "Cooking", &[&b, &c]).await;
     app.say(&a, &g, "group secret sauce").await;
-    let cursor = app.get("/api/v1/sync", &b.token).await.body["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cursor = app.sync_start(&b).await;
 
     let r = app
         .call(Method::DELETE, "/api/v1/users/me", Some(&a.token), None)

@@ -934,10 +934,7 @@ dual_test!(agents_hear_of_customer_messages_live);
 async fn agents_hear_of_customer_messages_live(app: &TestApp) {
     let graph = fake_graph().await;
     let (owner, _) = connected(app, &graph).await;
-    let cursor = app.get("/api/v1/sync", &owner.token).await.body["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cursor = app.sync_start(&owner).await;
     let (client, mut events) = palaver::client::connect(&app.base, &json!({"token": owner.token}))
         .await
         .unwrap();
