@@ -1,7 +1,6 @@
 //! Application state, router assembly and the server loop.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,18 +69,23 @@ impl Deref for AppState {
 impl AppState {
     /// Opens the database (migrating it), loads or generates keys, builds the senders.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        crate::config::create_private_dir(&config.data_dir)?;
+        if let Ok(meta) = std::fs::metadata(&config.data_dir) {
+            if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+                tracing::warn!(dir = %config.data_dir.display(),
+                    "the data dir is open to other users; chmod 700 it");
+            }
+        }
         let db = Db::connect(config.database_url.expose(), config.db_max_connections).await?;
         db.migrate().await?;
         let default_workspace_id = crate::workspaces::store::ensure_default(&db).await?;
         let keys = SigningKeys::load_or_generate(&config)?;
         let secret = ServerSecret::load_or_generate(&config)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("building the HTTP client")?;
+        let http = crate::outbound::Outbound::new(
+            Arc::new(crate::outbound::Allow::parse(&config.outbound_allow)?),
+            Duration::from_secs(10),
+        )
+        .context("building the HTTP client")?;
         if config.otp_dev_code.is_some() {
             tracing::warn!("PALAVER_OTP_DEV_CODE is set: every phone accepts the fixed code; never do this in production");
         }
@@ -285,18 +289,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::problem_json))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(axum::middleware::from_fn(middleware::deadline))
-        .layer(cors(&state.config))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
-    if state.config.public_url.starts_with("https://") {
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ));
-    }
+        .layer(cors(&state.config));
     let gateway = Arc::new(crate::realtime::Gateway::new(state.clone()));
-    router
+    router = router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -308,7 +303,18 @@ pub fn router(state: AppState) -> Router {
         // Outermost: Socket.IO traffic (under /socket.io/) goes straight to the gateway.
         .layer(engineioxide::layer::EngineIoLayer::from_config(gateway, crate::realtime::Gateway::config()))
         .layer(tower::util::MapRequestLayer::new(crate::realtime::Gateway::own_request_head::<axum::body::Body>))
-        .with_state(state)
+        // Outermost of all: the security headers reach every answer, errors, panics and
+        // /socket.io included.
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+    if state.config.public_url.starts_with("https://") {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    router.with_state(state)
 }
 
 fn cors(config: &Config) -> CorsLayer {
@@ -346,14 +352,10 @@ pub async fn serve(
     let grace = state.config.shutdown_timeout;
     let app = router(state.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = crate::http::server::serve(listener, app, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     let dispatcher = tokio::spawn(crate::realtime::dispatch::run(state.clone()));
     let workers = tokio::spawn(crate::jobs::Runner::work(
         state.clone(),

@@ -112,7 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Migrate(args)) => {
             let config = config(cli.config.as_ref(), args.settings)?;
             crate::telemetry::init(&config.log, config.log_format);
-            std::fs::create_dir_all(&config.data_dir)?;
+            crate::config::create_private_dir(&config.data_dir)?;
             let db = crate::db::Db::connect(config.database_url.expose(), 2).await?;
             db.migrate().await?;
             crate::workspaces::store::ensure_default(&db).await?;
@@ -206,7 +206,7 @@ async fn create_admin(
         .map_err(|m| anyhow::anyhow!("--password {m}"))?;
     let name = parse_display_name(name.as_deref().unwrap_or("Admin"))
         .map_err(|m| anyhow::anyhow!("--name: {m}"))?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    crate::config::create_private_dir(&config.data_dir)?;
     let db = crate::db::Db::connect(config.database_url.expose(), 2).await?;
     db.migrate().await?;
     let (user_id, created) =

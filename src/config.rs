@@ -184,6 +184,12 @@ pub struct Settings {
     /// Comma-separated hosts inbound media may be downloaded from, besides each channel's Graph host [default: lookaside.fbsbx.com]
     #[arg(long, env = "PALAVER_WHATSAPP_MEDIA_HOSTS")]
     pub whatsapp_media_hosts: Option<String>,
+    /// Comma-separated hosts, addresses or CIDR ranges that outbound requests may reach although private, loopback or link-local, e.g. 127.0.0.1,10.0.0.0/8 [default: none]
+    #[arg(long, env = "PALAVER_OUTBOUND_ALLOW")]
+    pub outbound_allow: Option<String>,
+    /// A bearer token that /metrics requires (also PALAVER_METRICS_TOKEN_FILE) [default: none, /metrics is open]
+    #[arg(long, env = "PALAVER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -251,7 +257,9 @@ impl Settings {
             whatsapp_verify_signatures,
             whatsapp_app_secret,
             whatsapp_verify_token,
-            whatsapp_media_hosts
+            whatsapp_media_hosts,
+            outbound_allow,
+            metrics_token
         )
     }
 
@@ -429,6 +437,10 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     /// Set in cluster mode.
     pub cluster: Option<ClusterConfig>,
+    /// What outbound requests may reach although not public (`PALAVER_OUTBOUND_ALLOW`).
+    pub outbound_allow: Vec<String>,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Cluster mode's settings.
@@ -584,7 +596,18 @@ impl Config {
         if !(30..=86_400).contains(&access_token_ttl) {
             bail!("PALAVER_ACCESS_TOKEN_TTL must be between 30 and 86400 seconds");
         }
+        let outbound_allow: Vec<String> = s
+            .outbound_allow
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        let metrics_token = secret_or_file(s.metrics_token, "PALAVER_METRICS_TOKEN")?;
         Ok(Config {
+            outbound_allow,
+            metrics_token,
             whatsapp,
             media,
             job_workers: s.job_workers.unwrap_or(16),
@@ -702,6 +725,20 @@ fn media_config(s: &Settings, data_dir: &Path) -> anyhow::Result<MediaConfig> {
         pdftoppm: program(&s.pdftoppm, "pdftoppm"),
         transcription,
     })
+}
+
+/// Creates `dir` (and missing parents) readable by its owner only (0700). A directory that
+/// exists already keeps its mode: the operator may have chosen it.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 #[cfg(test)]

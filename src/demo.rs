@@ -1,7 +1,7 @@
 //! `palaver demo`: Alice, Bob and Charlie with a direct chat and a group, replies, reactions and
 //! receipts, loaded into an empty database through the same services the API uses.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use rand::Rng;
 
 use crate::chats::service as chats;
@@ -183,7 +183,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Vec<(&'static str, String)>> {
 
 /// Opens the configured database for the demo.
 pub async fn run(config: &crate::config::Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).context("creating the data dir")?;
+    crate::config::create_private_dir(&config.data_dir)?;
     let db = Db::connect(config.database_url.expose(), 4).await?;
     db.migrate().await?;
     let result = load(&db).await;

@@ -170,6 +170,11 @@ impl AppError {
         self.code.status()
     }
 
+    /// The fields a 422 lists.
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
     pub fn detail(&self) -> &str {
         &self.detail
     }
@@ -186,7 +191,13 @@ impl From<sqlx::Error> for AppError {
         match e {
             // The pool could not hand out a connection, or the server went away: the request
             // did nothing, a retry may succeed.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed => AppError::unavailable(e),
+            sqlx::Error::Database(ref d)
+                if d.code().is_some_and(|c| passing_database_error(&c)) =>
+            {
                 AppError::unavailable(e)
             }
             other => AppError::internal(other),
@@ -194,14 +205,35 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// Database errors that say "not now" rather than "never": the transaction was rolled back,
+/// and the same request may succeed later. SQLite gives its (extended) result code as a
+/// number: busy (5), locked (6), I/O error (10), disk full (13), cannot open (14). PostgreSQL
+/// gives an SQLSTATE: connection exceptions (08), insufficient resources such as a full disk
+/// (53), operator intervention such as a shutdown (57P), serialization failures and deadlocks
+/// (40001, 40P01) and lock timeouts (55P03).
+fn passing_database_error(code: &str) -> bool {
+    if let Ok(n) = code.parse::<i64>() {
+        return matches!(n & 0xff, 5 | 6 | 10 | 13 | 14);
+    }
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(code, "40001" | "40P01" | "55P03")
+}
+
 impl From<rusqlite::Error> for AppError {
     fn from(e: rusqlite::Error) -> Self {
         match e {
-            // Another connection held the database past the busy timeout: a retry may succeed.
+            // Another connection held the database past the busy timeout, or the disk is full
+            // or failing: the transaction was rolled back, a retry may succeed.
             rusqlite::Error::SqliteFailure(ref f, _)
                 if matches!(
                     f.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::CannotOpen
                 ) =>
             {
                 AppError::unavailable(e)

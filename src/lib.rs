@@ -46,12 +46,15 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+#[cfg(test)]
+mod fuzzing;
 pub mod http;
 pub mod jobs;
 pub mod media;
 pub mod messages;
 pub mod notify;
 pub mod ops;
+pub mod outbound;
 pub mod ratelimit;
 pub mod realtime;
 pub mod sync;

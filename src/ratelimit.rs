@@ -57,6 +57,41 @@ pub mod limits {
     pub const WEBHOOKS_PER_IP: Limit = Limit::per_minute("webhook_ip", 6000);
     /// Media uploads per user.
     pub const UPLOADS_PER_USER: Limit = Limit::per_minute("upload_user", 60);
+    /// Password-reset mails per target address (apart from login attempts, so that asking for
+    /// someone's reset mails cannot lock them out of signing in).
+    pub const FORGOT_PER_ADDRESS: Limit = Limit::per_hour("forgot_address", 5);
+    /// Contact syncs per user (each up to 1000 numbers).
+    pub const CONTACT_SYNCS_PER_USER: Limit = Limit::per_minute("contact_sync_user", 10);
+    /// Socket.IO client events per device.
+    pub const SOCKET_EVENTS_PER_DEVICE: Limit = Limit {
+        name: "socket_device",
+        max: 300,
+        window: std::time::Duration::from_secs(10),
+        always: false,
+    };
+    /// Socket.IO client events per user, all devices together.
+    pub const SOCKET_EVENTS_PER_USER: Limit = Limit {
+        name: "socket_user",
+        max: 600,
+        window: std::time::Duration::from_secs(10),
+        always: false,
+    };
+}
+
+/// The key a client address is limited by: an IPv6 address counts as its /64 (one subscriber
+/// holds a whole /64 and could otherwise take a new address per request), an IPv4-mapped one as
+/// its IPv4 address.
+pub fn ip_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        v4 => v4.to_string(),
+    }
 }
 
 pub struct RateLimiter {
@@ -92,36 +127,71 @@ impl RateLimiter {
     }
 }
 
-/// (limit name, key) → (window start in ms, hits in the window).
-type Windows = HashMap<(&'static str, String), (i64, u32)>;
+/// (limit name, key) → (window start in ms, window end in ms, hits in the window).
+type Windows = HashMap<(&'static str, String), (i64, i64, u32)>;
 
 #[derive(Default)]
 struct MemoryStore {
-    windows: Mutex<Windows>,
+    windows: Mutex<(Windows, Sweep)>,
 }
 
-/// Above this many keys, expired windows are swept on the next hit.
+/// When ended windows were last swept (ms).
+#[derive(Default)]
+struct Sweep(i64);
+
+/// Above this many keys, ended windows are swept, at most once a second (a sweep visits every
+/// key).
 const SWEEP_AT: usize = 50_000;
+/// The most keys kept: past it, the windows that end soonest are dropped first (a flood of
+/// new keys, from many addresses say, cannot grow the map without end).
+const MAX_KEYS: usize = 200_000;
 
 impl MemoryStore {
     fn hit(&self, limit: &Limit, key: &str, now: i64) -> Result<(), u64> {
         let window_ms = limit.window.as_millis() as i64;
-        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > SWEEP_AT {
-            // Windows are at most an hour long; anything older is dead.
-            map.retain(|_, (start, _)| now - *start < 3_600_000);
+        let mut guard = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, swept) = &mut *guard;
+        if map.len() > SWEEP_AT && now - swept.0 >= 1000 {
+            map.retain(|_, (_, end, _)| *end > now);
+            swept.0 = now;
         }
-        let entry = map.entry((limit.name, key.to_owned())).or_insert((now, 0));
-        if now - entry.0 >= window_ms {
-            *entry = (now, 0);
+        if map.len() >= MAX_KEYS {
+            evict_soonest_ending(map, MAX_KEYS / 2);
         }
-        if entry.1 >= limit.max {
-            let wait_ms = entry.0 + window_ms - now;
+        let entry = map
+            .entry((limit.name, key.to_owned()))
+            .or_insert((now, now + window_ms, 0));
+        if now >= entry.1 {
+            *entry = (now, now + window_ms, 0);
+        }
+        if entry.2 >= limit.max {
+            let wait_ms = entry.1 - now;
             return Err(((wait_ms + 999) / 1000) as u64);
         }
-        entry.1 += 1;
+        entry.2 += 1;
         Ok(())
     }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .len()
+    }
+}
+
+/// Keeps the `keep` windows that end last.
+fn evict_soonest_ending(map: &mut Windows, keep: usize) {
+    let mut ends: Vec<i64> = map.values().map(|(_, end, _)| *end).collect();
+    let cut = ends.len().saturating_sub(keep);
+    if cut == 0 {
+        return;
+    }
+    let (_, threshold, _) = ends.select_nth_unstable(cut);
+    let threshold = *threshold;
+    map.retain(|_, (_, end, _)| *end >= threshold);
 }
 
 #[cfg(test)]
@@ -137,6 +207,33 @@ mod tests {
         assert_eq!(s.hit(&l, "k", 20_000), Err(40));
         assert!(s.hit(&l, "other", 20_000).is_ok());
         assert!(s.hit(&l, "k", 60_000).is_ok());
+    }
+
+    #[test]
+    fn the_key_set_stays_bounded() {
+        let s = MemoryStore::default();
+        let l = Limit::per_hour("flood", 5);
+        for i in 0..(MAX_KEYS + 10) {
+            let _ = s.hit(&l, &format!("key-{i}"), i as i64);
+        }
+        assert!(s.len() <= MAX_KEYS, "{}", s.len());
+        // The newest keys are still counted.
+        let last = format!("key-{}", MAX_KEYS + 9);
+        for _ in 0..4 {
+            assert!(s.hit(&l, &last, 1_000_000).is_ok());
+        }
+        assert!(s.hit(&l, &last, 1_000_000).is_err());
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(other));
+        assert_eq!(ip_key("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(ip_key("10.1.2.3".parse().unwrap()), "10.1.2.3");
     }
 
     #[tokio::test]

@@ -246,7 +246,7 @@ fn load_or_create(
     make: impl FnOnce() -> anyhow::Result<String>,
 ) -> anyhow::Result<String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::config::create_private_dir(dir)?;
     }
     match std::fs::OpenOptions::new()
         .write(true)

@@ -130,7 +130,12 @@ async fn signup(
     ip: ClientIp,
     Json(b): Json<SignupBody>,
 ) -> AppResult<(StatusCode, Json<SignedIn>)> {
-    limit(&state, &limits::AUTH_PER_IP, &ip.to_string()).await?;
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
     let (email, password, display_name, device) = (
         field("email", Email::parse(&b.email)),
         field("password", parse_password(b.password)),
@@ -170,7 +175,12 @@ async fn login(
     ip: ClientIp,
     Json(b): Json<LoginBody>,
 ) -> AppResult<Json<SignedIn>> {
-    limit(&state, &limits::AUTH_PER_IP, &ip.to_string()).await?;
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
     let (email, device) = (
         field("email", Email::parse(&b.email)),
         device(b.device_id, b.device_name),
@@ -208,7 +218,7 @@ async fn request_otp(
     Json(b): Json<OtpRequestBody>,
 ) -> AppResult<(StatusCode, Json<OtpRequested>)> {
     let phone = field("phone", Phone::parse(&b.phone)).validate()?;
-    limit(&state, &limits::OTP_PER_IP, &ip.to_string()).await?;
+    limit(&state, &limits::OTP_PER_IP, &crate::ratelimit::ip_key(ip.0)).await?;
     let (expires_in, retry_after) = service::request_otp(&state, phone.as_str()).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -242,7 +252,12 @@ async fn verify_otp(
     ip: ClientIp,
     Json(b): Json<OtpVerifyBody>,
 ) -> AppResult<Json<SignedIn>> {
-    limit(&state, &limits::AUTH_PER_IP, &ip.to_string()).await?;
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
     let (phone, code, device, display_name) = (
         field("phone", Phone::parse(&b.phone)),
         field("code", parse_otp_code(&b.code)),
@@ -277,7 +292,12 @@ async fn refresh(
     ip: ClientIp,
     Json(b): Json<RefreshBody>,
 ) -> AppResult<Json<Refreshed>> {
-    limit(&state, &limits::AUTH_PER_IP, &ip.to_string()).await?;
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
     let issued = service::refresh(&state, b.refresh_token.trim()).await?;
     Ok(Json(Refreshed {
         access_token: issued.access_token,
@@ -317,9 +337,14 @@ async fn forgot_password(
     ip: ClientIp,
     Json(b): Json<ForgotBody>,
 ) -> AppResult<StatusCode> {
-    limit(&state, &limits::AUTH_PER_IP, &ip.to_string()).await?;
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
     let email = field("email", Email::parse(&b.email)).validate()?;
-    limit(&state, &limits::AUTH_PER_ACCOUNT, email.as_str()).await?;
+    limit(&state, &limits::FORGOT_PER_ADDRESS, email.as_str()).await?;
     tokio::spawn(service::send_password_reset(
         state.clone(),
         email.as_str().to_owned(),
@@ -343,7 +368,12 @@ async fn reset_password(
     ip: ClientIp,
     Json(b): Json<ResetBody>,
 ) -> AppResult<StatusCode> {
-    limit(&state, &limits::AUTH_PER_IP, &ip.to_string()).await?;
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
     let password = field("password", parse_password(b.password)).validate()?;
     service::reset_password(&state, b.token.trim(), password).await?;
     Ok(StatusCode::NO_CONTENT)

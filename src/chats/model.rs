@@ -248,12 +248,18 @@ pub struct ConversationView {
     /// someone not in the caller's contacts, until accepted.
     pub request_state: RequestState,
     pub settings: Settings,
-    /// Channel conversations: the WhatsApp channel.
+    /// Channel conversations: the WhatsApp channel's id (also in `channel`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_id: Option<String>,
-    /// Channel conversations: the customer.
+    /// Channel conversations: the customer's lead id (also in `lead`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lead_id: Option<String>,
+    /// Channel conversations: the WhatsApp channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelRef>,
+    /// Channel conversations: the customer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead: Option<LeadRef>,
     /// Channel conversations: `open`, `pending` or `closed` (a customer message reopens).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -264,4 +270,22 @@ pub struct ConversationView {
     /// customer's last message); null when the window is closed or never opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_expires_at: Option<Option<Timestamp>>,
+}
+
+/// The channel of a channel conversation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelRef {
+    pub id: String,
+    pub phone_number_id: String,
+}
+
+/// The customer of a channel conversation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadRef {
+    pub id: String,
+    /// The customer's WhatsApp id (their number, digits only).
+    pub wa_id: String,
+    pub name: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/conversations*` (conversation-level; messages and receipts are in `messages`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -15,6 +15,7 @@ use crate::db::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::encode_cursor;
 use crate::http::validate::{field, optional, Validate};
+use crate::http::Query;
 use crate::http::{IdempotencyKey, Json, ListQuery, Page, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListConversationsQuery {
     /// `true`: the message requests waiting for the caller instead of the accepted conversations.
     pub requests: Option<bool>,

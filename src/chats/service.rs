@@ -86,6 +86,7 @@ pub async fn views(
         .await?
         .into_iter()
         .collect();
+    let (channels, leads) = channel_and_lead_refs(db, &items).await?;
 
     Ok(items
         .into_iter()
@@ -124,6 +125,11 @@ pub async fn views(
                     archived: me.archived != 0,
                     pinned: me.pinned != 0,
                 },
+                channel: c
+                    .channel_id
+                    .as_ref()
+                    .and_then(|id| channels.get(id).cloned()),
+                lead: c.lead_id.as_ref().and_then(|id| leads.get(id).cloned()),
                 channel_id: c.channel_id.clone(),
                 lead_id: c.lead_id.clone(),
                 status: c.inbox_status.clone(),
@@ -138,6 +144,44 @@ pub async fn views(
             }
         })
         .collect())
+}
+
+/// The channels and leads that the channel conversations among `items` name, by id.
+async fn channel_and_lead_refs(
+    db: &Db,
+    items: &[(ConversationRow, MemberRow, i64)],
+) -> AppResult<(HashMap<String, ChannelRef>, HashMap<String, LeadRef>)> {
+    let mut channel_ids: Vec<String> = items
+        .iter()
+        .filter_map(|(c, _, _)| c.channel_id.clone())
+        .collect();
+    let mut lead_ids: Vec<String> = items
+        .iter()
+        .filter_map(|(c, _, _)| c.lead_id.clone())
+        .collect();
+    channel_ids.sort();
+    channel_ids.dedup();
+    lead_ids.sort();
+    lead_ids.dedup();
+    let channels = store::channel_refs(db, &channel_ids)
+        .await?
+        .into_iter()
+        .map(|(id, phone_number_id)| {
+            (
+                id.clone(),
+                ChannelRef {
+                    id,
+                    phone_number_id,
+                },
+            )
+        })
+        .collect();
+    let leads = store::lead_refs(db, &lead_ids)
+        .await?
+        .into_iter()
+        .map(|(id, wa_id, name)| (id.clone(), LeadRef { id, wa_id, name }))
+        .collect();
+    Ok((channels, leads))
 }
 
 /// One conversation as `viewer` sees it.

@@ -446,3 +446,34 @@ pub async fn display_names(db: &Db, user_ids: &[String]) -> AppResult<Vec<(Strin
     db.rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?)))
         .await
 }
+
+/// (channel id, phone number id) of these channels.
+pub async fn channel_refs(db: &Db, ids: &[String]) -> AppResult<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut params = Vec::new();
+    let sql = format!(
+        "SELECT id, phone_number_id FROM channels WHERE id IN ({})",
+        db.slots().in_list(ids, &mut params)
+    );
+    db.rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .await
+}
+
+/// (lead id, wa id, name) of these leads.
+pub async fn lead_refs(
+    db: &Db,
+    ids: &[String],
+) -> AppResult<Vec<(String, String, Option<String>)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut params = Vec::new();
+    let sql = format!(
+        "SELECT id, wa_id, name FROM leads WHERE id IN ({})",
+        db.slots().in_list(ids, &mut params)
+    );
+    db.rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .await
+}

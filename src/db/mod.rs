@@ -122,6 +122,35 @@ fn sqlite_pragmas<'c>(
     })
 }
 
+/// The SQLite database is readable by its owner only: a new file is created 0600 before SQLite
+/// opens it (its `-wal` and `-shm` files take the database file's mode), and an existing one
+/// and its companions are brought to 0600.
+fn private_database_files(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating the database {}", file.display()))
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        let path = std::path::PathBuf::from(path);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
@@ -131,6 +160,13 @@ impl Db {
             } else {
                 format!("{url}?mode=rwc")
             };
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .context("parsing the SQLite URL")?
+                .get_filename()
+                .to_owned();
+            if file.to_str() != Some(":memory:") {
+                private_database_files(&file)?;
+            }
             let opts = AnyConnectOptions::from_str(&url)
                 .context("parsing the SQLite URL")?
                 .log_statements(tracing::log::LevelFilter::Trace);
@@ -148,10 +184,6 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .context("opening the SQLite database")?;
-            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-                .context("parsing the SQLite URL")?
-                .get_filename()
-                .to_owned();
             let (lite, direct) = match file.to_str() {
                 Some(":memory:") => (None, None),
                 _ => (

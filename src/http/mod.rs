@@ -6,6 +6,8 @@ pub mod idempotency;
 pub mod json;
 pub mod middleware;
 pub mod pagination;
+pub mod query;
+pub mod server;
 pub mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +26,7 @@ use crate::workspaces::Role;
 pub use idempotency::IdempotencyKey;
 pub use json::Json;
 pub use pagination::{ListQuery, Page};
+pub use query::Query;
 
 /// The header that picks the workspace a request acts in.
 pub const WORKSPACE_HEADER: &str = "palaver-workspace";

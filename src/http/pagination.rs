@@ -12,6 +12,7 @@ use crate::error::AppError;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Page size, 1 to 100 (default 50; larger values are capped at 100).
     #[param(minimum = 1)]

@@ -32,6 +32,8 @@ const LEASE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(1);
 /// A job that failed this many times gives up.
 const MAX_ATTEMPTS: i64 = 8;
+/// A job still running after this long is stopped and counts as a failed attempt.
+const TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 /// Why a job did not finish.
 #[derive(Debug)]
@@ -283,10 +285,25 @@ async fn claim(db: &Db, at_most: usize) -> AppResult<Vec<Job>> {
     Ok(jobs)
 }
 
-/// Runs a claimed job, renewing its lease, and records the outcome.
+/// Runs a claimed job, renewing its lease, and records the outcome. Attempts are counted when
+/// a job is claimed, before it runs: one that took its worker (or the whole process) down
+/// every time is not run again past [`MAX_ATTEMPTS`], it is marked failed.
 async fn execute(state: &AppState, job: &Job) {
     let started = std::time::Instant::now();
-    let work = run(state, job);
+    let work = async {
+        if job.attempts > MAX_ATTEMPTS {
+            return Err(JobError::Permanent(format!(
+                "did not finish in {MAX_ATTEMPTS} attempts (the process stopped or was killed while it ran)"
+            )));
+        }
+        match tokio::time::timeout(TIME_LIMIT, run(state, job)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(JobError::retry(format!(
+                "still running after {} s",
+                TIME_LIMIT.as_secs()
+            ))),
+        }
+    };
     tokio::pin!(work);
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + LEASE / 3, LEASE / 3);
     let outcome = loop {
@@ -359,6 +376,32 @@ pub fn provider_error(
         JobError::Retry { error: what, after }
     } else {
         JobError::Permanent(what)
+    }
+}
+
+/// A request that got no answer: refused by the outbound client (a non-public address, which
+/// retrying will not change) is final; anything else (a timeout, a reset) may pass.
+pub fn request_error(e: reqwest::Error) -> JobError {
+    if crate::outbound::is_refusal(&e) {
+        JobError::permanent(e)
+    } else {
+        JobError::retry(e)
+    }
+}
+
+impl From<crate::outbound::Refused> for JobError {
+    fn from(e: crate::outbound::Refused) -> JobError {
+        JobError::permanent(e)
+    }
+}
+
+impl From<crate::outbound::ReadError> for JobError {
+    /// An answer too large is final; one cut off may pass.
+    fn from(e: crate::outbound::ReadError) -> JobError {
+        match e {
+            crate::outbound::ReadError::TooLarge(_) => JobError::permanent(e),
+            crate::outbound::ReadError::Http(e) => request_error(e),
+        }
     }
 }
 

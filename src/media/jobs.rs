@@ -246,32 +246,24 @@ async fn transcribe(state: &AppState, m: &MediaRow, path: &Path) -> Result<Strin
     let mut req = state
         .media
         .http
-        .post(format!("{}/audio/transcriptions", api.url))
+        .post(&format!("{}/audio/transcriptions", api.url))?
         .multipart(form);
     if let Some(key) = &api.api_key {
         req = req.bearer_auth(key.expose());
     }
-    let resp = req.send().await.map_err(JobError::retry)?;
+    let resp = req.send().await.map_err(crate::jobs::request_error)?;
     let status = resp.status();
     if status.is_success() {
         #[derive(serde::Deserialize)]
         struct Answer {
             text: String,
         }
-        let a: Answer = resp
-            .json()
-            .await
+        let a: Answer = serde_json::from_value(crate::outbound::json_capped(resp).await?)
             .map_err(|e| JobError::permanent(format!("unexpected transcription answer: {e}")))?;
         return Ok(process::tidy(&a.text));
     }
     let after = crate::jobs::retry_after(resp.headers());
-    let body: String = resp
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect();
+    let body = crate::outbound::text_excerpt(resp).await;
     Err(crate::jobs::provider_error(
         status,
         after,

@@ -37,8 +37,8 @@ pub struct Media {
     pub tesseract_lang: String,
     /// The pdftoppm program, when PDF thumbnails are available.
     pub pdftoppm: Option<String>,
-    /// Client for the transcription API (long timeout).
-    pub http: reqwest::Client,
+    /// The outbound client for the transcription API and the Graph API (long timeout).
+    pub http: crate::outbound::Outbound,
     /// Local copies of uploads being processed.
     pub scratch: PathBuf,
 }
@@ -47,7 +47,7 @@ impl Media {
     pub async fn open(config: &Config) -> anyhow::Result<Media> {
         let storage = Storage::open(&config.media.store)?;
         let scratch = config.data_dir.join("tmp");
-        std::fs::create_dir_all(&scratch)?;
+        crate::config::create_private_dir(&scratch)?;
         // Leftovers of a crash: their jobs run again and make new copies.
         if let Ok(entries) = std::fs::read_dir(&scratch) {
             for e in entries.flatten() {
@@ -63,10 +63,10 @@ impl Media {
             ),
             find_tool(&config.media.pdftoppm, "-v", "PDFs get no thumbnail"),
         );
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = crate::outbound::Outbound::new(
+            std::sync::Arc::new(crate::outbound::Allow::parse(&config.outbound_allow)?),
+            Duration::from_secs(300),
+        )?;
         Ok(Media {
             storage,
             limits: config.media.limits,

@@ -17,11 +17,17 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Extracted text is cut at this many characters.
 pub const MAX_TEXT_CHARS: usize = 1_000_000;
 
+/// Images with more pixels than this get no thumbnail (a 48-megapixel photo is within).
+pub const MAX_PIXELS: u64 = 50_000_000;
+
+/// The decoder's limits: a small file that claims a huge canvas (a decompression bomb) is
+/// refused from its header, before anything is allocated. 256 MiB holds 50 megapixels of
+/// 8-bit RGBA; the thumbnail is made from that one copy.
 fn image_limits() -> Limits {
     let mut l = Limits::default();
     l.max_image_width = Some(20_000);
     l.max_image_height = Some(20_000);
-    l.max_alloc = Some(512 * 1024 * 1024);
+    l.max_alloc = Some(256 * 1024 * 1024);
     l
 }
 
@@ -51,15 +57,28 @@ pub fn image_thumbnail(path: &Path) -> anyhow::Result<(u32, u32, Vec<u8>)> {
     let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format()?;
     reader.limits(image_limits());
     let mut decoder = reader.into_decoder()?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        anyhow::bail!("{w}×{h} is more than {MAX_PIXELS} pixels");
+    }
     let orientation = decoder.orientation()?;
-    let mut img = DynamicImage::from_decoder(decoder)?;
-    img.apply_orientation(orientation);
-    let (w, h) = (img.width(), img.height());
-    Ok((w, h, jpeg_thumbnail(&img)?))
+    let img = DynamicImage::from_decoder(decoder)?;
+    // Turned upright after shrinking: turning the full image would copy it whole.
+    let mut small = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+    drop(img);
+    small.apply_orientation(orientation);
+    let (w, h) = match orientation {
+        image::metadata::Orientation::Rotate90
+        | image::metadata::Orientation::Rotate270
+        | image::metadata::Orientation::Rotate90FlipH
+        | image::metadata::Orientation::Rotate270FlipH => (h, w),
+        _ => (w, h),
+    };
+    Ok((w, h, jpeg_thumbnail(&small)?))
 }
 
-fn jpeg_thumbnail(img: &DynamicImage) -> anyhow::Result<Vec<u8>> {
-    let small = img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+/// A JPEG of an image already at thumbnail size.
+fn jpeg_thumbnail(small: &DynamicImage) -> anyhow::Result<Vec<u8>> {
     // JPEG has no alpha: transparent parts go on white, not black.
     let rgba = small.to_rgba8();
     let mut rgb = image::RgbImage::new(rgba.width(), rgba.height());
@@ -155,9 +174,38 @@ pub fn tidy(text: &str) -> String {
     out.trim().chars().take(MAX_TEXT_CHARS).collect()
 }
 
-/// Runs a program with a time limit; its stdout when it exits 0.
+/// Address space a program (tesseract, pdftoppm) may take before the kernel refuses it more.
+const TOOL_MEMORY: u64 = 4 << 30;
+
+/// util-linux's `prlimit`, which starts a program under resource limits, where installed.
+/// (Setting limits in the child ourselves would need `pre_exec`, which is unsafe code.)
+fn prlimit() -> Option<&'static Path> {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            ["/usr/bin/prlimit", "/bin/prlimit"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .as_deref()
+}
+
+/// Runs a program with a time limit — and, where `prlimit` is installed, with limits on its
+/// memory and CPU time — and kills it when the time passes; its stdout when it exits 0.
 async fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Vec<u8>> {
-    let child = tokio::process::Command::new(program)
+    let mut command = match prlimit() {
+        Some(prlimit) => {
+            let mut c = tokio::process::Command::new(prlimit);
+            c.arg(format!("--as={TOOL_MEMORY}"))
+                .arg(format!("--cpu={}", TOOL_TIMEOUT.as_secs()))
+                .arg("--")
+                .arg(program);
+            c
+        }
+        None => tokio::process::Command::new(program),
+    };
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -237,6 +285,65 @@ pub async fn pdf_thumbnail(pdftoppm: &str, pdf: &Path, scratch: &Path) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CRC-32 as PNG chunks use it (tests only).
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for b in bytes {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A decompression bomb's header: a PNG claiming 11,000 × 11,000 RGBA pixels (484 MB
+    /// decoded; the old limits allowed it) is refused from its header, before any allocation.
+    #[test]
+    fn a_huge_canvas_is_refused_before_decoding() {
+        let mut img = Vec::new();
+        image::RgbaImage::new(1, 1)
+            .write_to(&mut Cursor::new(&mut img), image::ImageFormat::Png)
+            .unwrap();
+        // IHDR's data starts at byte 16 (8 signature, 4 length, 4 type): width, height.
+        img[16..20].copy_from_slice(&11_000u32.to_be_bytes());
+        img[20..24].copy_from_slice(&11_000u32.to_be_bytes());
+        let crc = crc32(&img[12..29]);
+        img[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            image_dimensions(&img),
+            Some((11_000, 11_000)),
+            "a valid header"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.png");
+        std::fs::write(&path, &img).unwrap();
+        let e = image_thumbnail(&path).unwrap_err().to_string();
+        assert!(e.contains("pixels"), "{e}");
+    }
+
+    #[test]
+    fn thumbnails_are_upright_and_small() {
+        let mut bytes = Vec::new();
+        image::RgbImage::from_pixel(800, 400, image::Rgb([200, 10, 10]))
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.png");
+        std::fs::write(&path, &bytes).unwrap();
+        let (w, h, jpeg) = image_thumbnail(&path).unwrap();
+        assert_eq!((w, h), (800, 400));
+        let thumb = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!(
+            (thumb.width(), thumb.height()),
+            (THUMBNAIL_SIDE, THUMBNAIL_SIDE / 2)
+        );
+    }
 
     #[test]
     fn tidy_trims_and_folds_blank_runs() {

@@ -21,8 +21,7 @@ impl Storage {
     pub fn open(config: &MediaStoreConfig) -> anyhow::Result<Storage> {
         match config {
             MediaStoreConfig::Fs { dir } => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating the media dir {}", dir.display()))?;
+                crate::config::create_private_dir(dir)?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
                     .with_context(|| format!("opening the media dir {}", dir.display()))?;
                 Ok(Storage {

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
@@ -81,27 +82,49 @@ async fn run(db: Db, mut rx: mpsc::Receiver<(Job, Reply)>) {
             }
         }
         let (jobs, replies): (Vec<Job>, Vec<Reply>) = queued.drain(..).unzip();
-        let jobs = Arc::new(jobs);
-        metrics::histogram!("message_batch_size").record(jobs.len() as f64);
-        match write(&db, jobs.clone()).await {
-            Ok(rows) => answer(&db, &jobs, replies, rows).await,
-            Err(e) => {
-                if jobs.len() > 1 {
-                    tracing::debug!(error = %e, sends = jobs.len(), "a send batch failed; sending one by one");
-                } else {
-                    tracing::debug!(error = %e, "a batched send failed; retrying it alone");
-                }
-                for (job, reply) in jobs.iter().zip(replies) {
-                    let t = Tenant::new(&db, &job.workspace_id);
-                    let result =
-                        super::service::send_one(t, &job.me, &job.conversation_id, job.out.clone())
-                            .await;
-                    let _ = reply.send(result);
-                }
+        // A panic while handling a batch drops its replies, so its senders are answered
+        // "unavailable" (nothing of a failed transaction was committed), and the task goes on
+        // with the next batch instead of leaving every later send without a writer.
+        let handled = std::panic::AssertUnwindSafe(batch(&db, jobs, replies))
+            .catch_unwind()
+            .await;
+        if handled.is_err() {
+            metrics::counter!("message_batch_panics_total").increment(1);
+            tracing::error!("a send batch panicked; its senders were told to retry");
+        }
+    }
+}
+
+/// Writes one batch and answers its senders.
+async fn batch(db: &Db, jobs: Vec<Job>, replies: Vec<Reply>) {
+    let jobs = Arc::new(jobs);
+    metrics::histogram!("message_batch_size").record(jobs.len() as f64);
+    #[cfg(test)]
+    if jobs.iter().any(|j| j.out.client_msg_id == PANIC_FOR_TESTS) {
+        panic!("a send batch panicked (test)");
+    }
+    match write(db, jobs.clone()).await {
+        Ok(rows) => answer(db, &jobs, replies, rows).await,
+        Err(e) => {
+            if jobs.len() > 1 {
+                tracing::debug!(error = %e, sends = jobs.len(), "a send batch failed; sending one by one");
+            } else {
+                tracing::debug!(error = %e, "a batched send failed; retrying it alone");
+            }
+            for (job, reply) in jobs.iter().zip(replies) {
+                let t = Tenant::new(db, &job.workspace_id);
+                let result =
+                    super::service::send_one(t, &job.me, &job.conversation_id, job.out.clone())
+                        .await;
+                let _ = reply.send(result);
             }
         }
     }
 }
+
+/// A send with this clientMsgId makes its batch panic, in unit tests.
+#[cfg(test)]
+const PANIC_FOR_TESTS: &str = "panic-for-tests";
 
 /// Builds the views of the new rows (one query for the batch) and answers every sender.
 async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written>) {
@@ -611,5 +634,58 @@ mod batched {
             q.execute(&mut **tx).await?;
         }
         Ok(plan.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::model::{Content, MessageType};
+
+    fn job(client_msg_id: &str) -> Job {
+        Job {
+            workspace_id: "w".into(),
+            me: "u".into(),
+            conversation_id: "no-such-conversation".into(),
+            direct: false,
+            delivered_seq: 0,
+            read_seq: 0,
+            out: Outgoing {
+                client_msg_id: client_msg_id.into(),
+                content: Content {
+                    kind: MessageType::Text,
+                    text: Some("hi".into()),
+                    media_id: None,
+                    payload: None,
+                },
+                reply_to_id: None,
+                forwarded: false,
+            },
+        }
+    }
+
+    /// A batch that panics fails its own sends, and the next sends still find a writer.
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_sends_and_the_pipeline_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let pipeline = Pipeline::start(db.clone());
+        let doomed = pipeline.enqueue(job(PANIC_FOR_TESTS)).await.unwrap();
+        assert!(
+            doomed.await.is_err(),
+            "the panicking batch's sender is told"
+        );
+        let next = pipeline.enqueue(job("after-the-panic")).await.unwrap();
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), next)
+            .await
+            .expect("the pipeline still answers")
+            .expect("with an answer, not a dropped reply");
+        assert!(
+            answered.is_err(),
+            "no such conversation: an error, but an answer"
+        );
+        db.close().await;
     }
 }

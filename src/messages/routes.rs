@@ -1,6 +1,6 @@
 //! Message endpoints: history, send, edit, delete, reactions, receipts.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::{decode_cursor, encode_cursor};
 use crate::http::validate::{field, Validate};
+use crate::http::Query;
 use crate::http::{Json, Page, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// The `limit` messages just below this seq.
     pub before: Option<i64>,
@@ -322,6 +324,7 @@ async fn edit_message(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// `me` (default) hides it for the caller; `everyone` erases it (sender or group admin, within 48 h).
     #[serde(rename = "for")]
@@ -430,6 +433,7 @@ async fn mark_read(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchQuery {
     /// Words to find (all of them; the last also as a prefix).

@@ -21,12 +21,19 @@ pub struct Mailer {
 
 enum Kind {
     Log,
-    Webhook { url: String, http: reqwest::Client },
+    Webhook {
+        url: String,
+        http: crate::outbound::Outbound,
+    },
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
 
 impl Mailer {
-    pub fn new(config: &MailConfig, from: String, http: reqwest::Client) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &MailConfig,
+        from: String,
+        http: crate::outbound::Outbound,
+    ) -> anyhow::Result<Self> {
         from.parse::<Mailbox>()
             .context("PALAVER_MAIL_FROM is not a valid address")?;
         let kind = match config {
@@ -66,7 +73,7 @@ impl Mailer {
                     "to": mail.to, "subject": mail.subject, "text": mail.text, "link": mail.link,
                 });
                 let res = http
-                    .post(url)
+                    .post(url)?
                     .json(&body)
                     .send()
                     .await

@@ -9,11 +9,11 @@ use crate::config::SmsConfig;
 
 pub struct SmsSender {
     config: SmsConfig,
-    http: reqwest::Client,
+    http: crate::outbound::Outbound,
 }
 
 impl SmsSender {
-    pub fn new(config: SmsConfig, http: reqwest::Client) -> Self {
+    pub fn new(config: SmsConfig, http: crate::outbound::Outbound) -> Self {
         if matches!(config, SmsConfig::Log) {
             tracing::warn!(
                 "PALAVER_SMS_SENDER=log: one-time codes are written to this log; \
@@ -40,7 +40,7 @@ impl SmsSender {
                 });
                 let res = self
                     .http
-                    .post(url)
+                    .post(url)?
                     .json(&body)
                     .send()
                     .await
@@ -60,7 +60,7 @@ impl SmsSender {
                 let text = format!("Your verification code is {code}");
                 let res = self
                     .http
-                    .post(url)
+                    .post(&url)?
                     .basic_auth(account_sid, Some(auth_token.expose()))
                     .form(&[
                         ("To", phone),

@@ -5,11 +5,12 @@ pub mod docs;
 pub mod stats;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 
@@ -70,8 +71,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// GET /metrics — Prometheus text format.
-async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+/// GET /metrics — Prometheus text format; with `PALAVER_METRICS_TOKEN` set, only for
+/// `Authorization: Bearer <token>` (401 otherwise).
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let given = crate::http::bearer_token(&headers).unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            return crate::error::AppError::new(
+                crate::error::Code::Unauthorized,
+                "/metrics needs the metrics bearer token",
+            )
+            .into_response();
+        }
+    }
     for (pool, size, idle) in state.db.pool_stats() {
         metrics::gauge!("db_pool_connections", "pool" => pool).set(size as f64);
         metrics::gauge!("db_pool_idle_connections", "pool" => pool).set(idle as f64);
@@ -80,6 +92,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 /// GET /.well-known/jwks.json — the public keys that verify access tokens.

@@ -1,6 +1,6 @@
 //! `GET /api/v1/stats`: counts for a workspace's admins.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::db::{Backend, Tenant};
 use crate::error::{AppError, AppResult};
+use crate::http::Query;
 use crate::http::{Json, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -60,6 +61,7 @@ pub struct DayCount {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     /// First day (`YYYY-MM-DD`, UTC); default 30 days before `to`.
     pub from: Option<String>,

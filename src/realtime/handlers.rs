@@ -285,3 +285,83 @@ async fn typing(state: &AppState, session: &Session, data: Value, start: bool) -
     }
     Ok(json!({"ok": true}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event payload's decoding (the typed payload, then the checks the handlers make
+    /// before touching the database) meets generated hostile values without panicking.
+    #[test]
+    fn hostile_payloads_never_panic() {
+        let keys = [
+            "conversationId",
+            "clientMsgId",
+            "type",
+            "text",
+            "mediaId",
+            "replyToId",
+            "location",
+            "contact",
+            "template",
+            "interactive",
+            "seq",
+            "messageId",
+            "emoji",
+            "forEveryone",
+            "cursor",
+            "limit",
+            "latitude",
+            "longitude",
+            "name",
+            "phones",
+            "emails",
+            "language",
+            "components",
+            "parameters",
+            "image",
+            "voice",
+        ];
+        let seeds = [
+            json!({"conversationId": "c", "clientMsgId": "0b7e6a1c-1", "type": "text", "text": "hi"}),
+            json!({"conversationId": "c", "clientMsgId": "m", "type": "location", "location": {"latitude": 1.5, "longitude": 2.5, "name": "x"}}),
+            json!({"conversationId": "c", "clientMsgId": "m", "type": "contact", "contact": {"name": "A", "phones": ["+1"], "emails": []}}),
+            json!({"conversationId": "c", "clientMsgId": "m", "type": "template", "template": {"name": "t", "language": "en", "components": []}}),
+            json!({"conversationId": "c", "seq": 4}),
+            json!({"messageId": "m", "text": "edited"}),
+            json!({"messageId": "m", "forEveryone": true}),
+            json!({"messageId": "m", "emoji": "👍"}),
+            json!({"cursor": "abc", "limit": 50}),
+        ];
+        crate::fuzzing::json(&keys, &seeds, |v| {
+            if let Ok(p) = payload::<SendPayload>(v.clone()) {
+                let _ = parse_client_msg_id(&p.client_msg_id);
+                let parts = crate::messages::routes::Parts {
+                    media_id: p.media_id,
+                    location: p.location,
+                    contact: p.contact,
+                    template: p.template,
+                    interactive: p.interactive,
+                };
+                let _ = crate::messages::routes::content(p.kind, p.text, parts);
+            }
+            let _ = payload::<MarkPayload>(v.clone());
+            if let Ok(p) = payload::<EditPayload>(v.clone()) {
+                let _ = parse_text(&p.text);
+            }
+            let _ = payload::<DeletePayload>(v.clone());
+            if let Ok(p) = payload::<ReactPayload>(v.clone()) {
+                if let Some(e) = p.emoji.as_deref() {
+                    let _ = parse_emoji(e);
+                }
+            }
+            if let Ok(SyncPayload {
+                cursor: Some(c), ..
+            }) = payload::<SyncPayload>(v.clone())
+            {
+                let _ = crate::http::pagination::decode_cursor::<Position>(&c);
+            }
+            let _ = payload::<TypingPayload>(v.clone());
+        });
+    }
+}

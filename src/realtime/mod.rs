@@ -29,6 +29,7 @@ use engineioxide::handler::EngineIoHandler;
 use engineioxide::{DisconnectReason, Socket, Str};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::app::AppState;
 
@@ -63,6 +64,46 @@ struct Event {
 pub struct Conn {
     session: OnceLock<Session>,
     events: OnceLock<mpsc::Sender<Box<Event>>>,
+    /// Ack ids of events refused because the device's queue was full, answered `rate_limited`
+    /// by its worker (which is busy with that full queue, so it gets to them soon). Bounded
+    /// by [`REFUSED_MAX`].
+    refused: Mutex<Vec<u64>>,
+}
+
+/// A device with more refused events than this waiting for their answer does not wait for
+/// answers at all; it is disconnected.
+const REFUSED_MAX: usize = 4096;
+/// How long an ack waits for room in a device's transport buffer before the device counts as
+/// not reading.
+const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends an ack. When the device's transport buffer is full (a burst of answers at once), it
+/// waits for room: engineioxide offers no event for that, so it looks again every 2 ms, for
+/// at most [`ACK_ROOM_WAIT`]. A device that has not read by then is disconnected (like a slow
+/// consumer of events), which its client sees at once — an ack is never dropped silently.
+async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
+    let mut packet = Str::from(protocol::ack(id, reply));
+    let deadline = tokio::time::Instant::now() + ACK_ROOM_WAIT;
+    loop {
+        match socket.emit(packet) {
+            Ok(()) => return,
+            Err(TrySendError::Full(p)) if tokio::time::Instant::now() < deadline => {
+                packet = p;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(TrySendError::Full(_)) => {
+                tracing::info!(sid = %socket.id, "a device stopped reading its acks; disconnecting it");
+                metrics::counter!("realtime_slow_consumers_dropped_total").increment(1);
+                socket.close(DisconnectReason::TransportError);
+                return;
+            }
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+fn rate_limited(message: &str, retry_after: u64) -> Value {
+    serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": message, "retryAfter": retry_after}})
 }
 
 type Sock = Arc<Socket<Conn>>;
@@ -474,6 +515,13 @@ impl Gateway {
             };
             let Event { ack, name, data } = *event;
             let started = std::time::Instant::now();
+            self.answer_refused(&socket).await;
+            if let Err(retry) = self.limit(&session, &socket).await {
+                if let Some(id) = ack {
+                    answer(&socket, id, &rate_limited("too many events", retry)).await;
+                }
+                continue;
+            }
             metrics::counter!("realtime_events_in_total", "event" => event_label(&name))
                 .increment(1);
             if name == events::MESSAGE_SEND {
@@ -489,7 +537,7 @@ impl Gateway {
                             let client_msg_id = sending.client_msg_id.clone();
                             let reply = handlers::send_finish(&state, &session, sending).await;
                             if let Some(id) = ack {
-                                let _ = socket.emit(protocol::ack(id, &reply));
+                                answer(&socket, id, &reply).await;
                                 metrics::histogram!("realtime_ack_seconds", "event" => events::MESSAGE_SEND)
                                     .record(started.elapsed().as_secs_f64());
                             }
@@ -499,7 +547,7 @@ impl Gateway {
                     }
                     Err(reply) => {
                         if let Some(id) = ack {
-                            let _ = socket.emit(protocol::ack(id, &reply));
+                            answer(&socket, id, &reply).await;
                         }
                     }
                 }
@@ -507,7 +555,7 @@ impl Gateway {
             }
             let reply = Box::pin(handlers::handle(&self.state, &session, &name, data)).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
-                let _ = socket.emit(protocol::ack(id, &reply));
+                answer(&socket, id, &reply).await;
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
                     .record(started.elapsed().as_secs_f64());
             }
@@ -515,6 +563,32 @@ impl Gateway {
                 break;
             }
         }
+    }
+
+    /// Answers the events refused while the queue was full.
+    async fn answer_refused(&self, socket: &Sock) {
+        let refused = std::mem::take(
+            &mut *socket
+                .data
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for id in refused {
+            answer(socket, id, &rate_limited("too many events in flight", 1)).await;
+        }
+    }
+
+    /// Counts an event against its device's and its user's limits.
+    async fn limit(&self, session: &Session, socket: &Sock) -> Result<(), u64> {
+        use crate::ratelimit::limits;
+        let limiter = &self.state.limiter;
+        limiter
+            .check(&limits::SOCKET_EVENTS_PER_DEVICE, &socket.id.to_string())
+            .await?;
+        limiter
+            .check(&limits::SOCKET_EVENTS_PER_USER, &session.user_id)
+            .await
     }
 }
 
@@ -580,8 +654,18 @@ impl EngineIoHandler for Gateway {
                     .is_err()
                 {
                     if let Some(id) = ack {
-                        let busy = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": "too many events in flight"}});
-                        let _ = socket.emit(protocol::ack(id, &busy));
+                        let mut refused = socket
+                            .data
+                            .refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        if refused.len() >= REFUSED_MAX {
+                            drop(refused);
+                            tracing::info!(sid = %socket.id, "a device ignores back-pressure; disconnecting it");
+                            socket.close(DisconnectReason::TransportError);
+                        } else {
+                            refused.push(id);
+                        }
                     }
                 }
             }

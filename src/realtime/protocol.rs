@@ -28,12 +28,14 @@ pub enum Incoming {
     Unsupported,
 }
 
+/// Reads a packet. Never panics: every slice is taken at a position found in the text itself
+/// (the type is the first *character*, which may be several bytes long in hostile input).
 pub fn decode(msg: &str) -> Incoming {
-    let mut chars = msg.char_indices();
-    let Some((_, kind)) = chars.next() else {
+    let mut chars = msg.chars();
+    let Some(kind) = chars.next() else {
         return Incoming::Unsupported;
     };
-    let rest = &msg[1..];
+    let rest = chars.as_str();
     let (namespace, rest) = if rest.starts_with('/') {
         match rest.find(',') {
             Some(i) => (rest[..i].to_owned(), &rest[i + 1..]),
@@ -191,9 +193,31 @@ mod tests {
             "9",
             "2123456789012345678[\"x\"]",
             "2[\"x\"",
+            "é",
+            "é2[\"x\"]",
+            "\u{1F600}",
+            "2é",
         ] {
             assert_eq!(decode(bad), Incoming::Unsupported, "{bad:?}");
         }
+    }
+
+    /// Hostile packets never panic the decoder: random text, and valid packets cut, spliced and
+    /// sprinkled with multi-byte characters. `PALAVER_FUZZ_CASES` sets the count (see README).
+    #[test]
+    fn hostile_packets_never_panic() {
+        let seeds = [
+            r#"0{"token":"t"}"#,
+            r#"0/admin,{"a":1}"#,
+            r#"212["message:send",{"conversationId":"c","text":"hi"}]"#,
+            r#"2/ns,7["typing:start",{"conversationId":"c"}]"#,
+            "1",
+            "3",
+            "451-[\"x\",{\"_placeholder\":true,\"num\":0}]",
+        ];
+        crate::fuzzing::strings(&seeds, |s| {
+            let _ = decode(s);
+        });
     }
 
     #[test]

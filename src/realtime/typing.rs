@@ -23,13 +23,13 @@ pub struct Typing {
     generation: std::sync::atomic::AtomicU64,
 }
 
-/// Sends `typing` to the other members' devices, if typing may be shared there.
-async fn tell(
+/// The users to tell of `session`'s typing in a conversation; `None` while typing may not be
+/// shared there (a pending or declined request).
+async fn audience(
     state: &AppState,
     session: &Session,
     conversation_id: &str,
-    typing: bool,
-) -> AppResult<()> {
+) -> AppResult<Option<Vec<String>>> {
     let t = crate::db::Tenant::new(&state.db, &session.workspace_id);
     let access = crate::chats::service::access(t, conversation_id, &session.user_id, false).await?;
     let members = crate::chats::store::current_members(
@@ -41,13 +41,8 @@ async fn tell(
         .iter()
         .any(|m| m.request_state() != RequestState::Accepted)
     {
-        return Ok(());
+        return Ok(None);
     }
-    let packet: engineioxide::Str = protocol::event(
-        events::TYPING,
-        &json!({"conversationId": conversation_id, "userId": session.user_id, "typing": typing}),
-    )
-    .into();
     let mut to = Vec::with_capacity(members.len());
     for m in members.iter().filter(|m| m.user_id != session.user_id) {
         if access.conversation.kind == "direct"
@@ -58,38 +53,53 @@ async fn tell(
         }
         to.push(m.user_id.clone());
     }
+    Ok(Some(to))
+}
+
+fn emit(state: &AppState, session: &Session, conversation_id: &str, to: Vec<String>, typing: bool) {
+    let packet: engineioxide::Str = protocol::event(
+        events::TYPING,
+        &json!({"conversationId": conversation_id, "userId": session.user_id, "typing": typing}),
+    )
+    .into();
     state.emit(to, packet);
+}
+
+/// Sends `typing` to the other members' devices, if typing may be shared there.
+async fn tell(
+    state: &AppState,
+    session: &Session,
+    conversation_id: &str,
+    typing: bool,
+) -> AppResult<()> {
+    if let Some(to) = audience(state, session, conversation_id).await? {
+        emit(state, session, conversation_id, to, typing);
+    }
     Ok(())
 }
 
+/// A start is remembered only where typing is shared: one made while a request was pending
+/// leaves nothing behind (no "repeat" to swallow after acceptance, no expiry to send).
 pub async fn start(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
     let key = (session.user_id.clone(), conversation_id.to_owned());
+    let Some(to) = audience(state, session, conversation_id).await? else {
+        active(state).remove(&key);
+        return Ok(());
+    };
     let generation = state
         .hub
         .typing
         .generation
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let was_typing = state
-        .hub
-        .typing
-        .active
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key.clone(), generation)
-        .is_some();
+    let was_typing = active(state).insert(key.clone(), generation).is_some();
     if !was_typing {
-        tell(state, session, conversation_id, true).await?;
+        emit(state, session, conversation_id, to, true);
     }
     let (state, session) = (state.clone(), session.clone());
     tokio::spawn(async move {
         tokio::time::sleep(EXPIRY).await;
         let expired = {
-            let mut active = state
-                .hub
-                .typing
-                .active
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut active = active(&state);
             if active.get(&key) == Some(&generation) {
                 active.remove(&key);
                 true
@@ -104,16 +114,18 @@ pub async fn start(state: &AppState, session: &Session, conversation_id: &str) -
     Ok(())
 }
 
-pub async fn stop(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
-    let key = (session.user_id.clone(), conversation_id.to_owned());
-    let was_typing = state
+fn active(state: &AppState) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+    state
         .hub
         .typing
         .active
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&key)
-        .is_some();
+}
+
+pub async fn stop(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
+    let key = (session.user_id.clone(), conversation_id.to_owned());
+    let was_typing = active(state).remove(&key).is_some();
     if was_typing {
         tell(state, session, conversation_id, false).await?;
     }
@@ -126,13 +138,7 @@ pub fn stop_all(state: &AppState, session: &Session) {
         return;
     }
     let conversations: Vec<String> = {
-        let active = state
-            .hub
-            .typing
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        active
+        active(state)
             .keys()
             .filter(|(u, _)| *u == session.user_id)
             .map(|(_, c)| c.clone())

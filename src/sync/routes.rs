@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +17,7 @@ use crate::chats::service as chats;
 use crate::db::{Tenant, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::{decode_cursor, encode_cursor};
+use crate::http::Query;
 use crate::http::{Json, Scope};
 use crate::messages::model::MessageView;
 
@@ -73,6 +74,7 @@ pub struct SyncPage {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SyncQuery {
     /// The cursor of the last event seen; absent: a snapshot and the current cursor.
     pub cursor: Option<String>,

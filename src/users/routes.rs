@@ -1,6 +1,6 @@
 //! `/api/v1/users/*`, `/api/v1/contacts*` and `/api/v1/blocks*`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -16,6 +16,7 @@ use crate::db::{Db, Timestamp};
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::http::pagination::encode_cursor;
 use crate::http::validate::{optional, Validate};
+use crate::http::Query;
 use crate::http::{AuthUser, Json, ListQuery, Page, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -166,6 +167,7 @@ async fn get_user(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// An exact E.164 phone number, an exact email, or at least 2 characters of a display name.
     #[param(min_length = 2, max_length = 254)]
@@ -221,7 +223,7 @@ pub struct SyncContactsBody {
 
 /// POST /api/v1/contacts/sync — stores phone numbers in the caller's address book and answers which are users.
 #[utoipa::path(post, path = "/contacts/sync", tag = "users", security(("bearer" = [])), request_body = SyncContactsBody,
-    responses((status = 200, body = Page<PublicUser>), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<PublicUser>), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn sync_contacts(
     State(state): State<AppState>,
     scope: Scope,
@@ -231,6 +233,19 @@ async fn sync_contacts(
         return Err(AppError::invalid_field(
             "phones",
             "at most 1000 numbers per call",
+        ));
+    }
+    if let Err(retry) = state
+        .limiter
+        .check(
+            &crate::ratelimit::limits::CONTACT_SYNCS_PER_USER,
+            &scope.user_id,
+        )
+        .await
+    {
+        return Err(AppError::rate_limited(
+            crate::error::Code::RateLimited,
+            retry,
         ));
     }
     let mut phones: Vec<String> = b

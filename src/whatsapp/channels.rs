@@ -2,7 +2,7 @@
 //! their secrets (access token, app secret, verify token) are sealed with the server key and
 //! never returned, only whether each is set.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,6 +14,7 @@ use crate::auth::keys::ServerSecret;
 use crate::db::{new_id, now_ms, Db, Tenant, Timestamp};
 use crate::error::{AppError, AppResult, Code};
 use crate::http::validate::{field, optional, Validate};
+use crate::http::Query;
 use crate::http::{Json, ListQuery, Page, Scope};
 
 pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com";
@@ -136,6 +137,14 @@ fn parse_base_url(raw: &str) -> Result<String, String> {
     Ok(raw.trim().trim_end_matches('/').to_owned())
 }
 
+/// A Graph URL whose address is written in it must be one outbound requests may reach.
+fn check_graph_url(state: &AppState, raw: &str) -> AppResult<()> {
+    let u = url::Url::parse(raw)
+        .map_err(|_| AppError::invalid_field("graphBaseUrl", "must be an http(s) URL"))?;
+    crate::outbound::check_url(state.media.http.allow(), &u)
+        .map_err(|e| AppError::invalid_field("graphBaseUrl", e.to_string()))
+}
+
 fn parse_version(raw: &str) -> Result<String, String> {
     let t = raw.trim();
     let ok = t.len() <= 10
@@ -197,6 +206,9 @@ async fn create_channel(
         optional("verifyToken", b.verify_token, |v| parse_secret(&v)),
     )
         .validate()?;
+    if let Some(b) = &base {
+        check_graph_url(&state, b)?;
+    }
     let now = now_ms();
     let row = ChannelRow {
         id: new_id(),
@@ -364,6 +376,16 @@ async fn update_channel(
         .validate()?;
     let t = scope.tenant(&state.db);
     let mut row = find(t, &id).await?.ok_or_else(AppError::not_found)?;
+    if let Some(b) = &base {
+        check_graph_url(&state, b)?;
+        // The stored token never follows the channel to a new host.
+        if *b != row.graph_base_url && token.is_none() {
+            return Err(AppError::invalid_field(
+                "accessToken",
+                "changing graphBaseUrl needs the access token again in the same request",
+            ));
+        }
+    }
     if let Some(v) = phone_number_id {
         row.phone_number_id = v;
     }

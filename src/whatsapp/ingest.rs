@@ -112,6 +112,15 @@ async fn channel_for(
 ) -> AppResult<Option<ChannelRow>> {
     let ids = [change.phone_number_id.clone()];
     if let Some(c) = channels::by_phone_number_ids(&state.db, &ids).await?.pop() {
+        if let UnknownChannels::CreateIn(workspace_id) = unknown {
+            if c.workspace_id != workspace_id {
+                report.skipped.push(format!(
+                    "phone_number_id {} belongs to another workspace's channel",
+                    change.phone_number_id
+                ));
+                return Ok(None);
+            }
+        }
         return Ok(Some(c));
     }
     let UnknownChannels::CreateIn(workspace_id) = unknown else {
@@ -228,10 +237,10 @@ async fn apply_change(
     // The messages first, together, so that a reaction finds its target even in the same body.
     let media_queued = store_messages(tx, state.db.slots(), channel, &batch, report).await?;
     for (lead_id, m, target, emoji) in reactions {
-        apply_reaction(tx, &lead_id, m, target, emoji, report).await?;
+        apply_reaction(tx, &channel.id, &lead_id, m, target, emoji, report).await?;
     }
     for s in &change.statuses {
-        apply_status(tx, s, report).await?;
+        apply_status(tx, &channel.id, s, report).await?;
     }
     Ok(media_queued)
 }
@@ -253,6 +262,8 @@ fn digits(s: &str) -> String {
 fn shape(m: &Inbound) -> (&'static str, Option<serde_json::Value>) {
     let p = &m.payload;
     match m.kind.as_str() {
+        // A flagged text (over-long, or not a string) keeps everything that arrived.
+        "text" if p.get("flags").is_some() => ("text", Some(p.clone())),
         "text" => ("text", p.get("referral").map(|r| json!({ "referral": r }))),
         "image" => ("image", Some(p.clone())),
         "video" => ("video", Some(p.clone())),
@@ -326,13 +337,17 @@ async fn store_messages(
     if items.is_empty() {
         return Ok(false);
     }
-    // 1. Duplicates: stored before, or twice in this change.
+    // 1. Duplicates: stored before in this channel, or twice in this change.
     slots.restart();
     let sql = format!(
-        "SELECT external_id FROM messages WHERE external_id IN ({})",
+        "SELECT m.external_id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE c.channel_id = {} AND m.external_id IN ({})",
+        slots.take(),
         slots.list(items.len())
     );
-    let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
+    let mut q = sqlx::query_scalar::<_, String>(&sql)
+        .persistent(false)
+        .bind(&channel.id);
     for it in items {
         q = q.bind(&it.m.id);
     }
@@ -530,7 +545,7 @@ async fn store_messages(
         next.insert(c.key.clone(), top - c.count + 1);
     }
 
-    // 4. What the replies answer: stored messages, or ones earlier in this change.
+    // 4. What the replies answer: this channel's stored messages, or ones earlier in this change.
     let mut ids_by_wamid: HashMap<String, String> = HashMap::new();
     let wanted: Vec<&str> = items
         .iter()
@@ -539,10 +554,14 @@ async fn store_messages(
     if !wanted.is_empty() {
         slots.restart();
         let sql = format!(
-            "SELECT external_id, id FROM messages WHERE external_id IN ({})",
+            "SELECT m.external_id, m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.channel_id = {} AND m.external_id IN ({})",
+            slots.take(),
             slots.list(wanted.len())
         );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql).persistent(false);
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+            .persistent(false)
+            .bind(&channel.id);
         for w in &wanted {
             q = q.bind(*w);
         }
@@ -648,29 +667,37 @@ async fn store_messages(
     Ok(queued)
 }
 
-/// (id, conversation, seq) of the message with this wamid.
+/// (id, conversation, seq) of the message with this wamid among the channel's conversations:
+/// a wamid never reaches another channel's (another workspace's) messages.
 async fn message_by_external_id(
     tx: &mut Tx,
+    channel_id: &str,
     wamid: &str,
 ) -> AppResult<Option<(String, String, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT id, conversation_id, seq FROM messages WHERE external_id = $1")
-            .bind(wamid)
-            .fetch_optional(&mut **tx)
-            .await?,
+    Ok(sqlx::query_as(
+        "SELECT m.id, m.conversation_id, m.seq FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.external_id = $1 AND c.channel_id = $2",
     )
+    .bind(wamid)
+    .bind(channel_id)
+    .fetch_optional(&mut **tx)
+    .await?)
 }
 
 /// Sets or (empty emoji) removes the customer's reaction on its target.
 async fn apply_reaction(
     tx: &mut Tx,
+    channel_id: &str,
     lead_id: &str,
     m: &Inbound,
     target: &str,
     emoji: &str,
     report: &mut Report,
 ) -> AppResult<()> {
-    let Some((message_id, conversation_id, seq)) = message_by_external_id(tx, target).await? else {
+    let Some((message_id, conversation_id, seq)) =
+        message_by_external_id(tx, channel_id, target).await?
+    else {
         report
             .skipped
             .push(format!("{}: a reaction to unknown message {target}", m.id));
@@ -746,13 +773,19 @@ fn static_status(s: &str) -> Option<&'static str> {
     }
 }
 
-async fn apply_status(tx: &mut Tx, s: &StatusUpdate, report: &mut Report) -> AppResult<()> {
-    let target = message_by_external_id(tx, &s.id).await?;
+async fn apply_status(
+    tx: &mut Tx,
+    channel_id: &str,
+    s: &StatusUpdate,
+    report: &mut Report,
+) -> AppResult<()> {
+    let target = message_by_external_id(tx, channel_id, &s.id).await?;
     let recorded = sqlx::query(
-        "INSERT INTO message_statuses (id, external_id, message_id, status, at, raw, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id, status, at) DO NOTHING",
+        "INSERT INTO message_statuses (id, channel_id, external_id, message_id, status, at, raw, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel_id, external_id, status, at) DO NOTHING",
     )
     .bind(new_id())
+    .bind(channel_id)
     .bind(&s.id)
     .bind(target.as_ref().map(|t| t.0.as_str()))
     .bind(&s.status)

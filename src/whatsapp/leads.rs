@@ -1,7 +1,7 @@
 //! Leads: a workspace's external contacts (customers who write to a channel). Made and named
 //! from webhooks' `contacts[]`; listed for the workspace's agents.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::db::{new_id, now_ms, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult};
+use crate::http::Query;
 use crate::http::{Json, Page, Scope};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -122,6 +123,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LeadsQuery {
     #[param(minimum = 1)]
     pub limit: Option<i64>,

@@ -71,28 +71,23 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
     }
     let http = &state.media.http;
     let info = http
-        .get(format!("{}/{}", channel.graph(), f.media_id))
+        .get(&format!("{}/{}", channel.graph(), f.media_id))?
         .bearer_auth(&token)
         .send()
         .await
-        .map_err(JobError::retry)?;
+        .map_err(crate::jobs::request_error)?;
     if !info.status().is_success() {
         let after = crate::jobs::retry_after(info.headers());
         let status = info.status();
-        let body: String = info
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
+        let body = crate::outbound::text_excerpt(info).await;
         return Err(crate::jobs::provider_error(
             status,
             after,
             format!("media lookup answered {status}: {body}"),
         ));
     }
-    let info: MediaUrl = info.json().await.map_err(JobError::permanent)?;
+    let info: MediaUrl = serde_json::from_value(crate::outbound::json_capped(info).await?)
+        .map_err(JobError::permanent)?;
     if !allowed(
         &state.config.whatsapp.media_hosts,
         &channel.graph_base_url,
@@ -107,11 +102,11 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
         )));
     }
     let download = http
-        .get(&info.url)
+        .get(&info.url)?
         .bearer_auth(&token)
         .send()
         .await
-        .map_err(JobError::retry)?;
+        .map_err(crate::jobs::request_error)?;
     if !download.status().is_success() {
         let after = crate::jobs::retry_after(download.headers());
         let status = download.status();

@@ -149,17 +149,24 @@ enum Outcome {
     Unknown(String),
 }
 
+/// A send refused by the outbound client (the channel's Graph URL is not a public address).
+fn refused(e: impl std::fmt::Display) -> Outcome {
+    Outcome::Failed(json!({"code": "outbound_refused", "message": e.to_string()}))
+}
+
 async fn post(state: &AppState, r: &Route, path: &str, body: &Value) -> Outcome {
-    let sent = state
+    let request = match state
         .media
         .http
-        .post(format!("{}/{path}", r.channel.graph()))
-        .bearer_auth(&r.token)
-        .json(body)
-        .send()
-        .await;
+        .post(&format!("{}/{path}", r.channel.graph()))
+    {
+        Ok(request) => request,
+        Err(e) => return refused(e),
+    };
+    let sent = request.bearer_auth(&r.token).json(body).send().await;
     let resp = match sent {
         Ok(resp) => resp,
+        Err(e) if crate::outbound::is_refusal(&e) => return refused(e),
         Err(e) if e.is_connect() => {
             return Outcome::Retry(format!("connecting to the Graph API: {e}"), None)
         }
@@ -169,7 +176,10 @@ async fn post(state: &AppState, r: &Route, path: &str, body: &Value) -> Outcome 
     };
     let status = resp.status().as_u16();
     let after = crate::jobs::retry_after(resp.headers());
-    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    let answer = match crate::outbound::json_capped(resp).await {
+        Ok(answer) => answer,
+        Err(e) => return Outcome::Unknown(format!("the Graph API's answer was not read: {e}")),
+    };
     if (200..300).contains(&status) {
         return match answer.pointer("/messages/0/id").and_then(Value::as_str) {
             Some(wamid) => Outcome::Sent(wamid.to_owned()),
@@ -349,19 +359,19 @@ async fn upload(state: &AppState, r: &Route, media_id: &str) -> Result<String, J
     let resp = state
         .media
         .http
-        .post(format!(
+        .post(&format!(
             "{}/{}/media",
             r.channel.graph(),
             r.channel.phone_number_id
-        ))
+        ))?
         .bearer_auth(&r.token)
         .multipart(form)
         .send()
         .await
-        .map_err(JobError::retry)?;
+        .map_err(crate::jobs::request_error)?;
     let status = resp.status();
     let after = crate::jobs::retry_after(resp.headers());
-    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    let answer = crate::outbound::json_capped(resp).await?;
     match answer.get("id").and_then(Value::as_str) {
         Some(id) if status.is_success() => Ok(id.to_owned()),
         _ => Err(crate::jobs::provider_error(

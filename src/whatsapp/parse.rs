@@ -116,6 +116,11 @@ pub fn phone_number_ids(body: &[u8]) -> Vec<String> {
 }
 
 fn read_change(value: &Map<String, Value>) -> Result<Change, Malformed> {
+    for list in ["contacts", "messages", "statuses"] {
+        if value.get(list).is_some_and(|v| !v.is_array()) {
+            return Err(Malformed(format!("`{list}` is present but not an array")));
+        }
+    }
     let metadata = value.get("metadata");
     let phone_number_id = metadata
         .and_then(|m| m.get("phone_number_id"))
@@ -166,21 +171,28 @@ fn read_message(m: &Map<String, Value>) -> Option<Inbound> {
         .and_then(string)
         .unwrap_or_else(|| "unsupported".into());
     let body = m.get(&kind).cloned().unwrap_or(Value::Null);
-    let text = match kind.as_str() {
-        "text" => body.get("body").and_then(string),
-        "image" | "video" | "document" | "sticker" | "audio" => {
-            body.get("caption").and_then(string)
-        }
-        "button" => body.get("text").and_then(string),
+    let text_field = match kind.as_str() {
+        "text" | "system" => body.get("body"),
+        "image" | "video" | "document" | "sticker" | "audio" => body.get("caption"),
+        "button" | "order" => body.get("text"),
         "interactive" => body
             .get("button_reply")
             .or_else(|| body.get("list_reply"))
-            .and_then(|r| r.get("title"))
-            .and_then(string),
-        "system" => body.get("body").and_then(string),
-        "order" => body.get("text").and_then(string),
+            .and_then(|r| r.get("title")),
         _ => None,
     };
+    // The text is kept whole whatever its length; what WhatsApp would not send is flagged.
+    let text = text_field.and_then(text);
+    let mut flags: Vec<&'static str> = Vec::new();
+    if text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > TEXT_LIMIT)
+    {
+        flags.push(FLAG_TEXT_OVER_LIMIT);
+    }
+    if text.is_none() && text_field.is_some_and(|v| !v.is_null()) {
+        flags.push(FLAG_TEXT_NOT_A_STRING);
+    }
     let media = match kind.as_str() {
         "image" | "video" | "document" | "sticker" | "audio" => {
             body.get("id").and_then(string).map(|media_id| MediaRef {
@@ -210,6 +222,9 @@ fn read_message(m: &Map<String, Value>) -> Option<Inbound> {
             payload[extra] = v.clone();
         }
     }
+    if !flags.is_empty() {
+        payload["flags"] = serde_json::json!(flags);
+    }
     Some(Inbound {
         id,
         from,
@@ -233,7 +248,24 @@ fn array(v: Option<&Value>) -> impl Iterator<Item = &Value> {
     v.and_then(Value::as_array).into_iter().flatten()
 }
 
-/// A non-empty string (numbers as the Graph API sometimes sends ids), at most 4096 bytes.
+/// WhatsApp's limit on a text, in characters.
+pub const TEXT_LIMIT: usize = 4096;
+/// In a message's `payload.flags`: its text is longer than WhatsApp allows (kept whole).
+pub const FLAG_TEXT_OVER_LIMIT: &str = "text_over_limit";
+/// In a message's `payload.flags`: its text field was not a string (kept in the payload).
+pub const FLAG_TEXT_NOT_A_STRING: &str = "text_not_a_string";
+
+/// A message's text as received: any length, not trimmed; `None` when blank or not text.
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An identifier: a non-empty string (numbers as the Graph API sometimes sends ids), at most
+/// 4096 bytes.
 fn string(v: &Value) -> Option<String> {
     let s = match v {
         Value::String(s) => s.clone(),
@@ -283,6 +315,63 @@ mod tests {
     }
 
     #[test]
+    fn long_and_odd_texts_are_kept_and_flagged() {
+        let body = |text: Value| {
+            serde_json::json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
+                "value": {"metadata": {"phone_number_id": "1"},
+                    "messages": [{"from": "2", "id": "w", "type": "text", "text": {"body": text}}]}}]}]})
+            .to_string()
+        };
+        // 4096 characters of two bytes each: within WhatsApp's limit, kept, not flagged.
+        let at_limit = "é".repeat(TEXT_LIMIT);
+        let m = &parse(body(at_limit.clone().into()).as_bytes()).unwrap()[0].messages[0];
+        assert_eq!(m.text.as_deref(), Some(at_limit.as_str()));
+        assert!(m.payload.get("flags").is_none());
+        // Over the limit: kept whole, flagged.
+        let over = "a".repeat(TEXT_LIMIT + 1);
+        let m = &parse(body(over.clone().into()).as_bytes()).unwrap()[0].messages[0];
+        assert_eq!(m.text.as_deref(), Some(over.as_str()));
+        assert_eq!(
+            m.payload["flags"],
+            serde_json::json!([FLAG_TEXT_OVER_LIMIT])
+        );
+        // Not a string: the field is kept in the payload, flagged.
+        let m = &parse(body(serde_json::json!({"rich": "x"})).as_bytes()).unwrap()[0].messages[0];
+        assert_eq!(m.text, None);
+        assert_eq!(m.payload["body"]["rich"], "x");
+        assert_eq!(
+            m.payload["flags"],
+            serde_json::json!([FLAG_TEXT_NOT_A_STRING])
+        );
+    }
+
+    #[test]
+    fn lists_that_are_not_arrays_are_malformed() {
+        for list in ["messages", "statuses", "contacts"] {
+            for bad in [
+                serde_json::json!({}),
+                serde_json::json!("x"),
+                Value::Null,
+                serde_json::json!(1),
+            ] {
+                let mut value = serde_json::json!({"metadata": {"phone_number_id": "1"}});
+                value[list] = bad;
+                let body = serde_json::json!({"object": "whatsapp_business_account",
+                    "entry": [{"changes": [{"field": "messages", "value": value}]}]});
+                assert!(parse(body.to_string().as_bytes()).is_err(), "{body}");
+            }
+        }
+        for bad in [
+            r#""entry":{}"#,
+            r#""entry":[{"changes":{}}]"#,
+            r#""entry":[{"changes":null}]"#,
+        ] {
+            let body = format!(r#"{{"object":"whatsapp_business_account",{bad}}}"#);
+            assert!(parse(body.as_bytes()).is_err(), "{body}");
+        }
+    }
+
+    #[test]
     fn refuses_what_is_not_a_webhook() {
         assert!(parse(b"not json").is_err());
         assert!(parse(b"[]").is_err());
@@ -295,9 +384,7 @@ mod tests {
         assert_eq!(parse(other).unwrap().len(), 0);
     }
 
-    #[test]
-    fn reads_media_reactions_context_and_statuses() {
-        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+    const MEDIA_AND_STATUSES: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
             "metadata":{"phone_number_id":"123"},
             "messages":[
               {"from":"1","id":"w1","timestamp":1700000000,"type":"audio","audio":{"id":"m1","mime_type":"audio/ogg; codecs=opus","voice":true}},
@@ -308,7 +395,10 @@ mod tests {
               {"id":"no-from"}
             ],
             "statuses":[{"id":"w9","status":"READ","timestamp":"1700000001","recipient_id":"1"},{"status":"sent"}]}}]}]}"#;
-        let c = &parse(body).unwrap()[0];
+
+    #[test]
+    fn reads_media_reactions_context_and_statuses() {
+        let c = &parse(MEDIA_AND_STATUSES.as_bytes()).unwrap()[0];
         assert_eq!(c.messages.len(), 5);
         let voice = c.messages[0].media.as_ref().unwrap();
         assert!(voice.voice);
@@ -327,87 +417,46 @@ mod tests {
         );
     }
 
-    /// Arbitrary JSON never panics the parser (a cheap property test: random trees, and random
-    /// mutations of a real body).
+    /// Arbitrary JSON never panics the parser: random trees, mutations of real bodies, and
+    /// their bytes cut and sprinkled with multi-byte characters (`crate::fuzzing`).
     #[test]
     fn arbitrary_json_never_panics() {
-        use rand::{Rng, SeedableRng};
-        fn random_value(rng: &mut rand::rngs::StdRng, depth: u32) -> Value {
-            let keys = [
-                "object",
-                "entry",
-                "changes",
-                "field",
-                "value",
-                "metadata",
-                "phone_number_id",
-                "messages",
-                "statuses",
-                "contacts",
-                "id",
-                "from",
-                "type",
-                "text",
-                "body",
-                "image",
-                "reaction",
-                "context",
-                "timestamp",
-                "metaData",
-                "wa_id",
-                "profile",
-                "status",
-                "emoji",
-            ];
-            match if depth > 5 {
-                rng.gen_range(0..4)
-            } else {
-                rng.gen_range(0..7)
-            } {
-                0 => Value::Null,
-                1 => Value::Bool(rng.gen()),
-                2 => serde_json::json!(rng.gen::<i64>()),
-                3 => Value::String(
-                    [
-                        "whatsapp_business_account",
-                        "messages",
-                        "text",
-                        "",
-                        "1",
-                        "x",
-                    ][rng.gen_range(0..6)]
-                    .into(),
-                ),
-                4 | 5 => {
-                    let mut m = Map::new();
-                    for _ in 0..rng.gen_range(0..6) {
-                        m.insert(
-                            keys[rng.gen_range(0..keys.len())].into(),
-                            random_value(rng, depth + 1),
-                        );
-                    }
-                    Value::Object(m)
-                }
-                _ => Value::Array(
-                    (0..rng.gen_range(0..4))
-                        .map(|_| random_value(rng, depth + 1))
-                        .collect(),
-                ),
-            }
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for _ in 0..20_000 {
-            let v = random_value(&mut rng, 0);
+        let keys = [
+            "object",
+            "entry",
+            "changes",
+            "field",
+            "value",
+            "metadata",
+            "phone_number_id",
+            "messages",
+            "statuses",
+            "contacts",
+            "id",
+            "from",
+            "type",
+            "text",
+            "body",
+            "image",
+            "reaction",
+            "context",
+            "timestamp",
+            "metaData",
+            "wa_id",
+            "profile",
+            "status",
+            "emoji",
+            "whatsapp_business_account",
+        ];
+        let seeds: Vec<Value> = [CORPUS_MESSAGE, MEDIA_AND_STATUSES]
+            .iter()
+            .map(|s| serde_json::from_str(s).unwrap())
+            .collect();
+        crate::fuzzing::json(&keys, &seeds, |v| {
             let _ = parse(v.to_string().as_bytes());
-        }
-        let real = CORPUS_MESSAGE.as_bytes();
-        for _ in 0..20_000 {
-            let mut bytes = real.to_vec();
-            for _ in 0..rng.gen_range(1..8) {
-                let i = rng.gen_range(0..bytes.len());
-                bytes[i] = rng.gen();
-            }
-            let _ = parse(&bytes);
-        }
+        });
+        crate::fuzzing::strings(&[CORPUS_MESSAGE, MEDIA_AND_STATUSES], |s| {
+            let _ = parse(s.as_bytes());
+        });
     }
 }

@@ -1,7 +1,7 @@
 //! Message templates: what may be sent outside the 24-hour window. Admins write them (or pull
 //! the approved ones of a channel's WABA with `POST /templates/sync`); agents list them to send.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::db::{new_id, now_ms, Tenant, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::http::validate::{field, optional, Validate};
+use crate::http::Query;
 use crate::http::{Json, ListQuery, Page, Scope};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -449,7 +450,8 @@ async fn sync_templates(
         let mut req = state
             .media
             .http
-            .get(format!("{}/{waba}/message_templates", channel.graph()))
+            .get(&format!("{}/{waba}/message_templates", channel.graph()))
+            .map_err(|e| AppError::invalid_field("graphBaseUrl", e.to_string()))?
             .bearer_auth(&token)
             .query(&[
                 ("fields", "name,language,category,components,status,id"),
@@ -458,9 +460,17 @@ async fn sync_templates(
         if let Some(a) = &after {
             req = req.query(&[("after", a.as_str())]);
         }
-        let resp = req.send().await.map_err(AppError::unavailable)?;
+        let resp = req.send().await.map_err(|e| {
+            if crate::outbound::is_refusal(&e) {
+                AppError::invalid_field("graphBaseUrl", e.to_string())
+            } else {
+                AppError::unavailable(e)
+            }
+        })?;
         let status = resp.status();
-        let page: Value = resp.json().await.unwrap_or(Value::Null);
+        let page = crate::outbound::json_capped(resp)
+            .await
+            .map_err(AppError::unavailable)?;
         if !status.is_success() {
             return Err(AppError::unavailable(anyhow::anyhow!(
                 "the Graph API answered {status}: {page}"

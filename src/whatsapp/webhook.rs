@@ -88,7 +88,7 @@ async fn receive(
 ) -> AppResult<(StatusCode, &'static str)> {
     if let Err(retry) = state
         .limiter
-        .check(&limits::WEBHOOKS_PER_IP, &ip.to_string())
+        .check(&limits::WEBHOOKS_PER_IP, &crate::ratelimit::ip_key(ip))
         .await
     {
         return Err(AppError::rate_limited(Code::RateLimited, retry));
@@ -108,20 +108,20 @@ async fn receive(
         let mut ids: Vec<String> = changes.iter().map(|c| c.phone_number_id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let mut secrets: Vec<String> = channels::by_phone_number_ids(&state.db, &ids)
-            .await?
-            .iter()
-            .filter_map(|c| c.app_secret(&state.secret))
-            .collect();
-        secrets.extend(
-            state
-                .config
-                .whatsapp
-                .app_secret
-                .as_ref()
-                .map(|s| s.expose().to_owned()),
-        );
-        if !signed_by_any(&body, signature.as_deref().unwrap_or_default(), &secrets) {
+        let secrets: HashMap<String, Option<String>> =
+            channels::by_phone_number_ids(&state.db, &ids)
+                .await?
+                .iter()
+                .map(|c| (c.phone_number_id.clone(), c.app_secret(&state.secret)))
+                .collect();
+        let server = state
+            .config
+            .whatsapp
+            .app_secret
+            .as_ref()
+            .map(|s| s.expose());
+        let signature = signature.as_deref().unwrap_or_default();
+        if !every_part_signed(&body, signature, &ids, &secrets, server) {
             metrics::counter!("whatsapp_webhooks_total", "result" => "bad_signature").increment(1);
             return Err(AppError::new(
                 Code::Unauthorized,
@@ -135,20 +135,40 @@ async fn receive(
     Ok((StatusCode::OK, "EVENT_RECEIVED"))
 }
 
-/// `sha256=` + hex HMAC-SHA256 of the raw body, compared in constant time with each secret's.
-pub fn signed_by_any(body: &[u8], signature: &str, secrets: &[String]) -> bool {
+/// Whether every part of a body may be applied: the signature verifies with the server-wide
+/// app secret, or else, for each phone number id the body names, with the app secret of that
+/// id's channel. One workspace's secret can never vouch for a part naming another workspace's
+/// number (nor for a number no channel has). A body naming no number needs the server secret.
+pub fn every_part_signed(
+    body: &[u8],
+    signature: &str,
+    phone_number_ids: &[String],
+    channel_secrets: &HashMap<String, Option<String>>,
+    server_secret: Option<&str>,
+) -> bool {
+    if server_secret.is_some_and(|s| signed_with(body, signature, s)) {
+        return true;
+    }
+    !phone_number_ids.is_empty()
+        && phone_number_ids.iter().all(|id| {
+            channel_secrets
+                .get(id)
+                .and_then(Option::as_deref)
+                .is_some_and(|s| signed_with(body, signature, s))
+        })
+}
+
+/// `sha256=` + hex HMAC-SHA256 of the raw body with `secret`, compared in constant time.
+pub fn signed_with(body: &[u8], signature: &str, secret: &str) -> bool {
     let Some(given) = signature
         .strip_prefix("sha256=")
         .and_then(|h| hex::decode(h.trim()).ok())
     else {
         return false;
     };
-    secrets.iter().fold(false, |ok, secret| {
-        let mut mac =
-            hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-        mac.update(body);
-        ok | bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&given))
-    })
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
 }
 
 async fn insert_event(tx: &mut Tx, source: &str, body: &[u8]) -> AppResult<String> {
@@ -244,18 +264,97 @@ pub async fn process(state: &AppState, job: &Job) -> JobResult {
 mod tests {
     use super::*;
 
+    fn sig(body: &[u8], secret: &str) -> String {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
     #[test]
     fn signatures() {
         let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
-        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
-        mac.update(body);
-        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let secrets = vec!["other".to_string(), "s3cret".to_string()];
-        assert!(signed_by_any(body, &good, &secrets));
-        assert!(!signed_by_any(b"{}", &good, &secrets));
-        assert!(!signed_by_any(body, &good, &["other".into()]));
-        assert!(!signed_by_any(body, "sha1=abc", &secrets));
-        assert!(!signed_by_any(body, "sha256=zz", &secrets));
-        assert!(!signed_by_any(body, &good, &[]));
+        let good = sig(body, "s3cret");
+        assert!(signed_with(body, &good, "s3cret"));
+        assert!(!signed_with(b"{}", &good, "s3cret"));
+        assert!(!signed_with(body, &good, "other"));
+        assert!(!signed_with(body, "sha1=abc", "s3cret"));
+        assert!(!signed_with(body, "sha256=zz", "s3cret"));
+        assert!(!signed_with(body, "", "s3cret"));
+    }
+
+    #[test]
+    fn each_part_needs_its_own_channels_secret() {
+        let body = b"{}";
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let secrets: HashMap<String, Option<String>> = [
+            ("A".to_string(), Some("secret-a".to_string())),
+            ("B".to_string(), Some("secret-b".to_string())),
+            ("C".to_string(), Some("secret-a".to_string())),
+            ("N".to_string(), None),
+        ]
+        .into();
+        let by_a = sig(body, "secret-a");
+        assert!(every_part_signed(body, &by_a, &ids(&["A"]), &secrets, None));
+        // Two numbers of one Meta app share its secret.
+        assert!(every_part_signed(
+            body,
+            &by_a,
+            &ids(&["A", "C"]),
+            &secrets,
+            None
+        ));
+        // A's secret does not vouch for B's part, nor for an unknown number or one without a secret.
+        assert!(!every_part_signed(
+            body,
+            &by_a,
+            &ids(&["A", "B"]),
+            &secrets,
+            None
+        ));
+        assert!(!every_part_signed(
+            body,
+            &by_a,
+            &ids(&["A", "X"]),
+            &secrets,
+            None
+        ));
+        assert!(!every_part_signed(
+            body,
+            &by_a,
+            &ids(&["A", "N"]),
+            &secrets,
+            None
+        ));
+        assert!(!every_part_signed(body, &by_a, &[], &secrets, None));
+        // The server-wide secret vouches for everything; a wrong one for nothing.
+        let by_server = sig(body, "server");
+        assert!(every_part_signed(
+            body,
+            &by_server,
+            &ids(&["A", "B", "X"]),
+            &secrets,
+            Some("server")
+        ));
+        assert!(every_part_signed(
+            body,
+            &by_server,
+            &[],
+            &secrets,
+            Some("server")
+        ));
+        assert!(!every_part_signed(
+            body,
+            &by_server,
+            &ids(&["A"]),
+            &secrets,
+            Some("other")
+        ));
+        assert!(every_part_signed(
+            body,
+            &by_a,
+            &ids(&["A"]),
+            &secrets,
+            Some("other")
+        ));
     }
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/workspaces*`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::config::WorkspaceCreation;
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::http::validate::{field, optional, Validate};
+use crate::http::Query;
 use crate::http::{idempotency, AuthUser, IdempotencyKey, Json, ListQuery, Page, Scope};
 use crate::users::model::{Email, Phone};
 use crate::users::store as users;

@@ -156,3 +156,38 @@ async fn cors_allows_only_the_configured_origins(app: &TestApp) {
     let evil = preflight("https://evil.example.com").await.unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
 }
+
+dual_test!(a_list_filter_is_honoured_or_refused);
+async fn a_list_filter_is_honoured_or_refused(app: &TestApp) {
+    let owner = crate::workspaces::admin(app, "filters@example.com").await;
+    // Filters the lists do not have are refused, naming the parameter, never ignored.
+    for (path, param) in [
+        ("/api/v1/conversations?kind=channel&tag=vip", "tag"),
+        ("/api/v1/conversations?stage=won", "stage"),
+        ("/api/v1/leads?stage=won", "stage"),
+        ("/api/v1/sync?since=1", "since"),
+        ("/api/v1/channels?limit=5&unknown=1", "unknown"),
+    ] {
+        let r = app.get(path, &owner.token).await;
+        r.assert_problem(422, "validation_failed");
+        assert_eq!(r.body["errors"][0]["field"], param, "{path}: {}", r.body);
+    }
+    // A value of the wrong form is malformed, and names its parameter.
+    let r = app
+        .get("/api/v1/conversations?kind=nope", &owner.token)
+        .await;
+    r.assert_problem(400, "bad_request");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("kind"),
+        "{}",
+        r.body
+    );
+    // Known filters are honoured.
+    let r = app
+        .get(
+            "/api/v1/conversations?kind=channel&status=open&limit=5",
+            &owner.token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -90,6 +90,8 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
         data_dir: Some(dir.to_path_buf()),
         rate_limits: Some(OnOff::On),
         log: Some(std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
+        // The fake Graph API, SMS and mail webhooks listen on loopback.
+        outbound_allow: Some("127.0.0.1".into()),
         ..Default::default()
     }
 }

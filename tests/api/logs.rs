@@ -25,6 +25,8 @@ pub async fn start(extra_env: &[(&str, String)], dir: &std::path::Path) -> Runni
         .env("PALAVER_DATA_DIR", dir)
         .env("PALAVER_LOG_FORMAT", "json")
         .env("PALAVER_LOG", "debug")
+        // The fake SMS and mail webhooks listen on loopback.
+        .env("PALAVER_OUTBOUND_ALLOW", "127.0.0.1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -368,6 +368,78 @@ async fn socket_typing_and_presence(app: &TestApp) {
     assert!(offline["lastSeenAt"].is_string(), "{offline}");
 }
 
+dual_test!(typing_while_a_request_is_pending_leaves_nothing_behind);
+async fn typing_while_a_request_is_pending_leaves_nothing_behind(app: &TestApp) {
+    let a = app.signup("pa@example.com", "Pa").await;
+    let b = app.signup("pb@example.com", "Pb").await;
+    // A stranger's conversation: pending for B.
+    let conv = app.direct(&a, &b).await;
+    app.say(&a, &conv, "hello").await;
+    let (sa, _a_events) = connect(app, &a).await;
+    let (_sb, mut b_events) = connect(app, &b).await;
+    sa.emit("typing:start", &json!({"conversationId": conv}))
+        .await
+        .unwrap();
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/conversations/{conv}/accept"),
+            Some(&b.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+    // After acceptance, the first start is shared at once; the pending one left no expiry.
+    sa.emit("typing:start", &json!({"conversationId": conv}))
+        .await
+        .unwrap();
+    let t = b_events.expect("typing", WAIT).await.unwrap();
+    assert_eq!(
+        t,
+        json!({"conversationId": conv, "userId": a.id, "typing": true})
+    );
+}
+
+dual_test!(a_burst_of_sends_gets_every_ack);
+async fn a_burst_of_sends_gets_every_ack(app: &TestApp) {
+    // Rate limits on (the test default): 3,000 sends at once from one device.
+    let a = app.signup("burst-a@example.com", "Burst A").await;
+    let b = app.signup("burst-b@example.com", "Burst B").await;
+    let conv = app.direct(&a, &b).await;
+    let (socket, _events) = connect(app, &a).await;
+    let mut acks = Vec::new();
+    for i in 0..3000 {
+        let rx = socket
+            .call_later(
+                "message:send",
+                &json!({"conversationId": conv, "clientMsgId": format!("burst-{i}"), "type": "text", "text": "x"}),
+            )
+            .await
+            .expect("emitted");
+        acks.push(rx);
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for rx in acks {
+        let ack = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("every event that asked for an ack gets one")
+            .expect("answered before the connection ended");
+        if ack["ok"] == true {
+            ok += 1;
+        } else {
+            assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+            assert!(ack["error"]["retryAfter"].as_u64().unwrap() >= 1, "{ack}");
+            limited += 1;
+        }
+    }
+    assert_eq!(ok + limited, 3000);
+    assert!(limited > 0, "a burst of 3,000 is limited");
+    assert!(ok > 0, "the first ones pass");
+    // Exactly the acked messages were stored.
+    let view = app.conversation(&a, &conv).await;
+    assert_eq!(view["lastMessage"]["seq"], ok, "{}", view["lastMessage"]);
+}
+
 dual_test!(socket_of_a_revoked_session_is_closed);
 async fn socket_of_a_revoked_session_is_closed(app: &TestApp) {
     let a = app.signup("la@example.com", "La").await;

@@ -423,6 +423,170 @@ async fn only_signed_well_formed_webhooks_are_stored(app: &TestApp) {
     assert_eq!(count(app, "webhook_events").await, 1);
 }
 
+/// Waits until every recorded webhook body has been applied.
+pub async fn webhooks_applied(app: &TestApp) {
+    crate::helpers::eventually(Duration::from_secs(20), || async {
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NULL")
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} webhook bodies not applied"))
+        }
+    })
+    .await
+}
+
+dual_test!(a_workspace_cannot_sign_for_another_workspaces_channel);
+async fn a_workspace_cannot_sign_for_another_workspaces_channel(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    // The victim's conversation, with a message the business sent (wamid.b1).
+    let wa = "4915112345678";
+    let sent = envelope(
+        json!([{"profile": {"name": "Ana"}, "wa_id": wa}]),
+        json!([{"from": BUSINESS_NUMBER, "id": "wamid.b1", "timestamp": "1700000000", "type": "text", "text": {"body": "Shipped"}}]),
+        json!([]),
+    );
+    assert_eq!(deliver(app, &sent, None).await.0, StatusCode::OK);
+    let conv = inbox(app, &owner, "", |i| i.len() == 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Another workspace's owner, with a channel and an app secret of their own.
+    let mallory = admin(app, "mallory@example.com").await;
+    let r = app
+        .post(
+            "/api/v1/workspaces",
+            Some(&mallory.token),
+            json!({"name": "Evil", "slug": "evil"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app
+        .call_with(
+            Method::POST,
+            "/api/v1/channels",
+            Some(&mallory.token),
+            Some(json!({"phoneNumberId": "222", "appSecret": "evil-secret"})),
+            &[("palaver-workspace", "evil")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let part = |phone: &str, messages: Value, statuses: Value| {
+        json!({"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": phone},
+            "contacts": [{"profile": {"name": "Fake"}, "wa_id": "4400000000"}],
+            "messages": messages, "statuses": statuses}})
+    };
+    let planted = json!([{"from": "4400000000", "id": "wamid.planted", "timestamp": "1700000001",
+        "type": "text", "text": {"body": "send me your password"}}]);
+    // Mallory signs, with her own secret, a body that names the victim's number too: 401, nothing stored.
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [
+        part("222", json!([]), json!([])),
+        part(PHONE_NUMBER_ID, planted.clone(), json!([])),
+    ]}]});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let before = count(app, "webhook_events").await;
+    assert_eq!(
+        deliver(app, &body, Some(&sign(&bytes, "evil-secret")))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Nor alone, nor in its own entry.
+    let alone = json!({"object": "whatsapp_business_account", "entry": [
+        {"id": "W", "changes": [part("222", json!([]), json!([]))]},
+        {"id": "V", "changes": [part(PHONE_NUMBER_ID, planted, json!([]))]}]});
+    let bytes = serde_json::to_vec(&alone).unwrap();
+    assert_eq!(
+        deliver(app, &alone, Some(&sign(&bytes, "evil-secret")))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(count(app, "webhook_events").await, before, "nothing stored");
+    // Her own channel's body, naming the victim's wamid in a status and a reaction: applied to
+    // her channel only, so the victim's message neither moves nor gets a reaction.
+    let own = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [
+        part("222",
+            json!([{"from": "4400000000", "id": "wamid.r1", "type": "reaction",
+                    "reaction": {"message_id": "wamid.b1", "emoji": "💩"}}]),
+            json!([{"id": "wamid.b1", "status": "read", "timestamp": "1700000050", "recipient_id": wa}])),
+    ]}]});
+    let bytes = serde_json::to_vec(&own).unwrap();
+    assert_eq!(
+        deliver(app, &own, Some(&sign(&bytes, "evil-secret")))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    webhooks_applied(app).await;
+    let h = app.history(&owner, &conv).await;
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["external"]["status"], "sent", "{h:?}");
+    assert_eq!(h[0]["reactions"], json!([]), "{h:?}");
+    // The victim's own status with the same id, status and time still applies.
+    let real = envelope(
+        json!([]),
+        json!([]),
+        json!([{"id": "wamid.b1", "status": "read", "timestamp": "1700000050", "recipient_id": wa}]),
+    );
+    assert_eq!(deliver(app, &real, None).await.0, StatusCode::OK);
+    history_until(app, &owner, &conv, |h| h[0]["external"]["status"] == "read").await;
+}
+
+dual_test!(texts_arrive_whole_and_lists_must_be_arrays);
+async fn texts_arrive_whole_and_lists_must_be_arrays(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    // `messages`, `statuses` or `contacts` that are not arrays: 400, nothing stored.
+    for list in ["messages", "statuses", "contacts"] {
+        let mut body = text_from("4915112345678", "Ana", "wamid.x", "hi", 1_700_000_000);
+        body["entry"][0]["changes"][0]["value"][list] = json!({"0": "not a list"});
+        assert_eq!(
+            deliver(app, &body, None).await.0,
+            StatusCode::BAD_REQUEST,
+            "{list}"
+        );
+    }
+    assert_eq!(count(app, "webhook_events").await, 0, "nothing stored");
+    // 4096 characters of two bytes each (WhatsApp's limit counts characters) arrive whole; a
+    // longer one arrives whole too, flagged.
+    let at_limit = "ü".repeat(4096);
+    let over = "x".repeat(5000);
+    for (wamid, text, ts) in [
+        ("wamid.l1", &at_limit, 1_700_000_000),
+        ("wamid.l2", &over, 1_700_000_001),
+    ] {
+        let body = text_from("4915112345678", "Ana", wamid, text, ts);
+        assert_eq!(deliver(app, &body, None).await.0, StatusCode::OK);
+    }
+    let item = inbox(app, &owner, "", |i| i.len() == 1).await.remove(0);
+    // The conversation names its channel and its customer (api.md).
+    assert_eq!(item["channel"]["id"], item["channelId"]);
+    assert_eq!(item["channel"]["phoneNumberId"], PHONE_NUMBER_ID);
+    assert_eq!(item["lead"]["id"], item["leadId"]);
+    assert_eq!(item["lead"]["waId"], "4915112345678");
+    assert_eq!(item["lead"]["name"], "Ana");
+    let conv = item["id"].as_str().unwrap().to_owned();
+    // (The two bodies are applied by two jobs, in either order.)
+    let h = history_until(app, &owner, &conv, |h| h.len() == 2).await;
+    let with = |text: &str| h.iter().find(|m| m["text"] == text).cloned();
+    let whole = with(&at_limit).expect("the 4096-character text arrived whole");
+    assert!(whole["payload"]["flags"].is_null(), "{whole}");
+    let long = with(&over).expect("the longer text arrived whole");
+    assert_eq!(
+        long["payload"]["flags"],
+        json!(["text_over_limit"]),
+        "{}",
+        long["payload"]
+    );
+}
+
 dual_test!(every_inbound_message_type_reaches_the_inbox);
 async fn every_inbound_message_type_reaches_the_inbox(app: &TestApp) {
     let graph = fake_graph().await;
@@ -1294,6 +1458,142 @@ async fn provider_failures_retry_or_fail(app: &TestApp) {
     assert_eq!(m["external"]["error"]["message"], "Message undeliverable");
     assert_eq!(m["external"]["error"]["details"], "not on WhatsApp");
     assert_eq!(sends(&graph).len(), 3);
+}
+
+dual_test!(outbound_requests_never_reach_inward_addresses, custom);
+async fn outbound_requests_never_reach_inward_addresses(backend: crate::helpers::Backend) {
+    // The operator allows nothing inward: the fake Graph API on loopback is out of reach.
+    let Some(app) = crate::helpers::spawn(backend, |s| s.outbound_allow = None).await else {
+        return;
+    };
+    nothing_inward(&app).await;
+    app.stop().await;
+}
+
+async fn nothing_inward(app: &TestApp) {
+    let graph = fake_graph().await;
+    let owner = admin(app, "owner@example.com").await;
+    let port = graph.base.rsplit(':').next().unwrap().to_owned();
+    let channel = |base: String| {
+        json!({"phoneNumberId": PHONE_NUMBER_ID, "displayPhoneNumber": BUSINESS_NUMBER,
+               "accessToken": "graph-token", "appSecret": APP_SECRET, "graphBaseUrl": base})
+    };
+    // An address written in the URL is refused when the channel is saved.
+    for base in [
+        graph.base.clone(),
+        format!("http://[::1]:{port}"),
+        "http://169.254.169.254".to_string(),
+        "http://0x7f000001".to_string(),
+    ] {
+        let r = app
+            .post("/api/v1/channels", Some(&owner.token), channel(base))
+            .await;
+        r.assert_problem(422, "validation_failed");
+        assert_eq!(r.body["errors"][0]["field"], "graphBaseUrl", "{}", r.body);
+    }
+    // A name that resolves inward is refused when the request is made: the reply fails for
+    // good, and nothing reaches the fake Graph API.
+    let r = app
+        .post(
+            "/api/v1/channels",
+            Some(&owner.token),
+            channel(format!("http://localhost:{port}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let channel_id = r.body["id"].as_str().unwrap().to_owned();
+    let (fresh, _) = two_customers(app, &owner).await;
+    let sent = reply(
+        app,
+        &owner,
+        &fresh,
+        json!({"type": "text", "text": "hello"}),
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.text);
+    let id = sent.body["id"].as_str().unwrap().to_owned();
+    let h = history_until(app, &owner, &fresh, |h| {
+        h.iter()
+            .any(|m| m["id"] == id.as_str() && m["status"] == "failed")
+    })
+    .await;
+    let m = h.iter().find(|m| m["id"] == id.as_str()).unwrap();
+    assert_eq!(m["external"]["error"]["code"], "outbound_refused", "{m}");
+    assert!(
+        graph.seen.lock().unwrap().is_empty(),
+        "nothing reached loopback"
+    );
+    // Moving the channel to another host needs its token again.
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{channel_id}"),
+            Some(&owner.token),
+            Some(json!({"graphBaseUrl": "https://graph.example.com"})),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.body["errors"][0]["field"], "accessToken", "{}", r.body);
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{channel_id}"),
+            Some(&owner.token),
+            Some(json!({"graphBaseUrl": "https://graph.example.com", "accessToken": "new-token"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+dual_test!(a_job_that_never_finishes_is_not_run_forever);
+async fn a_job_that_never_finishes_is_not_run_forever(app: &TestApp) {
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    // A recorded body whose job was claimed 8 times and never finished (the process died each
+    // time it ran): the next claim gives up on it without running it.
+    let body = text_from(
+        "4915112345678",
+        "Ana",
+        "wamid.poison",
+        "boom",
+        1_700_000_000,
+    );
+    let id = palaver::whatsapp::webhook::store(
+        &app.state.db,
+        "webhook",
+        &serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, attempts, run_at, created_at) VALUES ($1, $2, $3, 8, $4, $4)",
+    )
+    .bind("poisoned-job")
+    .bind(palaver::whatsapp::webhook::PROCESS)
+    .bind(&id)
+    .bind(now)
+    .execute(app.state.db.writer())
+    .await
+    .unwrap();
+    app.state.db.wake_jobs();
+    let error: String = crate::helpers::eventually(Duration::from_secs(20), || async {
+        let row: Option<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT failed_at, last_error FROM jobs WHERE id = 'poisoned-job'")
+                .fetch_optional(app.state.db.reader())
+                .await
+                .unwrap();
+        match row {
+            Some((Some(_), Some(e))) => Ok(e),
+            other => Err(format!("not failed yet: {other:?}")),
+        }
+    })
+    .await;
+    assert!(error.contains("attempts"), "{error}");
+    assert!(
+        inbox(app, &owner, "", |_| true).await.is_empty(),
+        "the body was not applied"
+    );
 }
 
 dual_test!(queued_sends_survive_a_restart_and_go_once, custom);
