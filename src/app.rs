@@ -129,6 +129,15 @@ impl AppState {
         }
     }
 
+    /// `user_id` is no longer a member of `workspace_id`: their devices acting in it, on every
+    /// node, are told (`session:ended`) and disconnected.
+    pub fn left_workspace(&self, user_id: &str, workspace_id: &str) {
+        self.hub.close_workspace(user_id, workspace_id);
+        if let Some(c) = &self.cluster {
+            c.left_workspace(user_id.to_owned(), workspace_id.to_owned());
+        }
+    }
+
     /// Sends one encoded event to every device of these users, on every node.
     pub fn emit(&self, users: Vec<String>, packet: engineioxide::Str) {
         for u in &users {

@@ -20,8 +20,10 @@ pub struct Access {
     pub peer: Option<store::DirectPeer>,
 }
 
-/// The one access check. `history`: former members may read what they saw before leaving;
-/// otherwise only current members pass. Everyone else gets the same 404.
+/// The one access check. `history`: former members may read what they saw before leaving —
+/// except in a channel conversation, whose members are the workspace's agents by their role:
+/// an agent who lost the role (or the workspace) lost the inbox, history too. Otherwise only
+/// current members pass. Everyone else gets the same 404.
 pub async fn access(
     t: Tenant<'_>,
     conversation_id: &str,
@@ -31,7 +33,8 @@ pub async fn access(
     let (conversation, me, peer) = store::find_with_member(t, conversation_id, user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
-    if !me.is_current() && !history {
+    let channel = Kind::from_db(&conversation.kind) == Kind::Channel;
+    if !me.is_current() && (!history || channel) {
         return Err(AppError::not_found());
     }
     Ok(Access {
@@ -551,19 +554,63 @@ pub async fn remove_member(
     let pos = conversation_changed(&mut tx, conversation_id).await?;
     store::set_member_left(&mut tx, conversation_id, user_id, seq, pos).await?;
     if target.role() == MemberRole::Owner {
-        let heir: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL \
-             ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id LIMIT 1",
-        )
-        .bind(conversation_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(heir) = heir {
-            store::set_member_role(&mut tx, conversation_id, &heir, MemberRole::Owner).await?;
-        }
+        hand_over(&mut tx, conversation_id).await?;
     }
     t.db().commit(tx).await?;
     Ok(())
+}
+
+/// A group whose owner left goes to the longest-standing admin, else member.
+async fn hand_over(tx: &mut Tx, conversation_id: &str) -> AppResult<()> {
+    let heir: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL \
+         ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id LIMIT 1",
+    )
+    .bind(conversation_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(heir) = heir {
+        store::set_member_role(tx, conversation_id, &heir, MemberRole::Owner).await?;
+    }
+    Ok(())
+}
+
+/// Takes `user_id` out of the workspace's conversations (only those of `kind`, if given), as a
+/// removed member: they keep what they could see up to now and get nothing after. Each
+/// conversation records the change (its members changed), and that change is the last the
+/// user gets of it, live or by sync. Used when a member leaves the workspace (every kind) and
+/// when an agent is demoted (channel conversations).
+pub async fn leave_workspace_conversations(
+    tx: &mut Tx,
+    workspace_id: &str,
+    user_id: &str,
+    kind: Option<Kind>,
+) -> AppResult<usize> {
+    let sql = format!(
+        "SELECT c.id, c.last_seq, m.role FROM conversations c \
+         JOIN conversation_members m ON m.conversation_id = c.id \
+         WHERE c.workspace_id = $1 AND m.user_id = $2 AND m.left_at IS NULL{}",
+        if kind.is_some() {
+            " AND c.kind = $3"
+        } else {
+            ""
+        }
+    );
+    let mut q = sqlx::query_as::<_, (String, i64, String)>(&sql)
+        .bind(workspace_id)
+        .bind(user_id);
+    if let Some(kind) = kind {
+        q = q.bind(kind.as_str());
+    }
+    let current = q.fetch_all(&mut **tx).await?;
+    for (conversation_id, last_seq, role) in &current {
+        let pos = conversation_changed(tx, conversation_id).await?;
+        store::set_member_left(tx, conversation_id, user_id, *last_seq, pos).await?;
+        if MemberRole::from_db(role) == MemberRole::Owner {
+            hand_over(tx, conversation_id).await?;
+        }
+    }
+    Ok(current.len())
 }
 
 pub async fn set_role(

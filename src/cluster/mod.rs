@@ -61,6 +61,8 @@ enum Msg {
     Emit { users: Vec<String>, packet: String },
     /// These sessions were revoked.
     Close { sessions: Vec<String> },
+    /// This user left this workspace.
+    Leave { user: String, workspace: String },
     /// The change log grew.
     Changes,
 }
@@ -215,6 +217,11 @@ impl Cluster {
     /// Tells the other nodes that these sessions were revoked.
     pub fn sessions_revoked(&self, sessions: Vec<String>) {
         self.publish(Msg::Close { sessions });
+    }
+
+    /// Tells the other nodes that a user left a workspace.
+    pub fn left_workspace(&self, user: String, workspace: String) {
+        self.publish(Msg::Leave { user, workspace });
     }
 
     /// Tells the other nodes that the change log grew.
@@ -536,6 +543,7 @@ fn handle(state: &AppState, cluster: &Cluster, body: &[u8]) {
             state.sessions.forget(&sessions);
             state.hub.close_sessions(&sessions);
         }
+        Msg::Leave { user, workspace } => state.hub.close_workspace(&user, &workspace),
         Msg::Changes => cluster.changes_elsewhere.notify_one(),
     }
 }

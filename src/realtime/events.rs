@@ -13,3 +13,6 @@ pub const TYPING_STOP: &str = "typing:stop";
 // Server to client, besides the change-log events (sync::kinds).
 pub const TYPING: &str = "typing";
 pub const PRESENCE: &str = "presence";
+/// Sent just before the server disconnects a device: `{reason, workspaceId?}` with reason
+/// `token_expired`, `session_revoked` or `removed_from_workspace`.
+pub const SESSION_ENDED: &str = "session:ended";

@@ -102,6 +102,18 @@ async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
     }
 }
 
+/// Tells a device why the server ends its connection (`session:ended {reason, workspaceId?}`),
+/// then disconnects it (clients do not reconnect on their own after a server disconnect).
+fn end(socket: &Sock, reason: &str, workspace_id: Option<&str>) {
+    let mut data = serde_json::json!({ "reason": reason });
+    if let Some(w) = workspace_id {
+        data["workspaceId"] = w.into();
+    }
+    let _ = socket.emit(protocol::event(events::SESSION_ENDED, &data));
+    let _ = socket.emit(protocol::disconnect());
+    socket.close(DisconnectReason::ClosingServer);
+}
+
 fn rate_limited(message: &str, retry_after: u64) -> Value {
     serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": message, "retryAfter": retry_after}})
 }
@@ -189,8 +201,28 @@ impl Hub {
                 .get()
                 .is_some_and(|s| session_ids.iter().any(|id| id.as_ref() == s.session_id));
             if revoked {
-                let _ = socket.emit(protocol::disconnect());
-                socket.close(DisconnectReason::ClosingServer);
+                end(socket, "session_revoked", None);
+            }
+        }
+    }
+
+    /// Ends a user's sockets that act in a workspace they no longer belong to.
+    pub fn close_workspace(&self, user_id: &str, workspace_id: &str) {
+        let sockets: Vec<Sock> = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user_id)
+            .cloned()
+            .unwrap_or_default();
+        for socket in sockets {
+            let there = socket
+                .data
+                .session
+                .get()
+                .is_some_and(|s| s.workspace_id == workspace_id);
+            if there {
+                end(&socket, "removed_from_workspace", Some(workspace_id));
             }
         }
     }
@@ -505,8 +537,7 @@ impl Gateway {
                     None => break,
                 },
                 () = &mut expiry => {
-                    let _ = socket.emit(protocol::disconnect());
-                    socket.close(DisconnectReason::ClosingServer);
+                    end(&socket, "token_expired", None);
                     break;
                 }
                 // The queue's sender lives in the socket this task holds, so the queue never

@@ -27,7 +27,10 @@ pub async fn join_channel_conversations(
     sqlx::query(
         "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
          SELECT c.id, $1, 'member', $2, 0 FROM conversations c \
-         WHERE c.workspace_id = $3 AND c.kind = 'channel' ON CONFLICT DO NOTHING",
+         WHERE c.workspace_id = $3 AND c.kind = 'channel' \
+         ON CONFLICT (conversation_id, user_id) DO UPDATE SET left_at = NULL, left_seq = NULL, \
+         left_pos = NULL, joined_seq = 0, joined_at = excluded.joined_at \
+         WHERE conversation_members.left_at IS NOT NULL",
     )
     .bind(user_id)
     .bind(crate::db::now_ms())

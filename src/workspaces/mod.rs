@@ -37,6 +37,11 @@ impl Role {
             _ => Role::Member,
         }
     }
+
+    /// Owners, admins and agents work the workspace's inbox.
+    pub fn works_inbox(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin | Role::Agent)
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

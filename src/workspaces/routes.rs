@@ -319,12 +319,27 @@ async fn change_member_role(
             "only owners may grant or take the owner role",
         ));
     }
-    store::set_role(tenant, &user_id, b.role).await?;
-    if matches!(b.role, Role::Owner | Role::Admin | Role::Agent) {
-        let mut tx = state.db.begin().await?;
-        crate::whatsapp::join_channel_conversations(&mut tx, &scope.workspace_id, &user_id).await?;
-        state.db.commit(tx).await?;
+    // The role and what it opens or closes change together: a demoted agent has lost the
+    // inbox when this answers.
+    let mut tx = state.db.begin().await?;
+    let before = store::set_role(&mut tx, &scope.workspace_id, &user_id, b.role).await?;
+    match (before.works_inbox(), b.role.works_inbox()) {
+        (false, true) => {
+            crate::whatsapp::join_channel_conversations(&mut tx, &scope.workspace_id, &user_id)
+                .await?
+        }
+        (true, false) => {
+            crate::chats::service::leave_workspace_conversations(
+                &mut tx,
+                &scope.workspace_id,
+                &user_id,
+                Some(crate::chats::model::Kind::Channel),
+            )
+            .await?;
+        }
+        _ => {}
     }
+    state.db.commit(tx).await?;
     let member = store::find_member(tenant, &user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
@@ -351,6 +366,18 @@ async fn remove_member(
             return Err(AppError::forbidden("only owners may remove owners"));
         }
     }
-    store::remove_member(tenant, &user_id).await?;
+    // Out of the workspace and out of its conversations at once; the member's devices acting
+    // in it are told and disconnected.
+    let mut tx = state.db.begin().await?;
+    store::remove_member(&mut tx, &scope.workspace_id, &user_id).await?;
+    crate::chats::service::leave_workspace_conversations(
+        &mut tx,
+        &scope.workspace_id,
+        &user_id,
+        None,
+    )
+    .await?;
+    state.db.commit(tx).await?;
+    state.left_workspace(&user_id, &scope.workspace_id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -226,10 +226,17 @@ pub async fn find_member(t: Tenant<'_>, user_id: &str) -> AppResult<Option<Works
     Ok(row.as_ref().map(member_from_row).transpose()?)
 }
 
-/// Changes a role; refuses to leave the workspace without an owner.
-pub async fn set_role(t: Tenant<'_>, user_id: &str, role: Role) -> AppResult<()> {
+/// Changes a role inside `tx`; refuses to leave the workspace without an owner. Returns the
+/// role before.
+pub async fn set_role(
+    tx: &mut Tx,
+    workspace_id: &str,
+    user_id: &str,
+    role: Role,
+) -> AppResult<Role> {
     change_member(
-        t,
+        tx,
+        workspace_id,
         user_id,
         "UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2",
         Some(role),
@@ -237,52 +244,54 @@ pub async fn set_role(t: Tenant<'_>, user_id: &str, role: Role) -> AppResult<()>
     .await
 }
 
-/// Removes a membership; refuses to remove the last owner.
-pub async fn remove_member(t: Tenant<'_>, user_id: &str) -> AppResult<()> {
+/// Removes a membership inside `tx`; refuses to remove the last owner.
+pub async fn remove_member(tx: &mut Tx, workspace_id: &str, user_id: &str) -> AppResult<()> {
     change_member(
-        t,
+        tx,
+        workspace_id,
         user_id,
         "DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2",
         None,
     )
     .await
+    .map(|_| ())
 }
 
 async fn change_member(
-    t: Tenant<'_>,
+    tx: &mut Tx,
+    workspace_id: &str,
     user_id: &str,
     sql: &str,
     role: Option<Role>,
-) -> AppResult<()> {
-    let mut tx = t.db().begin().await?;
+) -> AppResult<Role> {
     // Touching the workspace row first serializes concurrent membership changes of one
     // workspace on PostgreSQL (row lock), so two owners demoting each other cannot both pass
     // the check below. SQLite writes are serialized anyway.
     sqlx::query("UPDATE workspaces SET updated_at = $2 WHERE id = $1")
-        .bind(t.workspace_id())
+        .bind(workspace_id)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let previous: Option<String> =
         sqlx::query_scalar("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-            .bind(t.workspace_id())
+            .bind(workspace_id)
             .bind(user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
     let Some(previous) = previous else {
         return Err(AppError::not_found());
     };
-    let mut q = sqlx::query(sql).bind(t.workspace_id()).bind(user_id);
+    let mut q = sqlx::query(sql).bind(workspace_id).bind(user_id);
     if let Some(role) = role {
         q = q.bind(role.as_str());
     }
-    q.execute(&mut *tx).await?;
+    q.execute(&mut **tx).await?;
     if previous == "owner" {
         let owners: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM memberships WHERE workspace_id = $1 AND role = 'owner'",
         )
-        .bind(t.workspace_id())
-        .fetch_one(&mut *tx)
+        .bind(workspace_id)
+        .fetch_one(&mut **tx)
         .await?;
         if owners == 0 {
             return Err(AppError::new(
@@ -291,6 +300,5 @@ async fn change_member(
             ));
         }
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(Role::from_db(&previous))
 }

@@ -408,3 +408,124 @@ async fn membership_roles_follow_the_rules(app: &TestApp) {
         .await
         .assert_problem(404, "not_found");
 }
+
+/// The default workspace's id, as `user` sees it.
+async fn default_workspace(app: &TestApp, user: &User) -> String {
+    let r = app.get("/api/v1/workspaces/default", &user.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn set_role(app: &TestApp, admin: &User, ws: &str, user: &User, role: &str) {
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{ws}/members/{}", user.id),
+            Some(&admin.token),
+            Some(json!({"role": role})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+dual_test!(a_demoted_agent_loses_the_inbox_at_once);
+async fn a_demoted_agent_loses_the_inbox_at_once(app: &TestApp) {
+    use crate::whatsapp::{connected, deliver, fake_graph, history_until, inbox, text_from};
+    let graph = fake_graph().await;
+    let (owner, _) = connected(app, &graph).await;
+    let agent = app.signup("agent@example.com", "Agent").await;
+    let ws = default_workspace(app, &owner).await;
+    set_role(app, &owner, &ws, &agent, "agent").await;
+    let first = text_from("4915112345678", "Ana", "wamid.d1", "hello", 1_700_000_000);
+    assert_eq!(deliver(app, &first, None).await.0, StatusCode::OK);
+    let conv = inbox(app, &agent, "", |i| i.len() == 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The agent sees the customer's message (the "finds it" half).
+    history_until(app, &agent, &conv, |h| h.len() == 1).await;
+    set_role(app, &owner, &ws, &agent, "member").await;
+    // In the same request: no inbox, no conversation, no history, no reply.
+    let list = app
+        .get("/api/v1/conversations?kind=channel", &agent.token)
+        .await;
+    assert_eq!(list.body["items"], json!([]), "{}", list.body);
+    app.get(&format!("/api/v1/conversations/{conv}"), &agent.token)
+        .await
+        .assert_problem(404, "not_found");
+    app.get(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        &agent.token,
+    )
+    .await
+    .assert_problem(404, "not_found");
+    let r = app
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&agent.token),
+            json!({"clientMsgId": "after-demotion", "type": "text", "text": "hi"}),
+        )
+        .await;
+    r.assert_problem(404, "not_found");
+    // Promoted again, the agent works the inbox again.
+    set_role(app, &owner, &ws, &agent, "agent").await;
+    let again = inbox(app, &agent, "", |i| i.len() == 1).await;
+    assert_eq!(again[0]["id"], conv.as_str());
+}
+
+dual_test!(a_removed_member_loses_the_workspace_and_its_sockets_are_told);
+async fn a_removed_member_loses_the_workspace_and_its_sockets_are_told(app: &TestApp) {
+    let owner = admin(app, "owner@example.com").await;
+    let ws = default_workspace(app, &owner).await;
+    let bob = app.signup("bob@example.com", "Bob").await;
+    let carol = app.signup("carol@example.com", "Carol").await;
+    let group = app.group(&owner, "Team", &[&bob, &carol]).await;
+    app.say(&owner, &group, "before").await;
+    let (socket, mut events) = palaver::client::connect(&app.base, &json!({"token": bob.token}))
+        .await
+        .expect("bob connects");
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/workspaces/{ws}/members/{}", bob.id),
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    // Bob's device is told why, then disconnected.
+    let ended = events
+        .expect("session:ended", std::time::Duration::from_secs(10))
+        .await
+        .expect("told");
+    assert_eq!(ended["reason"], "removed_from_workspace");
+    assert_eq!(ended["workspaceId"], ws.as_str());
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while events.next().await.is_some() {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket was closed");
+    drop(socket);
+    // What happens next in the group is not Bob's; Carol still gets it.
+    app.say(&owner, &group, "after").await;
+    let carol_sees = app.history(&carol, &group).await;
+    assert!(carol_sees.iter().any(|m| m["text"] == "after"));
+    // Bob's access to the workspace is gone (he acts in it no more).
+    let r = app
+        .call_with(
+            Method::GET,
+            &format!("/api/v1/conversations/{group}"),
+            Some(&bob.token),
+            None,
+            &[("palaver-workspace", ws.as_str())],
+        )
+        .await;
+    assert!(
+        r.status == StatusCode::NOT_FOUND || r.status == StatusCode::FORBIDDEN,
+        "{}",
+        r.text
+    );
+    // The group lost a member: two left.
+    let view = app.conversation(&owner, &group).await;
+    assert_eq!(view["memberCount"], 2, "{view}");
+}
