@@ -123,11 +123,13 @@ fn active(state: &AppState) -> std::sync::MutexGuard<'_, HashMap<(String, String
         .unwrap_or_else(|p| p.into_inner())
 }
 
+/// A stop is checked like a start (an outsider is told 404, typing or not).
 pub async fn stop(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
+    let to = audience(state, session, conversation_id).await?;
     let key = (session.user_id.clone(), conversation_id.to_owned());
     let was_typing = active(state).remove(&key).is_some();
-    if was_typing {
-        tell(state, session, conversation_id, false).await?;
+    if let (true, Some(to)) = (was_typing, to) {
+        emit(state, session, conversation_id, to, false);
     }
     Ok(())
 }

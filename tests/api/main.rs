@@ -11,6 +11,7 @@ mod crash;
 mod demo;
 mod errors;
 mod logs;
+mod matrix;
 mod media;
 mod messages;
 mod ops;
