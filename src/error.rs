@@ -42,6 +42,7 @@ codes! {
     InvalidCode => (StatusCode::UNAUTHORIZED, "invalid_code", "The one-time code is wrong, expired, already used or out of attempts."),
     InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "invalid_refresh_token", "The refresh token is unknown, expired or already used (reuse revokes the whole session)."),
     InvalidResetToken => (StatusCode::UNAUTHORIZED, "invalid_reset_token", "The password-reset token is unknown, expired or already used."),
+    InvalidVerificationToken => (StatusCode::UNAUTHORIZED, "invalid_verification_token", "The email-verification token is unknown, expired, already used, or for an address the account no longer has."),
     Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Authenticated, but this action needs a role or right the caller lacks."),
     Blocked => (StatusCode::FORBIDDEN, "blocked", "A block between the users forbids this (messaging, adding to a group)."),
     RequestDeclined => (StatusCode::FORBIDDEN, "request_declined", "The recipient declined this message request; further messages are refused."),

@@ -60,6 +60,8 @@ pub mod limits {
     /// Password-reset mails per target address (apart from login attempts, so that asking for
     /// someone's reset mails cannot lock them out of signing in).
     pub const FORGOT_PER_ADDRESS: Limit = Limit::per_hour("forgot_address", 5);
+    /// Verification mails asked for again, per user.
+    pub const VERIFICATION_MAILS_PER_USER: Limit = Limit::per_hour("verify_mail_user", 5);
     /// Contact syncs per user (each up to 1000 numbers).
     pub const CONTACT_SYNCS_PER_USER: Limit = Limit::per_minute("contact_sync_user", 10);
     /// Socket.IO client events per device.

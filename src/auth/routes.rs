@@ -31,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout_all))
         .routes(routes!(forgot_password))
         .routes(routes!(reset_password))
+        .routes(routes!(verify_email))
+        .routes(routes!(resend_verification))
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
 }
@@ -377,6 +379,44 @@ async fn reset_password(
     let password = field("password", parse_password(b.password)).validate()?;
     service::reset_password(&state, b.token.trim(), password).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyEmailBody {
+    /// The token from the verification link.
+    #[schema(min_length = 1, max_length = 256)]
+    pub token: String,
+}
+
+/// POST /api/v1/auth/email/verify — marks the address the link was mailed to verified (and
+/// turns invitations waiting for it into memberships).
+#[utoipa::path(post, path = "/auth/email/verify", tag = "auth", request_body = VerifyEmailBody,
+    responses((status = 204), (status = 401, description = "invalid_verification_token", body = Problem), (status = 429, body = Problem)))]
+async fn verify_email(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    Json(b): Json<VerifyEmailBody>,
+) -> AppResult<StatusCode> {
+    limit(
+        &state,
+        &limits::AUTH_PER_IP,
+        &crate::ratelimit::ip_key(ip.0),
+    )
+    .await?;
+    service::verify_email(&state, b.token.trim()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// POST /api/v1/auth/email/verify/resend — mails a new verification link to the caller's
+/// address, if it is not verified yet; 202 either way.
+#[utoipa::path(post, path = "/auth/email/verify/resend", tag = "auth", security(("bearer" = [])),
+    responses((status = 202), (status = 401, body = Problem), (status = 429, body = Problem)))]
+async fn resend_verification(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> AppResult<StatusCode> {
+    service::resend_verification(&state, &auth.user_id).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// GET /api/v1/sessions — the user's signed-in devices.

@@ -21,6 +21,8 @@ pub const OTP_TTL: Duration = Duration::from_secs(300);
 pub const OTP_RESEND_COOLDOWN: Duration = Duration::from_secs(60);
 pub const OTP_MAX_ATTEMPTS: i64 = 3;
 const RESET_TTL: Duration = Duration::from_secs(3600);
+/// How long a verification link works.
+const VERIFY_TTL: Duration = Duration::from_secs(48 * 3600);
 
 /// The device a session is opened for.
 pub struct Device {
@@ -110,7 +112,92 @@ pub async fn signup(state: &AppState, input: SignupInput) -> AppResult<(UserRow,
     };
     let (session, refresh) = open_session(state, &mut tx, &user.id, &input.device).await?;
     tx.commit().await?;
+    tokio::spawn(send_verification(
+        state.clone(),
+        user.id.clone(),
+        input.email.clone(),
+    ));
     Ok((user, finish(state, session, refresh)?))
+}
+
+/// Mails a verification link for `email` to it (in the background; failures are logged).
+pub async fn send_verification(state: AppState, user_id: String, email: String) {
+    let result: anyhow::Result<()> = async {
+        let token = new_token();
+        let expires_at = now_ms() + VERIFY_TTL.as_millis() as i64;
+        store::insert_email_verification(&state.db, &token_hash(&token), &user_id, &email, expires_at)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let link = format!("{}/verify-email?token={token}", state.config.public_url);
+        state
+            .mail
+            .send(Mail {
+                to: email,
+                subject: "Confirm your email address".into(),
+                text: format!(
+                    "Please confirm that this address is yours by opening this link within 48 hours:\n{link}\n\n\
+                     If you did not sign up for Palaver, ignore this mail."
+                ),
+                link: Some(link),
+            })
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "sending a verification mail failed"
+        );
+    }
+}
+
+/// Uses a verification link: the address is verified if it is still the account's, and the
+/// invitations waiting for it become memberships.
+pub async fn verify_email(state: &AppState, token: &str) -> AppResult<()> {
+    let invalid = || {
+        AppError::new(
+            Code::InvalidVerificationToken,
+            "the verification token is invalid, expired or used",
+        )
+    };
+    let mut tx = state.db.begin().await?;
+    let (user_id, email) = store::use_email_verification(&mut tx, &token_hash(token))
+        .await?
+        .ok_or_else(invalid)?;
+    if !store::set_email_verified(&mut tx, &user_id, &email).await? {
+        return Err(invalid());
+    }
+    email_proven(&mut tx, &user_id).await?;
+    state.db.commit(tx).await?;
+    Ok(())
+}
+
+/// What an account gets once its address is proven: the invitations sent to it.
+async fn email_proven(tx: &mut Tx, user_id: &str) -> AppResult<()> {
+    for (workspace_id, role) in workspaces::accept_invitations(tx, user_id).await? {
+        if role.works_inbox() {
+            crate::whatsapp::join_channel_conversations(tx, &workspace_id, user_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A new verification mail to the caller's address, unless it is verified (or there is none).
+pub async fn resend_verification(state: &AppState, user_id: &str) -> AppResult<()> {
+    let user = users::find_by_id(&state.db, user_id)
+        .await?
+        .ok_or_else(AppError::unauthorized)?;
+    if let (Some(email), None) = (user.email, user.email_verified_at) {
+        if let Err(retry) = state
+            .limiter
+            .check(&limits::VERIFICATION_MAILS_PER_USER, user_id)
+            .await
+        {
+            return Err(AppError::rate_limited(Code::RateLimited, retry));
+        }
+        tokio::spawn(send_verification(state.clone(), user.id, email));
+    }
+    Ok(())
 }
 
 /// A new account from open signup (email or phone): a member of the default workspace.
@@ -323,7 +410,7 @@ pub async fn send_password_reset(state: AppState, email: String) {
         };
         let token = new_token();
         let expires_at = now_ms() + RESET_TTL.as_millis() as i64;
-        store::insert_password_reset(&state.db, &token_hash(&token), &user.id, expires_at)
+        store::insert_password_reset(&state.db, &token_hash(&token), &user.id, &email, expires_at)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let link = format!("{}/reset-password?token={token}", state.config.public_url);
@@ -354,7 +441,7 @@ pub async fn send_password_reset(state: AppState, email: String) {
 pub async fn reset_password(state: &AppState, token: &str, password: String) -> AppResult<()> {
     let hash = hash_password(password).await?;
     let mut tx = state.db.begin().await?;
-    let user_id = store::use_password_reset(&mut tx, &token_hash(token))
+    let (user_id, mailed_to) = store::use_password_reset(&mut tx, &token_hash(token))
         .await?
         .ok_or_else(|| {
             AppError::new(
@@ -363,6 +450,12 @@ pub async fn reset_password(state: &AppState, token: &str, password: String) -> 
             )
         })?;
     users::set_password(&mut tx, &user_id, &hash).await?;
+    // The reset link was opened from the mailbox: that proves the address it went to.
+    if let Some(email) = mailed_to {
+        if store::set_email_verified(&mut tx, &user_id, &email).await? {
+            email_proven(&mut tx, &user_id).await?;
+        }
+    }
     let revoked = store::revoke_all_sessions(&mut tx, &user_id).await?;
     tx.commit().await?;
     state.sessions_revoked(&revoked);
@@ -462,6 +555,10 @@ pub async fn create_platform_admin(
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
+    // The operator named the address on the command line: it counts as proven.
+    store::set_email_verified(&mut tx, &user_id, email.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok((user_id, created))
 }

@@ -276,11 +276,13 @@ pub async fn insert_password_reset(
     db: &Db,
     hash: &str,
     user_id: &str,
+    email: &str,
     expires_at: i64,
 ) -> AppResult<()> {
-    sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO password_resets (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(hash)
         .bind(user_id)
+        .bind(email)
         .bind(now_ms())
         .bind(expires_at)
         .execute(db.writer())
@@ -288,13 +290,78 @@ pub async fn insert_password_reset(
     Ok(())
 }
 
-/// Uses a reset token exactly once; returns its user.
-pub async fn use_password_reset(tx: &mut Tx, hash: &str) -> AppResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
+/// Uses a reset token exactly once, and spends the user's other reset tokens with it; returns
+/// its user and the address it was mailed to.
+pub async fn use_password_reset(
+    tx: &mut Tx,
+    hash: &str,
+) -> AppResult<Option<(String, Option<String>)>> {
+    let now = now_ms();
+    let used: Option<(String, Option<String>)> = sqlx::query_as(
+        "UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+         RETURNING user_id, email",
+    )
+    .bind(hash)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((user_id, _)) = &used {
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(used)
+}
+
+pub async fn insert_email_verification(
+    db: &Db,
+    hash: &str,
+    user_id: &str,
+    email: &str,
+    expires_at: i64,
+) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hash)
+    .bind(user_id)
+    .bind(email)
+    .bind(now_ms())
+    .bind(expires_at)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Uses a verification token exactly once; returns its user and the address it was mailed to.
+pub async fn use_email_verification(
+    tx: &mut Tx,
+    hash: &str,
+) -> AppResult<Option<(String, String)>> {
+    Ok(sqlx::query_as(
+        "UPDATE email_verifications SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+         RETURNING user_id, email",
     )
     .bind(hash)
     .bind(now_ms())
     .fetch_optional(&mut **tx)
     .await?)
+}
+
+/// Marks `email` verified for `user_id` if it is still the user's address; `true` if it was.
+pub async fn set_email_verified(tx: &mut Tx, user_id: &str, email: &str) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $3) WHERE id = $1 AND email = $2",
+    )
+    .bind(user_id)
+    .bind(email)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
 }

@@ -137,10 +137,14 @@ pub struct UserRow {
     pub last_seen_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the address in `email` was proven (a verification link or a password reset
+    /// mailed to it was used); `None` until then.
+    pub email_verified_at: Option<i64>,
 }
 
 pub const USER_COLUMNS: &str = "id, display_name, about, avatar_media_id, phone, email, \
-    password_hash, privacy_last_seen, is_platform_admin, is_invited, last_seen_at, created_at, updated_at";
+    password_hash, privacy_last_seen, is_platform_admin, is_invited, last_seen_at, created_at, updated_at, \
+    email_verified_at";
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -159,6 +163,8 @@ pub struct Me {
     /// Set by OTP sign-in; read-only.
     pub phone: Option<String>,
     pub email: Option<String>,
+    /// Whether `email` was proven by opening a link mailed to it.
+    pub email_verified: bool,
     pub privacy: Privacy,
     pub is_platform_admin: bool,
     pub created_at: Timestamp,
@@ -174,6 +180,7 @@ impl From<&UserRow> for Me {
             avatar_media_id: u.avatar_media_id.clone(),
             phone: u.phone.clone(),
             email: u.email.clone(),
+            email_verified: u.email.is_some() && u.email_verified_at.is_some(),
             privacy: Privacy {
                 last_seen: LastSeenPrivacy::from_db(&u.privacy_last_seen),
             },

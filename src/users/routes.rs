@@ -58,8 +58,12 @@ pub struct UpdateMeBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub avatar_media_id: Option<Option<String>>,
+    /// A new address is unverified until the link mailed to it is opened.
     #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
+    /// Required with a new `email` when the account has a password.
+    #[schema(max_length = 128)]
+    pub current_password: Option<String>,
     pub privacy: Option<PrivacyChange>,
 }
 
@@ -90,6 +94,23 @@ async fn update_me(
     if let Some(Some(id)) = &avatar {
         crate::media::usable_as_avatar(&state.db, &auth.user_id, id).await?;
     }
+    let current = store::find_by_id(&state.db, &auth.user_id)
+        .await?
+        .ok_or_else(AppError::unauthorized)?;
+    let new_email = email
+        .clone()
+        .filter(|e| current.email.as_deref() != Some(e.as_str()));
+    if new_email.is_some() && current.password_hash.is_some() {
+        let given = b.current_password.ok_or_else(|| {
+            AppError::invalid_field("currentPassword", "is required to change the email")
+        })?;
+        if !crate::auth::secrets::verify_password(given, current.password_hash.clone()).await? {
+            return Err(AppError::invalid_field(
+                "currentPassword",
+                "is not the password",
+            ));
+        }
+    }
     let change = ProfileChange {
         display_name,
         about,
@@ -101,6 +122,13 @@ async fn update_me(
         avatar,
     };
     let user = store::update_profile(&state.db, &auth.user_id, &change).await?;
+    if let Some(email) = new_email {
+        tokio::spawn(crate::auth::service::send_verification(
+            state.clone(),
+            user.id.clone(),
+            email,
+        ));
+    }
     Ok(Json(Me::from(&user)))
 }
 

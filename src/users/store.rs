@@ -116,6 +116,7 @@ pub struct ProfileChange {
 pub async fn update_profile(db: &Db, id: &str, c: &ProfileChange) -> AppResult<UserRow> {
     sqlx::query_as(&format!(
         "UPDATE users SET display_name = COALESCE($2, display_name), about = COALESCE($3, about), \
+         email_verified_at = CASE WHEN $4 IS NULL OR $4 = email THEN email_verified_at ELSE NULL END, \
          email = COALESCE($4, email), privacy_last_seen = COALESCE($5, privacy_last_seen), \
          avatar_media_id = CASE WHEN $7 = 1 THEN $8 ELSE avatar_media_id END, \
          updated_at = $6 WHERE id = $1 RETURNING {USER_COLUMNS}"

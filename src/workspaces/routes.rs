@@ -243,6 +243,9 @@ async fn add_member(
         )]));
     }
     let mut tx = state.db.begin().await?;
+    // An invitation by email binds only to a proven address: until the account's address is
+    // verified, it waits (and grants nothing).
+    let mut unproven_email = false;
     let user_id = if let Some(user_id) = b.user_id {
         users::find_by_id(&state.db, &user_id)
             .await?
@@ -256,6 +259,10 @@ async fn add_member(
             (_, Some(p)) => users::find_by_phone(&state.db, p.as_str()).await?,
             _ => None,
         };
+        unproven_email = email.is_some()
+            && existing
+                .as_ref()
+                .is_none_or(|u| u.email_verified_at.is_none());
         match existing {
             Some(u) => u.id,
             None => {
@@ -278,7 +285,11 @@ async fn add_member(
             }
         }
     };
-    store::insert_membership(&mut tx, &scope.workspace_id, &user_id, b.role).await?;
+    if unproven_email {
+        store::insert_invitation(&mut tx, &scope.workspace_id, &user_id, b.role).await?;
+    } else {
+        store::insert_membership(&mut tx, &scope.workspace_id, &user_id, b.role).await?;
+    }
     tx.commit().await?;
     let member = store::find_member(scope.tenant(&state.db), &user_id)
         .await?

@@ -182,8 +182,81 @@ pub async fn insert_membership(
     Ok(())
 }
 
+/// Invites a user whose address is not verified yet: the membership waits in `invitations`
+/// until it is (`AlreadyMember` if either exists).
+pub async fn insert_invitation(
+    tx: &mut Tx,
+    workspace_id: &str,
+    user_id: &str,
+    role: Role,
+) -> AppResult<()> {
+    let member: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let already = || {
+        AppError::new(
+            Code::AlreadyMember,
+            "the user is already a member or invited",
+        )
+    };
+    if member.is_some() {
+        return Err(already());
+    }
+    sqlx::query(
+        "INSERT INTO invitations (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            already()
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+/// Turns the user's invitations into memberships (their address was just proven); returns
+/// the workspaces joined, with the role.
+pub async fn accept_invitations(tx: &mut Tx, user_id: &str) -> AppResult<Vec<(String, Role)>> {
+    let invited: Vec<(String, String)> =
+        sqlx::query_as("DELETE FROM invitations WHERE user_id = $1 RETURNING workspace_id, role")
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut joined = Vec::with_capacity(invited.len());
+    for (workspace_id, role) in invited {
+        sqlx::query(
+            "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (workspace_id, user_id) DO NOTHING",
+        )
+        .bind(&workspace_id)
+        .bind(user_id)
+        .bind(&role)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        joined.push((workspace_id, Role::from_db(&role)));
+    }
+    Ok(joined)
+}
+
+/// Members, and invitations waiting for a verified address (shown as `invited`).
+const MEMBERS_AND_INVITED: &str = "SELECT u.id AS user_id, u.display_name, u.email, u.phone, \
+    u.is_invited, m.role, m.created_at, m.workspace_id FROM memberships m JOIN users u ON u.id = m.user_id \
+    UNION ALL SELECT u.id AS user_id, u.display_name, u.email, u.phone, 1 AS is_invited, i.role, \
+    i.created_at, i.workspace_id FROM invitations i JOIN users u ON u.id = i.user_id";
+
 const MEMBER_COLUMNS: &str =
-    "u.id AS user_id, u.display_name, u.email, u.phone, u.is_invited, m.role, m.created_at";
+    "x.user_id, x.display_name, x.email, x.phone, x.is_invited, x.role, x.created_at";
 
 fn member_from_row(r: &sqlx::any::AnyRow) -> Result<WorkspaceMember, sqlx::Error> {
     Ok(WorkspaceMember {
@@ -203,8 +276,8 @@ pub async fn list_members(
     limit: i64,
 ) -> AppResult<Vec<WorkspaceMember>> {
     let rows = sqlx::query(&format!(
-        "SELECT {MEMBER_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
-         WHERE m.workspace_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+        "SELECT {MEMBER_COLUMNS} FROM ({MEMBERS_AND_INVITED}) x \
+         WHERE x.workspace_id = $1 AND x.user_id > $2 ORDER BY x.user_id LIMIT $3"
     ))
     .bind(t.workspace_id())
     .bind(after.unwrap_or(""))
@@ -216,8 +289,8 @@ pub async fn list_members(
 
 pub async fn find_member(t: Tenant<'_>, user_id: &str) -> AppResult<Option<WorkspaceMember>> {
     let row = sqlx::query(&format!(
-        "SELECT {MEMBER_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id \
-         WHERE m.workspace_id = $1 AND m.user_id = $2"
+        "SELECT {MEMBER_COLUMNS} FROM ({MEMBERS_AND_INVITED}) x \
+         WHERE x.workspace_id = $1 AND x.user_id = $2"
     ))
     .bind(t.workspace_id())
     .bind(user_id)
@@ -279,7 +352,18 @@ async fn change_member(
             .fetch_optional(&mut **tx)
             .await?;
     let Some(previous) = previous else {
-        return Err(AppError::not_found());
+        // An invitation waiting for a verified address changes (or goes) the same way.
+        let invitation_sql = sql.replace("memberships", "invitations");
+        let mut q = sqlx::query(&invitation_sql)
+            .bind(workspace_id)
+            .bind(user_id);
+        if let Some(role) = role {
+            q = q.bind(role.as_str());
+        }
+        if q.execute(&mut **tx).await?.rows_affected() == 0 {
+            return Err(AppError::not_found());
+        }
+        return Ok(role.unwrap_or(Role::Member));
     };
     let mut q = sqlx::query(sql).bind(workspace_id).bind(user_id);
     if let Some(role) = role {

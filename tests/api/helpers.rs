@@ -359,9 +359,57 @@ impl Capture {
     pub fn try_next(&mut self) -> Option<Value> {
         self.rx.try_recv().ok()
     }
+
+    /// The next mail whose link goes to `path` (`/verify-email`, `/reset-password`); mails of
+    /// other kinds before it are skipped.
+    pub async fn next_link(&mut self, path: &str) -> Value {
+        loop {
+            let mail = self.next().await;
+            if mail["link"].as_str().is_some_and(|l| l.contains(path)) {
+                return mail;
+            }
+        }
+    }
+
+    /// The token of the next mail whose link goes to `path`.
+    pub async fn next_token(&mut self, path: &str) -> String {
+        let mail = self.next_link(path).await;
+        let link = mail["link"].as_str().unwrap();
+        link.split("token=")
+            .nth(1)
+            .expect("a token in the link")
+            .to_owned()
+    }
+}
+
+/// A test server whose mails go to a [`Capture`].
+pub async fn spawn_with_mail(backend: Backend) -> Option<(TestApp, Capture)> {
+    let mail = Capture::start().await;
+    let url = mail.url.clone();
+    let app = spawn(backend, |s| {
+        s.mail_sender = Some(palaver::config::MailSenderKind::Webhook);
+        s.mail_webhook_url = Some(url);
+    })
+    .await?;
+    Some((app, mail))
 }
 
 impl TestApp {
+    /// Uses the next verification link in `mail` that went to `address` (others are skipped).
+    pub async fn verify_email(&self, mail: &mut Capture, address: &str) {
+        let token = loop {
+            let sent = mail.next_link("/verify-email").await;
+            if sent["to"] == address {
+                let link = sent["link"].as_str().unwrap();
+                break link.split("token=").nth(1).unwrap().to_owned();
+            }
+        };
+        let r = self
+            .post("/api/v1/auth/email/verify", None, json!({ "token": token }))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    }
+
     /// Opens (or finds) the direct conversation of `a` with `b`; returns its id.
     pub async fn direct(&self, a: &User, b: &User) -> String {
         let r = self

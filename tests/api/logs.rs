@@ -175,7 +175,10 @@ async fn secrets_and_codes_never_reach_the_log() {
             .status(),
         StatusCode::ACCEPTED
     );
-    let link = mail.next().await["link"].as_str().unwrap().to_owned();
+    let link = mail.next_link("/reset-password").await["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let token = link.split("token=").nth(1).unwrap().to_owned();
     let new_password = "An0ther-secret-passphrase";
     let r = post(

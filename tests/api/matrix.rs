@@ -245,6 +245,7 @@ fn rows(w: &World) -> Vec<Row> {
         "/auth/otp/verify",
         "/auth/refresh",
         "/auth/password/forgot",
+        "/auth/email/verify",
         "/auth/password/reset",
     ] {
         row(Method::POST, route, NOBODY, None, plain(route));
@@ -253,6 +254,7 @@ fn rows(w: &World) -> Vec<Row> {
     for (method, route) in [
         (Method::POST, "/auth/logout"),
         (Method::POST, "/auth/logout-all"),
+        (Method::POST, "/auth/email/verify/resend"),
         (Method::GET, "/users/me"),
         (Method::PATCH, "/users/me"),
         (Method::DELETE, "/users/me"),

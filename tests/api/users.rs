@@ -94,7 +94,9 @@ async fn the_profile_is_read_and_changed_field_by_field(app: &TestApp) {
             Method::PATCH,
             "/api/v1/users/me",
             Some(&u.token),
-            Some(json!({"email": "Taken@example.com"})),
+            Some(
+                json!({"email": "Taken@example.com", "currentPassword": crate::helpers::PASSWORD}),
+            ),
         )
         .await;
     r.assert_problem(409, "email_taken");

@@ -115,8 +115,16 @@ async fn anyone_creates_workspaces_when_open(app: &TestApp) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
-dual_test!(a_second_workspace_sees_nothing_of_the_first);
-async fn a_second_workspace_sees_nothing_of_the_first(app: &TestApp) {
+dual_test!(a_second_workspace_sees_nothing_of_the_first, custom);
+async fn a_second_workspace_sees_nothing_of_the_first(backend: crate::helpers::Backend) {
+    let Some((app, mut mail)) = crate::helpers::spawn_with_mail(backend).await else {
+        return;
+    };
+    second_workspace(&app, &mut mail).await;
+    app.stop().await;
+}
+
+async fn second_workspace(app: &TestApp, mail: &mut crate::helpers::Capture) {
     let root = admin(app, "root@example.com").await;
     let alice = app.signup("alice@example.com", "Alice Default").await;
     let r = app
@@ -137,6 +145,10 @@ async fn a_second_workspace_sees_nothing_of_the_first(app: &TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let carol = app.signup("carol@example.com", "Carol Other").await;
+    // The invitation binds once Carol proves the address.
+    let r = app.get("/api/v1/workspaces", &carol.token).await;
+    assert_eq!(r.body["items"], json!([]), "{}", r.body);
+    app.verify_email(mail, "carol@example.com").await;
 
     // Carol's world is the other workspace.
     let r = app.get("/api/v1/workspaces", &carol.token).await;
