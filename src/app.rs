@@ -200,7 +200,34 @@ pub fn openapi_json() -> serde_json::Value {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut json = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
     document_problems(&mut json);
+    document_idempotency_keys(&mut json);
     json
+}
+
+/// The `Idempotency-Key` header's form (`http::idempotency`), wherever an operation takes it.
+fn document_idempotency_keys(doc: &mut serde_json::Value) {
+    let Some(paths) = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for op in paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+    {
+        for op in op.values_mut() {
+            let params = op
+                .get_mut("parameters")
+                .and_then(serde_json::Value::as_array_mut);
+            for p in params.into_iter().flatten() {
+                if p["in"] == "header" && p["name"] == "Idempotency-Key" {
+                    p["schema"] =
+                        serde_json::json!({"type": "string", "pattern": "^[!-~]{1,100}$"});
+                }
+            }
+        }
+    }
 }
 
 /// Every error answer is problem+json, and every operation can answer the generic failures;

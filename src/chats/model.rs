@@ -13,6 +13,7 @@ pub const MEMBERS_INLINE: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ConversationKind)]
 pub enum Kind {
     Direct,
     Group,

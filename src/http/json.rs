@@ -51,32 +51,73 @@ where
 /// Parses a JSON document, naming the failing field on a data error.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let inner = e.inner();
-        if inner.is_data() {
-            let path = e.path().to_string();
-            let message = clean_message(&inner.to_string());
-            // serde reports a missing field at its parent's path; name the field itself.
-            let missing = message
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next());
-            let field = match (path.as_str(), missing) {
-                (".", Some(name)) => name.to_owned(),
-                (_, Some(name)) => format!("{path}.{name}"),
-                (".", None) => "body".to_owned(),
-                _ => path,
-            };
-            AppError::validation(vec![FieldError::new(field, message)])
-        } else {
-            AppError::new(
-                Code::MalformedJson,
-                format!("malformed JSON: {}", clean_message(&inner.to_string())),
-            )
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end().map_err(|_| {
+                AppError::new(Code::MalformedJson, "malformed JSON: trailing characters")
+            })?;
+            Ok(value)
         }
-    })?;
-    de.end()
-        .map_err(|_| AppError::new(Code::MalformedJson, "malformed JSON: trailing characters"))?;
-    Ok(value)
+        // JSON Schema counts 3.0 as an integer, and so does the API: a number with no
+        // fraction is read again as the integer it is (only on this rare path, so the common
+        // one parses once).
+        Err(e)
+            if e.inner()
+                .to_string()
+                .starts_with("invalid type: floating point") =>
+        {
+            let mut value: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| AppError::new(Code::MalformedJson, format!("malformed JSON: {e}")))?;
+            integral_floats_to_integers(&mut value);
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let message = e.inner().to_string();
+                field_error(e.path().to_string(), message)
+            })
+        }
+        Err(e) => {
+            let inner = e.inner();
+            if inner.is_data() {
+                Err(field_error(e.path().to_string(), inner.to_string()))
+            } else {
+                Err(AppError::new(
+                    Code::MalformedJson,
+                    format!("malformed JSON: {}", clean_message(&inner.to_string())),
+                ))
+            }
+        }
+    }
+}
+
+/// A 422 naming the field a data error is about.
+fn field_error(path: String, message: String) -> AppError {
+    let message = clean_message(&message);
+    // serde reports a missing field at its parent's path; name the field itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let field = match (path.as_str(), missing) {
+        (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) => format!("{path}.{name}"),
+        (".", None) => "body".to_owned(),
+        _ => path,
+    };
+    AppError::validation(vec![FieldError::new(field, message)])
+}
+
+/// Replaces every number with no fraction (within i64) by its integer.
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// serde's messages end with " at line L column C"; the field path says more to a client.
@@ -128,6 +169,14 @@ mod tests {
                 .code(),
             Code::MalformedJson
         );
+    }
+
+    #[test]
+    fn a_number_without_fraction_is_an_integer() {
+        let b = parse::<Body>(br#"{"name":"x","inner":{"n":7.0}}"#).unwrap();
+        assert_eq!(b.inner.n, 7);
+        let e = parse::<Body>(br#"{"name":"x","inner":{"n":7.5}}"#).unwrap_err();
+        assert!(format!("{e:?}").contains("inner.n"), "{e:?}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The multipart form of an upload.
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 struct UploadForm {
     /// The file. Its type is sniffed from its bytes; the file name is kept for display only.
     #[schema(value_type = String, format = Binary)]

@@ -24,6 +24,7 @@ pub enum Class {
 /// What a media item is used as; the `kind` of an upload and of the message that carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = MediaKind)]
 pub enum Kind {
     Image,
     Sticker,

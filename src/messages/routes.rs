@@ -304,6 +304,8 @@ async fn send_message(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EditBody {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 65536, pattern = "\\S")]
     pub text: String,
 }
 
@@ -328,8 +330,17 @@ async fn edit_message(
 pub struct DeleteQuery {
     /// `me` (default) hides it for the caller; `everyone` erases it (sender or group admin, within 48 h).
     #[serde(rename = "for")]
-    #[param(rename = "for")]
+    #[param(rename = "for", value_type = Option<DeleteFor>)]
     pub scope: Option<String>,
+}
+
+/// Whom a deletion is for.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteFor {
+    Me,
+    Everyone,
 }
 
 /// DELETE /api/v1/messages/{id} — deletes for the caller or for everyone (a tombstone stays).
@@ -468,7 +479,10 @@ async fn search_messages(
             "must contain a word of letters or digits (at most 256 characters)",
         ));
     }
-    let limit = q.limit.unwrap_or(20).clamp(1, 50);
+    let limit = match q.limit {
+        Some(n) if n < 1 => return Err(AppError::invalid_field("limit", "must be at least 1")),
+        n => n.unwrap_or(20).min(50),
+    };
     let items = service::search(
         scope.tenant(&state.db),
         &scope.user_id,
@@ -494,6 +508,7 @@ async fn search_messages(
 #[serde(rename_all = "camelCase")]
 pub struct ForwardBody {
     /// 1 to 20 conversations of the caller.
+    #[schema(min_items = 1, max_items = 20)]
     pub conversation_ids: Vec<String>,
 }
 

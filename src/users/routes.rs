@@ -91,6 +91,15 @@ async fn update_me(
         Ok::<_, FieldError>(b.avatar_media_id),
     )
         .validate()?;
+    if b.current_password
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > 128)
+    {
+        return Err(AppError::invalid_field(
+            "currentPassword",
+            "must be at most 128 characters",
+        ));
+    }
     if let Some(Some(id)) = &avatar {
         crate::media::usable_as_avatar(&state.db, &auth.user_id, id).await?;
     }
