@@ -112,6 +112,11 @@ impl RateLimiter {
         }
     }
 
+    /// Whether the limits that rate limits turn off are counted at all.
+    pub fn is_on(&self) -> bool {
+        self.enabled
+    }
+
     /// Counts a hit; `Err(seconds)` says how long until the key may try again.
     pub async fn check(&self, limit: &Limit, key: &str) -> Result<(), u64> {
         if !self.enabled && !limit.always {
