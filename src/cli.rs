@@ -45,6 +45,16 @@ pub enum Command {
     Demo(SettingsArgs),
     /// Print the OpenAPI document of the HTTP API
     Openapi,
+    /// Reads a PDF's page count (and text) and prints it as JSON: the server runs this in a
+    /// process of its own, with memory and time limits, so that a hostile file cannot take
+    /// the server down
+    #[command(hide = true)]
+    PdfInfo {
+        file: PathBuf,
+        /// Extract the text too
+        #[arg(long)]
+        text: bool,
+    },
     /// Load generator: runs a scenario of quality.md against a running server and reports
     Bench(crate::bench::BenchArgs),
     /// Ingest a folder of WhatsApp webhook bodies (*.json, in name order) through the webhook's
@@ -165,6 +175,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if report.failed_files > 0 {
                 anyhow::bail!("{} file(s) could not be imported", report.failed_files);
             }
+            Ok(())
+        }
+        Some(Command::PdfInfo { file, text }) => {
+            let (pages, text) = crate::media::process::pdf(&file, text)?;
+            println!("{}", serde_json::json!({ "pages": pages, "text": text }));
             Ok(())
         }
         Some(Command::Openapi) => {

@@ -166,6 +166,9 @@ pub struct Settings {
     /// API key of the transcription API (also PALAVER_TRANSCRIPTION_API_KEY_FILE)
     #[arg(long, env = "PALAVER_TRANSCRIPTION_API_KEY", hide_env_values = true)]
     pub transcription_api_key: Option<String>,
+    /// The palaver program that reads PDFs (page count, text) in a process of its own, under memory and time limits, as `PROGRAM pdf-info FILE` [default: this program]
+    #[arg(long, env = "PALAVER_PDF_READER")]
+    pub pdf_reader: Option<String>,
     /// Transcription model [default: whisper-1]
     #[arg(long, env = "PALAVER_TRANSCRIPTION_MODEL")]
     pub transcription_model: Option<String>,
@@ -253,6 +256,7 @@ impl Settings {
             transcription_url,
             transcription_api_key,
             transcription_model,
+            pdf_reader,
             job_workers,
             whatsapp_verify_signatures,
             whatsapp_app_secret,
@@ -406,6 +410,8 @@ pub struct MediaConfig {
     pub tesseract_lang: String,
     pub pdftoppm: Option<String>,
     pub transcription: Option<TranscriptionConfig>,
+    /// The program run as `pdf-info FILE` to read PDFs apart from the server.
+    pub pdf_reader: PathBuf,
 }
 
 /// The checked, defaulted configuration the server runs with.
@@ -711,7 +717,12 @@ fn media_config(s: &Settings, data_dir: &Path) -> anyhow::Result<MediaConfig> {
     {
         bail!("PALAVER_TESSERACT_LANG must be language codes joined by +, e.g. eng+deu");
     }
+    let pdf_reader = match &s.pdf_reader {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().context("finding this program (for PALAVER_PDF_READER)")?,
+    };
     Ok(MediaConfig {
+        pdf_reader,
         store,
         limits: MediaLimits {
             image: mib(s.media_max_image_mib, 16)?,

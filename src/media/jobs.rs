@@ -162,8 +162,10 @@ async fn pdf(
     path: &Path,
     found: &mut store::Analysis,
 ) -> Result<Option<Vec<u8>>, JobError> {
-    let owned = path.to_owned();
-    match blocking(move || process::pdf(&owned, false)).await? {
+    let slot = cpu_slot().await;
+    let read = process::pdf_info(&state.media.pdf_reader, path, false).await;
+    drop(slot);
+    match read {
         Ok((pages, _)) => found.pages = Some(pages),
         Err(e) => {
             tracing::info!(media = %m.id, error = %e, "unreadable PDF");
@@ -199,8 +201,8 @@ pub async fn extract_text(state: &AppState, job: &Job) -> JobResult {
     let local = fetch(state, &m.storage_key, job).await?;
     let text = match source {
         "pdf" => {
-            let path = local.0.clone();
-            match blocking(move || process::pdf(&path, true)).await? {
+            let _slot = cpu_slot().await;
+            match process::pdf_info(&state.media.pdf_reader, &local.0, true).await {
                 Ok((_, text)) => text.unwrap_or_default(),
                 Err(e) => return Err(JobError::permanent(e)),
             }

@@ -37,6 +37,8 @@ pub struct Media {
     pub tesseract_lang: String,
     /// The pdftoppm program, when PDF thumbnails are available.
     pub pdftoppm: Option<String>,
+    /// The program that reads PDFs in a process of its own (`pdf-info`).
+    pub pdf_reader: PathBuf,
     /// The outbound client for the transcription API and the Graph API (long timeout).
     pub http: crate::outbound::Outbound,
     /// Local copies of uploads being processed.
@@ -73,6 +75,7 @@ impl Media {
             tesseract,
             tesseract_lang: config.media.tesseract_lang.clone(),
             pdftoppm,
+            pdf_reader: config.media.pdf_reader.clone(),
             http,
             scratch,
         })

@@ -191,13 +191,46 @@ fn prlimit() -> Option<&'static Path> {
         .as_deref()
 }
 
+/// Address space the PDF reader may take (`palaver pdf-info`, with one malloc arena).
+const PDF_READER_MEMORY: u64 = 1 << 30;
+
+/// A PDF's page count and (with `with_text`) text, read by `reader pdf-info` — this program,
+/// in a process of its own under memory and time limits: a small file can hold streams that
+/// inflate to gigabytes, and such a file must cost a failed job, not the server.
+pub async fn pdf_info(
+    reader: &Path,
+    pdf: &Path,
+    with_text: bool,
+) -> anyhow::Result<(i64, Option<String>)> {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["pdf-info".as_ref(), pdf.as_os_str()];
+    if with_text {
+        args.push("--text".as_ref());
+    }
+    let out = run_limited(reader.as_os_str(), &args, PDF_READER_MEMORY).await?;
+    #[derive(serde::Deserialize)]
+    struct Info {
+        pages: i64,
+        text: Option<String>,
+    }
+    let info: Info = serde_json::from_slice(&out)?;
+    Ok((info.pages, info.text))
+}
+
 /// Runs a program with a time limit — and, where `prlimit` is installed, with limits on its
 /// memory and CPU time — and kills it when the time passes; its stdout when it exits 0.
 async fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Vec<u8>> {
+    run_limited(program.as_ref(), args, TOOL_MEMORY).await
+}
+
+async fn run_limited(
+    program: &std::ffi::OsStr,
+    args: &[&std::ffi::OsStr],
+    memory: u64,
+) -> anyhow::Result<Vec<u8>> {
     let mut command = match prlimit() {
         Some(prlimit) => {
             let mut c = tokio::process::Command::new(prlimit);
-            c.arg(format!("--as={TOOL_MEMORY}"))
+            c.arg(format!("--as={memory}"))
                 .arg(format!("--cpu={}", TOOL_TIMEOUT.as_secs()))
                 .arg("--")
                 .arg(program);
@@ -207,6 +240,8 @@ async fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Ve
     };
     let child = command
         .args(args)
+        // One malloc arena per process: each would reserve 64 MiB of address space per thread.
+        .env("MALLOC_ARENA_MAX", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,11 +249,13 @@ async fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Ve
         .spawn()?;
     let out = tokio::time::timeout(TOOL_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| anyhow::anyhow!("{program} took longer than {}s", TOOL_TIMEOUT.as_secs()))??;
+        .map_err(|_| {
+            anyhow::anyhow!("{program:?} took longer than {}s", TOOL_TIMEOUT.as_secs())
+        })??;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         anyhow::bail!(
-            "{program} failed ({}): {}",
+            "{program:?} failed ({}): {}",
             out.status,
             err.trim().chars().take(300).collect::<String>()
         );

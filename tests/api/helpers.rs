@@ -92,6 +92,8 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
         log: Some(std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
         // The fake Graph API, SMS and mail webhooks listen on loopback.
         outbound_allow: Some("127.0.0.1".into()),
+        // The test binary is not palaver: PDFs are read by the real one.
+        pdf_reader: Some(env!("CARGO_BIN_EXE_palaver").into()),
         ..Default::default()
     }
 }

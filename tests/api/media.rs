@@ -1192,3 +1192,41 @@ async fn uploads_have_their_own_rate_limit(app: &TestApp) {
     r.assert_problem(429, "rate_limited");
     assert!(r.header("retry-after").is_some());
 }
+
+dual_test!(a_pdf_is_read_apart_under_a_memory_limit, custom);
+async fn a_pdf_is_read_apart_under_a_memory_limit(backend: crate::helpers::Backend) {
+    if which("prlimit").is_err() || which("python3").is_err() {
+        eprintln!(
+            "skipped a_pdf_is_read_apart_under_a_memory_limit: prlimit or python3 is missing"
+        );
+        return;
+    }
+    // A reader that behaves like a decompression bomb: it takes 3 GiB, then answers. Read in
+    // the server's process (or without limits) it would answer; apart, under the limit, it
+    // is refused the memory and the PDF's text ends as failed, the server untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let reader = dir.path().join("bomb-reader");
+    std::fs::write(
+        &reader,
+        "#!/bin/sh\nexec python3 -c 'b = bytearray(3 * 1024 ** 3); print(\"{\\\"pages\\\": 1, \\\"text\\\": \\\"read\\\"}\")'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&reader, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = reader.to_string_lossy().into_owned();
+    let Some(app) = crate::helpers::spawn(backend, |s| s.pdf_reader = Some(path)).await else {
+        return;
+    };
+    let alice = app.signup("pdf@example.com", "Pdf").await;
+    let d = uploaded(&app, &alice, pdf(&["bomb"]), "bomb.pdf", None).await;
+    let id = d["id"].as_str().unwrap();
+    let text = eventually(&app, &alice, &format!("/api/v1/media/{id}/text"), |b| {
+        b["state"] != "pending"
+    })
+    .await;
+    assert_eq!(text["state"], "failed", "{text}");
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
+    app.stop().await;
+}
