@@ -753,3 +753,30 @@ async fn a_completed_reset_verifies_the_address_and_spends_other_links(
     assert_eq!(r.body["user"]["emailVerified"], true, "{}", r.body);
     app.stop().await;
 }
+
+dual_test!(reset_mails_are_limited_per_address_apart_from_login);
+async fn reset_mails_are_limited_per_address_apart_from_login(app: &TestApp) {
+    app.signup("nora@example.com", "Nora").await;
+    let forgot = || {
+        app.post(
+            "/api/v1/auth/password/forgot",
+            None,
+            json!({"email": "nora@example.com"}),
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(forgot().await.status, StatusCode::ACCEPTED);
+    }
+    let r = forgot().await;
+    r.assert_problem(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    // Asking for someone's reset mails does not lock them out of signing in.
+    let r = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "nora@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -407,3 +407,35 @@ async fn erasing_an_account_leaves_only_tombstones(app: &TestApp) {
     let (events, _) = crate::helpers::drain_until(app, &b, cursor, 100, tombstoned).await;
     assert!(!serde_json::to_string(&events).unwrap().contains("secret"));
 }
+
+dual_test!(contact_syncs_are_capped_per_call_and_per_minute);
+async fn contact_syncs_are_capped_per_call_and_per_minute(app: &TestApp) {
+    let u = app.signup("sync-cap@example.com", "Sync").await;
+    let phones: Vec<String> = (0..1001).map(|i| format!("+1415555{i:04}")).collect();
+    let r = app
+        .post(
+            "/api/v1/contacts/sync",
+            Some(&u.token),
+            json!({ "phones": phones }),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    for _ in 0..10 {
+        let r = app
+            .post(
+                "/api/v1/contacts/sync",
+                Some(&u.token),
+                json!({"phones": ["+14155550100"]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let r = app
+        .post(
+            "/api/v1/contacts/sync",
+            Some(&u.token),
+            json!({"phones": ["+14155550100"]}),
+        )
+        .await;
+    r.assert_problem(429, "rate_limited");
+}
