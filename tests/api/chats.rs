@@ -419,8 +419,16 @@ async fn settings_and_the_list(app: &TestApp) {
     r.assert_problem(422, "validation_failed");
 }
 
-dual_test!(outsiders_learn_nothing_of_a_conversation);
-async fn outsiders_learn_nothing_of_a_conversation(app: &TestApp) {
+dual_test!(outsiders_learn_nothing_of_a_conversation, custom);
+async fn outsiders_learn_nothing_of_a_conversation(backend: crate::helpers::Backend) {
+    let Some((app, mut mail)) = crate::helpers::spawn_with_mail(backend).await else {
+        return;
+    };
+    outsiders_learn_nothing(&app, &mut mail).await;
+    app.stop().await;
+}
+
+async fn outsiders_learn_nothing(app: &TestApp, mail: &mut crate::helpers::Capture) {
     let root = crate::workspaces::admin(app, "root@example.com").await;
     let a = app.signup("ma@example.com", "Ma").await;
     let b = app.signup("mb@example.com", "Mb").await;
@@ -450,6 +458,8 @@ async fn outsiders_learn_nothing_of_a_conversation(app: &TestApp) {
     )
     .await;
     let far = app.signup("far@example.com", "Far").await;
+    // The invitation binds once Far proves the address.
+    app.verify_email(mail, "far@example.com").await;
 
     let writes: Vec<(Method, String, Option<Value>)> = vec![
         (
