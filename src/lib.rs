@@ -9,12 +9,13 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `keys generate`, `demo`, `openapi`, `bench`, `import-webhooks` |
+//! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `keys generate`, `demo`, `openapi`, `bench`, `import-webhooks`, and the hidden `pdf-info` (PDFs read apart from the server) |
 //! | [`demo`] | demo users, chats and messages for a newcomer |
 //! | [`config`] | settings from `palaver.toml`, the environment and flags |
 //! | [`app`] | shared state, router assembly, middleware stack, graceful shutdown |
 //! | [`error`] | the one error type and the list of problem codes |
-//! | [`http`] | extractors (JSON, auth, workspace scope, client IP), pagination, middleware |
+//! | [`http`] | extractors (JSON, query, auth, workspace scope, client IP), pagination, middleware, the connection loop (header read timeout) |
+//! | [`outbound`] | the one HTTP client for requests to the outside world: no loopback, private or link-local targets (after DNS, on redirects), capped answers |
 //! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, tenant scope |
 //! | [`ratelimit`] | request rate limits behind one interface (memory on one node, Redis in cluster mode) |
 //! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, signing keys, JWKS |
