@@ -375,13 +375,17 @@ impl Capture {
 
     /// The token of the next mail whose link goes to `path`.
     pub async fn next_token(&mut self, path: &str) -> String {
-        let mail = self.next_link(path).await;
-        let link = mail["link"].as_str().unwrap();
-        link.split("token=")
-            .nth(1)
-            .expect("a token in the link")
-            .to_owned()
+        token_of(&self.next_link(path).await)
     }
+}
+
+/// The `token=` of a recorded mail's link.
+pub fn token_of(mail: &Value) -> String {
+    let link = mail["link"].as_str().expect("a link in the mail");
+    link.split("token=")
+        .nth(1)
+        .expect("a token in the link")
+        .to_owned()
 }
 
 /// A test server whose mails go to a [`Capture`].
@@ -402,8 +406,7 @@ impl TestApp {
         let token = loop {
             let sent = mail.next_link("/verify-email").await;
             if sent["to"] == address {
-                let link = sent["link"].as_str().unwrap();
-                break link.split("token=").nth(1).unwrap().to_owned();
+                break token_of(&sent);
             }
         };
         let r = self
