@@ -56,6 +56,7 @@ pub enum Command {
         text: bool,
     },
     /// Load generator: runs a scenario of quality.md against a running server and reports
+    #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
     /// Ingest a folder of WhatsApp webhook bodies (*.json, in name order) through the webhook's
     /// code path, without signatures; idempotent; prints counts and per-file errors
@@ -159,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init("warn", config.log_format);
             crate::demo::run(&config).await
         }
+        #[cfg(feature = "bench")]
         Some(Command::Bench(args)) => crate::bench::run(args).await,
         Some(Command::ImportWebhooks {
             dir,
@@ -185,7 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Openapi) => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&crate::app::openapi_json())?
+                serde_json::to_string_pretty(&crate::server::openapi_json())?
             );
             Ok(())
         }
@@ -205,7 +207,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir = %state.config.data_dir.display(),
         "Palaver is ready"
     );
-    crate::app::serve(listener, state, crate::app::shutdown_signal()).await
+    crate::server::serve(listener, state, crate::server::shutdown_signal()).await
 }
 
 async fn create_admin(

@@ -6,8 +6,9 @@ use rand::Rng;
 
 use crate::chats::service as chats;
 use crate::db::{Db, Tenant};
+use crate::messages::model::Outgoing;
 use crate::messages::model::{Content, MessageType};
-use crate::messages::service::{self as messages, Outgoing};
+use crate::messages::service as messages;
 use crate::users::store::{self as users, NewUser};
 use crate::workspaces::{store as workspaces, Role};
 
@@ -74,6 +75,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Vec<(&'static str, String)>> {
         passwords.push((email, pass));
     }
     let t = Tenant::new(db, &workspace);
+    let sends = &crate::messages::pipeline::Pipeline::start(db.clone());
     let (alice, bob, charlie) = (ids[0].as_str(), ids[1].as_str(), ids[2].as_str());
     let err = |e: crate::error::AppError| anyhow::anyhow!("{e}");
     let say =
@@ -93,7 +95,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Vec<(&'static str, String)>> {
                     reply_to_id: reply,
                     forwarded: false,
                 };
-                messages::send(t, sender, &conversation, out)
+                messages::send(t, sends, sender, &conversation, out)
                     .await
                     .map(|(m, _)| m)
             }

@@ -38,15 +38,18 @@
 
 pub mod app;
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod chats;
 pub mod cli;
+#[cfg(feature = "bench")]
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod events;
 #[cfg(test)]
 mod fuzzing;
 pub mod http;
@@ -58,6 +61,7 @@ pub mod ops;
 pub mod outbound;
 pub mod ratelimit;
 pub mod realtime;
+pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod users;

@@ -1,5 +1,6 @@
 //! Server keys: the Ed25519 key that signs access tokens (served as a JWKS) and the 32-byte
-//! server secret used to hash one-time codes (and, later, to encrypt secrets at rest).
+//! server secret used to hash one-time codes and to seal secrets at rest (AES-256-GCM: the
+//! WhatsApp channels' tokens and app secrets).
 //!
 //! Both come from configuration when given; otherwise they are generated on first start into
 //! the data dir with mode 0600 and read back on later starts.

@@ -176,7 +176,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> AppResult<()> {
 async fn email_proven(tx: &mut Tx, user_id: &str) -> AppResult<()> {
     for (workspace_id, role) in workspaces::accept_invitations(tx, user_id).await? {
         if role.works_inbox() {
-            crate::whatsapp::join_channel_conversations(tx, &workspace_id, user_id).await?;
+            crate::chats::store::join_channel_conversations(tx, &workspace_id, user_id).await?;
         }
     }
     Ok(())

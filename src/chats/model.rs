@@ -6,6 +6,10 @@ use utoipa::ToSchema;
 use crate::db::Timestamp;
 use crate::messages::model::MessageView;
 
+/// Channel conversations: the customer-service window, free-form replies within 24 hours
+/// of the customer's last message; templates only after that.
+pub const WINDOW_MS: i64 = 24 * 3600 * 1000;
+
 /// Groups have at most this many members (the creator included).
 pub const MAX_GROUP_MEMBERS: usize = 1024;
 /// `members` in a conversation answer is complete up to this many.
@@ -130,6 +134,12 @@ pub struct ConversationRow {
     pub inbox_status: Option<String>,
     pub assignee_id: Option<String>,
     pub last_inbound_at: Option<i64>,
+}
+
+impl ConversationRow {
+    pub fn kind(&self) -> Kind {
+        Kind::from_db(&self.kind)
+    }
 }
 
 crate::db::lite::lite_row!(ConversationRow {

@@ -7,9 +7,8 @@ use super::model::*;
 use super::store::{self, NewConversation, SettingsChange};
 use crate::db::{Db, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult, Code};
-use crate::messages::service as messages;
-use crate::sync::kinds;
-use crate::sync::store::{append, NewChange};
+use crate::messages::{views, write};
+use crate::sync::store as changes;
 use crate::users::store as users;
 
 /// A member's view of a conversation they may access.
@@ -61,7 +60,7 @@ pub async fn views(
     }
     let floors: HashMap<String, (i64, i64)> = members
         .iter()
-        .map(|(id, ms)| (id.clone(), messages::floor_of(ms)))
+        .map(|(id, ms)| (id.clone(), views::floor_of(ms)))
         .collect();
     let last_keys: Vec<(String, i64)> = items
         .iter()
@@ -69,14 +68,14 @@ pub async fn views(
         .collect();
     let last_rows = crate::messages::store::last_messages(db, &last_keys).await?;
     let mut last: HashMap<String, crate::messages::model::MessageView> =
-        messages::build_views(db, last_rows, &floors)
+        views::build_views(db, last_rows, &floors)
             .await?
             .into_iter()
             .map(|v| (v.conversation_id.clone(), v))
             .collect();
     let others: Vec<String> = items
         .iter()
-        .filter(|(c, _, _)| c.kind == "direct")
+        .filter(|(c, _, _)| c.kind() == Kind::Direct)
         .filter_map(|(c, _, _)| {
             members
                 .get(&c.id)?
@@ -95,7 +94,7 @@ pub async fn views(
         .into_iter()
         .map(|(c, me, unread)| {
             let current = members.remove(&c.id).unwrap_or_default();
-            let title = if c.kind == "direct" {
+            let title = if c.kind() == Kind::Direct {
                 current
                     .iter()
                     .find(|m| m.user_id != viewer)
@@ -136,10 +135,10 @@ pub async fn views(
                 channel_id: c.channel_id.clone(),
                 lead_id: c.lead_id.clone(),
                 status: c.inbox_status.clone(),
-                assignee_id: (c.kind == "channel").then(|| c.assignee_id.clone()),
-                window_expires_at: (c.kind == "channel").then(|| {
+                assignee_id: (c.kind() == Kind::Channel).then(|| c.assignee_id.clone()),
+                window_expires_at: (c.kind() == Kind::Channel).then(|| {
                     c.last_inbound_at
-                        .map(|at| at + crate::whatsapp::WINDOW_MS)
+                        .map(|at| at + WINDOW_MS)
                         .filter(|until| *until > crate::db::now_ms())
                         .map(Timestamp)
                 }),
@@ -258,7 +257,7 @@ pub async fn open_direct(
         &mut tx,
         t,
         NewConversation {
-            kind: "direct",
+            kind: Kind::Direct.as_str(),
             title: None,
             description: None,
             created_by: me,
@@ -290,16 +289,7 @@ pub async fn open_direct(
         RequestState::Pending
     };
     store::upsert_member(&mut tx, &id, other, MemberRole::Member, 0, state).await?;
-    append(
-        &mut tx,
-        NewChange {
-            conversation_id: &id,
-            user_id: Some(me),
-            kind: kinds::CONVERSATION_UPDATED,
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::conversation_updated(&mut tx, &id, Some(me)).await?;
     t.db().commit(tx).await?;
     Ok((reload(t, &id, me).await?, true))
 }
@@ -330,20 +320,12 @@ async fn system_message(
     actor: &str,
     payload: serde_json::Value,
 ) -> AppResult<i64> {
-    let row = messages::insert_system(tx, conversation_id, actor, &payload).await?;
+    let row = write::insert_system(tx, conversation_id, actor, &payload).await?;
     Ok(row.seq)
 }
 
 async fn conversation_changed(tx: &mut Tx, conversation_id: &str) -> AppResult<i64> {
-    append(
-        tx,
-        NewChange {
-            conversation_id,
-            kind: kinds::CONVERSATION_UPDATED,
-            ..Default::default()
-        },
-    )
-    .await
+    changes::conversation_updated(tx, conversation_id, None).await
 }
 
 pub struct NewGroup {
@@ -379,7 +361,7 @@ pub async fn create_group(
     check_invitees(t, me, &ids).await?;
     let mut tx = t.db().begin().await?;
     let new = NewConversation {
-        kind: "group",
+        kind: Kind::Group.as_str(),
         title: Some(&g.title),
         description: g.description.as_deref(),
         created_by: me,
@@ -435,7 +417,7 @@ pub async fn create_group(
 }
 
 fn require_group(a: &Access) -> AppResult<()> {
-    if a.conversation.kind != "group" {
+    if a.conversation.kind() != Kind::Group {
         return Err(AppError::invalid_field(
             "id",
             "only groups have members to manage",
@@ -688,7 +670,7 @@ pub async fn update_inbox(
     assignee: Option<Option<String>>,
 ) -> AppResult<ConversationView> {
     let a = access(t, conversation_id, &scope.user_id, false).await?;
-    if a.conversation.kind != "channel" {
+    if a.conversation.kind() != Kind::Channel {
         return Err(AppError::invalid_field(
             "status",
             "only channel conversations have an inbox status and assignee",
@@ -736,16 +718,7 @@ pub async fn update_settings(
     access(t, conversation_id, me, false).await?;
     let mut tx = t.db().begin().await?;
     store::update_settings(&mut tx, conversation_id, me, &change).await?;
-    append(
-        &mut tx,
-        NewChange {
-            conversation_id,
-            user_id: Some(me),
-            kind: kinds::CONVERSATION_UPDATED,
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::conversation_updated(&mut tx, conversation_id, Some(me)).await?;
     t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
 }
@@ -758,7 +731,7 @@ pub async fn answer_request(
     accept: bool,
 ) -> AppResult<Option<ConversationView>> {
     let a = access(t, conversation_id, me, false).await?;
-    if a.conversation.kind != "direct" {
+    if a.conversation.kind() != Kind::Direct {
         return Err(AppError::invalid_field(
             "id",
             "only direct conversations have message requests",
@@ -771,16 +744,7 @@ pub async fn answer_request(
     };
     let mut tx = t.db().begin().await?;
     store::set_request_state(&mut tx, conversation_id, me, state).await?;
-    append(
-        &mut tx,
-        NewChange {
-            conversation_id,
-            user_id: Some(me),
-            kind: kinds::CONVERSATION_UPDATED,
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::conversation_updated(&mut tx, conversation_id, Some(me)).await?;
     t.db().commit(tx).await?;
     if accept {
         Ok(Some(reload(t, conversation_id, me).await?))

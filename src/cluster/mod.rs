@@ -17,7 +17,7 @@
 //!   where the user has a device. Each node holds a heartbeat key (`node:<id>`, expiring after
 //!   `PALAVER_NODE_TIMEOUT`, 15 s by default, renewed every third of it); when one stops beating, another node (one, by a `reap:<id>` lock)
 //!   removes the dead node from every hash and announces the users who are now offline.
-//! - **Rate limits** count in Redis (see [`crate::ratelimit`]).
+//! - **Rate limits** count in Redis (see `ratelimit.rs`).
 //!
 //! When Redis cannot be reached, calls fail fast (a one-second breaker after each failure)
 //! and callers fall back to this node's view: live delivery and presence then cover this
@@ -33,7 +33,6 @@ use redis::aio::{ConnectionManager, PubSub};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
-use crate::app::AppState;
 use crate::config::ClusterConfig;
 use crate::db::now_ms;
 
@@ -446,9 +445,25 @@ fn timeout_error() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
 }
 
+/// What the cluster asks of this node: the node's side of the messages between nodes. The
+/// top (`server.rs`) implements it over the device hub, the session gate and presence, so
+/// this module knows none of them.
+pub trait Node: Clone + Send + Sync + 'static {
+    /// Sends an encoded event to this node's devices of these users.
+    fn deliver(&self, users: &[String], packet: engineioxide::Str);
+    /// These sessions were revoked on another node.
+    fn sessions_revoked(&self, sessions: &[String]);
+    /// A user left a workspace on another node.
+    fn left_workspace(&self, user: &str, workspace: &str);
+    /// The users with a device connected to this node.
+    fn users(&self) -> Vec<String>;
+    /// A user went offline with a dead node.
+    fn went_offline(&self, user: String);
+}
+
 /// Runs this node's cluster tasks until the server stops: the publisher, the subscriber and
 /// the heartbeat (with the reaper).
-pub async fn run(state: AppState, cluster: Arc<Cluster>) {
+pub async fn run<N: Node>(state: N, cluster: Arc<Cluster>) {
     let rx = cluster
         .outbox_rx
         .lock()
@@ -491,7 +506,7 @@ async fn publisher(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Msg>) {
 }
 
 /// Listens on the cluster channel, reconnecting with a growing pause while Redis is away.
-async fn subscriber(state: AppState, cluster: Arc<Cluster>) {
+async fn subscriber<N: Node>(state: N, cluster: Arc<Cluster>) {
     let mut pause = Duration::from_millis(100);
     loop {
         let first = cluster
@@ -524,7 +539,7 @@ async fn subscriber(state: AppState, cluster: Arc<Cluster>) {
     }
 }
 
-fn handle(state: &AppState, cluster: &Cluster, body: &[u8]) {
+fn handle<N: Node>(state: &N, cluster: &Cluster, body: &[u8]) {
     let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
         tracing::warn!("an unreadable message on the cluster channel");
         return;
@@ -533,24 +548,16 @@ fn handle(state: &AppState, cluster: &Cluster, body: &[u8]) {
         return;
     }
     match envelope.msg {
-        Msg::Emit { users, packet } => {
-            let packet: engineioxide::Str = packet.into();
-            for u in &users {
-                state.hub.send(u, &packet, None);
-            }
-        }
-        Msg::Close { sessions } => {
-            state.sessions.forget(&sessions);
-            state.hub.close_sessions(&sessions);
-        }
-        Msg::Leave { user, workspace } => state.hub.close_workspace(&user, &workspace),
+        Msg::Emit { users, packet } => state.deliver(&users, packet.into()),
+        Msg::Close { sessions } => state.sessions_revoked(&sessions),
+        Msg::Leave { user, workspace } => state.left_workspace(&user, &workspace),
         Msg::Changes => cluster.changes_elsewhere.notify_one(),
     }
 }
 
 /// Renews this node's heartbeat (re-registering its users when it had lapsed), makes the
 /// connection again when it was never made, and reaps dead nodes.
-async fn heartbeat(state: AppState, cluster: Arc<Cluster>) {
+async fn heartbeat<N: Node>(state: N, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(cluster.node_ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -570,7 +577,7 @@ async fn heartbeat(state: AppState, cluster: Arc<Cluster>) {
         cluster.down_until.store(0, Ordering::Relaxed);
         match cluster.beat().await {
             Ok(true) => {
-                let users = state.hub.users();
+                let users = state.users();
                 if let Err(e) = cluster.register(&users).await {
                     tracing::warn!(error = %e, "registering this node's devices in Redis failed");
                     // Try again at the next beat.
@@ -594,11 +601,7 @@ async fn heartbeat(state: AppState, cluster: Arc<Cluster>) {
         match cluster.reap().await {
             Ok(offline) => {
                 for user in offline {
-                    tokio::spawn(crate::realtime::presence::announce(
-                        state.clone(),
-                        user,
-                        false,
-                    ));
+                    state.went_offline(user);
                 }
             }
             Err(e) => tracing::debug!(error = %e, "looking for dead nodes failed"),

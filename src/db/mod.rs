@@ -85,8 +85,6 @@ pub struct Db {
     lite: Option<std::sync::Arc<lite::Readers>>,
     /// SQLite: the writer used without sqlx, for the batched sends (`lite.rs`).
     direct: Option<std::sync::Arc<lite::Writer>>,
-    /// The batching queue of message sends (`messages::pipeline`), started on first use.
-    sends: std::sync::Arc<std::sync::OnceLock<crate::messages::pipeline::Pipeline>>,
     /// Woken after a commit that appended to the change log (the real-time dispatcher waits
     /// on it).
     changed: std::sync::Arc<tokio::sync::Notify>,
@@ -204,7 +202,6 @@ impl Db {
                 direct,
                 group: Some(group::Group::start(write.clone())),
                 write,
-                sends: Default::default(),
                 changed: Default::default(),
                 jobs: Default::default(),
             })
@@ -225,7 +222,6 @@ impl Db {
                 group: None,
                 lite: None,
                 direct: None,
-                sends: Default::default(),
                 changed: Default::default(),
                 jobs: Default::default(),
             })
@@ -352,17 +348,6 @@ impl Db {
             numbered: self.backend == Backend::Postgres,
             taken: 0,
         }
-    }
-
-    /// The queue of batched message sends. Its task holds a handle without the queue, so it
-    /// ends when the last `Db` clone holding the queue is gone.
-    pub(crate) fn sends(&self) -> &crate::messages::pipeline::Pipeline {
-        self.sends.get_or_init(|| {
-            crate::messages::pipeline::Pipeline::start(Db {
-                sends: Default::default(),
-                ..self.clone()
-            })
-        })
     }
 
     /// Waits until every write transaction committed before this call is durable (SQLite:

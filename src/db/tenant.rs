@@ -1,7 +1,9 @@
 //! The tenant scope. Store functions for data that belongs to a workspace take a [`Tenant`]
-//! instead of a bare [`Db`]: the only way to get one is from an authenticated request scope
-//! (`http::Scope::tenant`) after the caller's membership was checked, so a query for tenant data
-//! cannot be written without the workspace it is limited to.
+//! instead of a bare [`Db`], so a query for tenant data cannot be written without the
+//! workspace it is limited to. Tenants come from an authenticated scope after the caller's
+//! membership was checked (`http::Scope::tenant`, a socket's session), or from trusted code
+//! that read the workspace from the data it works on (background jobs, the send queue, the
+//! demo, `palaver admin`).
 
 use super::Db;
 
@@ -12,7 +14,7 @@ pub struct Tenant<'a> {
 }
 
 impl<'a> Tenant<'a> {
-    /// Only the request scope (and trusted tooling such as `palaver admin`) builds tenants.
+    /// Only this crate builds tenants: from a checked scope or a row's own workspace.
     pub(crate) fn new(db: &'a Db, workspace_id: &'a str) -> Self {
         Self { db, workspace_id }
     }

@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Checks an access token and its session; shared by HTTP and (later) the socket handshake.
+/// Checks an access token and its session; shared by HTTP and the socket handshake.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
     let claims = state.keys.verify(token).map_err(|e| match e {
         TokenError::Expired => AppError::new(Code::TokenExpired, "the access token has expired"),

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::app::AppState;
 use crate::db::{now_ms, Db};
 use crate::error::AppResult;
 
@@ -44,9 +43,9 @@ pub async fn release(db: &Db, name: &str, holder: &str) -> AppResult<()> {
 /// Runs `work` every `every` on whichever node holds the lease `name`, until the task is
 /// dropped. A node that cannot renew in time loses the lease to another after `every` × 3
 /// (at least 30 s).
-pub async fn scheduled<F, Fut>(state: AppState, name: &'static str, every: Duration, work: F)
+pub async fn scheduled<F, Fut>(db: Db, holder: String, name: &'static str, every: Duration, work: F)
 where
-    F: Fn(AppState) -> Fut,
+    F: Fn() -> Fut,
     Fut: Future<Output = AppResult<()>>,
 {
     let ttl = (every * 3).max(Duration::from_secs(30));
@@ -54,9 +53,9 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match acquire(&state.db, name, &state.node_id, ttl).await {
+        match acquire(&db, name, &holder, ttl).await {
             Ok(true) => {
-                if let Err(e) = work(state.clone()).await {
+                if let Err(e) = work().await {
                     tracing::warn!(error = %e, work = name, "scheduled work failed");
                 }
             }

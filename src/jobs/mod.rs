@@ -12,17 +12,20 @@
 //! it produces), and one that reaches the outside world records what it did before it does the
 //! next step.
 //!
-//! What a kind of job does lives with its capability; [`run`] maps kinds to them.
+//! What a kind of job does lives with its capability; the top (`server.rs`) hands the
+//! runner a [`Kinds`] table naming them, so this module knows none of them.
 
 pub mod lease;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use crate::app::AppState;
 use crate::db::{new_id, now_ms, Db, Tx};
 use crate::error::AppResult;
 
@@ -118,36 +121,76 @@ pub async fn enqueue(tx: &mut Tx, kind: &str, payload: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// What a kind of job does. Unknown kinds (from a newer version, say) give up.
-async fn run(state: &AppState, job: &Job) -> JobResult {
-    match job.kind.as_str() {
-        crate::media::jobs::ANALYZE => crate::media::jobs::analyze(state, job).await,
-        crate::media::jobs::EXTRACT_TEXT => crate::media::jobs::extract_text(state, job).await,
-        crate::media::jobs::DELETE_OBJECTS => crate::media::jobs::delete_objects(state, job).await,
-        crate::whatsapp::webhook::PROCESS => crate::whatsapp::webhook::process(state, job).await,
-        crate::whatsapp::media::FETCH => crate::whatsapp::media::fetch(state, job).await,
-        crate::whatsapp::outbound::SEND => crate::whatsapp::outbound::send(state, job).await,
-        crate::whatsapp::outbound::REACT => crate::whatsapp::outbound::react(state, job).await,
-        crate::whatsapp::outbound::MARK_READ => {
-            crate::whatsapp::outbound::mark_read(state, job).await
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Work<S> = Box<dyn Fn(S, Arc<Job>) -> Boxed<JobResult> + Send + Sync>;
+type GiveUp<S> = Box<dyn Fn(S, Arc<Job>, String) -> Boxed<AppResult<()>> + Send + Sync>;
+
+/// What the runner works on: a handle on the shared state `S` that reaches the database and
+/// this node's [`Runner`].
+pub trait Host: Clone + Send + Sync + 'static {
+    fn db(&self) -> &Db;
+    fn runner(&self) -> &Runner;
+}
+
+/// The kinds of job this process runs: what each does, and what it records when a job of it
+/// gives up. Unknown kinds (from a newer version, say) give up.
+pub struct Kinds<S> {
+    work: HashMap<&'static str, Work<S>>,
+    gave_up: HashMap<&'static str, GiveUp<S>>,
+}
+
+impl<S: Host> Default for Kinds<S> {
+    fn default() -> Self {
+        Kinds {
+            work: HashMap::new(),
+            gave_up: HashMap::new(),
         }
-        other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
     }
 }
 
-/// What to record when a job gives up (its own state, where it has one).
-async fn gave_up(state: &AppState, job: &Job, error: &str) {
-    let done = match job.kind.as_str() {
-        crate::media::jobs::EXTRACT_TEXT => crate::media::jobs::text_failed(state, job).await,
-        crate::whatsapp::outbound::SEND => {
-            crate::whatsapp::outbound::send_gave_up(state, job, error).await
-        }
-        _ => Ok(()),
-    };
-    if let Err(e) = done {
-        tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "recording a failed job");
+impl<S: Host> Kinds<S> {
+    /// Jobs of `kind` run `work`.
+    pub fn add<F, Fut>(mut self, kind: &'static str, work: F) -> Self
+    where
+        F: Fn(S, Arc<Job>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobResult> + Send + 'static,
+    {
+        let known = self
+            .work
+            .insert(kind, Box::new(move |s, j| Box::pin(work(s, j))));
+        assert!(known.is_none(), "the job kind {kind} is added twice");
+        self
     }
-    tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
+
+    /// When a job of `kind` gives up, `record` writes what that means for its data.
+    pub fn on_give_up<F, Fut>(mut self, kind: &'static str, record: F) -> Self
+    where
+        F: Fn(S, Arc<Job>, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<()>> + Send + 'static,
+    {
+        self.gave_up
+            .insert(kind, Box::new(move |s, j, e| Box::pin(record(s, j, e))));
+        self
+    }
+
+    async fn run(&self, state: &S, job: &Arc<Job>) -> JobResult {
+        match self.work.get(job.kind.as_str()) {
+            Some(work) => work(state.clone(), job.clone()).await,
+            None => Err(JobError::Permanent(format!(
+                "unknown job kind {}",
+                job.kind
+            ))),
+        }
+    }
+
+    async fn gave_up(&self, state: &S, job: &Arc<Job>, error: &str) {
+        if let Some(record) = self.gave_up.get(job.kind.as_str()) {
+            if let Err(e) = record(state.clone(), job.clone(), error.to_owned()).await {
+                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "recording a failed job");
+            }
+        }
+        tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job gave up");
+    }
 }
 
 /// Starts and stops this node's workers ([`Db::wake_jobs`] runs newly queued jobs at once).
@@ -160,12 +203,12 @@ pub struct Runner {
 impl Runner {
     /// Claims and runs jobs with up to `workers` at a time until [`Runner::stop`]. With 0
     /// workers this node runs no background work (another node does).
-    pub async fn work(state: AppState, workers: usize) {
+    pub async fn work<S: Host>(state: S, kinds: Arc<Kinds<S>>, workers: usize) {
         if workers == 0 {
             return;
         }
         let permits = Arc::new(Semaphore::new(workers));
-        let mut stopped = state.jobs.stop.subscribe();
+        let mut stopped = state.runner().stop.subscribe();
         loop {
             if *stopped.borrow() {
                 return;
@@ -176,7 +219,7 @@ impl Runner {
             };
             // As many jobs as there are free workers, with one claim (one commit).
             let room = 1 + permits.available_permits();
-            let jobs = match claim(&state.db, room).await {
+            let jobs = match claim(state.db(), room).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming jobs");
@@ -186,7 +229,7 @@ impl Runner {
             if jobs.is_empty() {
                 drop(first);
                 tokio::select! {
-                    _ = state.db.jobs_queued() => {}
+                    _ = state.db().jobs_queued() => {}
                     _ = tokio::time::sleep(POLL) => {}
                     _ = stopped.changed() => return,
                 }
@@ -203,21 +246,23 @@ impl Runner {
                         .expect("counted as free"),
                 };
                 state
-                    .jobs
+                    .runner()
                     .running
                     .lock()
                     .expect("lock")
                     .push(job.id.clone());
                 let state = state.clone();
+                let kinds = kinds.clone();
+                let job = Arc::new(job);
                 tokio::spawn(async move {
-                    let mut stop = state.jobs.stop.subscribe();
+                    let mut stop = state.runner().stop.subscribe();
                     tokio::select! {
-                        _ = execute(&state, &job) => {}
+                        _ = execute(&state, &kinds, &job) => {}
                         // Stopping: the lease is given back by `stop`, the job runs again later.
                         _ = stop.wait_for(|s| *s) => {}
                     }
                     state
-                        .jobs
+                        .runner()
                         .running
                         .lock()
                         .expect("lock")
@@ -288,7 +333,7 @@ async fn claim(db: &Db, at_most: usize) -> AppResult<Vec<Job>> {
 /// Runs a claimed job, renewing its lease, and records the outcome. Attempts are counted when
 /// a job is claimed, before it runs: one that took its worker (or the whole process) down
 /// every time is not run again past [`MAX_ATTEMPTS`], it is marked failed.
-async fn execute(state: &AppState, job: &Job) {
+async fn execute<S: Host>(state: &S, kinds: &Kinds<S>, job: &Arc<Job>) {
     let started = std::time::Instant::now();
     let work = async {
         if job.attempts > MAX_ATTEMPTS {
@@ -296,7 +341,7 @@ async fn execute(state: &AppState, job: &Job) {
                 "did not finish in {MAX_ATTEMPTS} attempts (the process stopped or was killed while it ran)"
             )));
         }
-        match tokio::time::timeout(TIME_LIMIT, run(state, job)).await {
+        match tokio::time::timeout(TIME_LIMIT, kinds.run(state, job)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(JobError::retry(format!(
                 "still running after {} s",
@@ -310,7 +355,7 @@ async fn execute(state: &AppState, job: &Job) {
         tokio::select! {
             outcome = &mut work => break outcome,
             _ = renew.tick() => {
-                let renewed = state.db.write(
+                let renewed = state.db().write(
                     sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2")
                         .bind(now_ms() + LEASE.as_millis() as i64)
                         .bind(&job.id),
@@ -332,7 +377,7 @@ async fn execute(state: &AppState, job: &Job) {
     let recorded = match outcome {
         Ok(()) if job.finished.load(std::sync::atomic::Ordering::Relaxed) => Ok(()),
         Ok(()) => state
-            .db
+            .db()
             .write(sqlx::query("DELETE FROM jobs WHERE id = $1").bind(&job.id))
             .await
             .map(|_| ()),
@@ -346,17 +391,17 @@ async fn execute(state: &AppState, job: &Job) {
             .bind(now_ms() + delay.as_millis() as i64)
             .bind(truncate(&error))
             .bind(&job.id);
-            state.db.write(q).await.map(|_| ())
+            state.db().write(q).await.map(|_| ())
         }
         Err(JobError::Retry { error, .. } | JobError::Permanent(error)) => {
-            gave_up(state, job, &error).await;
+            kinds.gave_up(state, job, &error).await;
             let q = sqlx::query(
                 "UPDATE jobs SET locked_until = NULL, failed_at = $1, last_error = $2 WHERE id = $3",
             )
             .bind(now_ms())
             .bind(truncate(&error))
             .bind(&job.id);
-            state.db.write(q).await.map(|_| ())
+            state.db().write(q).await.map(|_| ())
         }
     };
     if let Err(e) = recorded {

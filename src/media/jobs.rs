@@ -8,19 +8,13 @@ use tokio::io::AsyncWriteExt;
 use crate::app::AppState;
 use crate::db::now_ms;
 use crate::jobs::{Job, JobError, JobResult};
-use crate::sync::kinds;
-use crate::sync::store::{append, NewChange};
+use crate::sync::store as changes;
 
 use super::model::MediaRow;
 use super::storage::Storage;
 use super::{class_of, process, store, Class};
 
-/// Dimensions, duration, pages and thumbnail. Payload: the media id.
-pub const ANALYZE: &str = "media.analyze";
-/// PDF text, OCR or transcription. Payload: the media id.
-pub const EXTRACT_TEXT: &str = "media.text";
-/// Deletes stored objects. Payload: a JSON array of keys.
-pub const DELETE_OBJECTS: &str = "media.delete";
+pub use super::kinds::{ANALYZE, DELETE_OBJECTS, EXTRACT_TEXT};
 
 /// A local copy of an upload, deleted when dropped.
 struct Scratch(PathBuf);
@@ -123,17 +117,7 @@ pub async fn analyze(state: &AppState, job: &Job) -> JobResult {
     // Whoever already has a message with this media hears that it changed.
     let messages = store::messages_with(&mut tx, &m.id).await?;
     for (message_id, conversation_id, seq) in &messages {
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id,
-                kind: kinds::MESSAGE_UPDATED,
-                message_id: Some(message_id),
-                seq: Some(*seq),
-                ..Default::default()
-            },
-        )
-        .await?;
+        changes::message_updated(&mut tx, conversation_id, message_id, *seq).await?;
     }
     state.db.commit(tx).await?;
     Ok(())

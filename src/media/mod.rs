@@ -17,6 +17,7 @@ pub mod routes;
 pub mod sniff;
 pub mod storage;
 pub mod store;
+pub mod upload;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,16 @@ use crate::error::{AppError, AppResult};
 use model::MediaRow;
 use sniff::{Class, Kind};
 use storage::Storage;
+
+/// The kinds of background job media queues (run by `jobs.rs`).
+pub mod kinds {
+    /// Dimensions, duration, pages and thumbnail. Payload: the media id.
+    pub const ANALYZE: &str = "media.analyze";
+    /// PDF text, OCR or transcription. Payload: the media id.
+    pub const EXTRACT_TEXT: &str = "media.text";
+    /// Deletes stored objects. Payload: a JSON array of keys.
+    pub const DELETE_OBJECTS: &str = "media.delete";
+}
 
 /// Media storage, limits and the tools this node found.
 pub struct Media {
@@ -178,23 +189,22 @@ pub const SWEEP_LEASE: &str = "media-sweep";
 
 /// Deletes uploads that nothing referenced for the configured time, in rounds, until stopped;
 /// on the one node that holds the sweep's lease.
-pub async fn sweep(state: crate::app::AppState) {
-    let ttl = state.config.media.unreferenced_ttl;
+pub async fn sweep(db: crate::db::Db, holder: String, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
-    crate::jobs::lease::scheduled(state, SWEEP_LEASE, every, move |state| async move {
-        sweep_once(&state, ttl).await
+    crate::jobs::lease::scheduled(db.clone(), holder, SWEEP_LEASE, every, || {
+        sweep_once(&db, ttl)
     })
     .await
 }
 
-async fn sweep_once(state: &crate::app::AppState, ttl: Duration) -> AppResult<()> {
+async fn sweep_once(db: &crate::db::Db, ttl: Duration) -> AppResult<()> {
     let before = crate::db::now_ms() - ttl.as_millis() as i64;
     loop {
-        let found = store::unreferenced(&state.db, before, 200).await?;
+        let found = store::unreferenced(db, before, 200).await?;
         if found.is_empty() {
             return Ok(());
         }
-        let mut tx = state.db.begin().await?;
+        let mut tx = db.begin().await?;
         let mut keys = Vec::new();
         for (id, key, thumb) in &found {
             if store::delete_if_unreferenced(&mut tx, id).await? {
@@ -205,7 +215,7 @@ async fn sweep_once(state: &crate::app::AppState, ttl: Duration) -> AppResult<()
         let deleted = keys.len();
         delete_objects_later(&mut tx, keys).await?;
         tx.commit().await?;
-        state.db.wake_jobs();
+        db.wake_jobs();
         tracing::info!(
             uploads = found.len(),
             objects = deleted,
@@ -223,5 +233,5 @@ pub async fn delete_objects_later(tx: &mut Tx, keys: Vec<String>) -> AppResult<(
         return Ok(());
     }
     let payload = serde_json::to_string(&keys).map_err(AppError::internal)?;
-    crate::jobs::enqueue(tx, jobs::DELETE_OBJECTS, &payload).await
+    crate::jobs::enqueue(tx, kinds::DELETE_OBJECTS, &payload).await
 }

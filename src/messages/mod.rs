@@ -7,3 +7,5 @@ pub mod pipeline;
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod views;
+pub mod write;

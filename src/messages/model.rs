@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::Timestamp;
+use crate::error::{AppError, AppResult};
+use crate::http::validate::{field, Validate};
 
 /// Edits are allowed this long after sending.
 pub const EDIT_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -373,4 +375,169 @@ mod tests {
             assert_eq!(MessageType::from_db(t.as_str()), t);
         }
     }
+}
+
+/// What a user sends.
+#[derive(Clone)]
+pub struct Outgoing {
+    pub client_msg_id: String,
+    pub content: Content,
+    pub reply_to_id: Option<String>,
+    pub forwarded: bool,
+}
+
+/// What a send carries besides its type and text (HTTP and socket alike).
+#[derive(Debug, Default)]
+pub struct Parts {
+    pub media_id: Option<String>,
+    pub location: Option<Location>,
+    pub contact: Option<ContactCard>,
+    pub template: Option<TemplateSend>,
+    pub interactive: Option<serde_json::Value>,
+}
+
+impl Content {
+    /// Validates a message's content for its type: the one parser of a send, for HTTP, the
+    /// socket and tests alike.
+    pub fn parse(kind: MessageType, text: Option<String>, parts: Parts) -> AppResult<Content> {
+        let Parts {
+            media_id,
+            location,
+            contact,
+            template,
+            interactive,
+        } = parts;
+        let required = |what: &str| {
+            AppError::invalid_field(what, format!("is required for {} messages", kind.as_str()))
+        };
+        let c = match kind {
+            MessageType::Text => Content {
+                kind,
+                text: Some(
+                    field("text", parse_text(&text.ok_or_else(|| required("text"))?)).validate()?,
+                ),
+                media_id: None,
+                payload: None,
+            },
+            // Media messages reference an upload (checked against the sender when sending) and
+            // may carry a caption.
+            _ if kind.is_media() => Content {
+                kind,
+                text: text
+                    .map(|t| field("text", parse_text(&t)).validate())
+                    .transpose()?,
+                media_id: Some(media_id.ok_or_else(|| required("mediaId"))?),
+                payload: None,
+            },
+            MessageType::Location => Content {
+                kind,
+                text: None,
+                media_id: None,
+                payload: Some(
+                    field(
+                        "location",
+                        parse_location(location.ok_or_else(|| required("location"))?),
+                    )
+                    .validate()?,
+                ),
+            },
+            MessageType::Contact => Content {
+                kind,
+                text: None,
+                media_id: None,
+                payload: Some(
+                    field(
+                        "contact",
+                        parse_contact(contact.ok_or_else(|| required("contact"))?),
+                    )
+                    .validate()?,
+                ),
+            },
+            // Only in channel conversations (the service checks where it goes).
+            MessageType::Template => {
+                let t = template.ok_or_else(|| required("template"))?;
+                let name = field("template.name", parse_template_name(&t.name));
+                let language = field("template.language", parse_language(&t.language));
+                let too_long = t.parameters.len() > 100
+                    || t.parameters
+                        .iter()
+                        .any(|p| p.trim().is_empty() || p.chars().count() > 1024);
+                let parameters = field(
+                    "template.parameters",
+                    if too_long {
+                        Err(
+                            "must be at most 100 non-empty values of at most 1024 characters"
+                                .into(),
+                        )
+                    } else {
+                        Ok(t.parameters)
+                    },
+                );
+                let (name, language, parameters) = (name, language, parameters).validate()?;
+                let send = TemplateSend {
+                    name,
+                    language,
+                    parameters,
+                };
+                Content {
+                    kind,
+                    text: None,
+                    media_id: None,
+                    payload: Some(serde_json::to_string(&send).map_err(AppError::internal)?),
+                }
+            }
+            MessageType::Interactive => {
+                let i = interactive.ok_or_else(|| required("interactive"))?;
+                let encoded = i.to_string();
+                if !i.is_object() || encoded.len() > 8 * 1024 {
+                    return Err(AppError::invalid_field(
+                        "interactive",
+                        "must be an object of at most 8 KiB",
+                    ));
+                }
+                let body = i
+                    .pointer("/body/text")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned);
+                Content {
+                    kind,
+                    text: body.or(text),
+                    media_id: None,
+                    payload: Some(encoded),
+                }
+            }
+            other => {
+                return Err(AppError::invalid_field(
+                    "type",
+                    format!("{} messages cannot be sent here", other.as_str()),
+                ))
+            }
+        };
+        Ok(c)
+    }
+}
+
+/// A template's name as Meta accepts it.
+pub fn parse_template_name(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 512
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    ok.then(|| raw.to_owned())
+        .ok_or_else(|| "must be 1 to 512 of a-z, 0-9 and _".into())
+}
+
+/// A template's language code (`en`, `en_US`).
+pub fn parse_language(raw: &str) -> Result<String, String> {
+    let (lang, region) = raw
+        .split_once('_')
+        .map_or((raw, None), |(l, r)| (l, Some(r)));
+    let ok = (2..=3).contains(&lang.len())
+        && lang.bytes().all(|b| b.is_ascii_lowercase())
+        && region.is_none_or(|r| {
+            (2..=4).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+    ok.then(|| raw.to_owned())
+        .ok_or_else(|| "must be a language code such as en or en_US".into())
 }

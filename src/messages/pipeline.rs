@@ -1,4 +1,4 @@
-//! Batched sending: the write half of [`super::service::send`] for the common case (a member
+//! Batched sending: the write half of `service::send` for the common case (a member
 //! who accepted the conversation sends into it), many messages per transaction.
 //!
 //! Sends that passed their checks queue here; one task takes whatever is queued (up to
@@ -10,7 +10,9 @@
 //! UPDATE, the messages in one INSERT, their changes in one INSERT, the senders' receipt marks
 //! in one UPDATE. Both write the same rows, planned once ([`Plan`]). If the batch fails as a
 //! whole (say, a concurrent retry of the same `clientMsgId` hit the unique index), every send
-//! of it is retried alone through the one-by-one path, which knows how to answer each.
+//! of it is answered "retry alone", and the service sends it again through the one-by-one path,
+//! which knows how to answer each. The queue is started by whoever owns the process's state
+//! (`app.rs`) and handed to the senders.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +20,9 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
-use super::service::Outgoing;
-use crate::db::{new_id, now_ms, Db, Slots, Tenant, Tx};
+use super::model::{MessageRow, MessageView, Outgoing, MESSAGE_COLUMNS};
+use super::views::{build_views, original};
+use crate::db::{new_id, now_ms, Db, Slots, Tx};
 use crate::error::{AppError, AppResult};
 use crate::sync::kinds;
 use crate::sync::store::NewChange;
@@ -32,7 +34,8 @@ const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
 
 /// A checked send, waiting to be written.
-pub(crate) struct Job {
+#[derive(Clone)]
+pub struct Job {
     pub workspace_id: String,
     pub me: String,
     pub conversation_id: String,
@@ -43,7 +46,17 @@ pub(crate) struct Job {
     pub out: Outgoing,
 }
 
-type Reply = oneshot::Sender<AppResult<(MessageView, bool)>>;
+/// What became of a queued send. Every send is answered `Written` but those of a failed
+/// batch, so that variant is not boxed (an allocation per send to shrink a rare one).
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// Written (or a retry found), or failed for a reason of its own.
+    Written(AppResult<(MessageView, bool)>),
+    /// Its batch failed as a whole: send it again alone.
+    RetryAlone(Box<Job>),
+}
+
+type Reply = oneshot::Sender<Outcome>;
 
 /// The queue into the batching task.
 #[derive(Clone)]
@@ -51,7 +64,7 @@ pub struct Pipeline(mpsc::Sender<(Job, Reply)>);
 
 impl Pipeline {
     /// Starts the task; it ends when the last handle to the queue is gone.
-    pub(crate) fn start(db: Db) -> Pipeline {
+    pub fn start(db: Db) -> Pipeline {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(db, rx));
         Pipeline(tx)
@@ -69,7 +82,7 @@ impl Pipeline {
 }
 
 /// The outcome of a queued send, once its batch is written.
-pub type Answer = oneshot::Receiver<AppResult<(MessageView, bool)>>;
+pub type Answer = oneshot::Receiver<Outcome>;
 
 async fn run(db: Db, mut rx: mpsc::Receiver<(Job, Reply)>) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
@@ -111,12 +124,10 @@ async fn batch(db: &Db, jobs: Vec<Job>, replies: Vec<Reply>) {
             } else {
                 tracing::debug!(error = %e, "a batched send failed; retrying it alone");
             }
-            for (job, reply) in jobs.iter().zip(replies) {
-                let t = Tenant::new(db, &job.workspace_id);
-                let result =
-                    super::service::send_one(t, &job.me, &job.conversation_id, job.out.clone())
-                        .await;
-                let _ = reply.send(result);
+            let jobs = Arc::try_unwrap(jobs)
+                .unwrap_or_else(|shared| shared.iter().map(Job::clone).collect());
+            for (job, reply) in jobs.into_iter().zip(replies) {
+                let _ = reply.send(Outcome::RetryAlone(Box::new(job)));
             }
         }
     }
@@ -140,7 +151,7 @@ async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written
         }
     }
     // New messages: nobody else has them yet, so their status is "sent".
-    let mut views = match super::service::build_views(db, new_rows, &HashMap::new()).await {
+    let mut views = match build_views(db, new_rows, &HashMap::new()).await {
         Ok(views) => Some(views.into_iter()),
         Err(e) => {
             tracing::warn!(error = %e, "building views of sent messages failed");
@@ -149,7 +160,7 @@ async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written
     };
     for (job, (reply, existing)) in jobs.iter().zip(pending) {
         let result = match existing {
-            Some(row) => super::service::original(db, row, &job.conversation_id).await,
+            Some(row) => original(db, row, &job.conversation_id).await,
             None => match views.as_mut().and_then(Iterator::next) {
                 Some(view) => Ok((view, true)),
                 // Stored, but not answerable now: a retry with the same clientMsgId gets it.
@@ -158,7 +169,7 @@ async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written
                 ))),
             },
         };
-        let _ = reply.send(result);
+        let _ = reply.send(Outcome::Written(result));
     }
 }
 
@@ -340,19 +351,15 @@ impl<'j> Plan<'j> {
     fn changes<'p>(&'p self, jobs: &[&'p Job]) -> Vec<NewChange<'p>> {
         let mut changes = Vec::new();
         for (j, row) in jobs.iter().zip(&self.rows) {
-            changes.push(NewChange {
-                conversation_id: &j.conversation_id,
-                kind: kinds::MESSAGE_NEW,
-                message_id: Some(&row.id),
-                seq: Some(row.seq),
-                ..Default::default()
-            });
+            let (conversation, seq) = (j.conversation_id.as_str(), row.seq);
+            changes.push(NewChange::message(
+                kinds::MESSAGE_NEW,
+                conversation,
+                &row.id,
+                seq,
+            ));
             if j.direct && row.seq == 1 {
-                changes.push(NewChange {
-                    conversation_id: &j.conversation_id,
-                    kind: kinds::CONVERSATION_UPDATED,
-                    ..Default::default()
-                });
+                changes.push(NewChange::conversation(conversation, None));
             }
         }
         for (c, u, _, last) in &self.marks {
@@ -361,14 +368,7 @@ impl<'j> Plan<'j> {
                 .iter()
                 .any(|m| m.0 == *c && m.1 == *u && m.2 == "read")
             {
-                changes.push(NewChange {
-                    conversation_id: c,
-                    kind: kinds::MESSAGE_STATUS,
-                    seq: Some(*last),
-                    actor_id: Some(u),
-                    status: Some("read"),
-                    ..Default::default()
-                });
+                changes.push(NewChange::status(c, Some(u), "read", *last));
             }
         }
         changes
@@ -683,8 +683,8 @@ mod tests {
             .expect("the pipeline still answers")
             .expect("with an answer, not a dropped reply");
         assert!(
-            answered.is_err(),
-            "no such conversation: an error, but an answer"
+            !matches!(answered, Outcome::Written(Ok(_))),
+            "no such conversation: not written, but an answer"
         );
         db.close().await;
     }

@@ -7,8 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::model::Outgoing;
 use super::model::*;
-use super::service::{self, Marks, Outgoing, Receipt};
+use super::service::{self, Marks, Receipt};
 use super::store::Direction;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -120,137 +121,6 @@ pub struct SendMessageBody {
     pub forwarded_from: Option<String>,
 }
 
-/// What a send carries besides its type and text (HTTP and socket alike).
-#[derive(Debug, Default)]
-pub struct Parts {
-    pub media_id: Option<String>,
-    pub location: Option<Location>,
-    pub contact: Option<ContactCard>,
-    pub template: Option<TemplateSend>,
-    pub interactive: Option<serde_json::Value>,
-}
-
-/// Validates a message's content for its type.
-pub fn content(kind: MessageType, text: Option<String>, parts: Parts) -> AppResult<Content> {
-    let Parts {
-        media_id,
-        location,
-        contact,
-        template,
-        interactive,
-    } = parts;
-    let required = |what: &str| {
-        AppError::invalid_field(what, format!("is required for {} messages", kind.as_str()))
-    };
-    let c = match kind {
-        MessageType::Text => Content {
-            kind,
-            text: Some(
-                field("text", parse_text(&text.ok_or_else(|| required("text"))?)).validate()?,
-            ),
-            media_id: None,
-            payload: None,
-        },
-        // Media messages reference an upload (checked against the sender when sending) and
-        // may carry a caption.
-        _ if kind.is_media() => Content {
-            kind,
-            text: text
-                .map(|t| field("text", parse_text(&t)).validate())
-                .transpose()?,
-            media_id: Some(media_id.ok_or_else(|| required("mediaId"))?),
-            payload: None,
-        },
-        MessageType::Location => Content {
-            kind,
-            text: None,
-            media_id: None,
-            payload: Some(
-                field(
-                    "location",
-                    parse_location(location.ok_or_else(|| required("location"))?),
-                )
-                .validate()?,
-            ),
-        },
-        MessageType::Contact => Content {
-            kind,
-            text: None,
-            media_id: None,
-            payload: Some(
-                field(
-                    "contact",
-                    parse_contact(contact.ok_or_else(|| required("contact"))?),
-                )
-                .validate()?,
-            ),
-        },
-        // Only in channel conversations (the service checks where it goes).
-        MessageType::Template => {
-            let t = template.ok_or_else(|| required("template"))?;
-            let name = field(
-                "template.name",
-                crate::whatsapp::templates::parse_name(&t.name),
-            );
-            let language = field(
-                "template.language",
-                crate::whatsapp::templates::parse_language(&t.language),
-            );
-            let too_long = t.parameters.len() > 100
-                || t.parameters
-                    .iter()
-                    .any(|p| p.trim().is_empty() || p.chars().count() > 1024);
-            let parameters = field(
-                "template.parameters",
-                if too_long {
-                    Err("must be at most 100 non-empty values of at most 1024 characters".into())
-                } else {
-                    Ok(t.parameters)
-                },
-            );
-            let (name, language, parameters) = (name, language, parameters).validate()?;
-            let send = TemplateSend {
-                name,
-                language,
-                parameters,
-            };
-            Content {
-                kind,
-                text: None,
-                media_id: None,
-                payload: Some(serde_json::to_string(&send).map_err(AppError::internal)?),
-            }
-        }
-        MessageType::Interactive => {
-            let i = interactive.ok_or_else(|| required("interactive"))?;
-            let encoded = i.to_string();
-            if !i.is_object() || encoded.len() > 8 * 1024 {
-                return Err(AppError::invalid_field(
-                    "interactive",
-                    "must be an object of at most 8 KiB",
-                ));
-            }
-            let body = i
-                .pointer("/body/text")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned);
-            Content {
-                kind,
-                text: body.or(text),
-                media_id: None,
-                payload: Some(encoded),
-            }
-        }
-        other => {
-            return Err(AppError::invalid_field(
-                "type",
-                format!("{} messages cannot be sent here", other.as_str()),
-            ))
-        }
-    };
-    Ok(c)
-}
-
 /// POST /api/v1/conversations/{id}/messages — sends a message: 201 once stored, 200 with the original for a retried clientMsgId.
 #[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", security(("bearer" = [])), request_body = SendMessageBody,
     params(("id" = String, Path)),
@@ -264,7 +134,7 @@ async fn send_message(
     Json(b): Json<SendMessageBody>,
 ) -> AppResult<(StatusCode, Json<MessageView>)> {
     let client_msg_id = field("clientMsgId", parse_client_msg_id(&b.client_msg_id)).validate()?;
-    let content = content(
+    let content = Content::parse(
         b.kind,
         b.text,
         Parts {
@@ -291,7 +161,7 @@ async fn send_message(
         reply_to_id: b.reply_to_id,
         forwarded,
     };
-    let (message, created) = service::send(t, &scope.user_id, &id, out).await?;
+    let (message, created) = service::send(t, &state.sends, &scope.user_id, &id, out).await?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -549,6 +419,7 @@ async fn forward_message(
     };
     let items = service::forward(
         scope.tenant(&state.db),
+        &state.sends,
         &scope.user_id,
         &id,
         &targets,

@@ -1,223 +1,20 @@
-//! The message rules, shared by the HTTP routes and (later) the socket gateway: one code path
-//! for sending, editing, deleting, reacting and receipts.
+//! The message rules, shared by the HTTP routes, the socket gateway and the demo: one code
+//! path for checking sends, editing, deleting, reacting and receipts. What a send writes is in
+//! `write.rs` (one by one) and `pipeline.rs` (batched); views are built in `views.rs`.
 
 use std::collections::HashMap;
 
 use super::model::*;
-use super::store::{self, Direction, NewMessage};
-use crate::chats::model::{MemberRow, RequestState};
+use super::pipeline::{Outcome, Pipeline};
+use super::store::{self, Direction};
+use super::views::{build_views, one_view, original, views_in};
+use super::write::write_one;
+use crate::chats::model::{Kind, RequestState};
 use crate::chats::service::{access, Access};
 use crate::chats::store as chats;
-use crate::db::{is_unique_violation, now_ms, Db, Tenant, Timestamp, Tx};
+use crate::db::{now_ms, Db, Tenant, Timestamp};
 use crate::error::{AppError, AppResult, Code};
-use crate::sync::kinds;
-use crate::sync::store::{append, NewChange};
-
-/// (lowest deliveredSeq, lowest readSeq) of current members: a message at or below them is
-/// delivered / read by everyone, its sender included (sending moves the sender's own marks).
-pub fn floor_of(members: &[MemberRow]) -> (i64, i64) {
-    let current = members.iter().filter(|m| m.is_current());
-    let delivered = current.clone().map(|m| m.delivered_seq).min().unwrap_or(0);
-    let read = current
-        .map(|m| {
-            if m.request_state() == RequestState::Pending {
-                0
-            } else {
-                m.read_seq
-            }
-        })
-        .min()
-        .unwrap_or(0);
-    (delivered, read)
-}
-
-fn status_of(seq: i64, (delivered, read): (i64, i64)) -> Status {
-    if read >= seq {
-        Status::Read
-    } else if delivered >= seq {
-        Status::Delivered
-    } else {
-        Status::Sent
-    }
-}
-
-fn parse_json(s: &Option<String>) -> Option<serde_json::Value> {
-    s.as_deref().and_then(|p| serde_json::from_str(p).ok())
-}
-
-/// Builds message views: reactions and reply previews in one query each; `floors` gives each
-/// conversation's receipt floor for the status.
-pub async fn build_views(
-    db: &Db,
-    rows: Vec<MessageRow>,
-    floors: &HashMap<String, (i64, i64)>,
-) -> AppResult<Vec<MessageView>> {
-    let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
-    let mut reactions: HashMap<String, Vec<ReactionView>> = HashMap::new();
-    for (message_id, reactor_type, reactor_id, emoji) in store::reactions(db, &ids).await? {
-        let kind = if reactor_type == "lead" {
-            SenderType::Lead
-        } else {
-            SenderType::User
-        };
-        reactions.entry(message_id).or_default().push(ReactionView {
-            emoji,
-            by: Party {
-                kind,
-                id: Some(reactor_id),
-            },
-        });
-    }
-    let reply_ids: Vec<String> = rows.iter().filter_map(|m| m.reply_to_id.clone()).collect();
-    let replies: HashMap<String, ReplyPreview> = store::find_many(db, &reply_ids)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let preview = ReplyPreview {
-                id: r.id.clone(),
-                seq: r.seq,
-                sender: r.party(),
-                kind: r.message_type(),
-                text: r.text.as_ref().map(|t| t.chars().take(200).collect()),
-                deleted: r.deleted_at.is_some(),
-            };
-            (r.id, preview)
-        })
-        .collect();
-    let media_ids: Vec<String> = rows.iter().filter_map(|m| m.media_id.clone()).collect();
-    let media: HashMap<String, Box<crate::media::model::MediaView>> =
-        crate::media::store::find_many(db, &media_ids)
-            .await?
-            .into_iter()
-            .map(|m| (m.id.clone(), Box::new(m.view())))
-            .collect();
-    Ok(rows
-        .into_iter()
-        .map(|m| {
-            let kind = m.message_type();
-            let payload = parse_json(&m.payload);
-            let (location, contact, payload) = match kind {
-                MessageType::Location => (payload, None, None),
-                MessageType::Contact => (None, payload, None),
-                _ => (None, None, payload),
-            };
-            let floor = floors.get(&m.conversation_id).copied().unwrap_or((0, 0));
-            let external =
-                (m.external_id.is_some() || m.external_status.is_some()).then(|| External {
-                    id: m.external_id.clone(),
-                    status: m.external_status.clone(),
-                    error: parse_json(&m.external_error),
-                });
-            let status = match m.external_status.as_deref() {
-                Some("pending") => Status::Pending,
-                Some("sent") => Status::Sent,
-                Some("delivered") => Status::Delivered,
-                Some("read") => Status::Read,
-                Some("failed") => Status::Failed,
-                _ => status_of(m.seq, floor),
-            };
-            MessageView {
-                status,
-                external,
-                sender: m.party(),
-                reply_to: m
-                    .reply_to_id
-                    .as_ref()
-                    .and_then(|id| replies.get(id).cloned()),
-                reactions: reactions.remove(&m.id).unwrap_or_default(),
-                forwarded: m.forwarded != 0,
-                media: m.media_id.as_ref().and_then(|id| media.get(id).cloned()),
-                location,
-                contact,
-                payload,
-                edited_at: m.edited_at.map(Timestamp),
-                deleted_at: m.deleted_at.map(Timestamp),
-                created_at: Timestamp(m.created_at),
-                text: m.text,
-                kind,
-                id: m.id,
-                conversation_id: m.conversation_id,
-                seq: m.seq,
-                client_msg_id: m.client_msg_id,
-            }
-        })
-        .collect())
-}
-
-/// Views of messages of one conversation.
-pub async fn views_in(
-    db: &Db,
-    conversation_id: &str,
-    rows: Vec<MessageRow>,
-) -> AppResult<Vec<MessageView>> {
-    let floor = store::receipt_floor(db, conversation_id).await?;
-    let floors = HashMap::from([(conversation_id.to_owned(), floor)]);
-    build_views(db, rows, &floors).await
-}
-
-async fn one_view(db: &Db, row: MessageRow) -> AppResult<MessageView> {
-    let conversation_id = row.conversation_id.clone();
-    Ok(views_in(db, &conversation_id, vec![row]).await?.remove(0))
-}
-
-/// Writes a system message (group events) and its change. Like sending, it moves the marks of
-/// the member whose action it records, so nobody has their own action unread.
-pub async fn insert_system(
-    tx: &mut Tx,
-    conversation_id: &str,
-    actor: &str,
-    payload: &serde_json::Value,
-) -> AppResult<MessageRow> {
-    let seq = chats::next_seq(tx, conversation_id).await?;
-    let text = payload.to_string();
-    let row = store::insert(
-        tx,
-        NewMessage {
-            conversation_id,
-            seq,
-            sender_type: "system",
-            sender_id: None,
-            client_msg_id: None,
-            kind: "system",
-            text: None,
-            media_id: None,
-            reply_to_id: None,
-            forwarded: false,
-            payload: Some(&text),
-            external_id: None,
-            external_status: None,
-            created_at: None,
-        },
-    )
-    .await?;
-    append(
-        tx,
-        NewChange {
-            conversation_id,
-            kind: kinds::MESSAGE_NEW,
-            message_id: Some(&row.id),
-            seq: Some(seq),
-            ..Default::default()
-        },
-    )
-    .await?;
-    if chats::find_member_in_tx(tx, conversation_id, actor)
-        .await?
-        .is_some_and(|m| m.is_current())
-    {
-        store::advance_receipts(tx, conversation_id, actor, seq, true).await?;
-    }
-    Ok(row)
-}
-
-/// What a user sends.
-#[derive(Clone)]
-pub struct Outgoing {
-    pub client_msg_id: String,
-    pub content: Content,
-    pub reply_to_id: Option<String>,
-    pub forwarded: bool,
-}
+use crate::sync::store as changes;
 
 /// Checks that `message_id` is a message of the conversation within the member's window.
 async fn visible_in(db: &Db, a: &Access, message_id: &str) -> AppResult<Option<MessageRow>> {
@@ -237,13 +34,14 @@ async fn visible_in(db: &Db, a: &Access, message_id: &str) -> AppResult<Option<M
 /// sends (`pipeline.rs`); answering a message request goes one by one.
 pub async fn send(
     t: Tenant<'_>,
+    sends: &Pipeline,
     me: &str,
     conversation_id: &str,
     out: Outgoing,
 ) -> AppResult<(MessageView, bool)> {
-    send_queued(t, me, conversation_id, out)
+    send_queued(t, sends, me, conversation_id, out)
         .await?
-        .answer()
+        .answer(t.db())
         .await
 }
 
@@ -254,13 +52,22 @@ pub enum Queued {
 }
 
 impl Queued {
-    /// The stored message, once durable.
-    pub async fn answer(self) -> AppResult<(MessageView, bool)> {
-        match self {
-            Queued::Done(answer) => Ok(*answer),
-            Queued::Waiting(rx) => rx
-                .await
-                .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue stopped")))?,
+    /// The stored message, once durable. A send whose batch failed as a whole is sent again
+    /// alone, through every check, which knows how to answer it (a concurrent retry, say).
+    pub async fn answer(self, db: &Db) -> AppResult<(MessageView, bool)> {
+        let rx = match self {
+            Queued::Done(answer) => return Ok(*answer),
+            Queued::Waiting(rx) => rx,
+        };
+        let outcome = rx
+            .await
+            .map_err(|_| AppError::unavailable(anyhow::anyhow!("the send queue stopped")))?;
+        match outcome {
+            Outcome::Written(answer) => answer,
+            Outcome::RetryAlone(job) => {
+                let t = Tenant::new(db, &job.workspace_id);
+                send_one(t, &job.me, &job.conversation_id, job.out).await
+            }
         }
     }
 }
@@ -270,6 +77,7 @@ impl Queued {
 /// the previous one is durable and still keep its order.
 pub async fn send_queued(
     t: Tenant<'_>,
+    sends: &Pipeline,
     me: &str,
     conversation_id: &str,
     out: Outgoing,
@@ -279,7 +87,7 @@ pub async fn send_queued(
         Prepared::Original(answer) => return Ok(Queued::Done(Box::new(answer))),
         Prepared::Ready(a) => a,
     };
-    if a.conversation.kind == "channel" {
+    if a.conversation.kind() == Kind::Channel {
         // To a customer on WhatsApp: checked against the window and templates, stored
         // `pending` with its send job. A retry answers the original even if the window has
         // closed since.
@@ -287,7 +95,7 @@ pub async fn send_queued(
             Some(existing) => original(t.db(), existing, conversation_id).await?,
             None => {
                 let out = crate::whatsapp::outbound::check(t, &a.conversation, out).await?;
-                write_one(t, me, a, out).await?
+                write_one(t, me, (&a.conversation, &a.me), out).await?
             }
         };
         return Ok(Queued::Done(Box::new(answer)));
@@ -295,18 +103,16 @@ pub async fn send_queued(
     if a.me.request_state() != RequestState::Accepted {
         let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
             Some(existing) => original(t.db(), existing, conversation_id).await?,
-            None => write_one(t, me, a, out).await?,
+            None => write_one(t, me, (&a.conversation, &a.me), out).await?,
         };
         return Ok(Queued::Done(Box::new(answer)));
     }
-    let rx = t
-        .db()
-        .sends()
+    let rx = sends
         .enqueue(super::pipeline::Job {
             workspace_id: t.workspace_id().to_owned(),
             me: me.to_owned(),
             conversation_id: conversation_id.to_owned(),
-            direct: a.conversation.kind == "direct",
+            direct: a.conversation.kind() == Kind::Direct,
             delivered_seq: a.me.delivered_seq,
             read_seq: a.me.read_seq,
             out,
@@ -316,7 +122,7 @@ pub async fn send_queued(
 }
 
 /// Sends one message in a transaction of its own (the batching path's fallback).
-pub(crate) async fn send_one(
+async fn send_one(
     t: Tenant<'_>,
     me: &str,
     conversation_id: &str,
@@ -324,7 +130,7 @@ pub(crate) async fn send_one(
 ) -> AppResult<(MessageView, bool)> {
     match prepare(t, me, conversation_id, &out, true).await? {
         Prepared::Original(answer) => Ok(answer),
-        Prepared::Ready(a) => write_one(t, me, a, out).await,
+        Prepared::Ready(a) => write_one(t, me, (&a.conversation, &a.me), out).await,
     }
 }
 
@@ -357,7 +163,7 @@ async fn prepare(
         out.content.kind,
         MessageType::Template | MessageType::Interactive
     );
-    if channel_only && a.conversation.kind != "channel" {
+    if channel_only && a.conversation.kind() != Kind::Channel {
         return Err(AppError::invalid_field(
             "type",
             format!(
@@ -389,130 +195,6 @@ async fn prepare(
         }
     }
     Ok(Prepared::Ready(a))
-}
-
-/// The write of one checked send.
-async fn write_one(
-    t: Tenant<'_>,
-    me: &str,
-    a: Access,
-    out: Outgoing,
-) -> AppResult<(MessageView, bool)> {
-    let db = t.db();
-    let conversation_id = a.conversation.id.as_str();
-    let mut tx = db.begin().await?;
-    let seq = chats::next_seq(&mut tx, conversation_id).await?;
-    let inserted = store::insert(
-        &mut tx,
-        NewMessage {
-            conversation_id,
-            seq,
-            sender_type: "user",
-            sender_id: Some(me),
-            client_msg_id: Some(&out.client_msg_id),
-            kind: out.content.kind.as_str(),
-            text: out.content.text.as_deref(),
-            media_id: out.content.media_id.as_deref(),
-            reply_to_id: out.reply_to_id.as_deref(),
-            forwarded: out.forwarded,
-            payload: out.content.payload.as_deref(),
-            external_id: None,
-            external_status: (a.conversation.kind == "channel").then_some("pending"),
-            created_at: None,
-        },
-    )
-    .await;
-    let row = match inserted {
-        Ok(row) => row,
-        Err(e) if is_unique_violation(&e) => {
-            // A concurrent retry of the same clientMsgId got there first: its seq is the only
-            // one, ours is rolled back with this transaction. The original is answered once
-            // it is durable.
-            drop(tx);
-            db.settle_writes().await?;
-            let existing = store::find_by_client_id(db, me, &out.client_msg_id)
-                .await?
-                .ok_or_else(|| AppError::internal(e))?;
-            return original(db, existing, conversation_id).await;
-        }
-        Err(e) => return Err(e.into()),
-    };
-    append(
-        &mut tx,
-        NewChange {
-            conversation_id,
-            kind: kinds::MESSAGE_NEW,
-            message_id: Some(&row.id),
-            seq: Some(seq),
-            ..Default::default()
-        },
-    )
-    .await?;
-    if a.conversation.kind == "direct" && seq == 1 {
-        // The recipient learns of the conversation with its first message.
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id,
-                kind: kinds::CONVERSATION_UPDATED,
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
-    // Sending reads everything before it; others learn of it only when that skipped messages.
-    let (_, read_moved) = store::advance_receipts(&mut tx, conversation_id, me, seq, true).await?;
-    if read_moved && a.me.read_seq < seq - 1 {
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id,
-                kind: kinds::MESSAGE_STATUS,
-                seq: Some(seq),
-                actor_id: Some(me),
-                status: Some("read"),
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
-    if a.me.request_state() != RequestState::Accepted {
-        // Answering a request accepts it.
-        chats::set_request_state(&mut tx, conversation_id, me, RequestState::Accepted).await?;
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id,
-                user_id: Some(me),
-                kind: kinds::CONVERSATION_UPDATED,
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
-    let channel = a.conversation.kind == "channel";
-    if channel {
-        crate::whatsapp::outbound::queue(&mut tx, &row.id).await?;
-    }
-    t.db().commit(tx).await?;
-    if channel {
-        t.db().wake_jobs();
-    }
-    Ok((one_view(db, row).await?, true))
-}
-
-pub(crate) async fn original(
-    db: &Db,
-    existing: MessageRow,
-    conversation_id: &str,
-) -> AppResult<(MessageView, bool)> {
-    if existing.conversation_id != conversation_id {
-        return Err(AppError::new(
-            Code::ClientMsgIdConflict,
-            "this clientMsgId belongs to a message in another conversation",
-        ));
-    }
-    Ok((one_view(db, existing).await?, false))
 }
 
 /// A page of history as the member may see it.
@@ -584,7 +266,7 @@ pub async fn edit(
     if m.sender_id.as_deref() != Some(me) || m.sender_type != "user" {
         return Err(AppError::forbidden("only the sender may edit a message"));
     }
-    if a.conversation.kind == "channel" {
+    if a.conversation.kind() == Kind::Channel {
         return Err(AppError::invalid_field(
             "text",
             "messages sent to WhatsApp cannot be edited",
@@ -607,17 +289,7 @@ pub async fn edit(
     }
     let mut tx = t.db().begin().await?;
     store::edit_text(&mut tx, &m.id, m.text.as_deref().unwrap_or(""), &text).await?;
-    append(
-        &mut tx,
-        NewChange {
-            conversation_id: &m.conversation_id,
-            kind: kinds::MESSAGE_UPDATED,
-            message_id: Some(&m.id),
-            seq: Some(m.seq),
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::message_updated(&mut tx, &m.conversation_id, &m.id, m.seq).await?;
     let row = store::find_in_tx(&mut tx, &m.id)
         .await?
         .ok_or_else(AppError::not_found)?;
@@ -640,7 +312,7 @@ pub async fn delete(
         return Ok(());
     }
     let is_sender = m.sender_type == "user" && m.sender_id.as_deref() == Some(me);
-    let is_group_admin = a.conversation.kind == "group" && a.me.role().manages();
+    let is_group_admin = a.conversation.kind() == Kind::Group && a.me.role().manages();
     if !is_sender && !is_group_admin {
         return Err(AppError::forbidden(
             "only the sender or a group admin may delete this message for everyone",
@@ -657,17 +329,7 @@ pub async fn delete(
     }
     let mut tx = t.db().begin().await?;
     store::tombstone(&mut tx, &m.id).await?;
-    append(
-        &mut tx,
-        NewChange {
-            conversation_id: &m.conversation_id,
-            kind: kinds::MESSAGE_UPDATED,
-            message_id: Some(&m.id),
-            seq: Some(m.seq),
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::message_updated(&mut tx, &m.conversation_id, &m.id, m.seq).await?;
     t.db().commit(tx).await?;
     Ok(())
 }
@@ -692,22 +354,12 @@ pub async fn react(
         None => store::remove_reaction(&mut tx, &m.id, me).await?,
     };
     // An agent's reaction to a customer's message goes to WhatsApp too.
-    let to_customer = changed && a.conversation.kind == "channel" && m.external_id.is_some();
+    let to_customer = changed && a.conversation.kind() == Kind::Channel && m.external_id.is_some();
     if to_customer {
         crate::whatsapp::outbound::queue_reaction(&mut tx, &m.id, emoji.as_deref()).await?;
     }
     if changed {
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id: &m.conversation_id,
-                kind: kinds::MESSAGE_UPDATED,
-                message_id: Some(&m.id),
-                seq: Some(m.seq),
-                ..Default::default()
-            },
-        )
-        .await?;
+        changes::message_updated(&mut tx, &m.conversation_id, &m.id, m.seq).await?;
     }
     t.db().commit(tx).await?;
     if to_customer {
@@ -748,21 +400,10 @@ pub async fn mark(
     let read_told = read_moved && a.me.request_state() != RequestState::Pending;
     if read_told || delivered {
         let status = if read_told { "read" } else { "delivered" };
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id,
-                kind: kinds::MESSAGE_STATUS,
-                seq: Some(seq),
-                actor_id: Some(me),
-                status: Some(status),
-                ..Default::default()
-            },
-        )
-        .await?;
+        changes::message_status(&mut tx, conversation_id, Some(me), status, seq).await?;
     }
     // An agent reading a customer's conversation marks the customer's message read on WhatsApp.
-    let tell_customer = read_moved && a.conversation.kind == "channel";
+    let tell_customer = read_moved && a.conversation.kind() == Kind::Channel;
     if tell_customer {
         crate::whatsapp::outbound::queue_read(&mut tx, conversation_id, seq).await?;
     }
@@ -840,6 +481,7 @@ pub async fn search(
 /// idempotency key, a retry returns the copies made the first time.
 pub async fn forward(
     t: Tenant<'_>,
+    sends: &Pipeline,
     me: &str,
     message_id: &str,
     targets: &[String],
@@ -874,7 +516,7 @@ pub async fn forward(
             reply_to_id: None,
             forwarded: true,
         };
-        out.push(send(t, me, target, outgoing).await?.0);
+        out.push(send(t, sends, me, target, outgoing).await?.0);
     }
     Ok(out)
 }

@@ -4,6 +4,7 @@
 //! count, settings) and are encoded per member.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use engineioxide::Str;
@@ -13,8 +14,9 @@ use super::protocol;
 use crate::app::AppState;
 use crate::chats::model::ConversationView;
 use crate::http::pagination::encode_cursor;
-use crate::sync::kinds;
+use crate::messages::model::MessageView;
 use crate::sync::store::{self, ChangeRow, Position};
+use crate::sync::{envelope, kinds};
 
 const BATCH: i64 = 500;
 /// Conversation views built at once for one pass.
@@ -68,7 +70,7 @@ pub async fn run(state: AppState) {
             }
             for user in state.hub.take_went_offline() {
                 if state.presence.device_gone(&user, true).await {
-                    tokio::spawn(super::presence::announce(state.clone(), user, false));
+                    tokio::spawn(super::announce::announce(state.clone(), user, false));
                 }
             }
             cursor = next;
@@ -96,17 +98,32 @@ crate::db::lite::lite_row!(Recipient {
     request_state
 });
 
-/// A message event's data.
-#[derive(serde::Serialize)]
-struct MessageEvent<'a> {
-    message: &'a crate::messages::model::MessageView,
-    cursor: &'a str,
-}
-
+/// Pushes a pass of changes to the devices connected here: who gets each change is worked
+/// out once, the views they name are built in batches, then the events go out in log order.
 async fn deliver(
     state: &AppState,
     rows: &[(ChangeRow, Option<String>)],
 ) -> crate::error::AppResult<()> {
+    let members = online_members(state, rows).await?;
+    let to_of: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(r, only)| recipients(&members, r, only))
+        .collect();
+    let messages = message_views(&state.db, rows, &to_of).await?;
+    let conversations = conversation_views(&state.db, rows, &to_of).await;
+    for ((row, _), to) in rows.iter().zip(to_of) {
+        if !to.is_empty() {
+            push(state, row, to, &messages, &conversations).await;
+        }
+    }
+    Ok(())
+}
+
+/// The members of the pass's conversations who have a device connected here.
+async fn online_members(
+    state: &AppState,
+    rows: &[(ChangeRow, Option<String>)],
+) -> crate::error::AppResult<HashMap<String, Vec<Recipient>>> {
     let db = &state.db;
     let mut conversation_ids: Vec<&str> = rows
         .iter()
@@ -129,32 +146,41 @@ async fn deliver(
                 .push(r);
         }
     }
-    // Who gets each change: worked out once per change, used by every step below.
-    let recipients = |row: &ChangeRow, only: &Option<String>| -> Vec<String> {
-        members
-            .get(&row.conversation_id)
-            .map(|list| {
-                list.iter()
-                    .filter(|m| m.request_state != "declined")
-                    .filter(|m| only.as_ref().is_none_or(|u| *u == m.user_id))
-                    .filter(|m| m.left_pos.is_none_or(|p| row.pos <= p))
-                    .filter(|m| {
-                        !matches!(
-                            row.kind.as_str(),
-                            kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED
-                        ) || row.seq.unwrap_or(0) > m.joined_seq
-                    })
-                    .map(|m| m.user_id.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let to_of: Vec<Vec<String>> = rows.iter().map(|(r, only)| recipients(r, only)).collect();
+    Ok(members)
+}
 
-    // Messages with someone online to see them, viewed once.
+/// Who gets a change: members who may see it (not declined, there when it happened, and for a
+/// message, joined before it), or only the member it is for.
+fn recipients(
+    members: &HashMap<String, Vec<Recipient>>,
+    row: &ChangeRow,
+    only: &Option<String>,
+) -> Vec<String> {
+    let Some(list) = members.get(&row.conversation_id) else {
+        return Vec::new();
+    };
+    let is_message = matches!(
+        row.kind.as_str(),
+        kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED
+    );
+    list.iter()
+        .filter(|m| m.request_state != "declined")
+        .filter(|m| only.as_ref().is_none_or(|u| *u == m.user_id))
+        .filter(|m| m.left_pos.is_none_or(|p| row.pos <= p))
+        .filter(|m| !is_message || row.seq.unwrap_or(0) > m.joined_seq)
+        .map(|m| m.user_id.clone())
+        .collect()
+}
+
+/// The messages with someone here to see them, viewed once each.
+async fn message_views(
+    db: &crate::db::Db,
+    rows: &[(ChangeRow, Option<String>)],
+    to_of: &[Vec<String>],
+) -> crate::error::AppResult<HashMap<String, Arc<MessageView>>> {
     let wanted: HashSet<String> = rows
         .iter()
-        .zip(&to_of)
+        .zip(to_of)
         .filter(|(_, to)| !to.is_empty())
         .filter_map(|((r, _), _)| r.message_id.clone())
         .collect();
@@ -165,110 +191,110 @@ async fn deliver(
     in_conversations.sort();
     in_conversations.dedup();
     let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
-    let views: HashMap<String, crate::messages::model::MessageView> =
-        crate::messages::service::build_views(db, messages, &floors)
-            .await?
-            .into_iter()
-            .map(|v| (v.id.clone(), v))
-            .collect();
+    Ok(crate::messages::views::build_views(db, messages, &floors)
+        .await?
+        .into_iter()
+        .map(|v| (v.id.clone(), Arc::new(v)))
+        .collect())
+}
 
-    // Conversation changes: each member sees their own view (unread count, settings), several
-    // queries apiece. Built together, a few at a time, before anything is sent: one after
-    // another in the loop below they held back every later event of the pass (a pass with the
-    // first messages of 200 conversations took ~190 ms).
+/// Conversation changes: each member sees their own view (unread count, settings), several
+/// queries apiece. Built together, a few at a time, before anything is sent: one after
+/// another while pushing they held back every later event of the pass (a pass with the first
+/// messages of 200 conversations took ~190 ms).
+async fn conversation_views(
+    db: &crate::db::Db,
+    rows: &[(ChangeRow, Option<String>)],
+    to_of: &[Vec<String>],
+) -> HashMap<(String, String), Arc<ConversationView>> {
     let mut reload: Vec<(String, String)> = rows
         .iter()
-        .zip(&to_of)
+        .zip(to_of)
         .filter(|((r, _), _)| r.kind == kinds::CONVERSATION_UPDATED)
         .flat_map(|((r, _), to)| to.iter().map(|u| (r.conversation_id.clone(), u.clone())))
         .collect();
     reload.sort();
     reload.dedup();
-    let conversation_views: HashMap<(String, String), ConversationView> =
-        futures_util::stream::iter(reload)
-            .map(|(conversation_id, user)| async move {
-                let view = conversation_view(db, &conversation_id, &user).await;
-                view.map(|v| ((conversation_id, user), v))
-            })
-            .buffer_unordered(RELOADS_AT_ONCE)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
+    futures_util::stream::iter(reload)
+        .map(|(conversation_id, user)| async move {
+            let view = conversation_view(db, &conversation_id, &user).await;
+            view.map(|v| ((conversation_id, user), Arc::new(v)))
+        })
+        .buffer_unordered(RELOADS_AT_ONCE)
+        .filter_map(std::future::ready)
+        .collect()
+        .await
+}
 
-    for ((row, _), to) in rows.iter().zip(to_of) {
-        if to.is_empty() {
-            continue;
+/// Sends one change's event to `to`, encoded once (a conversation's once per member).
+async fn push(
+    state: &AppState,
+    row: &ChangeRow,
+    to: Vec<String>,
+    messages: &HashMap<String, Arc<MessageView>>,
+    conversations: &HashMap<(String, String), Arc<ConversationView>>,
+) {
+    let cursor = encode_cursor(&Position(row.txid, row.pos));
+    match row.kind.as_str() {
+        kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => {
+            let Some(view) = row.message_id.as_ref().and_then(|id| messages.get(id)) else {
+                return;
+            };
+            let except = after_the_senders_ack(state, &row.kind, view).await;
+            let Some(data) = envelope::data(row, &cursor, Some(view), None) else {
+                return;
+            };
+            let packet: Str = protocol::event(&row.kind, &data).into();
+            fan_out(state, &to, &row.kind, &packet, except);
         }
-        let cursor = encode_cursor(&Position(row.txid, row.pos));
-        match row.kind.as_str() {
-            kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => {
-                let Some(view) = row.message_id.as_ref().and_then(|id| views.get(id)) else {
+        kinds::MESSAGE_STATUS => {
+            let Some(data) = envelope::data(row, &cursor, None, None) else {
+                return;
+            };
+            let packet: Str = protocol::event(kinds::MESSAGE_STATUS, &data).into();
+            // The reader's own devices need no news of their own receipt.
+            let others: Vec<String> = to
+                .into_iter()
+                .filter(|u| Some(u) != row.actor_id.as_ref())
+                .collect();
+            fan_out(state, &others, kinds::MESSAGE_STATUS, &packet, None);
+        }
+        kinds::CONVERSATION_UPDATED => {
+            for user in to {
+                // A removed member no longer sees the conversation (no view), which is right.
+                let key = (row.conversation_id.clone(), user);
+                let Some(view) = conversations.get(&key) else {
                     continue;
                 };
-                let origin = match (row.kind.as_str(), &view.sender.id, &view.client_msg_id) {
-                    (kinds::MESSAGE_NEW, Some(sender), Some(cid)) => state
-                        .hub
-                        .origin(sender, cid)
-                        .map(|o| (sender.clone(), cid.clone(), o)),
-                    _ => None,
+                let Some(data) = envelope::data(row, &cursor, None, Some(view)) else {
+                    continue;
                 };
-                // The sending device hears first, through its ack; the others right after.
-                let except = match origin {
-                    Some((sender, cid, (sid, acked))) => {
-                        acked.wait(ACK_WAIT).await;
-                        state.hub.forget_origin(&sender, &cid);
-                        Some(sid)
-                    }
-                    None => None,
-                };
-                let packet: Str = protocol::event(
-                    &row.kind,
-                    &MessageEvent {
-                        message: view,
-                        cursor: &cursor,
-                    },
-                )
-                .into();
-                fan_out(state, &to, &row.kind, &packet, except);
+                let packet: Str = protocol::event(kinds::CONVERSATION_UPDATED, &data).into();
+                let kind = kinds::CONVERSATION_UPDATED;
+                fan_out(state, std::slice::from_ref(&key.1), kind, &packet, None);
             }
-            kinds::MESSAGE_STATUS => {
-                let data = serde_json::json!({
-                    "conversationId": row.conversation_id, "userId": row.actor_id, "status": row.status,
-                    "upToSeq": row.seq, "at": crate::db::Timestamp(row.created_at), "cursor": cursor,
-                });
-                let packet: Str = protocol::event(kinds::MESSAGE_STATUS, &data).into();
-                // The reader's own devices need no news of their own receipt.
-                let others: Vec<String> = to
-                    .into_iter()
-                    .filter(|u| Some(u) != row.actor_id.as_ref())
-                    .collect();
-                fan_out(state, &others, kinds::MESSAGE_STATUS, &packet, None);
-            }
-            kinds::CONVERSATION_UPDATED => {
-                for user in to {
-                    // A removed member no longer sees the conversation (no view), which is right.
-                    let key = (row.conversation_id.clone(), user);
-                    let Some(view) = conversation_views.get(&key) else {
-                        continue;
-                    };
-                    let packet: Str = protocol::event(
-                        kinds::CONVERSATION_UPDATED,
-                        &serde_json::json!({"conversation": view, "cursor": cursor}),
-                    )
-                    .into();
-                    fan_out(
-                        state,
-                        std::slice::from_ref(&key.1),
-                        kinds::CONVERSATION_UPDATED,
-                        &packet,
-                        None,
-                    );
-                }
-            }
-            _ => {}
         }
+        _ => {}
     }
-    Ok(())
+}
+
+/// The sending device hears of a new message first, through its ack; the others right
+/// after. Waits for that ack (a bounded time) and names the device to leave out.
+async fn after_the_senders_ack(
+    state: &AppState,
+    kind: &str,
+    view: &MessageView,
+) -> Option<engineioxide::sid::Sid> {
+    if kind != kinds::MESSAGE_NEW {
+        return None;
+    }
+    let (Some(sender), Some(cid)) = (&view.sender.id, &view.client_msg_id) else {
+        return None;
+    };
+    let (sid, acked) = state.hub.origin(sender, cid)?;
+    acked.wait(ACK_WAIT).await;
+    state.hub.forget_origin(sender, cid);
+    Some(sid)
 }
 
 fn fan_out(

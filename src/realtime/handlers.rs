@@ -4,14 +4,17 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{events, Session, Sock};
+use super::hub::Sock;
+use super::Session;
 use crate::app::AppState;
 use crate::db::Tenant;
 use crate::error::{AppError, AppResult, Code};
+use crate::events;
+use crate::messages::model::Outgoing;
 use crate::messages::model::{
     parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType,
 };
-use crate::messages::service::{self as messages, Outgoing};
+use crate::messages::service as messages;
 use crate::sync::store::Position;
 
 /// Checks a handshake: the access token (like HTTP, but without the clock leeway: a socket
@@ -117,7 +120,7 @@ pub(super) async fn send_queued(
     let p: SendPayload = payload(data).map_err(|e| failure(&e))?;
     let client_msg_id = parse_client_msg_id(&p.client_msg_id)
         .map_err(|m| failure(&AppError::invalid_field("clientMsgId", m)))?;
-    let parts = crate::messages::routes::Parts {
+    let parts = crate::messages::model::Parts {
         media_id: p.media_id,
         location: p.location,
         contact: p.contact,
@@ -125,7 +128,7 @@ pub(super) async fn send_queued(
         interactive: p.interactive,
     };
     let content =
-        crate::messages::routes::content(p.kind, p.text, parts).map_err(|e| failure(&e))?;
+        crate::messages::model::Content::parse(p.kind, p.text, parts).map_err(|e| failure(&e))?;
     let noted = state
         .hub
         .note_origin(&session.user_id, &client_msg_id, socket.id);
@@ -135,7 +138,7 @@ pub(super) async fn send_queued(
         reply_to_id: p.reply_to_id,
         forwarded: false,
     };
-    match messages::send_queued(t, &session.user_id, &p.conversation_id, out).await {
+    match messages::send_queued(t, &state.sends, &session.user_id, &p.conversation_id, out).await {
         Ok(queued) => Ok(Sending {
             client_msg_id,
             noted,
@@ -152,7 +155,7 @@ pub(super) async fn send_queued(
 
 /// A `message:send`, second half: the ack once the message is durable.
 pub(super) async fn send_finish(state: &AppState, session: &Session, sending: Sending) -> Value {
-    let result = sending.queued.answer().await;
+    let result = sending.queued.answer(&state.db).await;
     if sending.noted && !matches!(result, Ok((_, true))) {
         // Nothing new was committed, so the dispatcher will not come for it.
         state
@@ -239,7 +242,7 @@ struct SyncPayload {
 pub struct SyncAck {
     ok: bool,
     #[serde(flatten)]
-    page: crate::sync::routes::SyncPage,
+    page: crate::sync::service::SyncPage,
 }
 
 /// An ack's payload.
@@ -266,7 +269,7 @@ async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply>
         .filter(|c| !c.is_empty())
         .map(crate::http::pagination::decode_cursor::<Position>)
         .transpose()?;
-    let page = crate::sync::routes::page(t, &session.user_id, cursor, limit).await?;
+    let page = crate::sync::service::page(t, &session.user_id, cursor, limit).await?;
     Ok(Reply::Sync(SyncAck { ok: true, page }))
 }
 
@@ -336,14 +339,14 @@ mod tests {
         crate::fuzzing::json(&keys, &seeds, |v| {
             if let Ok(p) = payload::<SendPayload>(v.clone()) {
                 let _ = parse_client_msg_id(&p.client_msg_id);
-                let parts = crate::messages::routes::Parts {
+                let parts = crate::messages::model::Parts {
                     media_id: p.media_id,
                     location: p.location,
                     contact: p.contact,
                     template: p.template,
                     interactive: p.interactive,
                 };
-                let _ = crate::messages::routes::content(p.kind, p.text, parts);
+                let _ = crate::messages::model::Content::parse(p.kind, p.text, parts);
             }
             let _ = payload::<MarkPayload>(v.clone());
             if let Ok(p) = payload::<EditPayload>(v.clone()) {

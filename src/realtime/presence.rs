@@ -4,20 +4,15 @@
 //! stands between them or their privacy setting says otherwise (`contacts`: only people in
 //! their address book; `nobody`: no one).
 //!
-//! [`Presence`] decides who is online. On one node that is whoever has a socket in this node's
+//! [`Presence`] decides who is online (`announce.rs` tells the others). On one node that is whoever has a socket in this node's
 //! [`super::Hub`]; cluster mode counts devices across nodes behind the same calls, so nothing
 //! else changes.
-
-use serde_json::json;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{events, protocol, Hub};
-use crate::app::AppState;
+use super::Hub;
 use crate::cluster::Cluster;
-use crate::db::{now_ms, Timestamp};
-use crate::users::model::LastSeenPrivacy;
 
 /// Which users are online.
 #[derive(Default)]
@@ -94,123 +89,13 @@ impl Presence {
         online
     }
 
-    /// The server is stopping: its users' `lastSeenAt` is stored at once (see [`stopping`]).
-    fn stop(&self) {
+    /// The server is stopping: its users' `lastSeenAt` is stored at once
+    /// (`announce::stopping`).
+    pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
-}
 
-/// Shutdown: every user connected here is going; the `lastSeenAt` of those with no device on
-/// another node becomes now, in one write, before the database closes. No events: on one
-/// node their peers' sockets are closing too; in a cluster the devices reconnect to another
-/// node within seconds.
-pub async fn stopping(state: &AppState, users: &[String]) {
-    state.presence.stop();
-    let gone;
-    let users = match &state.cluster {
-        Some(c) => {
-            gone = c.deregister(users).await;
-            &gone[..]
-        }
-        None => users,
-    };
-    let now = now_ms();
-    for chunk in users.chunks(500) {
-        let mut slots = state.db.slots();
-        let sql = format!(
-            "UPDATE users SET last_seen_at = {} WHERE id IN ({})",
-            slots.take(),
-            slots.list(chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(now);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        if let Err(e) = q.execute(state.db.writer()).await {
-            tracing::warn!(error = %e, "storing lastSeenAt at shutdown failed");
-        }
-    }
-}
-
-/// Who may learn of `user_id`'s presence, per their privacy and blocks.
-async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Vec<String>> {
-    let db = &state.db;
-    let Some(user) = crate::users::store::find_by_id(db, user_id).await? else {
-        return Ok(Vec::new());
-    };
-    let privacy = LastSeenPrivacy::from_db(&user.privacy_last_seen);
-    if privacy == LastSeenPrivacy::Nobody {
-        return Ok(Vec::new());
-    }
-    let people: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT other.user_id FROM conversation_members me \
-         JOIN conversation_members other ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id \
-         WHERE me.user_id = $1 AND me.left_at IS NULL AND other.left_at IS NULL \
-         AND me.request_state = 'accepted' AND other.request_state = 'accepted' \
-         UNION SELECT a.owner_id FROM address_book a WHERE a.phone = $2 AND a.owner_id <> $1",
-    )
-    .bind(user_id)
-    .bind(user.phone.as_deref().unwrap_or(""))
-    .fetch_all(db.reader())
-    .await?;
-    // Only people online now can be told.
-    let people = state.presence.online_among(&state.hub, people).await;
-    let mut allowed = Vec::with_capacity(people.len());
-    for p in people {
-        if crate::users::store::blocked_either_way(db, user_id, &p).await? {
-            continue;
-        }
-        if privacy == LastSeenPrivacy::Contacts {
-            let their_phone = crate::users::store::find_by_id(db, &p)
-                .await?
-                .and_then(|u| u.phone);
-            let known = match their_phone {
-                Some(phone) => {
-                    crate::users::store::has_in_address_book(db, user_id, &phone).await?
-                }
-                None => false,
-            };
-            if !known {
-                continue;
-            }
-        }
-        allowed.push(p);
-    }
-    Ok(allowed)
-}
-
-/// Announces that the user came online or went offline (storing `lastSeenAt` then).
-pub async fn announce(state: AppState, user_id: String, online: bool) {
-    let result: crate::error::AppResult<()> = async {
-        let last_seen = if online {
-            None
-        } else {
-            let now = now_ms();
-            sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
-                .bind(&user_id)
-                .bind(now)
-                .execute(state.db.writer())
-                .await?;
-            Some(Timestamp(now))
-        };
-        // Still the same state (a device may have come back meanwhile)?
-        if state.presence.is_online(&state.hub, &user_id).await != online {
-            return Ok(());
-        }
-        let packet: engineioxide::Str = protocol::event(
-            events::PRESENCE,
-            &json!({"userId": user_id, "online": online, "lastSeenAt": last_seen}),
-        )
-        .into();
-        state.emit(audience(&state, &user_id).await?, packet);
-        Ok(())
-    }
-    .await;
-    match result {
-        Err(e) if state.presence.stopping.load(Ordering::Relaxed) => {
-            tracing::debug!(error = %e, "presence not announced: shutting down");
-        }
-        Err(e) => tracing::warn!(error = %e, "announcing presence failed"),
-        Ok(()) => {}
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 }

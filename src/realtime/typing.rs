@@ -4,24 +4,17 @@
 //! in a pending message request, nor across a block.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{events, protocol, Session};
+use super::{protocol, Session};
 use crate::app::AppState;
-use crate::chats::model::RequestState;
+use crate::chats::model::{Kind, RequestState};
 use crate::error::AppResult;
+use crate::events;
 
 const EXPIRY: Duration = Duration::from_secs(6);
-
-/// Who is typing where: (user, conversation) → the generation of the latest start.
-#[derive(Default)]
-pub struct Typing {
-    active: Mutex<HashMap<(String, String), u64>>,
-    generation: std::sync::atomic::AtomicU64,
-}
 
 /// The users to tell of `session`'s typing in a conversation; `None` while typing may not be
 /// shared there (a pending or declined request).
@@ -45,7 +38,7 @@ async fn audience(
     }
     let mut to = Vec::with_capacity(members.len());
     for m in members.iter().filter(|m| m.user_id != session.user_id) {
-        if access.conversation.kind == "direct"
+        if access.conversation.kind() == Kind::Direct
             && crate::users::store::blocked_either_way(&state.db, &session.user_id, &m.user_id)
                 .await?
         {

@@ -10,13 +10,12 @@
 //! the order is (transaction id, position). A row that commits late therefore always sorts
 //! after any cursor handed out before it became visible.
 
+pub mod envelope;
 pub mod routes;
+pub mod service;
 pub mod store;
 
 /// Change kinds; each is the name of the live event it replays.
 pub mod kinds {
-    pub const MESSAGE_NEW: &str = "message:new";
-    pub const MESSAGE_UPDATED: &str = "message:updated";
-    pub const MESSAGE_STATUS: &str = "message:status";
-    pub const CONVERSATION_UPDATED: &str = "conversation:updated";
+    pub use crate::events::{CONVERSATION_UPDATED, MESSAGE_NEW, MESSAGE_STATUS, MESSAGE_UPDATED};
 }

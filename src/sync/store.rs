@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::kinds;
 use crate::db::{now_ms, Backend, Db, Tx};
 use crate::error::AppResult;
 
@@ -16,6 +17,51 @@ pub struct NewChange<'a> {
     pub seq: Option<i64>,
     pub actor_id: Option<&'a str>,
     pub status: Option<&'static str>,
+}
+
+impl<'a> NewChange<'a> {
+    /// A change of one message (`message:new`, `message:updated`).
+    pub fn message(
+        kind: &'static str,
+        conversation_id: &'a str,
+        message_id: &'a str,
+        seq: i64,
+    ) -> NewChange<'a> {
+        NewChange {
+            conversation_id,
+            kind,
+            message_id: Some(message_id),
+            seq: Some(seq),
+            ..Default::default()
+        }
+    }
+
+    /// `message:status`: `actor` has delivered or read everything up to `seq`.
+    pub fn status(
+        conversation_id: &'a str,
+        actor: Option<&'a str>,
+        status: &'static str,
+        seq: i64,
+    ) -> NewChange<'a> {
+        NewChange {
+            conversation_id,
+            kind: kinds::MESSAGE_STATUS,
+            seq: Some(seq),
+            actor_id: actor,
+            status: Some(status),
+            ..Default::default()
+        }
+    }
+
+    /// `conversation:updated`, for every member or (`only`) one.
+    pub fn conversation(conversation_id: &'a str, only: Option<&'a str>) -> NewChange<'a> {
+        NewChange {
+            conversation_id,
+            user_id: only,
+            kind: kinds::CONVERSATION_UPDATED,
+            ..Default::default()
+        }
+    }
 }
 
 /// Appends many changes with one statement, in order.
@@ -79,8 +125,9 @@ pub fn append_many_direct(
     Ok(())
 }
 
-/// Appends a change inside the transaction that makes it; returns its position.
-pub async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
+/// Appends a change inside the transaction that makes it; returns its position. Writers call
+/// the helper of their kind above.
+async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
     Ok(sqlx::query_scalar(
         "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pos",
@@ -95,6 +142,54 @@ pub async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
     .bind(now_ms())
     .fetch_one(&mut **tx)
     .await?)
+}
+
+/// `message:new`: a message joined its conversation at `seq`.
+pub async fn message_new(
+    tx: &mut Tx,
+    conversation_id: &str,
+    message_id: &str,
+    seq: i64,
+) -> AppResult<i64> {
+    append(
+        tx,
+        NewChange::message(kinds::MESSAGE_NEW, conversation_id, message_id, seq),
+    )
+    .await
+}
+
+/// `message:updated`: a message was edited, deleted, reacted to, its media was processed or
+/// its WhatsApp status moved; readers get it as it is now.
+pub async fn message_updated(
+    tx: &mut Tx,
+    conversation_id: &str,
+    message_id: &str,
+    seq: i64,
+) -> AppResult<i64> {
+    let change = NewChange::message(kinds::MESSAGE_UPDATED, conversation_id, message_id, seq);
+    append(tx, change).await
+}
+
+/// `message:status`: `actor` (a member, or a WhatsApp customer's lead) has delivered or read
+/// everything up to `seq`.
+pub async fn message_status(
+    tx: &mut Tx,
+    conversation_id: &str,
+    actor: Option<&str>,
+    status: &'static str,
+    seq: i64,
+) -> AppResult<i64> {
+    append(tx, NewChange::status(conversation_id, actor, status, seq)).await
+}
+
+/// `conversation:updated`: for every member, or (`only`) for one member's own view of it
+/// (their settings, their request state).
+pub async fn conversation_updated(
+    tx: &mut Tx,
+    conversation_id: &str,
+    only: Option<&str>,
+) -> AppResult<i64> {
+    append(tx, NewChange::conversation(conversation_id, only)).await
 }
 
 /// A position in the change stream: (transaction id, position). The transaction id is always

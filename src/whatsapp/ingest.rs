@@ -7,7 +7,7 @@
 //! move a message forward (`sent` < `delivered` < `read`; `failed` is final), so duplicates and
 //! out-of-order arrivals end in the same state as one ordered delivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::json;
@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::db::{new_id, now_ms, Tx};
 use crate::error::{AppError, AppResult};
 use crate::sync::kinds;
-use crate::sync::store::{append, NewChange};
+use crate::sync::store as changes;
 
 /// What one body (or one import) did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -333,11 +333,52 @@ async fn store_messages(
     items: &[Item<'_>],
     report: &mut Report,
 ) -> AppResult<bool> {
-    use std::collections::HashSet;
+    let items = fresh(tx, &mut slots, channel, items, report).await?;
     if items.is_empty() {
         return Ok(false);
     }
-    // 1. Duplicates: stored before in this channel, or twice in this change.
+    let now = now_ms();
+    let convs = conversations_of(tx, &mut slots, channel, &items, now).await?;
+    let next = advance(tx, &mut slots, &convs, now).await?;
+    let replies = reply_targets(tx, &mut slots, channel, &items).await?;
+    let rows = plan(channel, &items, &convs, next, replies);
+    insert_messages(tx, &mut slots, &items, &rows, &convs, now).await?;
+    let queued = queue_media(tx, channel, &items, &rows).await?;
+    report.messages += rows.len() as u64;
+    Ok(queued)
+}
+
+/// One conversation per customer (lead) of a change, in order of first appearance.
+struct Conv {
+    key: String,
+    title: String,
+    count: i64,
+    inbound_at: Option<i64>,
+    id: String,
+    made: bool,
+}
+
+/// A message of the change as it will be stored.
+struct Row {
+    id: String,
+    conversation_id: String,
+    seq: i64,
+    kind: &'static str,
+    payload: Option<String>,
+    reply_to: Option<String>,
+}
+
+/// Step 1: the items not stored before in this channel, nor twice in this change.
+async fn fresh<'i, 'a>(
+    tx: &mut Tx,
+    slots: &mut crate::db::Slots,
+    channel: &ChannelRow,
+    items: &'i [Item<'a>],
+    report: &mut Report,
+) -> AppResult<Vec<&'i Item<'a>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     slots.restart();
     let sql = format!(
         "SELECT m.external_id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
@@ -352,7 +393,7 @@ async fn store_messages(
         q = q.bind(&it.m.id);
     }
     let mut seen: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
-    let items: Vec<&Item> = items
+    Ok(items
         .iter()
         .filter(|it| {
             let new = seen.insert(it.m.id.clone());
@@ -361,23 +402,20 @@ async fn store_messages(
             }
             new
         })
-        .collect();
-    if items.is_empty() {
-        return Ok(false);
-    }
+        .collect())
+}
 
-    // 2. One conversation per customer (lead), in order of first appearance.
-    struct Conv {
-        key: String,
-        title: String,
-        count: i64,
-        inbound_at: Option<i64>,
-        id: String,
-        made: bool,
-    }
-    let now = now_ms();
+/// Step 2: the customers' conversations, made where missing (with the workspace's agents as
+/// their members).
+async fn conversations_of(
+    tx: &mut Tx,
+    slots: &mut crate::db::Slots,
+    channel: &ChannelRow,
+    items: &[&Item<'_>],
+    now: i64,
+) -> AppResult<Vec<Conv>> {
     let mut convs: Vec<Conv> = Vec::new();
-    for it in &items {
+    for it in items {
         let key = format!("{}:{}", channel.id, it.lead_id);
         let title = it
             .name
@@ -474,14 +512,23 @@ async fn store_messages(
         }
         q.execute(&mut **tx).await?;
     }
+    Ok(convs)
+}
 
-    // 3. Seqs, titles, and for customer messages the open status and the service window.
+/// Step 3: seqs, titles, and for customer messages the open status and the service window, in
+/// one UPDATE; the first seq of each conversation's new messages, by conversation key.
+async fn advance(
+    tx: &mut Tx,
+    slots: &mut crate::db::Slots,
+    convs: &[Conv],
+    now: i64,
+) -> AppResult<HashMap<String, i64>> {
     slots.restart();
     // Placeholders are taken (and bound) in the order they appear in the statement: SQLite's
     // `?` are numbered by position.
     let inbound: Vec<&Conv> = convs.iter().filter(|c| c.inbound_at.is_some()).collect();
     let mut seq_case = String::from("CASE id");
-    for _ in &convs {
+    for _ in convs {
         seq_case.push_str(&format!(
             " WHEN {} THEN CAST({} AS BIGINT)",
             slots.take(),
@@ -489,7 +536,7 @@ async fn store_messages(
         ));
     }
     let mut title_case = String::from("CASE id");
-    for _ in &convs {
+    for _ in convs {
         title_case.push_str(&format!(" WHEN {} THEN {}", slots.take(), slots.take()));
     }
     let mut window_case = String::from("CASE id");
@@ -519,10 +566,10 @@ async fn store_messages(
         slots.list(convs.len())
     );
     let mut q = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
-    for c in &convs {
+    for c in convs {
         q = q.bind(&c.id).bind(c.count);
     }
-    for c in &convs {
+    for c in convs {
         q = q.bind(&c.id).bind(&c.title);
     }
     for c in &inbound {
@@ -533,19 +580,27 @@ async fn store_messages(
         q = q.bind(&c.id);
     }
     q = q.bind(now).bind(now);
-    for c in &convs {
+    for c in convs {
         q = q.bind(&c.id);
     }
     let last: HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
     let mut next: HashMap<String, i64> = HashMap::new();
-    for c in &convs {
+    for c in convs {
         let top = *last
             .get(&c.id)
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
         next.insert(c.key.clone(), top - c.count + 1);
     }
+    Ok(next)
+}
 
-    // 4. What the replies answer: this channel's stored messages, or ones earlier in this change.
+/// Step 4: what the replies answer, this channel's stored messages (by wamid).
+async fn reply_targets(
+    tx: &mut Tx,
+    slots: &mut crate::db::Slots,
+    channel: &ChannelRow,
+    items: &[&Item<'_>],
+) -> AppResult<HashMap<String, String>> {
     let mut ids_by_wamid: HashMap<String, String> = HashMap::new();
     let wanted: Vec<&str> = items
         .iter()
@@ -567,18 +622,20 @@ async fn store_messages(
         }
         ids_by_wamid.extend(q.fetch_all(&mut **tx).await?);
     }
+    Ok(ids_by_wamid)
+}
 
-    // 5. The messages, in order, with their changes.
-    struct Row {
-        id: String,
-        conversation_id: String,
-        seq: i64,
-        kind: &'static str,
-        payload: Option<String>,
-        reply_to: Option<String>,
-    }
+/// Step 5a: the rows, in order: seqs from `next`, replies to stored messages or to ones
+/// earlier in this change.
+fn plan(
+    channel: &ChannelRow,
+    items: &[&Item<'_>],
+    convs: &[Conv],
+    mut next: HashMap<String, i64>,
+    mut ids_by_wamid: HashMap<String, String>,
+) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::with_capacity(items.len());
-    for it in &items {
+    for it in items {
         let key = format!("{}:{}", channel.id, it.lead_id);
         let seq = next.get_mut(&key).expect("counted");
         let conv = convs.iter().find(|c| c.key == key).expect("made above");
@@ -599,6 +656,18 @@ async fn store_messages(
         });
         *seq += 1;
     }
+    rows
+}
+
+/// Step 5b: the messages in one INSERT, their changes in another.
+async fn insert_messages(
+    tx: &mut Tx,
+    slots: &mut crate::db::Slots,
+    items: &[&Item<'_>],
+    rows: &[Row],
+    convs: &[Conv],
+    now: i64,
+) -> AppResult<()> {
     slots.restart();
     let mut sql = String::from(
         "INSERT INTO messages (id, conversation_id, seq, sender_type, sender_id, client_msg_id, type, text, \
@@ -613,7 +682,7 @@ async fn store_messages(
     // A unique violation here means another worker stored one of these wamids a moment ago:
     // the error rolls the change back and its job runs again, finding the duplicates.
     let mut q = sqlx::query(&sql).persistent(false);
-    for (it, r) in items.iter().zip(&rows) {
+    for (it, r) in items.iter().zip(rows) {
         q = q
             .bind(&r.id)
             .bind(&r.conversation_id)
@@ -632,28 +701,31 @@ async fn store_messages(
             .bind(if it.from_business { "sent" } else { "received" });
     }
     q.execute(&mut **tx).await?;
-    let mut changes: Vec<NewChange> = rows
+    let mut appended: Vec<changes::NewChange> = rows
         .iter()
-        .map(|r| NewChange {
-            conversation_id: &r.conversation_id,
-            kind: kinds::MESSAGE_NEW,
-            message_id: Some(&r.id),
-            seq: Some(r.seq),
-            ..Default::default()
-        })
+        .map(|r| changes::NewChange::message(kinds::MESSAGE_NEW, &r.conversation_id, &r.id, r.seq))
         .collect();
     // Agents learn of a new conversation with its first message.
-    changes.extend(convs.iter().filter(|c| c.made).map(|c| NewChange {
-        conversation_id: &c.id,
-        kind: kinds::CONVERSATION_UPDATED,
-        ..Default::default()
-    }));
+    appended.extend(
+        convs
+            .iter()
+            .filter(|c| c.made)
+            .map(|c| changes::NewChange::conversation(&c.id, None)),
+    );
     slots.restart();
-    crate::sync::store::append_many(tx, slots, &changes).await?;
+    changes::append_many(tx, slots.clone(), &appended).await?;
+    Ok(())
+}
 
-    // 6. Media are fetched in the background.
+/// Step 6: media are fetched in the background; `true` if a fetch was queued.
+async fn queue_media(
+    tx: &mut Tx,
+    channel: &ChannelRow,
+    items: &[&Item<'_>],
+    rows: &[Row],
+) -> AppResult<bool> {
     let mut queued = false;
-    for (it, r) in items.iter().zip(&rows) {
+    for (it, r) in items.iter().zip(rows) {
         if let Some(media) = &it.m.media {
             let job = json!({
                 "messageId": r.id, "channelId": channel.id, "mediaId": media.id,
@@ -663,7 +735,6 @@ async fn store_messages(
             queued = true;
         }
     }
-    report.messages += rows.len() as u64;
     Ok(queued)
 }
 
@@ -736,17 +807,7 @@ async fn apply_reaction(
                 .await?;
         }
     }
-    append(
-        tx,
-        NewChange {
-            conversation_id: &conversation_id,
-            kind: kinds::MESSAGE_UPDATED,
-            message_id: Some(&message_id),
-            seq: Some(seq),
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::message_updated(tx, &conversation_id, &message_id, seq).await?;
     report.reactions += 1;
     Ok(())
 }
@@ -862,30 +923,9 @@ pub async fn status_changed(
     lead_id: Option<&str>,
     status: Option<&'static str>,
 ) -> AppResult<()> {
-    if status.is_some() {
-        append(
-            tx,
-            NewChange {
-                conversation_id,
-                kind: kinds::MESSAGE_STATUS,
-                seq: Some(seq),
-                actor_id: lead_id,
-                status,
-                ..Default::default()
-            },
-        )
-        .await?;
+    if let Some(status) = status {
+        changes::message_status(tx, conversation_id, lead_id, status, seq).await?;
     }
-    append(
-        tx,
-        NewChange {
-            conversation_id,
-            kind: kinds::MESSAGE_UPDATED,
-            message_id: Some(message_id),
-            seq: Some(seq),
-            ..Default::default()
-        },
-    )
-    .await?;
+    changes::message_updated(tx, conversation_id, message_id, seq).await?;
     Ok(())
 }

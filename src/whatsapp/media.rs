@@ -10,8 +10,7 @@ use crate::db::{new_id, Tenant};
 use crate::error::AppError;
 use crate::jobs::{Job, JobError, JobResult};
 use crate::media::sniff::Kind;
-use crate::sync::kinds;
-use crate::sync::store::{append, NewChange};
+use crate::sync::store as changes;
 
 use super::channels;
 
@@ -118,7 +117,7 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
     }
     let id = new_id();
     let t = Tenant::new(&state.db, &channel.workspace_id);
-    let received = crate::media::routes::receive(
+    let received = crate::media::upload::receive(
         state,
         &channel.workspace_id,
         &id,
@@ -139,7 +138,7 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
         }
         _ => None,
     };
-    let stored = crate::media::routes::record(state, t, None, &id, received, kind).await;
+    let stored = crate::media::upload::record(state, t, None, &id, received, kind).await;
     let row = match stored {
         Ok(row) => row,
         Err(e) => {
@@ -156,17 +155,8 @@ pub async fn fetch(state: &AppState, job: &Job) -> JobResult {
         .rows_affected()
         == 1;
     if attached {
-        append(
-            &mut tx,
-            NewChange {
-                conversation_id: &message.conversation_id,
-                kind: kinds::MESSAGE_UPDATED,
-                message_id: Some(&message.id),
-                seq: Some(message.seq),
-                ..Default::default()
-            },
-        )
-        .await?;
+        changes::message_updated(&mut tx, &message.conversation_id, &message.id, message.seq)
+            .await?;
     }
     state.db.commit(tx).await?;
     Ok(())

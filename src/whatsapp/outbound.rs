@@ -21,8 +21,8 @@ use crate::chats::model::ConversationRow;
 use crate::db::{now_ms, Tenant, Tx};
 use crate::error::{AppError, AppResult, Code};
 use crate::jobs::{Job, JobError, JobResult};
+use crate::messages::model::Outgoing;
 use crate::messages::model::{MessageRow, MessageType, TemplateSend};
-use crate::messages::service::Outgoing;
 
 /// Payload: the message id.
 pub const SEND: &str = "whatsapp.send";

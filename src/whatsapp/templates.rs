@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::validate::{field, optional, Validate};
 use crate::http::Query;
 use crate::http::{Json, ListQuery, Page, Scope};
+use crate::messages::model::{parse_language, parse_template_name as parse_name};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TemplateRow {
@@ -153,29 +154,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_templates, create_template))
         .routes(routes!(get_template, update_template, delete_template))
         .routes(routes!(sync_templates))
-}
-
-pub fn parse_name(raw: &str) -> Result<String, String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 512
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    ok.then(|| raw.to_owned())
-        .ok_or_else(|| "must be 1 to 512 of a-z, 0-9 and _".into())
-}
-
-pub fn parse_language(raw: &str) -> Result<String, String> {
-    let (lang, region) = raw
-        .split_once('_')
-        .map_or((raw, None), |(l, r)| (l, Some(r)));
-    let ok = (2..=3).contains(&lang.len())
-        && lang.bytes().all(|b| b.is_ascii_lowercase())
-        && region.is_none_or(|r| {
-            (2..=4).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric())
-        });
-    ok.then(|| raw.to_owned())
-        .ok_or_else(|| "must be a language code such as en or en_US".into())
 }
 
 fn parse_category(raw: &str) -> Result<String, String> {

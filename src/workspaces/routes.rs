@@ -336,7 +336,7 @@ async fn change_member_role(
     let before = store::set_role(&mut tx, &scope.workspace_id, &user_id, b.role).await?;
     match (before.works_inbox(), b.role.works_inbox()) {
         (false, true) => {
-            crate::whatsapp::join_channel_conversations(&mut tx, &scope.workspace_id, &user_id)
+            crate::chats::store::join_channel_conversations(&mut tx, &scope.workspace_id, &user_id)
                 .await?
         }
         (true, false) => {

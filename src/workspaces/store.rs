@@ -177,7 +177,7 @@ pub async fn insert_membership(
         }
     })?;
     if matches!(role, Role::Owner | Role::Admin | Role::Agent) {
-        crate::whatsapp::join_channel_conversations(tx, workspace_id, user_id).await?;
+        crate::chats::store::join_channel_conversations(tx, workspace_id, user_id).await?;
     }
     Ok(())
 }

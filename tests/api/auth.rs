@@ -207,11 +207,9 @@ async fn sessions_are_listed_and_revoked_per_device(app: &TestApp) {
     assert_eq!(current[0]["id"], phone.session.as_str());
 
     let r = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/sessions/{}", laptop.session),
-            Some(&phone.token),
-            None,
+            &phone.token,
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
@@ -220,11 +218,9 @@ async fn sessions_are_listed_and_revoked_per_device(app: &TestApp) {
         .assert_problem(401, "unauthorized");
     // Not one's own (or already revoked) session: 404.
     let stranger = app.signup("hank@example.com", "Hank").await;
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/sessions/{}", stranger.session),
-        Some(&phone.token),
-        None,
+        &phone.token,
     )
     .await
     .assert_problem(404, "not_found");
@@ -588,14 +584,7 @@ async fn an_email_is_verified_by_the_link_mailed_to_it(backend: crate::helpers::
         .assert_problem(401, "invalid_verification_token");
 
     // Changing the address needs the password, and the new one starts unverified.
-    let change = |body: serde_json::Value| {
-        app.call(
-            Method::PATCH,
-            "/api/v1/users/me",
-            Some(&u.token),
-            Some(body),
-        )
-    };
+    let change = |body: serde_json::Value| app.patch("/api/v1/users/me", &u.token, body);
     let r = change(json!({"email": "vera2@example.com"})).await;
     r.assert_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "currentPassword");

@@ -201,11 +201,10 @@ async fn groups_follow_their_roles(app: &TestApp) {
     };
     add(&m1, &late).await.assert_problem(403, "forbidden");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{g}/members/{}", m1.id),
-            Some(&owner.token),
-            Some(json!({"role": "admin"})),
+            &owner.token,
+            json!({"role": "admin"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -219,20 +218,18 @@ async fn groups_follow_their_roles(app: &TestApp) {
 
     // Title changes are announced.
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{g}"),
-            Some(&m2.token),
-            Some(json!({"title": "Mine"})),
+            &m2.token,
+            json!({"title": "Mine"}),
         )
         .await;
     r.assert_problem(403, "forbidden");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{g}"),
-            Some(&m1.token),
-            Some(json!({"title": "Readers"})),
+            &m1.token,
+            json!({"title": "Readers"}),
         )
         .await;
     assert_eq!(r.body["title"], "Readers");
@@ -247,7 +244,7 @@ async fn groups_follow_their_roles(app: &TestApp) {
             format!("/api/v1/conversations/{g}/members/{who}"),
             u.token.clone(),
         );
-        async move { app.call(Method::DELETE, &path, Some(&token), None).await }
+        async move { app.delete(&path, &token).await }
     };
     remove(&m1, &owner.id)
         .await
@@ -377,11 +374,10 @@ async fn settings_and_the_list(app: &TestApp) {
     assert_eq!(app.conversation(&a, &g1).await["unreadCount"], 0);
 
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{g1}/settings"),
-            Some(&a.token),
-            Some(json!({"mutedUntil": "2030-01-01T00:00:00Z", "archived": true, "pinned": true})),
+            &a.token,
+            json!({"mutedUntil": "2030-01-01T00:00:00Z", "archived": true, "pinned": true}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -394,11 +390,10 @@ async fn settings_and_the_list(app: &TestApp) {
         .await;
     assert_eq!(archived.body["items"].as_array().unwrap().len(), 1);
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{g1}/settings"),
-            Some(&a.token),
-            Some(json!({"mutedUntil": null})),
+            &a.token,
+            json!({"mutedUntil": null}),
         )
         .await;
     assert_eq!(r.body["settings"]["mutedUntil"], Value::Null);
@@ -409,11 +404,10 @@ async fn settings_and_the_list(app: &TestApp) {
         false
     );
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{g1}/settings"),
-            Some(&a.token),
-            Some(json!({"mutedUntil": "soon"})),
+            &a.token,
+            json!({"mutedUntil": "soon"}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
@@ -437,11 +431,9 @@ async fn outsiders_learn_nothing(app: &TestApp, mail: &mut crate::helpers::Captu
     let g = app.group(&a, "Private", &[&b, &removed]).await;
     let msg = app.say(&a, &g, "secret plans").await;
     let mid = msg["id"].as_str().unwrap().to_owned();
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/conversations/{g}/members/{}", removed.id),
-        Some(&a.token),
-        None,
+        &a.token,
     )
     .await;
     // Someone of another workspace.

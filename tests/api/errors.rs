@@ -86,11 +86,10 @@ async fn every_failure_is_problem_json(app: &TestApp) {
 
     // Unknown fields are ignored.
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"about": "ok", "isPlatformAdmin": true})),
+            &u.token,
+            json!({"about": "ok", "isPlatformAdmin": true}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);

@@ -136,9 +136,13 @@ async fn start(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(palaver::app::serve(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(palaver::server::serve(
+        listener,
+        state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
@@ -227,6 +231,39 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
         self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Waits until every background job queued so far has run (none is pending: each is done
+    /// or has given up), for at most 60 s. Jobs run on the server's own workers; this wakes
+    /// them and watches the queue.
+    pub async fn run_pending_jobs(&self) {
+        let db = &self.state.db;
+        db.wake_jobs();
+        eventually(Duration::from_secs(60), || async {
+            let pending: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE failed_at IS NULL")
+                    .fetch_one(db.reader())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            match pending {
+                0 => Ok(()),
+                n => Err(format!("{n} background jobs still pending")),
+            }
+        })
+        .await
     }
 
     /// Signs up a user and returns the sign-in answer.

@@ -350,20 +350,13 @@ async fn photo_voice_note_and_pdf_in_a_chat(app: &TestApp) {
     );
 
     // The recipient sees thumbnails, duration and page count once processing is done.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let (photo_view, voice_view, doc_view) = loop {
-        let p = media_in_history(app, &bob, &chat, &photo_id).await;
-        let v = media_in_history(app, &bob, &chat, &voice_id).await;
-        let d = media_in_history(app, &bob, &chat, &doc_id).await;
-        if p["processed"] == true && v["processed"] == true && d["processed"] == true {
-            break (p, v, d);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never processed: {p} {v} {d}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    app.run_pending_jobs().await;
+    let photo_view = media_in_history(app, &bob, &chat, &photo_id).await;
+    let voice_view = media_in_history(app, &bob, &chat, &voice_id).await;
+    let doc_view = media_in_history(app, &bob, &chat, &doc_id).await;
+    for view in [&photo_view, &voice_view, &doc_view] {
+        assert_eq!(view["processed"], true, "{view}");
+    }
     assert_eq!(
         photo_view["thumbnailUrl"],
         format!("/api/v1/media/{photo_id}/thumbnail")
@@ -621,29 +614,26 @@ async fn uploads_are_checked(app: &TestApp) {
     // Avatars are the user's own images.
     let face = uploaded(app, &alice, jpeg(64, 64), "me.jpg", None).await;
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&alice.token),
-            Some(json!({"avatarMediaId": doc_id})),
+            &alice.token,
+            json!({"avatarMediaId": doc_id}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&bob.token),
-            Some(json!({"avatarMediaId": face["id"]})),
+            &bob.token,
+            json!({"avatarMediaId": face["id"]}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&alice.token),
-            Some(json!({"avatarMediaId": face["id"]})),
+            &alice.token,
+            json!({"avatarMediaId": face["id"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -693,11 +683,9 @@ async fn removed_members_and_deleted_messages_lose_access(app: &TestApp) {
     assert!(fwd.status.is_success(), "{}", fwd.text);
 
     let r = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/conversations/{group}/members/{}", bob.id),
-            Some(&alice.token),
-            None,
+            &alice.token,
         )
         .await;
     assert!(r.status.is_success(), "{}", r.text);
@@ -718,11 +706,9 @@ async fn removed_members_and_deleted_messages_lose_access(app: &TestApp) {
 
     // Deleted for everyone: the media link is gone from the group, Carol keeps Bob's forward.
     let r = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/messages/{first_msg}?for=everyone"),
-            Some(&alice.token),
-            None,
+            &alice.token,
         )
         .await;
     assert!(r.status.is_success(), "{}", r.text);
@@ -766,11 +752,10 @@ async fn unreferenced_uploads_are_swept(app: &TestApp) {
         StatusCode::CREATED
     );
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&alice.token),
-            Some(json!({"avatarMediaId": avatar})),
+            &alice.token,
+            json!({"avatarMediaId": avatar}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -899,11 +884,12 @@ async fn ocr_reads_text_in_images(backend: Backend) {
     .await;
     assert_eq!(view["source"], "pdf");
     let path = format!("/api/v1/media/{}/thumbnail", d["id"].as_str().unwrap());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while fetch(&app, Some(&alice), &path, &[]).await.0 != StatusCode::OK {
-        assert!(tokio::time::Instant::now() < deadline, "no PDF thumbnail");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.run_pending_jobs().await;
+    assert_eq!(
+        fetch(&app, Some(&alice), &path, &[]).await.0,
+        StatusCode::OK,
+        "no PDF thumbnail"
+    );
     app.stop().await;
 }
 
@@ -1014,11 +1000,11 @@ async fn voice_notes_are_transcribed(backend: Backend) {
             .status,
         StatusCode::CREATED
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while media_in_history(&app, &alice, &chat, id).await["durationMs"] != 1500 {
-        assert!(tokio::time::Instant::now() < deadline, "no duration");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.run_pending_jobs().await;
+    assert_eq!(
+        media_in_history(&app, &alice, &chat, id).await["durationMs"],
+        1500
+    );
     // Plain audio (not a voice note) is not sent for transcription.
     let song = uploaded(&app, &alice, wav(200), "song.wav", None).await;
     assert_eq!(song["kind"], "audio");
@@ -1123,16 +1109,10 @@ async fn media_in_an_s3_bucket(backend: Backend) {
     // Thumbnails go there too.
     let p = uploaded(&app, &alice, png(640, 640), "sq.png", None).await;
     let path = format!("/api/v1/media/{}/thumbnail", p["id"].as_str().unwrap());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _, body) = fetch(&app, Some(&alice), &path, &[]).await;
-        if status == StatusCode::OK {
-            assert_eq!(image::load_from_memory(&body).unwrap().width(), 320);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no thumbnail in S3");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.run_pending_jobs().await;
+    let (status, _, body) = fetch(&app, Some(&alice), &path, &[]).await;
+    assert_eq!(status, StatusCode::OK, "no thumbnail in S3");
+    assert_eq!(image::load_from_memory(&body).unwrap().width(), 320);
     app.stop().await;
 }
 
@@ -1153,9 +1133,7 @@ async fn erasing_an_account_deletes_its_uploads(app: &TestApp) {
     );
     let path = format!("/api/v1/media/{photo}");
     assert_eq!(fetch(app, Some(&bob), &path, &[]).await.0, StatusCode::OK);
-    let r = app
-        .call(Method::DELETE, "/api/v1/users/me", Some(&alice.token), None)
-        .await;
+    let r = app.delete("/api/v1/users/me", &alice.token).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     // The row goes with the account; the bytes go by a job.
     assert_eq!(
@@ -1171,14 +1149,8 @@ async fn erasing_an_account_deletes_its_uploads(app: &TestApp) {
         .unwrap()
         .to_owned();
     let stored = media_dir.join(&workspace).join(&photo).join("original");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while stored.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the erased user's upload is still stored"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.run_pending_jobs().await;
+    assert!(!stored.exists(), "the erased user's upload is still stored");
 }
 
 dual_test!(uploads_have_their_own_rate_limit);

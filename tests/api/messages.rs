@@ -277,36 +277,21 @@ async fn edits_are_the_senders_for_fifteen_minutes(app: &TestApp) {
     let m = app.say(&a, &conv, "teh typo").await;
     let path = format!("/api/v1/messages/{}", m["id"].as_str().unwrap());
     let r = app
-        .call(
-            Method::PATCH,
-            &path,
-            Some(&a.token),
-            Some(json!({"text": "the typo"})),
-        )
+        .patch(&path, &a.token, json!({"text": "the typo"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["text"], "the typo");
     assert!(r.body["editedAt"].is_string());
-    app.call(
-        Method::PATCH,
-        &path,
-        Some(&b.token),
-        Some(json!({"text": "hijack"})),
-    )
-    .await
-    .assert_problem(403, "forbidden");
+    app.patch(&path, &b.token, json!({"text": "hijack"}))
+        .await
+        .assert_problem(403, "forbidden");
     sqlx::query("UPDATE messages SET created_at = created_at - 16 * 60 * 1000")
         .execute(app.state.db.writer())
         .await
         .unwrap();
-    app.call(
-        Method::PATCH,
-        &path,
-        Some(&a.token),
-        Some(json!({"text": "too late"})),
-    )
-    .await
-    .assert_problem(403, "edit_window_closed");
+    app.patch(&path, &a.token, json!({"text": "too late"}))
+        .await
+        .assert_problem(403, "edit_window_closed");
 }
 
 dual_test!(deleting_for_everyone_leaves_only_a_tombstone);
@@ -316,18 +301,16 @@ async fn deleting_for_everyone_leaves_only_a_tombstone(app: &TestApp) {
     let conv = app.direct(&a, &b).await;
     let m = app.say(&a, &conv, "regrettable words").await;
     let id = m["id"].as_str().unwrap().to_owned();
-    app.call(
-        Method::PATCH,
+    app.patch(
         &format!("/api/v1/messages/{id}"),
-        Some(&a.token),
-        Some(json!({"text": "still regrettable"})),
+        &a.token,
+        json!({"text": "still regrettable"}),
     )
     .await;
-    app.call(
-        Method::PUT,
+    app.put(
         &format!("/api/v1/messages/{id}/reactions"),
-        Some(&b.token),
-        Some(json!({"emoji": "😮"})),
+        &b.token,
+        json!({"emoji": "😮"}),
     )
     .await;
     let reply = app
@@ -337,21 +320,11 @@ async fn deleting_for_everyone_leaves_only_a_tombstone(app: &TestApp) {
             json!({"clientMsgId": "q", "type": "text", "text": "what?", "replyToId": id}),
         )
         .await;
-    app.call(
-        Method::DELETE,
-        &format!("/api/v1/messages/{id}?for=everyone"),
-        Some(&b.token),
-        None,
-    )
-    .await
-    .assert_problem(403, "forbidden");
+    app.delete(&format!("/api/v1/messages/{id}?for=everyone"), &b.token)
+        .await
+        .assert_problem(403, "forbidden");
     let r = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/messages/{id}?for=everyone"),
-            Some(&a.token),
-            None,
-        )
+        .delete(&format!("/api/v1/messages/{id}?for=everyone"), &a.token)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     for viewer in [&a, &b] {
@@ -382,11 +355,10 @@ async fn deleting_for_everyone_leaves_only_a_tombstone(app: &TestApp) {
         )
         .await;
     assert!(!all.text.contains("regrettable"), "{}", all.text);
-    app.call(
-        Method::PUT,
+    app.put(
         &format!("/api/v1/messages/{id}/reactions"),
-        Some(&b.token),
-        Some(json!({"emoji": "👍"})),
+        &b.token,
+        json!({"emoji": "👍"}),
     )
     .await
     .assert_problem(422, "validation_failed");
@@ -398,14 +370,12 @@ async fn deleting_for_everyone_leaves_only_a_tombstone(app: &TestApp) {
         .await
         .unwrap();
     let r = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!(
                 "/api/v1/messages/{}?for=everyone",
                 old["id"].as_str().unwrap()
             ),
-            Some(&a.token),
-            None,
+            &a.token,
         )
         .await;
     r.assert_problem(403, "delete_window_closed");
@@ -424,21 +394,17 @@ async fn deleting_for_me_hides_it_from_me_only(app: &TestApp) {
     let conv = app.direct(&a, &b).await;
     let m = app.say(&a, &conv, "mine to hide").await;
     let r = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/messages/{}?for=me", m["id"].as_str().unwrap()),
-            Some(&b.token),
-            None,
+            &b.token,
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(app.history(&b, &conv).await.is_empty());
     assert_eq!(app.history(&a, &conv).await.len(), 1);
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/messages/{}?for=nobody", m["id"].as_str().unwrap()),
-        Some(&b.token),
-        None,
+        &b.token,
     )
     .await
     .assert_problem(422, "validation_failed");
@@ -451,47 +417,22 @@ async fn one_reaction_per_user_per_message(app: &TestApp) {
     let conv = app.direct(&a, &b).await;
     let m = app.say(&a, &conv, "react to me").await;
     let path = format!("/api/v1/messages/{}/reactions", m["id"].as_str().unwrap());
-    app.call(
-        Method::PUT,
-        &path,
-        Some(&b.token),
-        Some(json!({"emoji": "👍"})),
-    )
-    .await;
-    let r = app
-        .call(
-            Method::PUT,
-            &path,
-            Some(&b.token),
-            Some(json!({"emoji": "❤️"})),
-        )
-        .await;
+    app.put(&path, &b.token, json!({"emoji": "👍"})).await;
+    let r = app.put(&path, &b.token, json!({"emoji": "❤️"})).await;
     assert_eq!(
         r.body["reactions"],
         json!([{"emoji": "❤️", "by": {"type": "user", "id": b.id}}])
     );
-    let r = app
-        .call(
-            Method::PUT,
-            &path,
-            Some(&a.token),
-            Some(json!({"emoji": "🎉"})),
-        )
-        .await;
+    let r = app.put(&path, &a.token, json!({"emoji": "🎉"})).await;
     assert_eq!(r.body["reactions"].as_array().unwrap().len(), 2);
-    let r = app.call(Method::DELETE, &path, Some(&b.token), None).await;
+    let r = app.delete(&path, &b.token).await;
     assert_eq!(
         r.body["reactions"],
         json!([{"emoji": "🎉", "by": {"type": "user", "id": a.id}}])
     );
-    app.call(
-        Method::PUT,
-        &path,
-        Some(&b.token),
-        Some(json!({"emoji": "nice"})),
-    )
-    .await
-    .assert_problem(422, "validation_failed");
+    app.put(&path, &b.token, json!({"emoji": "nice"}))
+        .await
+        .assert_problem(422, "validation_failed");
 }
 
 dual_test!(receipts_only_move_forward_and_derive_the_status);
@@ -584,13 +525,8 @@ async fn blocked_users_cannot_message(app: &TestApp) {
             .await;
         r.assert_problem(403, "blocked");
     }
-    app.call(
-        Method::DELETE,
-        &format!("/api/v1/blocks/{}", a.id),
-        Some(&b.token),
-        None,
-    )
-    .await;
+    app.delete(&format!("/api/v1/blocks/{}", a.id), &b.token)
+        .await;
     app.say(&a, &conv, "hello again").await;
 }
 

@@ -194,6 +194,56 @@ async fn socket_receipts_only_move_forward(app: &TestApp) {
     assert!(history.iter().all(|m| m["status"] == "read"), "{history:?}");
 }
 
+dual_test!(a_replayed_event_carries_the_live_events_data);
+/// `GET /sync` replays each change as the event that was pushed live: the same `type`, and a
+/// `data` of the same shape with the same cursor inside (`message:status` included).
+async fn a_replayed_event_carries_the_live_events_data(app: &TestApp) {
+    let a = app.signup("la@example.com", "La").await;
+    let b = app.signup("lb@example.com", "Lb").await;
+    let conv = app.direct(&a, &b).await;
+    let start = app.sync_start(&a).await;
+    let (sa, mut a_events) = connect(app, &a).await;
+    let (sb, mut b_events) = connect(app, &b).await;
+    send(&sa, &conv, "l1", "hello").await;
+    b_events.expect("message:new", WAIT).await.unwrap();
+    let read = sb
+        .call(
+            "message:read",
+            &json!({"conversationId": conv, "seq": 1}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(read["ok"], true, "{read}");
+    let live_status = a_events.expect("message:status", WAIT).await.unwrap();
+    let cursor = live_status["cursor"]
+        .as_str()
+        .expect("a live cursor")
+        .to_owned();
+
+    let (replayed, _) = crate::helpers::drain_until(app, &a, start, 100, |events| {
+        events.iter().any(|e| e["type"] == "message:status")
+    })
+    .await;
+    let status = replayed
+        .iter()
+        .find(|e| e["type"] == "message:status")
+        .expect("the status is replayed");
+    assert_eq!(status["cursor"], cursor.as_str());
+    assert_eq!(
+        status["data"], live_status,
+        "the replayed data is the live payload"
+    );
+    for e in &replayed {
+        assert_eq!(
+            e["data"]["cursor"], e["cursor"],
+            "every kind carries its cursor: {e}"
+        );
+    }
+    let kinds: Vec<&str> = replayed.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"message:new"), "{kinds:?}");
+}
+
 dual_test!(socket_conversation_changes_are_pushed);
 async fn socket_conversation_changes_are_pushed(app: &TestApp) {
     let a = app.signup("ca@example.com", "Ca").await;
@@ -207,11 +257,10 @@ async fn socket_conversation_changes_are_pushed(app: &TestApp) {
     assert!(created["cursor"].as_str().is_some());
 
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{group}"),
-            Some(&a.token),
-            Some(json!({"title": "Long weekend"})),
+            &a.token,
+            json!({"title": "Long weekend"}),
         )
         .await;
     assert!(r.status.is_success(), "{}", r.text);

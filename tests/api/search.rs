@@ -1,4 +1,3 @@
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::dual_test;
@@ -91,28 +90,23 @@ async fn deleted_and_edited_words_are_not_found(app: &TestApp) {
     let gone = app.say(&a, &ab, "my password is swordfish").await;
     let edited = app.say(&a, &ab, "meet at the harbour").await;
     let hidden = app.say(&a, &ab, "the harbour ferry leaves at noon").await;
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!(
             "/api/v1/messages/{}?for=everyone",
             gone["id"].as_str().unwrap()
         ),
-        Some(&a.token),
-        None,
+        &a.token,
     )
     .await;
-    app.call(
-        Method::PATCH,
+    app.patch(
         &format!("/api/v1/messages/{}", edited["id"].as_str().unwrap()),
-        Some(&a.token),
-        Some(json!({"text": "meet at the station"})),
+        &a.token,
+        json!({"text": "meet at the station"}),
     )
     .await;
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/messages/{}?for=me", hidden["id"].as_str().unwrap()),
-        Some(&b.token),
-        None,
+        &b.token,
     )
     .await;
     for u in [&a, &b] {
@@ -136,11 +130,9 @@ async fn a_removed_member_searches_nothing_of_the_group(app: &TestApp) {
     let b = app.signup("rb@example.com", "Rb").await;
     let g = app.group(&a, "Plans", &[&b]).await;
     app.say(&a, &g, "quarterly numbers look good").await;
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/conversations/{g}/members/{}", b.id),
-        Some(&a.token),
-        None,
+        &a.token,
     )
     .await;
     app.say(&a, &g, "quarterly bonus decided").await;

@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::dual_test;
@@ -28,25 +27,21 @@ async fn sync_pages_every_change_once_in_order(app: &TestApp) {
                 .to_owned(),
         );
     }
-    app.call(
-        Method::PATCH,
+    app.patch(
         &format!("/api/v1/messages/{}", ids[0]),
-        Some(&a.token),
-        Some(json!({"text": "edited while away"})),
+        &a.token,
+        json!({"text": "edited while away"}),
     )
     .await;
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/messages/{}?for=everyone", ids[1]),
-        Some(&a.token),
-        None,
+        &a.token,
     )
     .await;
-    app.call(
-        Method::PUT,
+    app.put(
         &format!("/api/v1/messages/{}/reactions", ids[2]),
-        Some(&c.token),
-        Some(json!({"emoji": "👍"})),
+        &c.token,
+        json!({"emoji": "👍"}),
     )
     .await;
     app.post(
@@ -137,19 +132,16 @@ async fn a_removed_member_stops_receiving_changes(app: &TestApp) {
     let start = app.sync_start(&b).await;
     let g = app.group(&a, "Soon without b", &[&b]).await;
     app.say(&a, &g, "b sees this").await;
-    app.call(
-        Method::DELETE,
+    app.delete(
         &format!("/api/v1/conversations/{g}/members/{}", b.id),
-        Some(&a.token),
-        None,
+        &a.token,
     )
     .await;
     app.say(&a, &g, "b never sees this").await;
-    app.call(
-        Method::PATCH,
+    app.patch(
         &format!("/api/v1/conversations/{g}"),
-        Some(&a.token),
-        Some(json!({"title": "renamed later"})),
+        &a.token,
+        json!({"title": "renamed later"}),
     )
     .await;
     let removed = |e: &[Value]| {
@@ -272,11 +264,10 @@ async fn small_pages_across_conversations_match_one_large_page(app: &TestApp) {
         // Changes addressed to `a` alone: in `b`'s log position order, but not for `b`.
         for k in 0..3 {
             let r = app
-                .call(
-                    Method::PATCH,
+                .patch(
                     &format!("/api/v1/conversations/{x}/settings"),
-                    Some(&a.token),
-                    Some(settle((round + k) % 2 == 0)),
+                    &a.token,
+                    settle((round + k) % 2 == 0),
                 )
                 .await;
             assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);

@@ -29,11 +29,10 @@ dual_test!(the_profile_is_read_and_changed_field_by_field);
 async fn the_profile_is_read_and_changed_field_by_field(app: &TestApp) {
     let u = app.signup("nina@example.com", "Nina").await;
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"about": "Hi there", "privacy": {"lastSeen": "contacts"}})),
+            &u.token,
+            json!({"about": "Hi there", "privacy": {"lastSeen": "contacts"}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -41,72 +40,59 @@ async fn the_profile_is_read_and_changed_field_by_field(app: &TestApp) {
     assert_eq!(r.body["displayName"], "Nina");
     assert_eq!(r.body["privacy"]["lastSeen"], "contacts");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"displayName": "Nina S."})),
+            &u.token,
+            json!({"displayName": "Nina S."}),
         )
         .await;
     assert_eq!(r.body["displayName"], "Nina S.");
     assert_eq!(r.body["about"], "Hi there");
 
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"privacy": {"lastSeen": "friends"}})),
+            &u.token,
+            json!({"privacy": {"lastSeen": "friends"}}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "privacy.lastSeen");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch("/api/v1/users/me", &u.token, json!({"about": 42}))
+        .await;
+    r.assert_problem(422, "validation_failed");
+    let r = app
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"about": 42})),
+            &u.token,
+            json!({"about": "x".repeat(141)}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"about": "x".repeat(141)})),
-        )
-        .await;
-    r.assert_problem(422, "validation_failed");
-    let r = app
-        .call(
-            Method::PATCH,
-            "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"avatarMediaId": "nope"})),
+            &u.token,
+            json!({"avatarMediaId": "nope"}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
     app.signup("taken@example.com", "T").await;
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(
-                json!({"email": "Taken@example.com", "currentPassword": crate::helpers::PASSWORD}),
-            ),
+            &u.token,
+            json!({"email": "Taken@example.com", "currentPassword": crate::helpers::PASSWORD}),
         )
         .await;
     r.assert_problem(409, "email_taken");
     // The phone is read-only: unknown/immutable fields are ignored.
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/users/me",
-            Some(&u.token),
-            Some(json!({"phone": "+14155550100"})),
+            &u.token,
+            json!({"phone": "+14155550100"}),
         )
         .await;
     assert_eq!(r.body["phone"], serde_json::Value::Null);
@@ -246,11 +232,10 @@ async fn last_seen_follows_privacy_and_blocks(app: &TestApp) {
         Some("2023-11-14T22:13:20.000Z")
     );
     let set = |p: &'static str| {
-        app.call(
-            Method::PATCH,
+        app.patch(
             "/api/v1/users/me",
-            Some(&target.token),
-            Some(json!({"privacy": {"lastSeen": p}})),
+            &target.token,
+            json!({"privacy": {"lastSeen": p}}),
         )
     };
     assert_eq!(set("nobody").await.status, StatusCode::OK);
@@ -286,12 +271,7 @@ async fn last_seen_follows_privacy_and_blocks(app: &TestApp) {
     let blocks = app.get("/api/v1/blocks", &target.token).await;
     assert_eq!(ids(&blocks.body), vec![viewer.id.clone()]);
     let r = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/blocks/{}", viewer.id),
-            Some(&target.token),
-            None,
-        )
+        .delete(&format!("/api/v1/blocks/{}", viewer.id), &target.token)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&path, &viewer.token).await.body["about"], "busy");
@@ -336,23 +316,20 @@ async fn erasing_an_account_leaves_only_tombstones(app: &TestApp) {
     let ab = app.direct(&a, &b).await;
     let from_a = app.say(&a, &ab, "my secret recipe").await;
     let from_b = app.say(&b, &ab, "tell me more").await;
-    app.call(
-        Method::PUT,
+    app.put(
         &format!(
             "/api/v1/messages/{}/reactions",
             from_b["id"].as_str().unwrap()
         ),
-        Some(&a.token),
-        Some(json!({"emoji": "🤫"})),
+        &a.token,
+        json!({"emoji": "🤫"}),
     )
     .await;
     let g = app.group(&a, "Cooking", &[&b, &c]).await;
     app.say(&a, &g, "group secret sauce").await;
     let cursor = app.sync_start(&b).await;
 
-    let r = app
-        .call(Method::DELETE, "/api/v1/users/me", Some(&a.token), None)
-        .await;
+    let r = app.delete("/api/v1/users/me", &a.token).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     app.get("/api/v1/users/me", &a.token)
         .await

@@ -314,11 +314,10 @@ async fn channels_keep_their_secrets(app: &TestApp) {
     .await
     .assert_problem(422, "validation_failed");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/channels/{id}"),
-            Some(&owner.token),
-            Some(json!({"verifyToken": ""})),
+            &owner.token,
+            json!({"verifyToken": ""}),
         )
         .await;
     assert_eq!(r.body["verifyTokenSet"], false, "{}", r.text);
@@ -327,11 +326,10 @@ async fn channels_keep_their_secrets(app: &TestApp) {
 
     // The handshake: the configured verify token answers the challenge.
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/channels/{id}"),
-            Some(&owner.token),
-            Some(json!({"verifyToken": "verify-me"})),
+            &owner.token,
+            json!({"verifyToken": "verify-me"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -358,12 +356,7 @@ async fn channels_keep_their_secrets(app: &TestApp) {
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
 
     let r = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/channels/{id}"),
-            Some(&owner.token),
-            None,
-        )
+        .delete(&format!("/api/v1/channels/{id}"), &owner.token)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
@@ -601,11 +594,10 @@ async fn every_inbound_message_type_reaches_the_inbox(app: &TestApp) {
         .unwrap()
         .to_owned();
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/workspaces/{default_ws}/members/{}", agent.id),
-            Some(&owner.token),
-            Some(json!({"role": "agent"})),
+            &owner.token,
+            json!({"role": "agent"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -816,11 +808,10 @@ async fn every_inbound_message_type_reaches_the_inbox(app: &TestApp) {
 
     // Closing the conversation; the customer's next message reopens it.
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{conv}"),
-            Some(&agent.token),
-            Some(json!({"status": "closed", "assigneeId": agent.id})),
+            &agent.token,
+            json!({"status": "closed", "assigneeId": agent.id}),
         )
         .await;
     assert_eq!(
@@ -847,11 +838,10 @@ async fn every_inbound_message_type_reaches_the_inbox(app: &TestApp) {
         1
     );
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/conversations/{conv}"),
-            Some(&agent.token),
-            Some(json!({"assigneeId": member.id})),
+            &agent.token,
+            json!({"assigneeId": member.id}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
@@ -934,14 +924,7 @@ async fn statuses_only_move_forward(app: &TestApp) {
     assert_eq!(h[0]["sender"], json!({"type": "user", "id": null}));
     assert_eq!(h[1]["external"]["error"]["code"], 131047);
     // Wait for the last status (the unknown id) to be recorded, then read the history table.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while count(app, "message_statuses").await < 7 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "statuses not recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    app.run_pending_jobs().await;
     let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
         "SELECT external_id, status, message_id, raw FROM message_statuses ORDER BY created_at, id",
     )
@@ -1345,11 +1328,10 @@ async fn replies_inside_and_outside_the_window(app: &TestApp) {
 
     // An agent's reaction and read mark reach the customer.
     let r = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/messages/{customer_msg}/reactions"),
-            Some(&owner.token),
-            Some(json!({"emoji": "❤️"})),
+            &owner.token,
+            json!({"emoji": "❤️"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -1525,21 +1507,19 @@ async fn nothing_inward(app: &TestApp) {
     );
     // Moving the channel to another host needs its token again.
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/channels/{channel_id}"),
-            Some(&owner.token),
-            Some(json!({"graphBaseUrl": "https://graph.example.com"})),
+            &owner.token,
+            json!({"graphBaseUrl": "https://graph.example.com"}),
         )
         .await;
     r.assert_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "accessToken", "{}", r.body);
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/channels/{channel_id}"),
-            Some(&owner.token),
-            Some(json!({"graphBaseUrl": "https://graph.example.com", "accessToken": "new-token"})),
+            &owner.token,
+            json!({"graphBaseUrl": "https://graph.example.com", "accessToken": "new-token"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

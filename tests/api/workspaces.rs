@@ -31,11 +31,10 @@ async fn a_new_user_belongs_to_the_default_workspace(app: &TestApp) {
     let by_slug = app.get("/api/v1/workspaces/default", &u.token).await;
     assert_eq!(by_slug.body["id"], items[0]["id"]);
     // Members may not rename the workspace nor list its people.
-    app.call(
-        Method::PATCH,
+    app.patch(
         "/api/v1/workspaces/default",
-        Some(&u.token),
-        Some(json!({"name": "Mine"})),
+        &u.token,
+        json!({"name": "Mine"}),
     )
     .await
     .assert_problem(403, "forbidden");
@@ -81,21 +80,19 @@ async fn only_platform_admins_create_workspaces(app: &TestApp) {
     .await
     .assert_problem(422, "validation_failed");
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/workspaces/acme",
-            Some(&a.token),
-            Some(json!({"name": "Acme Pharmacy", "settings": {"timezone": "Europe/Paris"}})),
+            &a.token,
+            json!({"name": "Acme Pharmacy", "settings": {"timezone": "Europe/Paris"}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["name"], "Acme Pharmacy");
     assert_eq!(r.body["settings"]["timezone"], "Europe/Paris");
-    app.call(
-        Method::PATCH,
+    app.patch(
         "/api/v1/workspaces/acme",
-        Some(&a.token),
-        Some(json!({"settings": [1]})),
+        &a.token,
+        json!({"settings": [1]}),
     )
     .await
     .assert_problem(422, "validation_failed");
@@ -354,69 +351,40 @@ async fn membership_roles_follow_the_rules(app: &TestApp) {
 
     // Agents cannot manage; admins cannot touch owners; the last owner stays.
     let path = |u: &str| format!("/api/v1/workspaces/team/members/{u}");
-    app.call(
-        Method::PATCH,
-        &path(&ann.id),
-        Some(&ben.token),
-        Some(json!({"role": "member"})),
-    )
-    .await
-    .assert_problem(403, "forbidden");
-    app.call(Method::DELETE, &path(&root.id), Some(&ann.token), None)
+    app.patch(&path(&ann.id), &ben.token, json!({"role": "member"}))
         .await
         .assert_problem(403, "forbidden");
-    app.call(
-        Method::PATCH,
-        &path(&root.id),
-        Some(&ann.token),
-        Some(json!({"role": "member"})),
-    )
-    .await
-    .assert_problem(403, "forbidden");
-    app.call(
-        Method::PATCH,
-        &path(&root.id),
-        Some(&root.token),
-        Some(json!({"role": "admin"})),
-    )
-    .await
-    .assert_problem(409, "last_owner");
-    app.call(Method::DELETE, &path(&root.id), Some(&root.token), None)
+    app.delete(&path(&root.id), &ann.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.patch(&path(&root.id), &ann.token, json!({"role": "member"}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.patch(&path(&root.id), &root.token, json!({"role": "admin"}))
+        .await
+        .assert_problem(409, "last_owner");
+    app.delete(&path(&root.id), &root.token)
         .await
         .assert_problem(409, "last_owner");
     let r = app
-        .call(
-            Method::PATCH,
-            &path(&ben.id),
-            Some(&ann.token),
-            Some(json!({"role": "member"})),
-        )
+        .patch(&path(&ben.id), &ann.token, json!({"role": "member"}))
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["role"], "member");
     // A second owner lets the first one go.
     let r = app
-        .call(
-            Method::PATCH,
-            &path(&ann.id),
-            Some(&root.token),
-            Some(json!({"role": "owner"})),
-        )
+        .patch(&path(&ann.id), &root.token, json!({"role": "owner"}))
         .await;
     assert_eq!(r.body["role"], "owner");
-    let r = app
-        .call(Method::DELETE, &path(&root.id), Some(&root.token), None)
-        .await;
+    let r = app.delete(&path(&root.id), &root.token).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     app.get("/api/v1/workspaces/team", &root.token)
         .await
         .assert_problem(404, "not_found");
     // Members leave by themselves.
-    let r = app
-        .call(Method::DELETE, &path(&ben.id), Some(&ben.token), None)
-        .await;
+    let r = app.delete(&path(&ben.id), &ben.token).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    app.call(Method::DELETE, &path(&ben.id), Some(&ann.token), None)
+    app.delete(&path(&ben.id), &ann.token)
         .await
         .assert_problem(404, "not_found");
 }
@@ -430,11 +398,10 @@ async fn default_workspace(app: &TestApp, user: &User) -> String {
 
 async fn set_role(app: &TestApp, admin: &User, ws: &str, user: &User, role: &str) {
     let r = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/workspaces/{ws}/members/{}", user.id),
-            Some(&admin.token),
-            Some(json!({"role": role})),
+            &admin.token,
+            json!({"role": role}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -497,11 +464,9 @@ async fn a_removed_member_loses_the_workspace_and_its_sockets_are_told(app: &Tes
         .await
         .expect("bob connects");
     let r = app
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/v1/workspaces/{ws}/members/{}", bob.id),
-            Some(&owner.token),
-            None,
+            &owner.token,
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);

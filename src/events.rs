@@ -1,4 +1,5 @@
-//! Socket event names (realtime.md), defined once.
+//! Every Socket.IO event name (realtime.md), defined once. The change-log kinds
+//! (`sync::kinds`) are the server-to-client events a change replays.
 
 pub const MESSAGE_SEND: &str = "message:send";
 pub const MESSAGE_DELIVERED: &str = "message:delivered";
@@ -10,7 +11,13 @@ pub const SYNC_REQUEST: &str = "sync:request";
 pub const TYPING_START: &str = "typing:start";
 pub const TYPING_STOP: &str = "typing:stop";
 
-// Server to client, besides the change-log events (sync::kinds).
+// Server to client: the changes of the log, replayed by sync with the same names.
+pub const MESSAGE_NEW: &str = "message:new";
+pub const MESSAGE_UPDATED: &str = "message:updated";
+pub const MESSAGE_STATUS: &str = "message:status";
+pub const CONVERSATION_UPDATED: &str = "conversation:updated";
+
+// Server to client, outside the log.
 pub const TYPING: &str = "typing";
 pub const PRESENCE: &str = "presence";
 /// Sent just before the server disconnects a device: `{reason, workspaceId?}` with reason

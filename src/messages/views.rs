@@ -1,0 +1,174 @@
+//! Message views: a stored row as its API shape (reactions, reply preview, media, the
+//! sender's status from the conversation's receipt floor). Built in batches: the history, the
+//! conversation list, the sync page and the live dispatcher all come here.
+
+use std::collections::HashMap;
+
+use super::model::*;
+use super::store;
+use crate::chats::model::{MemberRow, RequestState};
+use crate::db::{Db, Timestamp};
+use crate::error::{AppError, AppResult, Code};
+
+/// (lowest deliveredSeq, lowest readSeq) of current members: a message at or below them is
+/// delivered / read by everyone, its sender included (sending moves the sender's own marks).
+pub fn floor_of(members: &[MemberRow]) -> (i64, i64) {
+    let current = members.iter().filter(|m| m.is_current());
+    let delivered = current.clone().map(|m| m.delivered_seq).min().unwrap_or(0);
+    let read = current
+        .map(|m| {
+            if m.request_state() == RequestState::Pending {
+                0
+            } else {
+                m.read_seq
+            }
+        })
+        .min()
+        .unwrap_or(0);
+    (delivered, read)
+}
+
+fn status_of(seq: i64, (delivered, read): (i64, i64)) -> Status {
+    if read >= seq {
+        Status::Read
+    } else if delivered >= seq {
+        Status::Delivered
+    } else {
+        Status::Sent
+    }
+}
+
+fn parse_json(s: &Option<String>) -> Option<serde_json::Value> {
+    s.as_deref().and_then(|p| serde_json::from_str(p).ok())
+}
+
+/// Builds message views: reactions and reply previews in one query each; `floors` gives each
+/// conversation's receipt floor for the status.
+pub async fn build_views(
+    db: &Db,
+    rows: Vec<MessageRow>,
+    floors: &HashMap<String, (i64, i64)>,
+) -> AppResult<Vec<MessageView>> {
+    let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
+    let mut reactions: HashMap<String, Vec<ReactionView>> = HashMap::new();
+    for (message_id, reactor_type, reactor_id, emoji) in store::reactions(db, &ids).await? {
+        let kind = if reactor_type == "lead" {
+            SenderType::Lead
+        } else {
+            SenderType::User
+        };
+        reactions.entry(message_id).or_default().push(ReactionView {
+            emoji,
+            by: Party {
+                kind,
+                id: Some(reactor_id),
+            },
+        });
+    }
+    let reply_ids: Vec<String> = rows.iter().filter_map(|m| m.reply_to_id.clone()).collect();
+    let replies: HashMap<String, ReplyPreview> = store::find_many(db, &reply_ids)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let preview = ReplyPreview {
+                id: r.id.clone(),
+                seq: r.seq,
+                sender: r.party(),
+                kind: r.message_type(),
+                text: r.text.as_ref().map(|t| t.chars().take(200).collect()),
+                deleted: r.deleted_at.is_some(),
+            };
+            (r.id, preview)
+        })
+        .collect();
+    let media_ids: Vec<String> = rows.iter().filter_map(|m| m.media_id.clone()).collect();
+    let media: HashMap<String, Box<crate::media::model::MediaView>> =
+        crate::media::store::find_many(db, &media_ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), Box::new(m.view())))
+            .collect();
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let kind = m.message_type();
+            let payload = parse_json(&m.payload);
+            let (location, contact, payload) = match kind {
+                MessageType::Location => (payload, None, None),
+                MessageType::Contact => (None, payload, None),
+                _ => (None, None, payload),
+            };
+            let floor = floors.get(&m.conversation_id).copied().unwrap_or((0, 0));
+            let external =
+                (m.external_id.is_some() || m.external_status.is_some()).then(|| External {
+                    id: m.external_id.clone(),
+                    status: m.external_status.clone(),
+                    error: parse_json(&m.external_error),
+                });
+            let status = match m.external_status.as_deref() {
+                Some("pending") => Status::Pending,
+                Some("sent") => Status::Sent,
+                Some("delivered") => Status::Delivered,
+                Some("read") => Status::Read,
+                Some("failed") => Status::Failed,
+                _ => status_of(m.seq, floor),
+            };
+            MessageView {
+                status,
+                external,
+                sender: m.party(),
+                reply_to: m
+                    .reply_to_id
+                    .as_ref()
+                    .and_then(|id| replies.get(id).cloned()),
+                reactions: reactions.remove(&m.id).unwrap_or_default(),
+                forwarded: m.forwarded != 0,
+                media: m.media_id.as_ref().and_then(|id| media.get(id).cloned()),
+                location,
+                contact,
+                payload,
+                edited_at: m.edited_at.map(Timestamp),
+                deleted_at: m.deleted_at.map(Timestamp),
+                created_at: Timestamp(m.created_at),
+                text: m.text,
+                kind,
+                id: m.id,
+                conversation_id: m.conversation_id,
+                seq: m.seq,
+                client_msg_id: m.client_msg_id,
+            }
+        })
+        .collect())
+}
+
+/// Views of messages of one conversation.
+pub async fn views_in(
+    db: &Db,
+    conversation_id: &str,
+    rows: Vec<MessageRow>,
+) -> AppResult<Vec<MessageView>> {
+    let floor = store::receipt_floor(db, conversation_id).await?;
+    let floors = HashMap::from([(conversation_id.to_owned(), floor)]);
+    build_views(db, rows, &floors).await
+}
+
+pub(super) async fn one_view(db: &Db, row: MessageRow) -> AppResult<MessageView> {
+    let conversation_id = row.conversation_id.clone();
+    Ok(views_in(db, &conversation_id, vec![row]).await?.remove(0))
+}
+
+/// The answer to a retried send: the message its clientMsgId already named, if it is in this
+/// conversation.
+pub async fn original(
+    db: &Db,
+    existing: MessageRow,
+    conversation_id: &str,
+) -> AppResult<(MessageView, bool)> {
+    if existing.conversation_id != conversation_id {
+        return Err(AppError::new(
+            Code::ClientMsgIdConflict,
+            "this clientMsgId belongs to a message in another conversation",
+        ));
+    }
+    Ok((one_view(db, existing).await?, false))
+}

@@ -1,0 +1,349 @@
+//! The gateway: Engine.IO's handler that speaks Socket.IO. The handshake (an access token,
+//! a workspace), then one worker per device that runs its client events in order, and the
+//! acks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engineioxide::handler::EngineIoHandler;
+use engineioxide::{DisconnectReason, Str};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::hub::{end, Conn, Event, Session, Sock, Working, REFUSED_MAX};
+use super::{announce, handlers, protocol, typing, SOCKET_PATH};
+use crate::app::AppState;
+use crate::events;
+
+/// Per-device events waiting to be handled, at most this many; more are refused.
+const EVENT_QUEUE: usize = 64;
+/// Sends of one device queued but not yet acked, at most; its next send waits for room.
+const SENDS_IN_FLIGHT: usize = 64;
+/// Engine.IO packets buffered for one device before it counts as not reading.
+pub const SEND_BUFFER: usize = 512;
+
+/// How long an ack waits for room in a device's transport buffer before the device counts as
+/// not reading.
+const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends an ack. When the device's transport buffer is full (a burst of answers at once), it
+/// waits for room: engineioxide offers no event for that, so it looks again every 2 ms, for
+/// at most [`ACK_ROOM_WAIT`]. A device that has not read by then is disconnected (like a slow
+/// consumer of events), which its client sees at once — an ack is never dropped silently.
+async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
+    let mut packet = Str::from(protocol::ack(id, reply));
+    let deadline = tokio::time::Instant::now() + ACK_ROOM_WAIT;
+    loop {
+        match socket.emit(packet) {
+            Ok(()) => return,
+            Err(TrySendError::Full(p)) if tokio::time::Instant::now() < deadline => {
+                packet = p;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(TrySendError::Full(_)) => {
+                tracing::info!(sid = %socket.id, "a device stopped reading its acks; disconnecting it");
+                metrics::counter!("realtime_slow_consumers_dropped_total").increment(1);
+                socket.close(DisconnectReason::TransportError);
+                return;
+            }
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+fn rate_limited(message: &str, retry_after: u64) -> Value {
+    serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": message, "retryAfter": retry_after}})
+}
+
+/// The Engine.IO handler that speaks Socket.IO.
+#[derive(Clone)]
+pub struct Gateway {
+    state: AppState,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gateway")
+    }
+}
+
+impl Gateway {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// The Engine.IO configuration: bounded buffers, payloads like the JSON limit.
+    pub fn config() -> engineioxide::config::EngineIoConfig {
+        engineioxide::config::EngineIoConfig::builder()
+            .req_path(SOCKET_PATH)
+            .max_buffer_size(SEND_BUFFER)
+            .ws_read_buffer_size(1024)
+            .max_payload(crate::app::JSON_BODY_LIMIT as u64)
+            .ping_interval(Duration::from_secs(25))
+            .ping_timeout(Duration::from_secs(20))
+            .build()
+    }
+
+    async fn connect(self, socket: Sock, namespace: String, auth: Option<Value>) {
+        if socket.data.session.get().is_some() {
+            return;
+        }
+        if namespace != "/" {
+            let _ = socket.emit(protocol::connect_error(
+                &namespace,
+                "Invalid namespace",
+                serde_json::json!({"code": "invalid_namespace"}),
+            ));
+            return;
+        }
+        let token = auth
+            .as_ref()
+            .and_then(|a| a.get("token"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let workspace = auth
+            .as_ref()
+            .and_then(|a| a.get("workspace"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let session = match handlers::authenticate(&self.state, token, workspace).await {
+            Ok(s) => s,
+            Err(e) => {
+                let code = e.code().as_str();
+                let code = if code == "token_expired" || code == "unauthorized" {
+                    "unauthorized"
+                } else {
+                    code
+                };
+                let _ = socket.emit(protocol::connect_error(
+                    "/",
+                    "unauthorized",
+                    serde_json::json!({"code": code, "reason": e.code().as_str()}),
+                ));
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        if socket.data.session.set(session.clone()).is_err() || socket.data.events.set(tx).is_err()
+        {
+            return;
+        }
+        let first_here = self.state.hub.add(
+            &session.user_id,
+            socket.clone(),
+            protocol::connect_ok(&socket.id.to_string()),
+        );
+        if self
+            .state
+            .presence
+            .device_connected(&self.state.hub, &session.user_id, first_here)
+            .await
+        {
+            tokio::spawn(announce::announce(
+                self.state.clone(),
+                session.user_id.clone(),
+                true,
+            ));
+        }
+        let expires = token_expiry(&self.state, token);
+        tokio::spawn(self.clone().work(socket, session, rx, expires));
+    }
+
+    /// Handles one device's events in the order they came, and ends the socket when its
+    /// access token expires (the client refreshes and reconnects). One task per device.
+    async fn work(
+        self,
+        socket: Sock,
+        session: Session,
+        mut rx: mpsc::Receiver<Box<Event>>,
+        expires: tokio::time::Instant,
+    ) {
+        let _working = Working::new(&self.state.hub);
+        // Sends queued but not yet acked, at most this many per device.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(SENDS_IN_FLIGHT));
+        let expiry = tokio::time::sleep_until(expires);
+        tokio::pin!(expiry);
+        loop {
+            let event = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                () = &mut expiry => {
+                    end(&socket, "token_expired", None);
+                    break;
+                }
+                // The queue's sender lives in the socket this task holds, so the queue never
+                // closes on its own: a closed socket ends the task.
+                () = socket.closed() => break,
+            };
+            let Event { ack, name, data } = *event;
+            let started = std::time::Instant::now();
+            self.answer_refused(&socket).await;
+            if let Err(retry) = self.limit(&session, &socket).await {
+                if let Some(id) = ack {
+                    answer(&socket, id, &rate_limited("too many events", retry)).await;
+                }
+                continue;
+            }
+            metrics::counter!("realtime_events_in_total", "event" => event_label(&name))
+                .increment(1);
+            if name == events::MESSAGE_SEND {
+                // Queued in order; acked when durable, while the next events are handled.
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                match Box::pin(handlers::send_queued(&self.state, &session, &socket, data)).await {
+                    Ok(sending) => {
+                        let (state, session, socket) =
+                            (self.state.clone(), session.clone(), socket.clone());
+                        tokio::spawn(async move {
+                            let client_msg_id = sending.client_msg_id.clone();
+                            let reply = handlers::send_finish(&state, &session, sending).await;
+                            if let Some(id) = ack {
+                                answer(&socket, id, &reply).await;
+                                metrics::histogram!("realtime_ack_seconds", "event" => events::MESSAGE_SEND)
+                                    .record(started.elapsed().as_secs_f64());
+                            }
+                            state.hub.acked(&session.user_id, &client_msg_id);
+                            drop(permit);
+                        });
+                    }
+                    Err(reply) => {
+                        if let Some(id) = ack {
+                            answer(&socket, id, &reply).await;
+                        }
+                    }
+                }
+                continue;
+            }
+            let reply = Box::pin(handlers::handle(&self.state, &session, &name, data)).await;
+            if let (Some(id), Some(reply)) = (ack, reply) {
+                answer(&socket, id, &reply).await;
+                metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
+                    .record(started.elapsed().as_secs_f64());
+            }
+            if socket.is_closed() {
+                break;
+            }
+        }
+    }
+
+    /// Answers the events refused while the queue was full.
+    async fn answer_refused(&self, socket: &Sock) {
+        let refused = std::mem::take(
+            &mut *socket
+                .data
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for id in refused {
+            answer(socket, id, &rate_limited("too many events in flight", 1)).await;
+        }
+    }
+
+    /// Counts an event against its device's and its user's limits.
+    async fn limit(&self, session: &Session, socket: &Sock) -> Result<(), u64> {
+        use crate::ratelimit::limits;
+        let limiter = &self.state.limiter;
+        if !limiter.is_on() {
+            return Ok(());
+        }
+        limiter
+            .check(&limits::SOCKET_EVENTS_PER_DEVICE, &socket.id.to_string())
+            .await?;
+        limiter
+            .check(&limits::SOCKET_EVENTS_PER_USER, &session.user_id)
+            .await
+    }
+}
+
+/// Known event names as metric labels (unknown ones share one label).
+fn event_label(name: &str) -> &'static str {
+    use events::*;
+    [
+        MESSAGE_SEND,
+        MESSAGE_DELIVERED,
+        MESSAGE_READ,
+        MESSAGE_EDIT,
+        MESSAGE_DELETE,
+        MESSAGE_REACT,
+        SYNC_REQUEST,
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("other")
+}
+
+/// When the socket's access token expires (now if it does not verify: it did a moment ago).
+fn token_expiry(state: &AppState, token: &str) -> tokio::time::Instant {
+    let left = state
+        .keys
+        .verify(token)
+        .map(|claims| (claims.exp - chrono::Utc::now().timestamp()).max(0) as u64)
+        .unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_secs(left)
+}
+
+impl EngineIoHandler for Gateway {
+    type Data = Conn;
+
+    fn on_connect(self: Arc<Self>, _socket: Sock) {}
+
+    fn on_disconnect(&self, socket: Sock, _reason: DisconnectReason) {
+        if let Some(session) = socket.data.session.get() {
+            let last_here = self.state.hub.remove(&session.user_id, &socket);
+            let state = self.state.clone();
+            let user_id = session.user_id.clone();
+            tokio::spawn(async move {
+                if state.presence.device_gone(&user_id, last_here).await {
+                    announce::announce(state, user_id, false).await;
+                }
+            });
+            typing::stop_all(&self.state, session);
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, msg: Str, socket: Sock) {
+        match protocol::decode(msg.as_str()) {
+            protocol::Incoming::Connect { namespace, auth } => {
+                tokio::spawn(Gateway::clone(self).connect(socket, namespace, auth));
+            }
+            protocol::Incoming::Event {
+                ack, name, data, ..
+            } => {
+                let Some(events) = socket.data.events.get() else {
+                    return;
+                };
+                if events
+                    .try_send(Box::new(Event { ack, name, data }))
+                    .is_err()
+                {
+                    if let Some(id) = ack {
+                        let mut refused = socket
+                            .data
+                            .refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        if refused.len() >= REFUSED_MAX {
+                            drop(refused);
+                            tracing::info!(sid = %socket.id, "a device ignores back-pressure; disconnecting it");
+                            socket.close(DisconnectReason::TransportError);
+                        } else {
+                            refused.push(id);
+                        }
+                    }
+                }
+            }
+            protocol::Incoming::Disconnect { .. } => socket.close(DisconnectReason::TransportClose),
+            protocol::Incoming::Unsupported => {}
+        }
+    }
+
+    fn on_binary(self: &Arc<Self>, _data: bytes::Bytes, socket: Sock) {
+        // Binary attachments are not part of this API.
+        socket.close(DisconnectReason::PacketParsingError);
+    }
+}

@@ -1,0 +1,80 @@
+//! The wire shape of a change, built in one place: the payload of the live event the
+//! dispatcher pushes and the `data` of the same change replayed by `GET /sync` and
+//! `sync:request` are the same value, cursor included.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::kinds;
+use super::store::ChangeRow;
+use crate::chats::model::ConversationView;
+use crate::db::Timestamp;
+use crate::messages::model::MessageView;
+
+/// One replayed change: the live event's name, its payload, and the cursor just after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The live event's payload.
+    #[schema(value_type = Object)]
+    pub data: EventData,
+    pub cursor: String,
+}
+
+/// The payload of a change's event (typed, so a page is written to JSON once, without an
+/// intermediate `Value` per event). Every kind carries the cursor just after its change.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    Message {
+        message: Arc<MessageView>,
+        cursor: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Status {
+        conversation_id: String,
+        user_id: Option<String>,
+        status: Option<String>,
+        up_to_seq: Option<i64>,
+        at: Timestamp,
+        cursor: String,
+    },
+    Conversation {
+        conversation: Arc<ConversationView>,
+        cursor: String,
+    },
+}
+
+/// The payload of `row`'s event, `cursor` being the position just after it; `message` and
+/// `conversation` are the views the change names, as its reader sees them. `None`: nothing to
+/// send (the view is gone, or the kind is unknown).
+pub fn data(
+    row: &ChangeRow,
+    cursor: &str,
+    message: Option<&Arc<MessageView>>,
+    conversation: Option<&Arc<ConversationView>>,
+) -> Option<EventData> {
+    let cursor = cursor.to_owned();
+    Some(match row.kind.as_str() {
+        kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => EventData::Message {
+            message: message?.clone(),
+            cursor,
+        },
+        kinds::MESSAGE_STATUS => EventData::Status {
+            conversation_id: row.conversation_id.clone(),
+            user_id: row.actor_id.clone(),
+            status: row.status.clone(),
+            up_to_seq: row.seq,
+            at: Timestamp(row.created_at),
+            cursor,
+        },
+        kinds::CONVERSATION_UPDATED => EventData::Conversation {
+            conversation: conversation?.clone(),
+            cursor,
+        },
+        _ => return None,
+    })
+}

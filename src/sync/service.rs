@@ -1,0 +1,147 @@
+//! A page of a user's change stream: a snapshot to start from, or the changes after a cursor
+//! with the messages and conversations they name as they are now. Shared by `GET /sync` and
+//! the socket's `sync:request`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::{self, Envelope};
+use super::store::{self, Position};
+use crate::chats::model::ConversationView;
+use crate::chats::service as chats;
+use crate::db::Tenant;
+use crate::error::AppResult;
+use crate::http::pagination::encode_cursor;
+use crate::messages::model::MessageView;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPage {
+    /// Oldest first.
+    pub events: Vec<Envelope>,
+    /// Ask again from here.
+    pub cursor: String,
+    pub has_more: bool,
+    /// Without a cursor: the starting point, the most recent conversations (up to 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<Vec<ConversationView>>,
+}
+
+/// A page of the user's changes (shared with the socket's `sync:request`).
+pub async fn page(
+    t: Tenant<'_>,
+    user_id: &str,
+    cursor: Option<Position>,
+    limit: i64,
+) -> AppResult<SyncPage> {
+    let db = t.db();
+    let Some(after) = cursor else {
+        // Snapshot: where the stream stands now, and the conversation list as of then.
+        let position = store::current_position(db).await?;
+        let filter = crate::chats::store::ListFilter {
+            requests: false,
+            archived: None,
+            kind: None,
+            status: None,
+            assignee: None,
+            after: None,
+            limit: 100,
+        };
+        let mut rows = crate::chats::store::list_for_user(t, user_id, &filter).await?;
+        rows.truncate(100);
+        let items = rows
+            .into_iter()
+            .map(|r| (r.conversation, r.member, r.unread))
+            .collect();
+        let conversations = chats::views(db, user_id, items).await?;
+        return Ok(SyncPage {
+            events: Vec::new(),
+            cursor: encode_cursor(&position),
+            has_more: false,
+            conversations: Some(conversations),
+        });
+    };
+    let mut rows = store::changes_after(db, user_id, t.workspace_id(), after, limit + 1).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+
+    // Messages and conversations are shown as they are now: an edited or deleted message
+    // replays with its current (erased) content.
+    let message_ids: Vec<String> = rows.iter().filter_map(|r| r.message_id.clone()).collect();
+    let hidden = hidden_for(db, user_id, &message_ids).await?;
+    let rows_found = crate::messages::store::find_many(db, &message_ids).await?;
+    let mut in_conversations: Vec<String> = rows_found
+        .iter()
+        .map(|m| m.conversation_id.clone())
+        .collect();
+    in_conversations.sort();
+    in_conversations.dedup();
+    let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
+    let messages: HashMap<String, Arc<MessageView>> =
+        crate::messages::views::build_views(db, rows_found, &floors)
+            .await?
+            .into_iter()
+            .map(|v| (v.id.clone(), Arc::new(v)))
+            .collect();
+    let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        // A message hidden for the reader (deleted for them) is not replayed.
+        let message = r
+            .message_id
+            .as_ref()
+            .filter(|id| !hidden.contains(*id))
+            .and_then(|id| messages.get(id));
+        let conversation = if r.kind == super::kinds::CONVERSATION_UPDATED {
+            if !conversations.contains_key(&r.conversation_id) {
+                let Ok(v) = chats::reload(t, &r.conversation_id, user_id).await else {
+                    continue;
+                };
+                conversations.insert(r.conversation_id.clone(), Arc::new(v));
+            }
+            conversations.get(&r.conversation_id)
+        } else {
+            None
+        };
+        let cursor = encode_cursor(&r.position());
+        if let Some(data) = envelope::data(r, &cursor, message, conversation) {
+            events.push(Envelope {
+                kind: r.kind.clone(),
+                data,
+                cursor,
+            });
+        }
+    }
+    let cursor = rows
+        .last()
+        .map(|r| encode_cursor(&r.position()))
+        .unwrap_or_else(|| encode_cursor(&after));
+    Ok(SyncPage {
+        events,
+        cursor,
+        has_more,
+        conversations: None,
+    })
+}
+
+async fn hidden_for(
+    db: &crate::db::Db,
+    user_id: &str,
+    ids: &[String],
+) -> AppResult<std::collections::HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut slots = db.slots();
+    let mut params = vec![crate::db::lite::text(user_id)];
+    let sql = format!(
+        "SELECT message_id FROM message_hidden WHERE user_id = {} AND message_id IN ({})",
+        slots.take(),
+        slots.in_list(ids, &mut params)
+    );
+    let found: Vec<(String,)> = db.rows_once(sql, params, |r| Ok((r.get(0)?,))).await?;
+    Ok(found.into_iter().map(|(id,)| id).collect())
+}
