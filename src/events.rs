@@ -1,5 +1,5 @@
 //! Every Socket.IO event name (realtime.md), defined once. The change-log kinds
-//! (`sync::kinds`) are the server-to-client events a change replays.
+//! (`changes::kinds`) are the server-to-client events a change replays.
 
 pub const MESSAGE_SEND: &str = "message:send";
 pub const MESSAGE_DELIVERED: &str = "message:delivered";

@@ -10,27 +10,73 @@
 //! | module | owns |
 //! |---|---|
 //! | [`cli`] | the command line: `serve` (default), `migrate`, `admin create`, `keys generate`, `demo`, `openapi`, `bench`, `import-webhooks`, and the hidden `pdf-info` (PDFs read apart from the server) |
+//! | [`server`] | the wiring: routes, OpenAPI, middleware stack, background tasks, job kinds, the cluster's node side, graceful shutdown |
+//! | [`app`] | the shared state: the handles every handler and task uses |
 //! | [`demo`] | demo users, chats and messages for a newcomer |
 //! | [`config`] | settings from `palaver.toml`, the environment and flags |
-//! | [`app`] | shared state, router assembly, middleware stack, graceful shutdown |
 //! | [`error`] | the one error type and the list of problem codes |
+//! | [`events`] | every Socket.IO event name |
 //! | [`http`] | extractors (JSON, query, auth, workspace scope, client IP), pagination, middleware, the connection loop (header read timeout) |
 //! | [`outbound`] | the one HTTP client for requests to the outside world: no loopback, private or link-local targets (after DNS, on redirects), capped answers |
 //! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, tenant scope |
+//! | [`changes`] | the change log every visible change writes, one helper per kind, read in order without gaps |
 //! | [`ratelimit`] | request rate limits behind one interface (memory on one node, Redis in cluster mode) |
-//! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, signing keys, JWKS |
-//! | [`users`] | profiles, privacy, search, contacts, blocks |
-//! | [`workspaces`] | tenants, memberships and roles |
+//! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, email verification, signing keys, JWKS |
+//! | [`users`] | profiles, privacy, search, contacts, blocks, erasure |
+//! | [`workspaces`] | tenants, memberships, roles, invitations |
 //! | [`chats`] | conversations: direct, groups, members and roles, message requests, settings, the list |
-//! | [`messages`] | sending (ordered, idempotent), history, edits, deletion, reactions, receipts |
-//! | [`sync`] | the change log behind `GET /sync` and the socket's `sync:request` |
-//! | [`realtime`] | the Socket.IO gateway: handshake auth, client events, pushing the change log live |
+//! | [`messages`] | parsing a send (`model`), checks (`service`), the one-row write (`write`), the batched write (`pipeline`), views (`views`), history, edits, deletion, reactions, receipts |
+//! | [`sync`] | pages of a user's change stream (`GET /sync`, `sync:request`) and the wire shape of a change (`envelope`) |
+//! | [`realtime`] | the Socket.IO gateway (`gateway`), the device registry (`hub`), presence, client events, the dispatcher that pushes the change log live |
 //! | [`notify`] | SMS and mail senders |
-//! | [`ops`] | health, readiness, metrics, OpenAPI and `/docs` |
-//! | [`media`] | uploads, storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
-//! | [`jobs`] | the durable background job runner (leases, retries with backoff) and leases for scheduled work |
+//! | [`ops`] | health, readiness, metrics, `/docs` |
+//! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
+//! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks, leads, outbound queue, templates, import |
-//! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats |
+//! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats (the node's side behind [`cluster::Node`]) |
+//! | `bench`, `client` | the load generator and the Socket.IO client it and the tests use; the default `bench` feature, never imported by the server |
+//!
+//! ## Floors
+//!
+//! No file imports one that imports it back. From the ground up:
+//!
+//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db`, `changes`, `jobs`,
+//!    `cluster`, `ratelimit`;
+//! 2. each capability's data: `model.rs`, `store.rs`, `auth::{keys, secrets}`, the media
+//!    handle and its storage, `realtime::{hub, presence}`, `messages::{views, pipeline}`,
+//!    `sync::envelope`;
+//! 3. [`app::AppState`], which holds the handles of floors 1 and 2 (the hub, presence, media,
+//!    the job runner, the send queue, the cluster link) and nothing that takes it back;
+//! 4. what takes the state: `http`'s extractors, the services, routes, job handlers, the
+//!    gateway and the dispatcher;
+//! 5. [`server`], then [`cli`].
+//!
+//! The capability folders span floors (a folder's `store.rs` sits low, its `routes.rs` high),
+//! so between folders some arrows point up. Those that remain, and why:
+//!
+//! - every folder's routes and jobs → `app`: the transports take the shared state;
+//!   `app` → `realtime` (`Hub`, `Presence`): the state holds the device registry and
+//!   presence, which name no state.
+//! - `http` → `auth::keys`, `workspaces::store`: the extractors check tokens and memberships.
+//! - `chats` → `messages` (`model`, `store`, `views`, `write`): a conversation shows its last
+//!   message and records membership changes as system messages.
+//! - `chats` → `users::store`: blocks and names decide who may open or see a conversation.
+//! - `users` → `auth`: changing a password or email goes through auth's rules; erasing an
+//!   account revokes its sessions.
+//! - `messages` → `whatsapp::outbound`: a message to a channel conversation is checked
+//!   against the customer window and queued for the Cloud API in its own transaction.
+//!
+//! # A message's path
+//!
+//! `message:send` on a socket: `realtime::gateway` (the device's worker, in event order) →
+//! `realtime::handlers::send_queued` → `messages::model::Content::parse` →
+//! `messages::service::send_queued` (the checks: access, blocks, requests, media, replies) →
+//! `messages::pipeline` (batched with other sends into one transaction; its rows and their
+//! `changes`; `messages::write` for a send that goes alone) → the ack once durable
+//! (`handlers::send_finish`). The commit wakes `realtime::dispatch`, which reads the
+//! `changes`, works out who is connected and may see each, builds the views once
+//! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
+//! device through `realtime::hub`: the peer's `message:new`.
 //!
 //! The capabilities still to come slot in beside these without moving them: `inbox` (notes,
 //! automations, campaigns), `ai` (analysis, keys, usage) and `calls` (signalling). Migrations
@@ -40,6 +86,7 @@ pub mod app;
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod changes;
 pub mod chats;
 pub mod cli;
 #[cfg(feature = "bench")]

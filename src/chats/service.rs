@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use super::model::*;
 use super::store::{self, NewConversation, SettingsChange};
+use crate::changes;
 use crate::db::{Db, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult, Code};
 use crate::messages::{views, write};
-use crate::sync::store as changes;
 use crate::users::store as users;
 
 /// A member's view of a conversation they may access.

@@ -6,9 +6,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::app::AppState;
+use crate::changes;
 use crate::db::now_ms;
 use crate::jobs::{Job, JobError, JobResult};
-use crate::sync::store as changes;
 
 use super::model::MediaRow;
 use super::storage::Storage;

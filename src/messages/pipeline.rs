@@ -22,10 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::{MessageRow, MessageView, Outgoing, MESSAGE_COLUMNS};
 use super::views::{build_views, original};
+use crate::changes::kinds;
+use crate::changes::NewChange;
 use crate::db::{new_id, now_ms, Db, Slots, Tx};
 use crate::error::{AppError, AppResult};
-use crate::sync::kinds;
-use crate::sync::store::NewChange;
 
 /// Sends written by one transaction, at most (11 parameters each stay far below either
 /// engine's limit).
@@ -452,7 +452,7 @@ mod direct {
             insert.raw_execute()?;
             rest = tail;
         }
-        crate::sync::store::append_many_direct(tx, &plan.changes(jobs))?;
+        crate::changes::append_many_direct(tx, &plan.changes(jobs))?;
         let mut mark = tx.prepare_cached(
             "UPDATE conversation_members SET delivered_seq = MAX(delivered_seq, ?3), \
              read_seq = MAX(read_seq, ?3) WHERE conversation_id = ?1 AND user_id = ?2",
@@ -587,7 +587,7 @@ mod batched {
 
         // 3. Their changes.
         slots.restart();
-        crate::sync::store::append_many(tx, slots.clone(), &plan.changes(jobs)).await?;
+        crate::changes::append_many(tx, slots.clone(), &plan.changes(jobs)).await?;
 
         // 4. The senders' marks.
         slots.restart();

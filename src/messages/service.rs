@@ -9,12 +9,12 @@ use super::pipeline::{Outcome, Pipeline};
 use super::store::{self, Direction};
 use super::views::{build_views, one_view, original, views_in};
 use super::write::write_one;
+use crate::changes;
 use crate::chats::model::{Kind, RequestState};
 use crate::chats::service::{access, Access};
 use crate::chats::store as chats;
 use crate::db::{now_ms, Db, Tenant, Timestamp};
 use crate::error::{AppError, AppResult, Code};
-use crate::sync::store as changes;
 
 /// Checks that `message_id` is a message of the conversation within the member's window.
 async fn visible_in(db: &Db, a: &Access, message_id: &str) -> AppResult<Option<MessageRow>> {

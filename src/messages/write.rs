@@ -6,11 +6,11 @@
 use super::model::*;
 use super::store::{self, NewMessage};
 use super::views::{one_view, original};
+use crate::changes;
 use crate::chats::model::{ConversationRow, Kind, MemberRow, RequestState};
 use crate::chats::store as chats;
 use crate::db::{is_unique_violation, Tenant, Tx};
 use crate::error::{AppError, AppResult};
-use crate::sync::store as changes;
 
 /// Writes a system message (group events) and its change. Like sending, it moves the marks of
 /// the member whose action it records, so nobody has their own action unread.

@@ -12,11 +12,12 @@ use futures_util::StreamExt;
 
 use super::protocol;
 use crate::app::AppState;
+use crate::changes::kinds;
+use crate::changes::{self, ChangeRow, Position};
 use crate::chats::model::ConversationView;
 use crate::http::pagination::encode_cursor;
 use crate::messages::model::MessageView;
-use crate::sync::store::{self, ChangeRow, Position};
-use crate::sync::{envelope, kinds};
+use crate::sync::envelope;
 
 const BATCH: i64 = 500;
 /// Conversation views built at once for one pass.
@@ -28,7 +29,7 @@ const ACK_WAIT: Duration = Duration::from_secs(2);
 /// Runs until the task is dropped.
 pub async fn run(state: AppState) {
     let mut cursor = loop {
-        match store::current_position(&state.db).await {
+        match changes::current_position(&state.db).await {
             Ok(p) => break p,
             Err(e) => {
                 tracing::warn!(error = %e, "real-time dispatcher: cannot read the change log yet");
@@ -56,7 +57,7 @@ pub async fn run(state: AppState) {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         loop {
-            let rows = match store::all_changes_after(&state.db, cursor, BATCH).await {
+            let rows = match changes::all_changes_after(&state.db, cursor, BATCH).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "real-time dispatcher: reading the change log failed");

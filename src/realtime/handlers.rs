@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::hub::Sock;
 use super::Session;
 use crate::app::AppState;
+use crate::changes::Position;
 use crate::db::Tenant;
 use crate::error::{AppError, AppResult, Code};
 use crate::events;
@@ -15,7 +16,6 @@ use crate::messages::model::{
     parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType,
 };
 use crate::messages::service as messages;
-use crate::sync::store::Position;
 
 /// Checks a handshake: the access token (like HTTP, but without the clock leeway: a socket
 /// lives until its token's expiry, so a token at or past it is refused), then the workspace.
@@ -100,6 +100,20 @@ struct SendPayload {
     interactive: Option<Value>,
 }
 
+impl SendPayload {
+    /// The send's content, parsed as HTTP parses it (the parts are taken out).
+    fn content(&mut self) -> AppResult<crate::messages::model::Content> {
+        let parts = crate::messages::model::Parts {
+            media_id: self.media_id.take(),
+            location: self.location.take(),
+            contact: self.contact.take(),
+            template: self.template.take(),
+            interactive: self.interactive.take(),
+        };
+        crate::messages::model::Content::parse(self.kind, self.text.take(), parts)
+    }
+}
+
 /// A send queued by [`send_queued`].
 pub(super) struct Sending {
     pub client_msg_id: String,
@@ -117,18 +131,10 @@ pub(super) async fn send_queued(
     data: Value,
 ) -> Result<Sending, Value> {
     let t = Tenant::new(&state.db, &session.workspace_id);
-    let p: SendPayload = payload(data).map_err(|e| failure(&e))?;
+    let mut p: SendPayload = payload(data).map_err(|e| failure(&e))?;
     let client_msg_id = parse_client_msg_id(&p.client_msg_id)
         .map_err(|m| failure(&AppError::invalid_field("clientMsgId", m)))?;
-    let parts = crate::messages::model::Parts {
-        media_id: p.media_id,
-        location: p.location,
-        contact: p.contact,
-        template: p.template,
-        interactive: p.interactive,
-    };
-    let content =
-        crate::messages::model::Content::parse(p.kind, p.text, parts).map_err(|e| failure(&e))?;
+    let content = p.content().map_err(|e| failure(&e))?;
     let noted = state
         .hub
         .note_origin(&session.user_id, &client_msg_id, socket.id);
@@ -337,16 +343,9 @@ mod tests {
             json!({"cursor": "abc", "limit": 50}),
         ];
         crate::fuzzing::json(&keys, &seeds, |v| {
-            if let Ok(p) = payload::<SendPayload>(v.clone()) {
+            if let Ok(mut p) = payload::<SendPayload>(v.clone()) {
                 let _ = parse_client_msg_id(&p.client_msg_id);
-                let parts = crate::messages::model::Parts {
-                    media_id: p.media_id,
-                    location: p.location,
-                    contact: p.contact,
-                    template: p.template,
-                    interactive: p.interactive,
-                };
-                let _ = crate::messages::model::Content::parse(p.kind, p.text, parts);
+                let _ = p.content();
             }
             let _ = payload::<MarkPayload>(v.clone());
             if let Ok(p) = payload::<EditPayload>(v.clone()) {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::kinds;
-use super::store::ChangeRow;
+use crate::changes::kinds;
+use crate::changes::ChangeRow;
 use crate::chats::model::ConversationView;
 use crate::db::Timestamp;
 use crate::messages::model::MessageView;

@@ -7,8 +7,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::service::{page, SyncPage};
-use super::store::Position;
 use crate::app::AppState;
+use crate::changes::Position;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::decode_cursor;
 use crate::http::Query;

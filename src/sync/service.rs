@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{self, Envelope};
-use super::store::{self, Position};
+use crate::changes::{self, Position};
 use crate::chats::model::ConversationView;
 use crate::chats::service as chats;
 use crate::db::Tenant;
@@ -40,7 +40,7 @@ pub async fn page(
     let db = t.db();
     let Some(after) = cursor else {
         // Snapshot: where the stream stands now, and the conversation list as of then.
-        let position = store::current_position(db).await?;
+        let position = changes::current_position(db).await?;
         let filter = crate::chats::store::ListFilter {
             requests: false,
             archived: None,
@@ -64,7 +64,7 @@ pub async fn page(
             conversations: Some(conversations),
         });
     };
-    let mut rows = store::changes_after(db, user_id, t.workspace_id(), after, limit + 1).await?;
+    let mut rows = changes::changes_after(db, user_id, t.workspace_id(), after, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
 
@@ -95,7 +95,7 @@ pub async fn page(
             .as_ref()
             .filter(|id| !hidden.contains(*id))
             .and_then(|id| messages.get(id));
-        let conversation = if r.kind == super::kinds::CONVERSATION_UPDATED {
+        let conversation = if r.kind == crate::changes::kinds::CONVERSATION_UPDATED {
             if !conversations.contains_key(&r.conversation_id) {
                 let Ok(v) = chats::reload(t, &r.conversation_id, user_id).await else {
                     continue;

@@ -16,10 +16,10 @@ use super::channels::{self, ChannelRow};
 use super::leads;
 use super::parse::{self, Change, Inbound, StatusUpdate};
 use crate::app::AppState;
+use crate::changes;
+use crate::changes::kinds;
 use crate::db::{new_id, now_ms, Tx};
 use crate::error::{AppError, AppResult};
-use crate::sync::kinds;
-use crate::sync::store as changes;
 
 /// What one body (or one import) did.
 #[derive(Debug, Default, Clone, Serialize)]

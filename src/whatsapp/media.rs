@@ -6,11 +6,11 @@
 use serde::Deserialize;
 
 use crate::app::AppState;
+use crate::changes;
 use crate::db::{new_id, Tenant};
 use crate::error::AppError;
 use crate::jobs::{Job, JobError, JobResult};
 use crate::media::sniff::Kind;
-use crate::sync::store as changes;
 
 use super::channels;
 

@@ -1,8 +1,21 @@
-//! The change log's queries.
+//! The change log: every change a user can see (new, edited or deleted message, reaction,
+//! receipt, conversation or membership change) is a row of one log, written in the same
+//! transaction as the change itself, with one writer helper per kind. `sync` pages through it
+//! for `GET /sync` and `sync:request`; the real-time dispatcher follows it.
+//!
+//! Ordering without gaps: on SQLite there is one writer, so positions are handed out in commit
+//! order. On PostgreSQL a sequence is not commit order (a transaction may take position 10 and
+//! commit after another took 11), so every row records its transaction id, readers only return
+//! rows of transactions older than every transaction still running (`pg_snapshot_xmin`), and
+//! the order is (transaction id, position). A row that commits late therefore always sorts
+//! after any cursor handed out before it became visible.
 
 use serde::{Deserialize, Serialize};
 
-use super::kinds;
+/// Change kinds; each is the name of the live event it replays.
+pub mod kinds {
+    pub use crate::events::{CONVERSATION_UPDATED, MESSAGE_NEW, MESSAGE_STATUS, MESSAGE_UPDATED};
+}
 use crate::db::{now_ms, Backend, Db, Tx};
 use crate::error::AppResult;
 
@@ -64,6 +77,21 @@ impl<'a> NewChange<'a> {
     }
 }
 
+/// Binds a change's columns in the order of the INSERTs below (sqlx's query types share no
+/// trait for `bind`).
+macro_rules! bind_change {
+    ($q:expr, $c:expr, $now:expr) => {
+        $q.bind($c.conversation_id)
+            .bind($c.user_id)
+            .bind($c.kind)
+            .bind($c.message_id)
+            .bind($c.seq)
+            .bind($c.actor_id)
+            .bind($c.status)
+            .bind($now)
+    };
+}
+
 /// Appends many changes with one statement, in order.
 pub async fn append_many(
     tx: &mut Tx,
@@ -85,15 +113,7 @@ pub async fn append_many(
     let now = now_ms();
     let mut q = sqlx::query(&sql).persistent(false);
     for c in changes {
-        q = q
-            .bind(c.conversation_id)
-            .bind(c.user_id)
-            .bind(c.kind)
-            .bind(c.message_id)
-            .bind(c.seq)
-            .bind(c.actor_id)
-            .bind(c.status)
-            .bind(now);
+        q = bind_change!(q, c, now);
     }
     q.execute(&mut **tx).await?;
     Ok(())
@@ -128,20 +148,11 @@ pub fn append_many_direct(
 /// Appends a change inside the transaction that makes it; returns its position. Writers call
 /// the helper of their kind above.
 async fn append(tx: &mut Tx, c: NewChange<'_>) -> AppResult<i64> {
-    Ok(sqlx::query_scalar(
+    let q = sqlx::query_scalar(
         "INSERT INTO changes (conversation_id, user_id, kind, message_id, seq, actor_id, status, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pos",
-    )
-    .bind(c.conversation_id)
-    .bind(c.user_id)
-    .bind(c.kind)
-    .bind(c.message_id)
-    .bind(c.seq)
-    .bind(c.actor_id)
-    .bind(c.status)
-    .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await?)
+    );
+    Ok(bind_change!(q, c, now_ms()).fetch_one(&mut **tx).await?)
 }
 
 /// `message:new`: a message joined its conversation at `seq`.
