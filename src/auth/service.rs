@@ -122,32 +122,73 @@ pub async fn signup(state: &AppState, input: SignupInput) -> AppResult<(UserRow,
 
 /// Mails a verification link for `email` to it (in the background; failures are logged).
 pub async fn send_verification(state: AppState, user_id: String, email: String) {
+    mail_link(&state, &VERIFICATION, &user_id, email).await;
+}
+
+/// A link mailed to an address: a single-use token, stored as its hash.
+struct MailedLink {
+    kind: store::LinkToken,
+    /// The web app's page that takes the token.
+    page: &'static str,
+    ttl: Duration,
+    subject: &'static str,
+    /// The mail's text around the link.
+    text: fn(&str) -> String,
+    /// What failed, for the log.
+    what: &'static str,
+}
+
+const VERIFICATION: MailedLink = MailedLink {
+    kind: store::LinkToken::EmailVerification,
+    page: "verify-email",
+    ttl: VERIFY_TTL,
+    subject: "Confirm your email address",
+    text: |link| {
+        format!(
+            "Please confirm that this address is yours by opening this link within 48 hours:\n{link}\n\n\
+             If you did not sign up for Palaver, ignore this mail."
+        )
+    },
+    what: "sending a verification mail failed",
+};
+
+const PASSWORD_RESET: MailedLink = MailedLink {
+    kind: store::LinkToken::PasswordReset,
+    page: "reset-password",
+    ttl: RESET_TTL,
+    subject: "Reset your Palaver password",
+    text: |link| {
+        format!(
+            "Someone asked to reset the password of your account.\n\n\
+             To choose a new password, open this link within an hour:\n{link}\n\n\
+             If it was not you, ignore this mail; your password stays as it is."
+        )
+    },
+    what: "sending a password-reset mail failed",
+};
+
+/// Stores a new token of `link`'s kind for `email` and mails the link to it; failures are
+/// logged (this runs after the answer).
+async fn mail_link(state: &AppState, link: &MailedLink, user_id: &str, email: String) {
     let result: anyhow::Result<()> = async {
         let token = new_token();
-        let expires_at = now_ms() + VERIFY_TTL.as_millis() as i64;
-        store::insert_email_verification(&state.db, &token_hash(&token), &user_id, &email, expires_at)
+        let expires_at = now_ms() + link.ttl.as_millis() as i64;
+        let hash = token_hash(&token);
+        store::insert_link_token(&state.db, link.kind, &hash, user_id, &email, expires_at)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let link = format!("{}/verify-email?token={token}", state.config.public_url);
-        state
-            .mail
-            .send(Mail {
-                to: email,
-                subject: "Confirm your email address".into(),
-                text: format!(
-                    "Please confirm that this address is yours by opening this link within 48 hours:\n{link}\n\n\
-                     If you did not sign up for Palaver, ignore this mail."
-                ),
-                link: Some(link),
-            })
-            .await
+        let url = format!("{}/{}?token={token}", state.config.public_url, link.page);
+        let mail = Mail {
+            to: email,
+            subject: link.subject.into(),
+            text: (link.text)(&url),
+            link: Some(url),
+        };
+        state.mail.send(mail).await
     }
     .await;
     if let Err(e) = result {
-        tracing::warn!(
-            error = format!("{e:#}"),
-            "sending a verification mail failed"
-        );
+        tracing::warn!(error = format!("{e:#}"), "{}", link.what);
     }
 }
 
@@ -401,39 +442,10 @@ pub async fn logout_all(state: &AppState, user_id: &str) -> AppResult<()> {
 /// Mails a reset link if the account exists. Runs after the response (always 202), so its
 /// timing says nothing about the account.
 pub async fn send_password_reset(state: AppState, email: String) {
-    let result: anyhow::Result<()> = async {
-        let Some(user) = users::find_by_email(&state.db, &email)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-        else {
-            return Ok(());
-        };
-        let token = new_token();
-        let expires_at = now_ms() + RESET_TTL.as_millis() as i64;
-        store::insert_password_reset(&state.db, &token_hash(&token), &user.id, &email, expires_at)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let link = format!("{}/reset-password?token={token}", state.config.public_url);
-        state
-            .mail
-            .send(Mail {
-                to: email,
-                subject: "Reset your Palaver password".into(),
-                text: format!(
-                    "Someone asked to reset the password of your account.\n\n\
-                     To choose a new password, open this link within an hour:\n{link}\n\n\
-                     If it was not you, ignore this mail; your password stays as it is."
-                ),
-                link: Some(link),
-            })
-            .await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(
-            error = format!("{e:#}"),
-            "sending a password-reset mail failed"
-        );
+    match users::find_by_email(&state.db, &email).await {
+        Ok(Some(user)) => mail_link(&state, &PASSWORD_RESET, &user.id, email).await,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "{}", PASSWORD_RESET.what),
     }
 }
 

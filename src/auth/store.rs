@@ -272,14 +272,30 @@ pub async fn consume_otp(tx: &mut Tx, id: &str, max_attempts: i64) -> AppResult<
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn insert_password_reset(
+/// The single-use tokens mailed as links, each in its own table.
+#[derive(Clone, Copy)]
+pub enum LinkToken {
+    PasswordReset,
+    EmailVerification,
+}
+
+/// Stores a mailed link's token (its hash), for `email`, until `expires_at`.
+pub async fn insert_link_token(
     db: &Db,
+    kind: LinkToken,
     hash: &str,
     user_id: &str,
     email: &str,
     expires_at: i64,
 ) -> AppResult<()> {
-    sqlx::query("INSERT INTO password_resets (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+    let table = match kind {
+        LinkToken::PasswordReset => "password_resets",
+        LinkToken::EmailVerification => "email_verifications",
+    };
+    let sql = format!(
+        "INSERT INTO {table} (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)"
+    );
+    sqlx::query(&sql)
         .bind(hash)
         .bind(user_id)
         .bind(email)
@@ -315,26 +331,6 @@ pub async fn use_password_reset(
         .await?;
     }
     Ok(used)
-}
-
-pub async fn insert_email_verification(
-    db: &Db,
-    hash: &str,
-    user_id: &str,
-    email: &str,
-    expires_at: i64,
-) -> AppResult<()> {
-    sqlx::query(
-        "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(hash)
-    .bind(user_id)
-    .bind(email)
-    .bind(now_ms())
-    .bind(expires_at)
-    .execute(db.writer())
-    .await?;
-    Ok(())
 }
 
 /// Uses a verification token exactly once; returns its user and the address it was mailed to.

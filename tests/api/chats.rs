@@ -153,7 +153,8 @@ async fn contacts_skip_the_request(app: &TestApp) {
         Some(&bob.token),
         json!({"phones": ["+14155550400"]}),
     )
-    .await;
+    .await
+    .assert_ok();
     let conv = app.direct(&alice, &bob).await;
     app.say(&alice, &conv, "hey").await;
     let list = app.get("/api/v1/conversations", &bob.token).await;
@@ -314,7 +315,8 @@ async fn group_members_must_be_valid_and_not_blocking(app: &TestApp) {
         Some(&blocker.token),
         None,
     )
-    .await;
+    .await
+    .assert_ok();
     let r = app
         .post(
             "/api/v1/conversations/groups",
@@ -435,20 +437,23 @@ async fn outsiders_learn_nothing(app: &TestApp, mail: &mut crate::helpers::Captu
         &format!("/api/v1/conversations/{g}/members/{}", removed.id),
         &a.token,
     )
-    .await;
+    .await
+    .assert_ok();
     // Someone of another workspace.
     app.post(
         "/api/v1/workspaces",
         Some(&root.token),
         json!({"name": "Other", "slug": "other"}),
     )
-    .await;
+    .await
+    .assert_ok();
     app.post(
         "/api/v1/workspaces/other/members",
         Some(&root.token),
         json!({"email": "far@example.com", "role": "member"}),
     )
-    .await;
+    .await
+    .assert_ok();
     let far = app.signup("far@example.com", "Far").await;
     // The invitation binds once Far proves the address.
     app.verify_email(mail, "far@example.com").await;

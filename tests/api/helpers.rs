@@ -346,6 +346,12 @@ impl Resp {
     }
 
     /// Asserts a problem+json answer with this status and code.
+    /// Asserts a 2xx answer (for setup calls) and hands the response on.
+    pub fn assert_ok(self) -> Resp {
+        assert!(self.status.is_success(), "{}: {}", self.status, self.text);
+        self
+    }
+
     pub fn assert_problem(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "{}", self.text);
         assert_eq!(
@@ -575,7 +581,7 @@ where
 
 /// Drains until `done` holds for everything received so far. On PostgreSQL a committed change
 /// becomes visible once every older writing transaction of the cluster has ended (see
-/// `sync::store`), which other tests' transactions can delay briefly; nothing is skipped, so
+/// `changes`), which other tests' transactions can delay briefly; nothing is skipped, so
 /// continuing from the returned cursor must eventually deliver it.
 pub async fn drain_until(
     app: &TestApp,

@@ -306,13 +306,15 @@ async fn deleting_for_everyone_leaves_only_a_tombstone(app: &TestApp) {
         &a.token,
         json!({"text": "still regrettable"}),
     )
-    .await;
+    .await
+    .assert_ok();
     app.put(
         &format!("/api/v1/messages/{id}/reactions"),
         &b.token,
         json!({"emoji": "😮"}),
     )
-    .await;
+    .await
+    .assert_ok();
     let reply = app
         .post(
             &format!("/api/v1/conversations/{conv}/messages"),
@@ -417,7 +419,9 @@ async fn one_reaction_per_user_per_message(app: &TestApp) {
     let conv = app.direct(&a, &b).await;
     let m = app.say(&a, &conv, "react to me").await;
     let path = format!("/api/v1/messages/{}/reactions", m["id"].as_str().unwrap());
-    app.put(&path, &b.token, json!({"emoji": "👍"})).await;
+    app.put(&path, &b.token, json!({"emoji": "👍"}))
+        .await
+        .assert_ok();
     let r = app.put(&path, &b.token, json!({"emoji": "❤️"})).await;
     assert_eq!(
         r.body["reactions"],
@@ -514,7 +518,8 @@ async fn blocked_users_cannot_message(app: &TestApp) {
         Some(&b.token),
         None,
     )
-    .await;
+    .await
+    .assert_ok();
     for (from, id) in [(&a, "b1"), (&b, "b2")] {
         let r = app
             .post(
@@ -526,7 +531,8 @@ async fn blocked_users_cannot_message(app: &TestApp) {
         r.assert_problem(403, "blocked");
     }
     app.delete(&format!("/api/v1/blocks/{}", a.id), &b.token)
-        .await;
+        .await
+        .assert_ok();
     app.say(&a, &conv, "hello again").await;
 }
 

@@ -103,7 +103,8 @@ async fn three_wrong_tries_kill_the_code(backend: Backend) {
         None,
         json!({"phone": "+447700900123"}),
     )
-    .await;
+    .await
+    .assert_ok();
     let code = sms.next().await["code"].as_str().unwrap().to_owned();
     let wrong = if code == "123456" { "654321" } else { "123456" };
     for _ in 0..3 {
@@ -137,7 +138,8 @@ async fn an_expired_code_is_refused(backend: Backend) {
         None,
         json!({"phone": "+33612345678"}),
     )
-    .await;
+    .await
+    .assert_ok();
     let code = sms.next().await["code"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE otp_challenges SET expires_at = 1")
         .execute(app.state.db.writer())

@@ -97,18 +97,21 @@ async fn deleted_and_edited_words_are_not_found(app: &TestApp) {
         ),
         &a.token,
     )
-    .await;
+    .await
+    .assert_ok();
     app.patch(
         &format!("/api/v1/messages/{}", edited["id"].as_str().unwrap()),
         &a.token,
         json!({"text": "meet at the station"}),
     )
-    .await;
+    .await
+    .assert_ok();
     app.delete(
         &format!("/api/v1/messages/{}?for=me", hidden["id"].as_str().unwrap()),
         &b.token,
     )
-    .await;
+    .await
+    .assert_ok();
     for u in [&a, &b] {
         assert!(
             found(app, u, "swordfish").await.is_empty(),
@@ -130,11 +133,14 @@ async fn a_removed_member_searches_nothing_of_the_group(app: &TestApp) {
     let b = app.signup("rb@example.com", "Rb").await;
     let g = app.group(&a, "Plans", &[&b]).await;
     app.say(&a, &g, "quarterly numbers look good").await;
+    // Found while a member, so that finding nothing afterwards means something.
+    assert_eq!(found(app, &b, "quarterly").await, ["quarterly numbers look good"]);
     app.delete(
         &format!("/api/v1/conversations/{g}/members/{}", b.id),
         &a.token,
     )
-    .await;
+    .await
+    .assert_ok();
     app.say(&a, &g, "quarterly bonus decided").await;
     let hits: Vec<Value> = app
         .get("/api/v1/search/messages?q=quarterly", &b.token)

@@ -32,24 +32,28 @@ async fn sync_pages_every_change_once_in_order(app: &TestApp) {
         &a.token,
         json!({"text": "edited while away"}),
     )
-    .await;
+    .await
+    .assert_ok();
     app.delete(
         &format!("/api/v1/messages/{}?for=everyone", ids[1]),
         &a.token,
     )
-    .await;
+    .await
+    .assert_ok();
     app.put(
         &format!("/api/v1/messages/{}/reactions", ids[2]),
         &c.token,
         json!({"emoji": "👍"}),
     )
-    .await;
+    .await
+    .assert_ok();
     app.post(
         &format!("/api/v1/conversations/{g}/read"),
         Some(&c.token),
         json!({"seq": 6}),
     )
-    .await;
+    .await
+    .assert_ok();
     // A conversation B is not in: nothing of it reaches B.
     let private = app.direct(&a, &c).await;
     app.say(&a, &private, "not for b").await;
@@ -136,14 +140,16 @@ async fn a_removed_member_stops_receiving_changes(app: &TestApp) {
         &format!("/api/v1/conversations/{g}/members/{}", b.id),
         &a.token,
     )
-    .await;
+    .await
+    .assert_ok();
     app.say(&a, &g, "b never sees this").await;
     app.patch(
         &format!("/api/v1/conversations/{g}"),
         &a.token,
         json!({"title": "renamed later"}),
     )
-    .await;
+    .await
+    .assert_ok();
     let removed = |e: &[Value]| {
         e.iter()
             .any(|e| e["data"]["message"]["payload"]["event"] == "member_removed")

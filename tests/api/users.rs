@@ -247,7 +247,8 @@ async fn last_seen_follows_privacy_and_blocks(app: &TestApp) {
         Some(&target.token),
         json!({"phones": ["+14155550300"]}),
     )
-    .await;
+    .await
+    .assert_ok();
     assert!(seen(&app.get(&path, &viewer.token).await.body).is_some());
 
     // Blocking hides last seen and the about text both ways, and hides the blocker from search.
@@ -324,7 +325,8 @@ async fn erasing_an_account_leaves_only_tombstones(app: &TestApp) {
         &a.token,
         json!({"emoji": "🤫"}),
     )
-    .await;
+    .await
+    .assert_ok();
     let g = app.group(&a, "Cooking", &[&b, &c]).await;
     app.say(&a, &g, "group secret sauce").await;
     let cursor = app.sync_start(&b).await;
