@@ -8,10 +8,10 @@
 //! blocking thread for the whole batch. On PostgreSQL, where every statement is a round trip,
 //! it is a handful of statements for the whole batch: seqs for every conversation in one
 //! UPDATE, the messages in one INSERT, their changes in one INSERT, the senders' receipt marks
-//! in one UPDATE. Both write the same rows, planned once ([`Plan`]). If the batch fails as a
-//! whole (say, a concurrent retry of the same `clientMsgId` hit the unique index), every send
-//! of it is answered "retry alone", and the service sends it again through the one-by-one path,
-//! which knows how to answer each. The queue is started by whoever owns the process's state
+//! in one UPDATE. Both write the same rows, planned once (`write::Plan`, beside the one-row
+//! write). If the batch fails as a whole (say, a concurrent retry of the same `clientMsgId`
+//! hit the unique index), every send of it is answered "retry alone", and the service sends it
+//! again through the one-by-one path, which knows how to answer each. The queue is started by whoever owns the process's state
 //! (`app.rs`) and handed to the senders.
 
 use std::collections::HashMap;
@@ -20,11 +20,11 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::{MessageRow, MessageView, Outgoing, MESSAGE_COLUMNS};
+use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
 use super::views::{build_views, original};
-use crate::changes::kinds;
-use crate::changes::NewChange;
-use crate::db::{new_id, now_ms, Db, Slots, Tx};
+pub use super::write::Job;
+use super::write::{counts, Plan};
+use crate::db::{now_ms, Db, Slots, Tx};
 use crate::error::{AppError, AppResult};
 
 /// Sends written by one transaction, at most (11 parameters each stay far below either
@@ -32,19 +32,6 @@ use crate::error::{AppError, AppResult};
 const MAX_BATCH: usize = 256;
 /// Sends waiting for the writer, at most; more wait for room.
 const QUEUE: usize = 4096;
-
-/// A checked send, waiting to be written.
-#[derive(Clone)]
-pub struct Job {
-    pub workspace_id: String,
-    pub me: String,
-    pub conversation_id: String,
-    pub direct: bool,
-    /// The sender's marks when the checks ran (sending delivers and reads everything before).
-    pub delivered_seq: i64,
-    pub read_seq: i64,
-    pub out: Outgoing,
-}
 
 /// What became of a queued send. Every send is answered `Written` but those of a failed
 /// batch, so that variant is not boxed (an allocation per send to shrink a rare one).
@@ -248,131 +235,6 @@ fn outcomes(jobs: &[Job], mut existing: Existing, rows: Vec<MessageRow>) -> Vec<
             },
         )
         .collect()
-}
-
-/// Each conversation of the batch with its number of new messages, in order of first use.
-fn counts<'j>(jobs: &[&'j Job]) -> Vec<(&'j str, i64)> {
-    let mut counts: Vec<(&str, i64)> = Vec::new();
-    for j in jobs {
-        match counts.iter_mut().find(|(c, _)| *c == j.conversation_id) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((&j.conversation_id, 1)),
-        }
-    }
-    counts
-}
-
-/// What a batch of new messages writes, the same on both engines.
-struct Plan<'j> {
-    /// The messages, in job order.
-    rows: Vec<MessageRow>,
-    /// The senders' new marks: (conversation, sender, first seq, last seq of theirs).
-    marks: Vec<(&'j str, &'j str, i64, i64)>,
-    /// Receipt history: (conversation, user, kind, up to seq) where a sender's marks pass over
-    /// messages of others.
-    moves: Vec<(&'j str, &'j str, &'static str, i64)>,
-}
-
-impl<'j> Plan<'j> {
-    /// `last`: each conversation's last seq after the batch's messages were counted in.
-    fn new(
-        now: i64,
-        jobs: &[&'j Job],
-        counts: &[(&str, i64)],
-        last: &HashMap<String, i64>,
-    ) -> AppResult<Plan<'j>> {
-        let mut next: HashMap<&str, i64> = HashMap::new();
-        for (c, n) in counts {
-            let top = *last
-                .get(*c)
-                .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
-            next.insert(c, top - n + 1);
-        }
-        let rows: Vec<MessageRow> = jobs
-            .iter()
-            .map(|j| {
-                let s = next.get_mut(j.conversation_id.as_str()).expect("counted");
-                *s += 1;
-                MessageRow {
-                    external_id: None,
-                    external_status: None,
-                    external_error: None,
-                    id: new_id(),
-                    conversation_id: j.conversation_id.clone(),
-                    seq: *s - 1,
-                    sender_type: "user".to_owned(),
-                    sender_id: Some(j.me.clone()),
-                    client_msg_id: Some(j.out.client_msg_id.clone()),
-                    kind: j.out.content.kind.as_str().to_owned(),
-                    text: j.out.content.text.clone(),
-                    media_id: j.out.content.media_id.clone(),
-                    reply_to_id: j.out.reply_to_id.clone(),
-                    forwarded: j.out.forwarded as i64,
-                    payload: j.out.content.payload.clone(),
-                    edited_at: None,
-                    deleted_at: None,
-                    created_at: now,
-                }
-            })
-            .collect();
-
-        let mut marks: Vec<(&str, &str, i64, i64)> = Vec::new();
-        for (j, row) in jobs.iter().zip(&rows) {
-            match marks
-                .iter_mut()
-                .find(|(c, u, _, _)| *c == j.conversation_id && *u == j.me)
-            {
-                Some(m) => m.3 = row.seq,
-                None => marks.push((&j.conversation_id, &j.me, row.seq, row.seq)),
-            }
-        }
-        // Sending delivers and reads everything up to the sender's own message. Receipt history
-        // (when each member got and read each message) only changes where the sender's marks
-        // pass over messages of others; moving over their own messages changes no receipt
-        // anyone can ask for.
-        let mut moves = Vec::new();
-        for (c, u, first, last) in &marks {
-            let Some(j) = jobs.iter().find(|j| j.conversation_id == *c && j.me == *u) else {
-                continue;
-            };
-            if j.delivered_seq < first - 1 {
-                moves.push((*c, *u, "delivered", *last));
-            }
-            if j.read_seq < first - 1 {
-                moves.push((*c, *u, "read", *last));
-            }
-        }
-        Ok(Plan { rows, marks, moves })
-    }
-
-    /// The batch's changes, in job order (so per conversation in seq order): message:new, the
-    /// first message of a direct conversation also tells the recipient of the conversation,
-    /// and a receipt change where sending read messages the sender had not read.
-    fn changes<'p>(&'p self, jobs: &[&'p Job]) -> Vec<NewChange<'p>> {
-        let mut changes = Vec::new();
-        for (j, row) in jobs.iter().zip(&self.rows) {
-            let (conversation, seq) = (j.conversation_id.as_str(), row.seq);
-            changes.push(NewChange::message(
-                kinds::MESSAGE_NEW,
-                conversation,
-                &row.id,
-                seq,
-            ));
-            if j.direct && row.seq == 1 {
-                changes.push(NewChange::conversation(conversation, None));
-            }
-        }
-        for (c, u, _, last) in &self.marks {
-            if self
-                .moves
-                .iter()
-                .any(|m| m.0 == *c && m.1 == *u && m.2 == "read")
-            {
-                changes.push(NewChange::status(c, Some(u), "read", *last));
-            }
-        }
-        changes
-    }
 }
 
 /// The batch on SQLite's direct writer: kept statements, one row each.
@@ -640,7 +502,7 @@ mod batched {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::model::{Content, MessageType};
+    use crate::messages::model::{Content, MessageType, Outgoing};
 
     fn job(client_msg_id: &str) -> Job {
         Job {

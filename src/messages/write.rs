@@ -1,15 +1,17 @@
 //! What a message write puts in its transaction: the row with its seq, its change-log rows,
-//! the writer's receipt marks and, to a WhatsApp customer, the send job. The one-row write of a
-//! checked send and system messages live here; the batched write of many sends is planned in
-//! `pipeline.rs` from the same rules.
+//! the writer's receipt marks and, to a WhatsApp customer, the send job. Side by side, so the
+//! two cannot drift: the one-row write of a checked send (and system messages), and the plan of
+//! a batch of checked sends, which `pipeline.rs` executes on either engine.
+
+use std::collections::HashMap;
 
 use super::model::*;
 use super::store::{self, NewMessage};
 use super::views::{one_view, original};
-use crate::changes;
+use crate::changes::{self, kinds, NewChange};
 use crate::chats::model::{ConversationRow, Kind, MemberRow, RequestState};
 use crate::chats::store as chats;
-use crate::db::{is_unique_violation, Tenant, Tx};
+use crate::db::{is_unique_violation, new_id, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 
 /// Writes a system message (group events) and its change. Like sending, it moves the marks of
@@ -122,4 +124,142 @@ pub async fn write_one(
         t.db().wake_jobs();
     }
     Ok((one_view(db, row).await?, true))
+}
+
+/// A checked send, waiting to be written.
+#[derive(Clone)]
+pub struct Job {
+    pub workspace_id: String,
+    pub me: String,
+    pub conversation_id: String,
+    pub direct: bool,
+    /// The sender's marks when the checks ran (sending delivers and reads everything before).
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+    pub out: Outgoing,
+}
+
+/// Each conversation of the batch with its number of new messages, in order of first use.
+pub(super) fn counts<'j>(jobs: &[&'j Job]) -> Vec<(&'j str, i64)> {
+    let mut counts: Vec<(&str, i64)> = Vec::new();
+    for j in jobs {
+        match counts.iter_mut().find(|(c, _)| *c == j.conversation_id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&j.conversation_id, 1)),
+        }
+    }
+    counts
+}
+
+/// What a batch of new messages writes, the same on both engines.
+pub(super) struct Plan<'j> {
+    /// The messages, in job order.
+    pub(super) rows: Vec<MessageRow>,
+    /// The senders' new marks: (conversation, sender, first seq, last seq of theirs).
+    pub(super) marks: Vec<(&'j str, &'j str, i64, i64)>,
+    /// Receipt history: (conversation, user, kind, up to seq) where a sender's marks pass over
+    /// messages of others.
+    pub(super) moves: Vec<(&'j str, &'j str, &'static str, i64)>,
+}
+
+impl<'j> Plan<'j> {
+    /// `last`: each conversation's last seq after the batch's messages were counted in.
+    pub(super) fn new(
+        now: i64,
+        jobs: &[&'j Job],
+        counts: &[(&str, i64)],
+        last: &HashMap<String, i64>,
+    ) -> AppResult<Plan<'j>> {
+        let mut next: HashMap<&str, i64> = HashMap::new();
+        for (c, n) in counts {
+            let top = *last
+                .get(*c)
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
+            next.insert(c, top - n + 1);
+        }
+        let rows: Vec<MessageRow> = jobs
+            .iter()
+            .map(|j| {
+                let s = next.get_mut(j.conversation_id.as_str()).expect("counted");
+                *s += 1;
+                MessageRow {
+                    external_id: None,
+                    external_status: None,
+                    external_error: None,
+                    id: new_id(),
+                    conversation_id: j.conversation_id.clone(),
+                    seq: *s - 1,
+                    sender_type: "user".to_owned(),
+                    sender_id: Some(j.me.clone()),
+                    client_msg_id: Some(j.out.client_msg_id.clone()),
+                    kind: j.out.content.kind.as_str().to_owned(),
+                    text: j.out.content.text.clone(),
+                    media_id: j.out.content.media_id.clone(),
+                    reply_to_id: j.out.reply_to_id.clone(),
+                    forwarded: j.out.forwarded as i64,
+                    payload: j.out.content.payload.clone(),
+                    edited_at: None,
+                    deleted_at: None,
+                    created_at: now,
+                }
+            })
+            .collect();
+
+        let mut marks: Vec<(&str, &str, i64, i64)> = Vec::new();
+        for (j, row) in jobs.iter().zip(&rows) {
+            match marks
+                .iter_mut()
+                .find(|(c, u, _, _)| *c == j.conversation_id && *u == j.me)
+            {
+                Some(m) => m.3 = row.seq,
+                None => marks.push((&j.conversation_id, &j.me, row.seq, row.seq)),
+            }
+        }
+        // Sending delivers and reads everything up to the sender's own message. Receipt history
+        // (when each member got and read each message) only changes where the sender's marks
+        // pass over messages of others; moving over their own messages changes no receipt
+        // anyone can ask for.
+        let mut moves = Vec::new();
+        for (c, u, first, last) in &marks {
+            let Some(j) = jobs.iter().find(|j| j.conversation_id == *c && j.me == *u) else {
+                continue;
+            };
+            if j.delivered_seq < first - 1 {
+                moves.push((*c, *u, "delivered", *last));
+            }
+            if j.read_seq < first - 1 {
+                moves.push((*c, *u, "read", *last));
+            }
+        }
+        Ok(Plan { rows, marks, moves })
+    }
+
+    /// The batch's changes, in job order (so per conversation in seq order): message:new, the
+    /// first message of a direct conversation also tells the recipient of the conversation,
+    /// and a receipt change where sending read messages the sender had not read.
+    pub(super) fn changes<'p>(&'p self, jobs: &[&'p Job]) -> Vec<NewChange<'p>> {
+        let mut changes = Vec::new();
+        for (j, row) in jobs.iter().zip(&self.rows) {
+            let (conversation, seq) = (j.conversation_id.as_str(), row.seq);
+            changes.push(NewChange::message(
+                kinds::MESSAGE_NEW,
+                conversation,
+                &row.id,
+                seq,
+            ));
+            if j.direct && row.seq == 1 {
+                changes.push(NewChange::conversation(conversation, None));
+            }
+        }
+        for (c, u, _, last) in &self.marks {
+            if self
+                .moves
+                .iter()
+                .any(|m| m.0 == *c && m.1 == *u && m.2 == "read")
+            {
+                changes.push(NewChange::status(c, Some(u), "read", *last));
+            }
+        }
+        changes
+    }
 }

@@ -134,7 +134,10 @@ async fn a_removed_member_searches_nothing_of_the_group(app: &TestApp) {
     let g = app.group(&a, "Plans", &[&b]).await;
     app.say(&a, &g, "quarterly numbers look good").await;
     // Found while a member, so that finding nothing afterwards means something.
-    assert_eq!(found(app, &b, "quarterly").await, ["quarterly numbers look good"]);
+    assert_eq!(
+        found(app, &b, "quarterly").await,
+        ["quarterly numbers look good"]
+    );
     app.delete(
         &format!("/api/v1/conversations/{g}/members/{}", b.id),
         &a.token,
