@@ -11,8 +11,8 @@
 //! in one UPDATE. Both write the same rows, planned once (`write::Plan`, beside the one-row
 //! write). If the batch fails as a whole (say, a concurrent retry of the same `clientMsgId`
 //! hit the unique index), every send of it is answered "retry alone", and the service sends it
-//! again through the one-by-one path, which knows how to answer each. The queue is started by whoever owns the process's state
-//! (`app.rs`) and handed to the senders.
+//! again through the one-by-one path, which knows how to answer each. The queue is started by
+//! whoever owns the process's state (`app.rs`) and handed to the senders.
 
 use std::collections::HashMap;
 use std::sync::Arc;
