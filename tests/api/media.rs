@@ -247,26 +247,21 @@ async fn send_media(
     .await
 }
 
-/// Polls a JSON GET until `done` holds (the background jobs run on their own schedule).
+/// A JSON GET once the background jobs queued so far have run; `done` must hold then.
 async fn eventually(
     app: &TestApp,
     user: &User,
     path: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = app.get(path, &user.token).await;
-        if r.status == StatusCode::OK && done(&r.body) {
-            return r.body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never got there: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.run_pending_jobs().await;
+    let r = app.get(path, &user.token).await;
+    assert!(
+        r.status == StatusCode::OK && done(&r.body),
+        "{path} did not get there: {}",
+        r.text
+    );
+    r.body
 }
 
 /// The media JSON of the message carrying `media_id`, as `user` sees it in the history.
