@@ -63,8 +63,9 @@
 //! - `chats` → `users::store`: blocks and names decide who may open or see a conversation.
 //! - `users` → `auth`: changing a password or email goes through auth's rules; erasing an
 //!   account revokes its sessions.
-//! - `messages` → `whatsapp::outbound`: a message to a channel conversation is checked
-//!   against the customer window and queued for the Cloud API in its own transaction.
+//! - `messages` → `whatsapp`: a message to a channel conversation is checked against the
+//!   customer window (`outbound::check`) and its send job is queued in the transaction that
+//!   stores it (`whatsapp::queue_send`, which the batch's plan beside it must not pull up).
 //!
 //! # A message's path
 //!

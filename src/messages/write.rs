@@ -117,7 +117,7 @@ pub async fn write_one(
     }
     let channel = conversation.kind() == Kind::Channel;
     if channel {
-        crate::whatsapp::outbound::queue(&mut tx, &row.id).await?;
+        crate::whatsapp::queue_send(&mut tx, &row.id).await?;
     }
     t.db().commit(tx).await?;
     if channel {

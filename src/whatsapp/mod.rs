@@ -15,6 +15,22 @@
 
 pub use crate::chats::model::WINDOW_MS;
 
+/// The kinds of background job the bridge queues (each run by its module).
+pub mod kinds {
+    /// An agent's message to a customer. Payload: the message id.
+    pub const SEND: &str = "whatsapp.send";
+    /// Payload: `{messageId, emoji}` (empty emoji removes).
+    pub const REACT: &str = "whatsapp.react";
+    /// Payload: the id of the customer's message to mark read.
+    pub const MARK_READ: &str = "whatsapp.read";
+}
+
+/// Queues the send of a stored channel message to its customer, in the transaction that
+/// stores it (run by `outbound::send`).
+pub async fn queue_send(tx: &mut crate::db::Tx, message_id: &str) -> crate::error::AppResult<()> {
+    crate::jobs::enqueue(tx, kinds::SEND, message_id).await
+}
+
 pub mod channels;
 pub mod import;
 pub mod ingest;

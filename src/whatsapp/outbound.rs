@@ -24,12 +24,7 @@ use crate::jobs::{Job, JobError, JobResult};
 use crate::messages::model::Outgoing;
 use crate::messages::model::{MessageRow, MessageType, TemplateSend};
 
-/// Payload: the message id.
-pub const SEND: &str = "whatsapp.send";
-/// Payload: `{messageId, emoji}` (empty emoji removes).
-pub const REACT: &str = "whatsapp.react";
-/// Payload: the id of the customer's message to mark read.
-pub const MARK_READ: &str = "whatsapp.read";
+pub use super::kinds::{MARK_READ, REACT, SEND};
 
 /// Checks a send into a channel conversation: templates against the stored template (and
 /// renders their text); anything else only inside the customer-service window.
@@ -81,11 +76,6 @@ pub async fn check(
         .at_field("type"));
     }
     Ok(out)
-}
-
-/// Queues the send of a message stored in `tx`.
-pub async fn queue(tx: &mut Tx, message_id: &str) -> AppResult<()> {
-    crate::jobs::enqueue(tx, SEND, message_id).await
 }
 
 /// Where a channel message goes: the channel, its token, the customer.
