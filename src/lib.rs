@@ -38,7 +38,8 @@
 //!
 //! ## Floors
 //!
-//! No file imports one that imports it back. From the ground up:
+//! No file imports one that imports it back (`tests/api/layout.rs` reads the `use` lines and
+//! fails on a loop, naming it). From the ground up:
 //!
 //! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db`, `changes`, `jobs`,
 //!    `cluster`, `ratelimit`;

@@ -10,6 +10,7 @@ mod cluster;
 mod crash;
 mod demo;
 mod errors;
+mod layout;
 mod logs;
 mod matrix;
 mod media;
