@@ -318,11 +318,11 @@ impl crate::cluster::Node for AppState {
             self.hub.send(u, &packet, None);
         }
     }
-    fn sessions_revoked(&self, sessions: &[String]) {
+    fn close_sessions(&self, sessions: &[String]) {
         self.sessions.forget(sessions);
         self.hub.close_sessions(sessions);
     }
-    fn left_workspace(&self, user: &str, workspace: &str) {
+    fn close_workspace(&self, user: &str, workspace: &str) {
         self.hub.close_workspace(user, workspace);
     }
     fn users(&self) -> Vec<String> {

@@ -451,10 +451,10 @@ fn timeout_error() -> redis::RedisError {
 pub trait Node: Clone + Send + Sync + 'static {
     /// Sends an encoded event to this node's devices of these users.
     fn deliver(&self, users: &[String], packet: engineioxide::Str);
-    /// These sessions were revoked on another node.
-    fn sessions_revoked(&self, sessions: &[String]);
-    /// A user left a workspace on another node.
-    fn left_workspace(&self, user: &str, workspace: &str);
+    /// These sessions were revoked on another node: forget them and close their sockets here.
+    fn close_sessions(&self, sessions: &[String]);
+    /// A user left a workspace on another node: close their sockets acting in it here.
+    fn close_workspace(&self, user: &str, workspace: &str);
     /// The users with a device connected to this node.
     fn users(&self) -> Vec<String>;
     /// A user went offline with a dead node.
@@ -549,8 +549,8 @@ fn handle<N: Node>(state: &N, cluster: &Cluster, body: &[u8]) {
     }
     match envelope.msg {
         Msg::Emit { users, packet } => state.deliver(&users, packet.into()),
-        Msg::Close { sessions } => state.sessions_revoked(&sessions),
-        Msg::Leave { user, workspace } => state.left_workspace(&user, &workspace),
+        Msg::Close { sessions } => state.close_sessions(&sessions),
+        Msg::Leave { user, workspace } => state.close_workspace(&user, &workspace),
         Msg::Changes => cluster.changes_elsewhere.notify_one(),
     }
 }

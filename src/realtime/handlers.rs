@@ -11,9 +11,8 @@ use crate::changes::Position;
 use crate::db::Tenant;
 use crate::error::{AppError, AppResult, Code};
 use crate::events;
-use crate::messages::model::Outgoing;
 use crate::messages::model::{
-    parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType,
+    parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType, Outgoing,
 };
 use crate::messages::service as messages;
 
