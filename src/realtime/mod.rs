@@ -13,6 +13,11 @@
 //!   the one `sync:request` continues from.
 //! - Back-pressure: Engine.IO's per-socket buffer is bounded; a device that stops reading is
 //!   disconnected (it syncs when it comes back).
+//!
+//! Files: `gateway.rs` (the handshake and each device's worker), `handlers.rs` (client
+//! events), `hub.rs` (the connected devices, sending to them; names no state), `head.rs`
+//! (the request-head copy), `presence.rs` (who is online) and `announce.rs` (telling who may
+//! know), `typing.rs`, `dispatch.rs`, `protocol.rs` (Socket.IO packets).
 
 pub mod announce;
 pub mod dispatch;
