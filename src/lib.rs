@@ -66,15 +66,17 @@
 //!   account revokes its sessions.
 //! - `messages` → `whatsapp`: a message to a channel conversation is checked against the
 //!   customer window (`outbound::check`) and its send job is queued in the transaction that
-//!   stores it (`whatsapp::queue_send`, which the batch's plan beside it must not pull up).
+//!   stores it (`whatsapp::queue_send`, kept in `whatsapp/mod.rs` so that the write, which
+//!   the state's send queue uses, stays below the state).
 //!
 //! # A message's path
 //!
 //! `message:send` on a socket: `realtime::gateway` (the device's worker, in event order) →
 //! `realtime::handlers::send_queued` → `messages::model::Content::parse` →
 //! `messages::service::send_queued` (the checks: access, blocks, requests, media, replies) →
-//! `messages::pipeline` (batched with other sends into one transaction; its rows and their
-//! `changes`; `messages::write` for a send that goes alone) → the ack once durable
+//! `messages::pipeline` (batched with other sends into one transaction, as
+//! `messages::write::Plan` lays out its rows, marks and `changes`; `write::write_one` for a
+//! send that goes alone) → the ack once durable
 //! (`handlers::send_finish`). The commit wakes `realtime::dispatch`, which reads the
 //! `changes`, works out who is connected and may see each, builds the views once
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
