@@ -193,6 +193,18 @@ pub struct Settings {
     /// A bearer token that /metrics requires (also PALAVER_METRICS_TOKEN_FILE) [default: none, /metrics is open]
     #[arg(long, env = "PALAVER_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Comma-separated STUN server URLs offered to calls, e.g. stun:stun.example.com:3478 [default: none]
+    #[arg(long, env = "PALAVER_STUN_URLS")]
+    pub stun_urls: Option<String>,
+    /// Comma-separated TURN server URLs offered to calls, e.g. turn:turn.example.com:3478 [default: none]
+    #[arg(long, env = "PALAVER_TURN_URLS")]
+    pub turn_urls: Option<String>,
+    /// The TURN server's shared secret for short-lived credentials (coturn's static-auth-secret; also PALAVER_TURN_SECRET_FILE)
+    #[arg(long, env = "PALAVER_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of TURN credentials in seconds, 60 to 604800 [default: 86400]
+    #[arg(long, env = "PALAVER_TURN_TTL")]
+    pub turn_ttl: Option<u64>,
 }
 
 macro_rules! merge_fields {
@@ -263,7 +275,11 @@ impl Settings {
             whatsapp_verify_token,
             whatsapp_media_hosts,
             outbound_allow,
-            metrics_token
+            metrics_token,
+            stun_urls,
+            turn_urls,
+            turn_secret,
+            turn_ttl
         )
     }
 
@@ -447,6 +463,16 @@ pub struct Config {
     pub outbound_allow: Vec<String>,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<Secret>,
+    pub calls: CallsConfig,
+}
+
+/// What calls are offered: STUN and TURN servers, and the TURN REST shared secret.
+#[derive(Clone, Debug)]
+pub struct CallsConfig {
+    pub stun_urls: Vec<String>,
+    pub turn_urls: Vec<String>,
+    pub turn_secret: Option<Secret>,
+    pub turn_ttl: Duration,
 }
 
 /// Cluster mode's settings.
@@ -467,6 +493,53 @@ pub struct WhatsAppConfig {
 }
 
 /// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
+/// A comma-separated list, trimmed, without empty items.
+fn list(value: &Option<String>) -> Vec<String> {
+    value
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn calls_config(
+    stun_urls: &Option<String>,
+    turn_urls: &Option<String>,
+    turn_secret: Option<String>,
+    turn_ttl: Option<u64>,
+) -> anyhow::Result<CallsConfig> {
+    let stun_urls = list(stun_urls);
+    let turn_urls = list(turn_urls);
+    if let Some(bad) = stun_urls
+        .iter()
+        .find(|u| !u.starts_with("stun:") && !u.starts_with("stuns:"))
+    {
+        bail!("PALAVER_STUN_URLS: {bad} is not a stun: or stuns: URL");
+    }
+    if let Some(bad) = turn_urls
+        .iter()
+        .find(|u| !u.starts_with("turn:") && !u.starts_with("turns:"))
+    {
+        bail!("PALAVER_TURN_URLS: {bad} is not a turn: or turns: URL");
+    }
+    let turn_secret = secret_or_file(turn_secret, "PALAVER_TURN_SECRET")?;
+    if !turn_urls.is_empty() && turn_secret.is_none() {
+        bail!("PALAVER_TURN_URLS needs PALAVER_TURN_SECRET (the TURN server's shared secret)");
+    }
+    let ttl = turn_ttl.unwrap_or(86_400);
+    if !(60..=604_800).contains(&ttl) {
+        bail!("PALAVER_TURN_TTL must be between 60 and 604800 seconds");
+    }
+    Ok(CallsConfig {
+        stun_urls,
+        turn_urls,
+        turn_secret,
+        turn_ttl: Duration::from_secs(ttl),
+    })
+}
+
 fn secret_or_file(value: Option<String>, env_name: &str) -> anyhow::Result<Option<Secret>> {
     if let Some(v) = value {
         return Ok(Some(Secret::new(v)));
@@ -610,8 +683,10 @@ impl Config {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        let calls = calls_config(&s.stun_urls, &s.turn_urls, s.turn_secret, s.turn_ttl)?;
         let metrics_token = secret_or_file(s.metrics_token, "PALAVER_METRICS_TOKEN")?;
         Ok(Config {
+            calls,
             outbound_allow,
             metrics_token,
             whatsapp,
@@ -755,6 +830,27 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turn_servers_need_their_secret_and_urls_their_scheme() {
+        let with = |f: fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            Config::build(s).map(|c| c.calls)
+        };
+        let none = with(|_| {}).unwrap();
+        assert!(none.stun_urls.is_empty() && none.turn_urls.is_empty());
+        assert_eq!(none.turn_ttl, Duration::from_secs(86_400));
+        assert!(with(|s| s.turn_urls = Some("turn:t.example.com".into())).is_err());
+        let ok = with(|s| {
+            s.turn_urls = Some("turn:t.example.com, turns:t.example.com:5349".into());
+            s.turn_secret = Some("x".into());
+        })
+        .unwrap();
+        assert_eq!(ok.turn_urls.len(), 2);
+        assert!(with(|s| s.stun_urls = Some("http://stun.example.com".into())).is_err());
+        assert!(with(|s| s.turn_ttl = Some(10)).is_err());
+    }
 
     #[test]
     fn defaults_give_a_local_sqlite_server() {

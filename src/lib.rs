@@ -33,6 +33,7 @@
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks, leads, outbound queue, templates, import |
+//! | [`calls`] | the ICE servers of a call, with short-lived TURN credentials (signalling to come) |
 //! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats (the node's side behind [`cluster::Node`]) |
 //! | `bench`, `client` | the load generator and the Socket.IO client it and the tests use; the default `bench` feature, never imported by the server |
 //!
@@ -90,6 +91,7 @@ pub mod app;
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod calls;
 pub mod changes;
 pub mod chats;
 pub mod cli;

@@ -65,6 +65,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::whatsapp::channels::router())
         .merge(crate::whatsapp::leads::router())
         .merge(crate::whatsapp::templates::router())
+        .merge(crate::calls::routes::router())
         .merge(crate::ops::stats::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod bench;
+mod calls;
 mod chats;
 mod cluster;
 mod crash;

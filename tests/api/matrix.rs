@@ -269,6 +269,7 @@ fn rows(w: &World) -> Vec<Row> {
         (Method::GET, "/search/messages"),
         (Method::GET, "/sync"),
         (Method::GET, "/workspaces"),
+        (Method::GET, "/calls/ice-servers"),
     ] {
         row(method, route, ANONYMOUS, None, plain(route));
     }
