@@ -492,7 +492,6 @@ pub struct WhatsAppConfig {
     pub media_hosts: Vec<String>,
 }
 
-/// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
 /// A comma-separated list, trimmed, without empty items.
 fn list(value: &Option<String>) -> Vec<String> {
     value
@@ -540,6 +539,7 @@ fn calls_config(
     })
 }
 
+/// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
 fn secret_or_file(value: Option<String>, env_name: &str) -> anyhow::Result<Option<Secret>> {
     if let Some(v) = value {
         return Ok(Some(Secret::new(v)));
