@@ -5,12 +5,13 @@ use anyhow::bail;
 use rand::Rng;
 
 use crate::chats::service as chats;
+use crate::db::Role;
 use crate::db::{Db, Tenant};
 use crate::messages::model::Outgoing;
 use crate::messages::model::{Content, MessageType};
 use crate::messages::service as messages;
 use crate::users::store::{self as users, NewUser};
-use crate::workspaces::{store as workspaces, Role};
+use crate::workspaces::store as workspaces;
 
 fn password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";

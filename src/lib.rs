@@ -18,14 +18,15 @@
 //! | [`events`] | every Socket.IO event name |
 //! | [`http`] | extractors (JSON, query, auth, workspace scope, client IP), pagination, middleware, the connection loop (header read timeout) |
 //! | [`outbound`] | the one HTTP client for requests to the outside world: no loopback, private or link-local targets (after DNS, on redirects), capped answers |
-//! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, tenant scope |
+//! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, the tenant scope and the caller's role in it |
 //! | [`changes`] | the change log every visible change writes, one helper per kind, read in order without gaps |
 //! | [`ratelimit`] | request rate limits behind one interface (memory on one node, Redis in cluster mode) |
-//! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, email verification, signing keys, JWKS |
-//! | [`users`] | profiles, privacy, search, contacts, blocks, erasure |
+//! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, email verification, signing keys, JWKS, the caller's own account (`/users/me`: changes, erasure) |
+//! | [`users`] | profiles and privacy, others' public profiles, search, contacts, blocks |
 //! | [`workspaces`] | tenants, memberships, roles, invitations |
-//! | [`chats`] | conversations: direct, groups, members and roles, message requests, settings, the list |
-//! | [`messages`] | parsing a send (`model`), checks (`service`), the one-row write (`write`), the batched write (`pipeline`), views (`views`), history, edits, deletion, reactions, receipts |
+//! | [`conversations`] | conversations as data: rows of conversations and members, their queries, the one access check |
+//! | [`chats`] | what a user does with conversations: direct chats, groups, members and roles (with their system messages), message requests, settings, the list with last messages, message search |
+//! | [`messages`] | parsing a send (`model`), checks (`service`), the one-row write (`write`), the batched write (`pipeline`), views (`views`), history, edits, deletion, reactions, receipts, sends to WhatsApp customers (`channel`: window, templates, the jobs that carry them out) and the templates themselves |
 //! | [`sync`] | pages of a user's change stream (`GET /sync`, `sync:request`) and the wire shape of a change (`envelope`) |
 //! | [`realtime`] | the Socket.IO gateway (`gateway`), the device registry (`hub`), presence, client events, the dispatcher that pushes the change log live |
 //! | [`notify`] | SMS and mail senders |
@@ -39,47 +40,38 @@
 //!
 //! ## Floors
 //!
-//! No file imports one that imports it back (`tests/api/layout.rs` reads the `use` lines and
+//! Every module points down. No file imports one that imports it back, and no capability
+//! folder imports one that imports it back (`tests/api/layout.rs` reads the `use` lines and
 //! fails on a loop, naming it). From the ground up:
 //!
-//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db`, `changes`, `jobs`,
+//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db` (with the tenant
+//!    scope, [`db::Role`] and the membership lookups every transport uses), `changes`, `jobs`,
 //!    `cluster`, `ratelimit`;
-//! 2. each capability's data: `model.rs`, `store.rs`, `auth::{keys, secrets}`, the media
-//!    handle and its storage, `realtime::{hub, presence}`, `messages::{views, pipeline}`,
-//!    `sync::envelope`;
-//! 3. [`app::AppState`], which holds the handles of floors 1 and 2 (the hub, presence, media,
-//!    the job runner, the send queue, the cluster link) and nothing that takes it back;
-//! 4. what takes the state: `http`'s extractors, the services, routes, job handlers, the
-//!    gateway and the dispatcher;
-//! 5. [`server`], then [`cli`].
+//! 2. `http`: extractors, validation, pagination;
+//! 3. `conversations`, `media`, `users`: rows, queries and the rules that need nothing above;
+//! 4. `messages`, on `conversations` (a message lives in one), `media` and `users`;
+//! 5. `chats`, on `messages` (a conversation shows its last message; membership changes write
+//!    system messages);
+//! 6. `workspaces`, then `auth` (signup joins workspaces and their channel conversations;
+//!    erasing an account leaves its groups);
+//! 7. `whatsapp`, `sync`, `calls`, `ops`, then `realtime`;
+//! 8. [`app::AppState`], the handles every transport shares; [`server`], the wiring; [`cli`].
 //!
-//! The capability folders span floors (a folder's `store.rs` sits low, its `routes.rs` high).
-//! Counted by folder, eight of them still import each other in one loop — `auth`, `chats`,
-//! `http`, `media`, `messages`, `users`, `whatsapp`, `workspaces` — through these arrows,
-//! each of which is to be cut (issue 18 is not finished):
-//!
-//! - `http` → `auth::keys` (`TokenError`), `workspaces` (`Role`, the membership lookup): the
-//!   extractors check tokens and memberships. To cut: the check and the lookup move below
-//!   `http` (or behind the state), `Role` with them.
-//! - `chats` → `messages` (`model`, `store`, `views`, `write`) while `messages` → `chats`
-//!   (the access check): a conversation shows its last message and records membership
-//!   changes as system messages. To cut: the conversation view with its last message is
-//!   built above both; system messages are written by a function below both.
-//! - `users` → `auth` (password check, verification mail, revoking sessions) and → `chats`
-//!   (erasure leaves conversations) while `auth` → `users`: to cut, the account changes that
-//!   need auth's rules and erasure move up into `auth`.
-//! - `messages` → `whatsapp` (the customer window, queuing a channel send) while `whatsapp` →
-//!   `messages` (rows and views): to cut, the window check and the queue move below both.
-//!
-//! Besides those, every folder's routes and jobs → `app` (the transports take the shared
-//! state) and `app` → `realtime` (`Hub`, `Presence`, which name no state) point up by
-//! design.
+//! The arrows that point up, on purpose: every transport (routes, job handlers, `http`'s
+//! extractors, the gateway and the dispatcher) takes the shared state, and the state holds the
+//! handles of the floors below it (`auth`'s keys and session gate, the `media` store, the
+//! `messages` send queue, `realtime`'s hub and presence), types that never name the state.
+//! A handle a lower floor must call is reached through the state, not by importing its folder:
+//! `http` checks a token with `state.keys` (whose error turns into the problem document by a
+//! `From`), and `jobs` and `cluster` call the state through their own traits (`jobs::Host`,
+//! `cluster::Node`), implemented by `app` and `server`.
 //!
 //! # A message's path
 //!
 //! `message:send` on a socket: `realtime::gateway` (the device's worker, in event order) →
 //! `realtime::handlers::send_queued` → `messages::model::Content::parse` →
-//! `messages::service::send_queued` (the checks: access, blocks, requests, media, replies) →
+//! `messages::service::send_queued` (the checks: `conversations::access`, blocks, requests,
+//! media, replies; `messages::channel` for a WhatsApp customer) →
 //! `messages::pipeline` (batched with other sends into one transaction, as
 //! `messages::write::Plan` lays out its rows, marks and `changes`; `write::write_one` for a
 //! send that goes alone) → the ack once durable
@@ -88,8 +80,9 @@
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
-//! The capabilities still to come slot in beside these without moving them: `inbox` (notes,
-//! automations, campaigns), `ai` (analysis, keys, usage) and `calls` (signalling). Migrations
+//! The capabilities still to come slot in without moving these: `inbox` (notes, automations,
+//! campaigns) and `ai` (analysis, keys, usage) above `chats` and `whatsapp`, and `calls`'
+//! signalling beside `realtime`. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod app;
@@ -104,6 +97,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod conversations;
 pub mod db;
 pub mod demo;
 pub mod error;

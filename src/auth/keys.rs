@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::error::{AppError, Code};
 
 const JWT_KEY_FILE: &str = "jwt-ed25519.pem";
 const SECRET_KEY_FILE: &str = "secret.key";
@@ -38,6 +39,19 @@ pub struct Claims {
 pub enum TokenError {
     Expired,
     Invalid,
+}
+
+/// What a caller with a bad access token is told: the client refreshes on `token_expired`
+/// and signs in again on anything else.
+impl From<TokenError> for AppError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => {
+                AppError::new(Code::TokenExpired, "the access token has expired")
+            }
+            TokenError::Invalid => AppError::unauthorized(),
+        }
+    }
 }
 
 pub struct SigningKeys {

@@ -1,11 +1,13 @@
 //! Sign-in and sessions: password signup/login, phone OTP, rotating single-use refresh tokens
-//! with family revocation, logout, password reset, the session list, signing keys and JWKS.
+//! with family revocation, logout, password reset, the session list, signing keys and JWKS,
+//! and the caller's own account ([`account`]: `/users/me`, its changes and its erasure).
 //!
 //! A session is one signed-in device and owns one refresh-token family. Access tokens are
 //! short-lived EdDSA JWTs naming their session; every request checks the session is still open
 //! through [`SessionGate`], which remembers a positive check for at most 5 seconds and forgets
 //! it at once when this node revokes the session.
 
+pub mod account;
 pub mod keys;
 pub mod routes;
 pub mod secrets;

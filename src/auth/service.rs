@@ -9,13 +9,14 @@ use super::secrets::{hash_password, new_token, token_hash, verify_password};
 use super::store::{self, RefreshUse, SessionRow};
 use crate::app::AppState;
 use crate::config::SignupMode;
+use crate::db::Role;
 use crate::db::{now_ms, Tx};
 use crate::error::{AppError, AppResult, Code};
 use crate::notify::Mail;
 use crate::ratelimit::limits;
 use crate::users::model::UserRow;
 use crate::users::store as users;
-use crate::workspaces::{store as workspaces, Role};
+use crate::workspaces::store as workspaces;
 
 pub const OTP_TTL: Duration = Duration::from_secs(300);
 pub const OTP_RESEND_COOLDOWN: Duration = Duration::from_secs(60);
@@ -217,7 +218,8 @@ pub async fn verify_email(state: &AppState, token: &str) -> AppResult<()> {
 async fn email_proven(tx: &mut Tx, user_id: &str) -> AppResult<()> {
     for (workspace_id, role) in workspaces::accept_invitations(tx, user_id).await? {
         if role.works_inbox() {
-            crate::chats::store::join_channel_conversations(tx, &workspace_id, user_id).await?;
+            crate::conversations::store::join_channel_conversations(tx, &workspace_id, user_id)
+                .await?;
         }
     }
     Ok(())

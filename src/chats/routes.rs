@@ -7,10 +7,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::model::{ConversationView, InboxStatus, Kind, MemberRole, MemberView};
+use super::model::{ConversationView, MemberView};
 use super::service::{self, NewGroup};
-use super::store::{self, ListFilter, SettingsChange};
 use crate::app::AppState;
+use crate::conversations::model::{InboxStatus, Kind, MemberRole};
+use crate::conversations::store::{self, ListFilter, SettingsChange};
 use crate::db::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::encode_cursor;
@@ -274,7 +275,8 @@ async fn list_members(
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Page<MemberView>>> {
-    service::access(scope.tenant(&state.db), &id, &scope.user_id, false).await?;
+    crate::conversations::access::access(scope.tenant(&state.db), &id, &scope.user_id, false)
+        .await?;
     let limit = q.limit()?;
     let after: Option<String> = q.position()?;
     let rows = store::list_members(&state.db, &id, after.as_deref(), limit).await?;

@@ -4,44 +4,14 @@
 use std::collections::HashMap;
 
 use super::model::*;
-use super::store::{self, NewConversation, SettingsChange};
 use crate::changes;
+use crate::conversations::access::{access, Access};
+use crate::conversations::model::*;
+use crate::conversations::store::{self, NewConversation, SettingsChange};
 use crate::db::{Db, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult, Code};
 use crate::messages::{views, write};
 use crate::users::store as users;
-
-/// A member's view of a conversation they may access.
-pub struct Access {
-    pub conversation: ConversationRow,
-    pub me: MemberRow,
-    /// In a direct conversation, the other current member.
-    pub peer: Option<store::DirectPeer>,
-}
-
-/// The one access check. `history`: former members may read what they saw before leaving —
-/// except in a channel conversation, whose members are the workspace's agents by their role:
-/// an agent who lost the role (or the workspace) lost the inbox, history too. Otherwise only
-/// current members pass. Everyone else gets the same 404.
-pub async fn access(
-    t: Tenant<'_>,
-    conversation_id: &str,
-    user_id: &str,
-    history: bool,
-) -> AppResult<Access> {
-    let (conversation, me, peer) = store::find_with_member(t, conversation_id, user_id)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    let channel = Kind::from_db(&conversation.kind) == Kind::Channel;
-    if !me.is_current() && (!history || channel) {
-        return Err(AppError::not_found());
-    }
-    Ok(Access {
-        conversation,
-        me,
-        peer,
-    })
-}
 
 /// Builds the views of conversations for one member, with three batched queries (members,
 /// last messages with their reactions and replies, names for direct titles).
@@ -666,7 +636,7 @@ pub async fn update_inbox(
     t: Tenant<'_>,
     scope: &crate::http::Scope,
     conversation_id: &str,
-    status: Option<super::model::InboxStatus>,
+    status: Option<InboxStatus>,
     assignee: Option<Option<String>>,
 ) -> AppResult<ConversationView> {
     let a = access(t, conversation_id, &scope.user_id, false).await?;

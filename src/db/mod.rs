@@ -28,7 +28,7 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use tenant::Tenant;
+pub use tenant::{default_membership, find_membership_by_ref, Role, Tenant};
 
 /// A write transaction. It dereferences to the connection, so queries run on `&mut **tx`.
 pub enum Tx {

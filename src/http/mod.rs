@@ -17,11 +17,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 
 use crate::app::AppState;
-use crate::auth::keys::TokenError;
+use crate::db::Role;
 use crate::db::Tenant;
 use crate::error::{AppError, Code};
 use crate::ratelimit::limits;
-use crate::workspaces::Role;
 
 pub use idempotency::IdempotencyKey;
 pub use json::Json;
@@ -61,10 +60,7 @@ impl FromRequestParts<AppState> for AuthUser {
 
 /// Checks an access token and its session; shared by HTTP and the socket handshake.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
-    let claims = state.keys.verify(token).map_err(|e| match e {
-        TokenError::Expired => AppError::new(Code::TokenExpired, "the access token has expired"),
-        TokenError::Invalid => AppError::unauthorized(),
-    })?;
+    let claims = state.keys.verify(token)?;
     state
         .sessions
         .check(&state.db, &claims.sid, &claims.sub)
@@ -144,14 +140,12 @@ impl FromRequestParts<AppState> for Scope {
             None => None,
         };
         let (workspace_id, role) = match requested {
-            Some(id_or_slug) => crate::workspaces::store::find_membership_by_ref(
-                &state.db,
-                &auth.user_id,
-                &id_or_slug,
-            )
-            .await?
-            .ok_or_else(AppError::not_found)?,
-            None => crate::workspaces::store::default_membership(&state.db, &auth.user_id)
+            Some(id_or_slug) => {
+                crate::db::find_membership_by_ref(&state.db, &auth.user_id, &id_or_slug)
+                    .await?
+                    .ok_or_else(AppError::not_found)?
+            }
+            None => crate::db::default_membership(&state.db, &auth.user_id)
                 .await?
                 .ok_or_else(|| AppError::forbidden("you are not a member of any workspace"))?,
         };

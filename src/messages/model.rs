@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::templates::{parse_language, parse_template_name};
 use crate::db::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::http::validate::{field, Validate};
@@ -515,29 +516,4 @@ impl Content {
         };
         Ok(c)
     }
-}
-
-/// A template's name as Meta accepts it.
-pub fn parse_template_name(raw: &str) -> Result<String, String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 512
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    ok.then(|| raw.to_owned())
-        .ok_or_else(|| "must be 1 to 512 of a-z, 0-9 and _".into())
-}
-
-/// A template's language code (`en`, `en_US`).
-pub fn parse_language(raw: &str) -> Result<String, String> {
-    let (lang, region) = raw
-        .split_once('_')
-        .map_or((raw, None), |(l, r)| (l, Some(r)));
-    let ok = (2..=3).contains(&lang.len())
-        && lang.bytes().all(|b| b.is_ascii_lowercase())
-        && region.is_none_or(|r| {
-            (2..=4).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric())
-        });
-    ok.then(|| raw.to_owned())
-        .ok_or_else(|| "must be a language code such as en or en_US".into())
 }

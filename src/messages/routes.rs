@@ -26,7 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_receipts))
         .routes(routes!(mark_delivered))
         .routes(routes!(mark_read))
-        .routes(routes!(search_messages))
         .routes(routes!(forward_message))
 }
 
@@ -310,68 +309,6 @@ async fn mark_read(
     Ok(Json(
         service::mark(scope.tenant(&state.db), &scope.user_id, &id, b.seq, true).await?,
     ))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchQuery {
-    /// Words to find (all of them; the last also as a prefix).
-    #[param(min_length = 1, max_length = 256)]
-    pub q: String,
-    /// Only in this conversation.
-    pub conversation_id: Option<String>,
-    /// At most 50 (default 20).
-    #[param(minimum = 1)]
-    pub limit: Option<i64>,
-}
-
-/// A search hit: the message and its conversation.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct SearchHit {
-    pub message: MessageView,
-    pub conversation: crate::chats::model::ConversationView,
-}
-
-/// GET /api/v1/search/messages — full-text search over the caller's conversations, best match first.
-#[utoipa::path(get, path = "/search/messages", tag = "messages", security(("bearer" = [])), params(SearchQuery),
-    responses((status = 200, body = Page<SearchHit>)))]
-async fn search_messages(
-    State(state): State<AppState>,
-    scope: Scope,
-    Query(q): Query<SearchQuery>,
-) -> AppResult<Json<Page<SearchHit>>> {
-    let terms = super::store::search_terms(&q.q);
-    if terms.is_empty() || q.q.chars().count() > 256 {
-        return Err(AppError::invalid_field(
-            "q",
-            "must contain a word of letters or digits (at most 256 characters)",
-        ));
-    }
-    let limit = match q.limit {
-        Some(n) if n < 1 => return Err(AppError::invalid_field("limit", "must be at least 1")),
-        n => n.unwrap_or(20).min(50),
-    };
-    let items = service::search(
-        scope.tenant(&state.db),
-        &scope.user_id,
-        &terms,
-        q.conversation_id.as_deref(),
-        limit,
-    )
-    .await?;
-    let items = items
-        .into_iter()
-        .map(|(message, conversation)| SearchHit {
-            message,
-            conversation,
-        })
-        .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -2,17 +2,15 @@
 //! path for checking sends, editing, deleting, reacting and receipts. What a send writes is in
 //! `write.rs` (one by one) and `pipeline.rs` (batched); views are built in `views.rs`.
 
-use std::collections::HashMap;
-
 use super::model::*;
 use super::pipeline::{Outcome, Pipeline};
 use super::store::{self, Direction};
-use super::views::{build_views, one_view, original, views_in};
+use super::views::{one_view, original, views_in};
 use super::write::write_one;
 use crate::changes;
-use crate::chats::model::{Kind, RequestState};
-use crate::chats::service::{access, Access};
-use crate::chats::store as chats;
+use crate::conversations::access::{access, Access};
+use crate::conversations::model::{Kind, RequestState};
+use crate::conversations::store as conversations;
 use crate::db::{now_ms, Db, Tenant, Timestamp};
 use crate::error::{AppError, AppResult, Code};
 
@@ -97,7 +95,7 @@ pub async fn send_queued(
         let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
             Some(existing) => original(t.db(), existing, conversation_id).await?,
             None => {
-                let out = crate::whatsapp::outbound::check(t, &a.conversation, out).await?;
+                let out = super::channel::check(t, &a.conversation, out).await?;
                 write_one(t, me, (&a.conversation, &a.me), out).await?
             }
         };
@@ -359,7 +357,7 @@ pub async fn react(
     // An agent's reaction to a customer's message goes to WhatsApp too.
     let to_customer = changed && a.conversation.kind() == Kind::Channel && m.external_id.is_some();
     if to_customer {
-        crate::whatsapp::outbound::queue_reaction(&mut tx, &m.id, emoji.as_deref()).await?;
+        super::channel::queue_reaction(&mut tx, &m.id, emoji.as_deref()).await?;
     }
     if changed {
         changes::message_updated(&mut tx, &m.conversation_id, &m.id, m.seq).await?;
@@ -408,9 +406,9 @@ pub async fn mark(
     // An agent reading a customer's conversation marks the customer's message read on WhatsApp.
     let tell_customer = read_moved && a.conversation.kind() == Kind::Channel;
     if tell_customer {
-        crate::whatsapp::outbound::queue_read(&mut tx, conversation_id, seq).await?;
+        super::channel::queue_read(&mut tx, conversation_id, seq).await?;
     }
-    let after = chats::find_member_in_tx(&mut tx, conversation_id, me)
+    let after = conversations::find_member_in_tx(&mut tx, conversation_id, me)
         .await?
         .ok_or_else(AppError::not_found)?;
     t.db().commit(tx).await?;
@@ -446,38 +444,6 @@ pub async fn receipts(t: Tenant<'_>, me: &str, message_id: &str) -> AppResult<Ve
             })
             .collect(),
     )
-}
-
-/// Full-text search: hits in rank order, each with its conversation as the caller sees it.
-pub async fn search(
-    t: Tenant<'_>,
-    me: &str,
-    terms: &[String],
-    conversation_id: Option<&str>,
-    limit: i64,
-) -> AppResult<Vec<(MessageView, crate::chats::model::ConversationView)>> {
-    let db = t.db();
-    let rows = store::search(t, me, terms, conversation_id, limit).await?;
-    let mut conversation_ids: Vec<String> =
-        rows.iter().map(|m| m.conversation_id.clone()).collect();
-    conversation_ids.sort();
-    conversation_ids.dedup();
-    let mut conversations = HashMap::new();
-    let mut floors = HashMap::new();
-    for id in &conversation_ids {
-        if let Ok(view) = crate::chats::service::reload(t, id, me).await {
-            conversations.insert(id.clone(), view);
-        }
-        floors.insert(id.clone(), store::receipt_floor(db, id).await?);
-    }
-    let views = build_views(db, rows, &floors).await?;
-    Ok(views
-        .into_iter()
-        .filter_map(|m| {
-            let c = conversations.get(&m.conversation_id)?.clone();
-            Some((m, c))
-        })
-        .collect())
 }
 
 /// Forwards a message into conversations of the caller: a copy marked `forwarded`. With an

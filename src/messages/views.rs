@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::model::*;
 use super::store;
-use crate::chats::model::{MemberRow, RequestState};
+use crate::conversations::model::{MemberRow, RequestState};
 use crate::db::{Db, Timestamp};
 use crate::error::{AppError, AppResult, Code};
 

@@ -9,8 +9,8 @@ use super::model::*;
 use super::store::{self, NewMessage};
 use super::views::{one_view, original};
 use crate::changes::{self, kinds, NewChange};
-use crate::chats::model::{ConversationRow, Kind, MemberRow, RequestState};
-use crate::chats::store as chats;
+use crate::conversations::model::{ConversationRow, Kind, MemberRow, RequestState};
+use crate::conversations::store as conversations;
 use crate::db::{is_unique_violation, new_id, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 
@@ -22,7 +22,7 @@ pub async fn insert_system(
     actor: &str,
     payload: &serde_json::Value,
 ) -> AppResult<MessageRow> {
-    let seq = chats::next_seq(tx, conversation_id).await?;
+    let seq = conversations::next_seq(tx, conversation_id).await?;
     let text = payload.to_string();
     let row = store::insert(
         tx,
@@ -45,7 +45,7 @@ pub async fn insert_system(
     )
     .await?;
     changes::message_new(tx, conversation_id, &row.id, seq).await?;
-    if chats::find_member_in_tx(tx, conversation_id, actor)
+    if conversations::find_member_in_tx(tx, conversation_id, actor)
         .await?
         .is_some_and(|m| m.is_current())
     {
@@ -64,7 +64,7 @@ pub async fn write_one(
     let db = t.db();
     let conversation_id = conversation.id.as_str();
     let mut tx = db.begin().await?;
-    let seq = chats::next_seq(&mut tx, conversation_id).await?;
+    let seq = conversations::next_seq(&mut tx, conversation_id).await?;
     let inserted = store::insert(
         &mut tx,
         NewMessage {
@@ -112,12 +112,13 @@ pub async fn write_one(
     }
     if member.request_state() != RequestState::Accepted {
         // Answering a request accepts it.
-        chats::set_request_state(&mut tx, conversation_id, me, RequestState::Accepted).await?;
+        conversations::set_request_state(&mut tx, conversation_id, me, RequestState::Accepted)
+            .await?;
         changes::conversation_updated(&mut tx, conversation_id, Some(me)).await?;
     }
     let channel = conversation.kind() == Kind::Channel;
     if channel {
-        crate::whatsapp::queue_send(&mut tx, &row.id).await?;
+        super::channel::queue_send(&mut tx, &row.id).await?;
     }
     t.db().commit(tx).await?;
     if channel {

@@ -36,10 +36,8 @@ pub async fn authenticate(
         ));
     }
     let membership = match workspace {
-        Some(w) => {
-            crate::workspaces::store::find_membership_by_ref(&state.db, &auth.user_id, &w).await?
-        }
-        None => crate::workspaces::store::default_membership(&state.db, &auth.user_id).await?,
+        Some(w) => crate::db::find_membership_by_ref(&state.db, &auth.user_id, &w).await?,
+        None => crate::db::default_membership(&state.db, &auth.user_id).await?,
     };
     let (workspace_id, _) = membership.ok_or_else(AppError::unauthorized)?;
     Ok(Session {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{protocol, Session};
 use crate::app::AppState;
-use crate::chats::model::{Kind, RequestState};
+use crate::conversations::model::{Kind, RequestState};
 use crate::error::AppResult;
 use crate::events;
 
@@ -24,8 +24,9 @@ async fn audience(
     conversation_id: &str,
 ) -> AppResult<Option<Vec<String>>> {
     let t = crate::db::Tenant::new(&state.db, &session.workspace_id);
-    let access = crate::chats::service::access(t, conversation_id, &session.user_id, false).await?;
-    let members = crate::chats::store::current_members(
+    let access =
+        crate::conversations::access::access(t, conversation_id, &session.user_id, false).await?;
+    let members = crate::conversations::store::current_members(
         &state.db,
         std::slice::from_ref(&access.conversation.id),
     )

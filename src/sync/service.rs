@@ -41,7 +41,7 @@ pub async fn page(
     let Some(after) = cursor else {
         // Snapshot: where the stream stands now, and the conversation list as of then.
         let position = changes::current_position(db).await?;
-        let filter = crate::chats::store::ListFilter {
+        let filter = crate::conversations::store::ListFilter {
             requests: false,
             archived: None,
             kind: None,
@@ -50,7 +50,7 @@ pub async fn page(
             after: None,
             limit: 100,
         };
-        let mut rows = crate::chats::store::list_for_user(t, user_id, &filter).await?;
+        let mut rows = crate::conversations::store::list_for_user(t, user_id, &filter).await?;
         rows.truncate(100);
         let items = rows
             .into_iter()

@@ -7,149 +7,23 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::model::{
-    parse_about, parse_display_name, Email, LastSeenPrivacy, Me, Phone, PublicUser, UserRow,
-};
-use super::store::{self, ProfileChange, SearchKey};
+use super::model::{Email, LastSeenPrivacy, Phone, PublicUser, UserRow};
+use super::store::{self, SearchKey};
 use crate::app::AppState;
 use crate::db::{Db, Timestamp};
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, Problem};
 use crate::http::pagination::encode_cursor;
-use crate::http::validate::{optional, Validate};
 use crate::http::Query;
 use crate::http::{AuthUser, Json, ListQuery, Page, Scope};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_me, update_me, erase_me))
         .routes(routes!(search_users))
         .routes(routes!(get_user))
         .routes(routes!(sync_contacts))
         .routes(routes!(list_contacts))
         .routes(routes!(block_user, unblock_user))
         .routes(routes!(list_blocks))
-}
-
-/// GET /api/v1/users/me — the caller's profile.
-#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 401, body = Problem)))]
-async fn get_me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Me>> {
-    let user = store::find_by_id(&state.db, &auth.user_id)
-        .await?
-        .ok_or_else(AppError::unauthorized)?;
-    Ok(Json(Me::from(&user)))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PrivacyChange {
-    pub last_seen: Option<LastSeenPrivacy>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateMeBody {
-    #[schema(min_length = 1, max_length = 64)]
-    pub display_name: Option<String>,
-    /// Up to 140 characters.
-    #[schema(max_length = 140)]
-    pub about: Option<String>,
-    /// The id of an uploaded image; `null` removes the avatar.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub avatar_media_id: Option<Option<String>>,
-    /// A new address is unverified until the link mailed to it is opened.
-    #[schema(format = Email, max_length = 254)]
-    pub email: Option<String>,
-    /// Required with a new `email` when the account has a password.
-    #[schema(max_length = 128)]
-    pub current_password: Option<String>,
-    pub privacy: Option<PrivacyChange>,
-}
-
-/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-/// PATCH /api/v1/users/me — changes the caller's profile; absent fields stay as they are.
-#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMeBody,
-    responses((status = 200, body = Me), (status = 401, body = Problem), (status = 409, description = "email_taken", body = Problem), (status = 422, body = Problem)))]
-async fn update_me(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Json(b): Json<UpdateMeBody>,
-) -> AppResult<Json<Me>> {
-    let (display_name, about, email, avatar) = (
-        optional("displayName", b.display_name, |n| parse_display_name(&n)),
-        optional("about", b.about, |a| parse_about(&a)),
-        optional("email", b.email, |e| {
-            Email::parse(&e).map(|e| e.as_str().to_owned())
-        }),
-        Ok::<_, FieldError>(b.avatar_media_id),
-    )
-        .validate()?;
-    if b.current_password
-        .as_ref()
-        .is_some_and(|p| p.chars().count() > 128)
-    {
-        return Err(AppError::invalid_field(
-            "currentPassword",
-            "must be at most 128 characters",
-        ));
-    }
-    if let Some(Some(id)) = &avatar {
-        crate::media::usable_as_avatar(&state.db, &auth.user_id, id).await?;
-    }
-    let current = store::find_by_id(&state.db, &auth.user_id)
-        .await?
-        .ok_or_else(AppError::unauthorized)?;
-    let new_email = email
-        .clone()
-        .filter(|e| current.email.as_deref() != Some(e.as_str()));
-    if new_email.is_some() && current.password_hash.is_some() {
-        let given = b.current_password.ok_or_else(|| {
-            AppError::invalid_field("currentPassword", "is required to change the email")
-        })?;
-        if !crate::auth::secrets::verify_password(given, current.password_hash.clone()).await? {
-            return Err(AppError::invalid_field(
-                "currentPassword",
-                "is not the password",
-            ));
-        }
-    }
-    let change = ProfileChange {
-        display_name,
-        about,
-        email,
-        privacy_last_seen: b
-            .privacy
-            .and_then(|p| p.last_seen)
-            .map(LastSeenPrivacy::as_str),
-        avatar,
-    };
-    let user = store::update_profile(&state.db, &auth.user_id, &change).await?;
-    if let Some(email) = new_email {
-        tokio::spawn(crate::auth::service::send_verification(
-            state.clone(),
-            user.id.clone(),
-            email,
-        ));
-    }
-    Ok(Json(Me::from(&user)))
-}
-
-/// DELETE /api/v1/users/me — erases the caller's account: profile, sessions, contacts and blocks go; their messages stay in others' conversations as tombstones.
-#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])),
-    responses((status = 204), (status = 409, description = "last_owner: hand over owned workspaces first", body = Problem)))]
-async fn erase_me(State(state): State<AppState>, auth: AuthUser) -> AppResult<StatusCode> {
-    let sessions = super::service::erase(&state.db, &auth.user_id).await?;
-    state.db.wake_jobs();
-    state.sessions_revoked(&sessions);
-    tracing::info!(user_id = auth.user_id, "account erased");
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// What `viewer` may see of `user`: blocks hide the profile details, privacy hides last seen,

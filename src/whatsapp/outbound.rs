@@ -15,68 +15,13 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{channels, templates, WINDOW_MS};
+use super::channels;
 use crate::app::AppState;
-use crate::chats::model::ConversationRow;
-use crate::db::{now_ms, Tenant, Tx};
-use crate::error::{AppError, AppResult, Code};
+use crate::error::AppResult;
 use crate::jobs::{Job, JobError, JobResult};
-use crate::messages::model::Outgoing;
 use crate::messages::model::{MessageRow, MessageType, TemplateSend};
 
 pub use super::kinds::{MARK_READ, REACT, SEND};
-
-/// Checks a send into a channel conversation: templates against the stored template (and
-/// renders their text); anything else only inside the customer-service window.
-pub async fn check(
-    t: Tenant<'_>,
-    conversation: &ConversationRow,
-    mut out: Outgoing,
-) -> AppResult<Outgoing> {
-    if out.content.kind == MessageType::Template {
-        let send: TemplateSend = out
-            .content
-            .payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .ok_or_else(|| {
-                AppError::invalid_field("template", "is required for template messages")
-            })?;
-        let template = templates::find_by_name(t, &send.name, &send.language)
-            .await?
-            .filter(|tpl| tpl.status == "approved")
-            .ok_or_else(|| {
-                AppError::invalid_field(
-                    "template",
-                    "no approved template with this name and language",
-                )
-            })?;
-        let body = templates::body_text(&template);
-        let wanted = templates::variable_count(&body);
-        if send.parameters.len() != wanted {
-            return Err(AppError::invalid_field(
-                "template.parameters",
-                format!(
-                    "the template expects {wanted} parameter(s), got {}",
-                    send.parameters.len()
-                ),
-            ));
-        }
-        out.content.text = Some(templates::render(&body, &send.parameters));
-        return Ok(out);
-    }
-    let open = conversation
-        .last_inbound_at
-        .is_some_and(|at| now_ms() - at <= WINDOW_MS);
-    if !open {
-        return Err(AppError::new(
-            Code::OutsideCustomerServiceWindow,
-            "the customer has not written in the last 24 hours: send a template",
-        )
-        .at_field("type"));
-    }
-    Ok(out)
-}
 
 /// Where a channel message goes: the channel, its token, the customer.
 struct Route {
@@ -564,27 +509,4 @@ async fn side_call(state: &AppState, r: &Route, body: Value) -> JobResult {
         Outcome::Retry(error, after) => Err(JobError::Retry { error, after }),
         Outcome::Failed(e) => Err(JobError::Permanent(e.to_string())),
     }
-}
-
-/// After an agent's reaction in a channel conversation: queue it for WhatsApp.
-pub async fn queue_reaction(tx: &mut Tx, message_id: &str, emoji: Option<&str>) -> AppResult<()> {
-    let payload = json!({"messageId": message_id, "emoji": emoji.unwrap_or("")});
-    crate::jobs::enqueue(tx, REACT, &payload.to_string()).await
-}
-
-/// After an agent read a channel conversation up to `seq`: mark the customer's last message
-/// up to there read on WhatsApp.
-pub async fn queue_read(tx: &mut Tx, conversation_id: &str, seq: i64) -> AppResult<()> {
-    let last: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM messages WHERE conversation_id = $1 AND seq <= $2 AND sender_type = 'lead' \
-         AND external_id IS NOT NULL ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(conversation_id)
-    .bind(seq)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(id) = last {
-        crate::jobs::enqueue(tx, MARK_READ, &id).await?;
-    }
-    Ok(())
 }

@@ -11,31 +11,15 @@ use utoipa_axum::routes;
 
 use super::channels;
 use crate::app::AppState;
-use crate::db::{new_id, now_ms, Tenant, Timestamp};
+use crate::db::{new_id, now_ms, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::http::validate::{field, optional, Validate};
 use crate::http::Query;
 use crate::http::{Json, ListQuery, Page, Scope};
-use crate::messages::model::{parse_language, parse_template_name as parse_name};
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TemplateRow {
-    pub id: String,
-    pub workspace_id: String,
-    pub channel_id: Option<String>,
-    pub name: String,
-    pub language: String,
-    pub category: String,
-    pub components: String,
-    pub status: String,
-    pub external_id: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-const COLUMNS: &str =
-    "id, workspace_id, channel_id, name, language, category, components, status, \
-    external_id, created_at, updated_at";
+use crate::messages::templates::{
+    body_text, find, parse_language, parse_template_name as parse_name, variable_count, variables,
+    TemplateRow, COLUMNS,
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -75,78 +59,6 @@ impl TemplateRow {
             external_id: self.external_id,
         }
     }
-}
-
-/// The text of the template's BODY component.
-pub fn body_text(t: &TemplateRow) -> String {
-    let components: Value = serde_json::from_str(&t.components).unwrap_or_default();
-    components
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| {
-            c.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.eq_ignore_ascii_case("body"))
-        })
-        .and_then(|c| c.get("text"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The numbers `n` of `{{n}}` in a text.
-fn variables(text: &str) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        rest = &rest[start + 2..];
-        let Some(end) = rest.find("}}") else { break };
-        if let Ok(n) = rest[..end].trim().parse::<usize>() {
-            out.push(n);
-        }
-        rest = &rest[end + 2..];
-    }
-    out
-}
-
-/// How many parameters the body takes (its highest `{{n}}`).
-pub fn variable_count(text: &str) -> usize {
-    variables(text).into_iter().max().unwrap_or(0)
-}
-
-/// The body with its parameters filled in, as the customer reads it.
-pub fn render(text: &str, parameters: &[String]) -> String {
-    let mut out = text.to_owned();
-    for (i, p) in parameters.iter().enumerate() {
-        out = out.replace(&format!("{{{{{}}}}}", i + 1), p);
-    }
-    out
-}
-
-pub async fn find_by_name(
-    t: Tenant<'_>,
-    name: &str,
-    language: &str,
-) -> AppResult<Option<TemplateRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM templates WHERE workspace_id = $1 AND name = $2 AND language = $3"
-    ))
-    .bind(t.workspace_id())
-    .bind(name)
-    .bind(language)
-    .fetch_optional(t.db().reader())
-    .await?)
-}
-
-async fn find(t: Tenant<'_>, id: &str) -> AppResult<Option<TemplateRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM templates WHERE workspace_id = $1 AND id = $2"
-    ))
-    .bind(t.workspace_id())
-    .bind(id)
-    .fetch_optional(t.db().reader())
-    .await?)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -513,27 +425,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn variables_and_rendering() {
-        assert_eq!(
-            variable_count("Hi {{1}}, your order {{2}} ships {{ 3 }}"),
-            3
-        );
-        assert_eq!(variable_count("no variables"), 0);
-        assert_eq!(
-            render("Hi {{1}}, order {{2}}", &["Ana".into(), "#42".into()]),
-            "Hi Ana, order #42"
-        );
+    fn components_number_their_variables_from_one() {
         assert!(
             parse_components(serde_json::json!([{"type": "BODY", "text": "{{1}} {{3}}"}])).is_err()
         );
         assert!(
             parse_components(serde_json::json!([{"type": "BODY", "text": "{{2}} {{1}}"}])).is_ok()
         );
-        assert!(
-            parse_language("en_US").is_ok()
-                && parse_language("pt").is_ok()
-                && parse_language("EN").is_err()
-        );
-        assert!(parse_name("order_update").is_ok() && parse_name("Order Update").is_err());
     }
 }

@@ -5,44 +5,10 @@
 pub mod routes;
 pub mod store;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::Timestamp;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Owner,
-    Admin,
-    Agent,
-    Member,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-            Role::Member => "member",
-        }
-    }
-
-    pub fn from_db(s: &str) -> Role {
-        match s {
-            "owner" => Role::Owner,
-            "admin" => Role::Admin,
-            "agent" => Role::Agent,
-            _ => Role::Member,
-        }
-    }
-
-    /// Owners, admins and agents work the workspace's inbox.
-    pub fn works_inbox(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin | Role::Agent)
-    }
-}
+use crate::db::{Role, Timestamp};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -7,9 +7,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{parse_name, parse_slug, store, Role, Workspace, WorkspaceMember};
+use super::{parse_name, parse_slug, store, Workspace, WorkspaceMember};
 use crate::app::AppState;
 use crate::config::WorkspaceCreation;
+use crate::db::Role;
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::http::validate::{field, optional, Validate};
 use crate::http::Query;
@@ -27,9 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The caller's scope in the workspace named by the path (id or slug); 404 for non-members.
 async fn scope_for(state: &AppState, auth: AuthUser, id_or_slug: &str) -> AppResult<Scope> {
-    let (workspace_id, role) = store::find_membership_by_ref(&state.db, &auth.user_id, id_or_slug)
-        .await?
-        .ok_or_else(AppError::not_found)?;
+    let (workspace_id, role) =
+        crate::db::find_membership_by_ref(&state.db, &auth.user_id, id_or_slug)
+            .await?
+            .ok_or_else(AppError::not_found)?;
     Ok(Scope {
         user_id: auth.user_id,
         session_id: auth.session_id,
@@ -336,15 +338,19 @@ async fn change_member_role(
     let before = store::set_role(&mut tx, &scope.workspace_id, &user_id, b.role).await?;
     match (before.works_inbox(), b.role.works_inbox()) {
         (false, true) => {
-            crate::chats::store::join_channel_conversations(&mut tx, &scope.workspace_id, &user_id)
-                .await?
+            crate::conversations::store::join_channel_conversations(
+                &mut tx,
+                &scope.workspace_id,
+                &user_id,
+            )
+            .await?
         }
         (true, false) => {
             crate::chats::service::leave_workspace_conversations(
                 &mut tx,
                 &scope.workspace_id,
                 &user_id,
-                Some(crate::chats::model::Kind::Channel),
+                Some(crate::conversations::model::Kind::Channel),
             )
             .await?;
         }

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::{Role, Workspace, WorkspaceMember};
-use crate::db::{is_unique_violation, new_id, now_ms, Db, Tenant, Timestamp, Tx};
+use super::{Workspace, WorkspaceMember};
+use crate::db::{is_unique_violation, new_id, now_ms, Db, Role, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult, Code};
 
 /// Creates the default workspace on first start; returns its id.
@@ -22,44 +22,6 @@ pub async fn ensure_default(db: &Db) -> anyhow::Result<String> {
         .fetch_one(db.reader())
         .await?;
     Ok(id)
-}
-
-fn role_of(row: &sqlx::any::AnyRow) -> Result<(String, Role), sqlx::Error> {
-    Ok((
-        row.try_get("id")?,
-        Role::from_db(&row.try_get::<String, _>("role")?),
-    ))
-}
-
-/// The caller's membership in the workspace with this id or slug.
-pub async fn find_membership_by_ref(
-    db: &Db,
-    user_id: &str,
-    id_or_slug: &str,
-) -> AppResult<Option<(String, Role)>> {
-    let row = sqlx::query(
-        "SELECT w.id, m.role FROM workspaces w \
-         JOIN memberships m ON m.workspace_id = w.id AND m.user_id = $1 \
-         WHERE w.id = $2 OR w.slug = $2",
-    )
-    .bind(user_id)
-    .bind(id_or_slug)
-    .fetch_optional(db.reader())
-    .await?;
-    Ok(row.map(|r| role_of(&r)).transpose()?)
-}
-
-/// The workspace a request acts in without a `Palaver-Workspace` header: the default workspace
-/// when the user belongs to it, else their oldest membership.
-pub async fn default_membership(db: &Db, user_id: &str) -> AppResult<Option<(String, Role)>> {
-    let row = sqlx::query(
-        "SELECT w.id, m.role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-         WHERE m.user_id = $1 ORDER BY w.is_default DESC, m.created_at, w.id LIMIT 1",
-    )
-    .bind(user_id)
-    .fetch_optional(db.reader())
-    .await?;
-    Ok(row.map(|r| role_of(&r)).transpose()?)
 }
 
 const WORKSPACE_COLUMNS: &str =
@@ -177,7 +139,7 @@ pub async fn insert_membership(
         }
     })?;
     if matches!(role, Role::Owner | Role::Admin | Role::Agent) {
-        crate::chats::store::join_channel_conversations(tx, workspace_id, user_id).await?;
+        crate::conversations::store::join_channel_conversations(tx, workspace_id, user_id).await?;
     }
     Ok(())
 }

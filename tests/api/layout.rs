@@ -1,5 +1,6 @@
-//! The crate's files import each other without a cycle (the layout in `src/lib.rs`): a new
-//! capability that imports a module which imports it back fails here, naming the loop.
+//! The crate's files, and its capability folders, import each other without a cycle (the
+//! layout in `src/lib.rs`): a new capability that imports a module which imports it back
+//! fails here, naming the loop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -166,10 +167,15 @@ fn file_of<'m>(
     None
 }
 
-#[test]
-fn no_file_imports_one_that_imports_it_back() {
+/// Every file's imports, as file → the files it names (re-exports followed).
+fn file_edges() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let modules = modules(&root);
+    assert!(
+        modules.len() > 50,
+        "read the crate: {} files",
+        modules.len()
+    );
     let is_module = |m: &[String]| modules.contains_key(m);
     let named: BTreeMap<&Vec<String>, Vec<Named>> = modules
         .iter()
@@ -187,18 +193,25 @@ fn no_file_imports_one_that_imports_it_back() {
             }
         }
     }
-    let mut edges: BTreeMap<&Vec<String>, BTreeSet<&Vec<String>>> = BTreeMap::new();
+    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
     for (me, names) in &named {
         for n in names.iter().filter(|n| !n.reexport) {
             if let Some(target) = file_of(&n.path, &modules, &reexports).filter(|t| t != me) {
-                edges.entry(me).or_default().insert(target);
+                edges
+                    .entry((*me).clone())
+                    .or_default()
+                    .insert(target.clone());
             }
         }
     }
-    // A depth-first search that reports the first loop it closes.
+    edges
+}
+
+/// The first loop a depth-first search closes, as `a -> b -> a`.
+fn find_cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<String> {
     fn visit<'a>(
         node: &'a Vec<String>,
-        edges: &BTreeMap<&'a Vec<String>, BTreeSet<&'a Vec<String>>>,
+        edges: &'a BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
         stack: &mut Vec<&'a Vec<String>>,
         done: &mut BTreeSet<&'a Vec<String>>,
     ) -> Option<String> {
@@ -223,20 +236,47 @@ fn no_file_imports_one_that_imports_it_back() {
         None
     }
     let mut done = BTreeSet::new();
-    assert!(
-        modules.len() > 50,
-        "read the crate: {} files",
-        modules.len()
-    );
+    edges
+        .keys()
+        .find_map(|node| visit(node, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_file_imports_one_that_imports_it_back() {
+    let edges = file_edges();
     assert!(
         edges
             .get(&vec!["app".to_owned()])
             .is_some_and(|e| e.contains(&vec!["db".to_owned()])),
         "the imports were read"
     );
-    for node in modules.keys() {
-        if let Some(found) = visit(node, &edges, &mut Vec::new(), &mut done) {
-            panic!("an import cycle: {found}");
+    if let Some(found) = find_cycle(&edges) {
+        panic!("an import cycle: {found}");
+    }
+}
+
+/// Counted by folder (`messages/*` is `messages`): no capability imports one that imports it
+/// back. The shared state (`app`) and the wiring (`server`) are left out: every transport takes
+/// the state, and the state holds the capabilities' handles, by design.
+#[test]
+fn no_capability_imports_one_that_imports_it_back() {
+    let apart = |m: &Vec<String>| ["app", "server"].contains(&m[0].as_str());
+    let mut folders: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (from, to) in file_edges() {
+        for to in to {
+            let (a, b) = (vec![from[0].clone()], vec![to[0].clone()]);
+            if a != b && !apart(&a) && !apart(&b) {
+                folders.entry(a).or_default().insert(b);
+            }
         }
+    }
+    assert!(
+        folders
+            .get(&vec!["messages".to_owned()])
+            .is_some_and(|e| e.contains(&vec!["conversations".to_owned()])),
+        "the folders were read"
+    );
+    if let Some(found) = find_cycle(&folders) {
+        panic!("capabilities that import each other: {found}");
     }
 }
