@@ -30,10 +30,13 @@ pub const COLUMNS: &str =
 /// The text of the template's BODY component.
 pub fn body_text(t: &TemplateRow) -> String {
     let components: Value = serde_json::from_str(&t.components).unwrap_or_default();
+    body_of(components.as_array().map(Vec::as_slice).unwrap_or_default()).to_owned()
+}
+
+/// The text of the BODY among a template's components (empty without one).
+pub fn body_of(components: &[Value]) -> &str {
     components
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .find(|c| {
             c.get("type")
                 .and_then(Value::as_str)
@@ -42,7 +45,6 @@ pub fn body_text(t: &TemplateRow) -> String {
         .and_then(|c| c.get("text"))
         .and_then(Value::as_str)
         .unwrap_or_default()
-        .to_owned()
 }
 
 /// The numbers `n` of `{{n}}` in a text.

@@ -17,7 +17,7 @@ use crate::http::validate::{field, optional, Validate};
 use crate::http::Query;
 use crate::http::{Json, ListQuery, Page, Scope};
 use crate::messages::templates::{
-    body_text, find, parse_language, parse_template_name as parse_name, variable_count, variables,
+    body_of, body_text, find, parse_language, parse_template_name as parse_name, variable_count, variables,
     TemplateRow, COLUMNS,
 };
 
@@ -100,16 +100,7 @@ fn parse_components(v: Value) -> Result<String, String> {
     if text.len() > 16 * 1024 {
         return Err("must be at most 16 KiB".into());
     }
-    let body = items
-        .iter()
-        .find(|c| {
-            c.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.eq_ignore_ascii_case("body"))
-        })
-        .and_then(|c| c.get("text"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let body = body_of(items);
     let mut numbers = variables(body);
     numbers.sort_unstable();
     numbers.dedup();
