@@ -137,6 +137,14 @@ impl AppState {
         }
     }
 
+    /// Sends one encoded event to some devices of a user, on every node.
+    pub fn emit_to(&self, user: &str, devices: crate::cluster::Devices, packet: engineioxide::Str) {
+        self.hub.send_to(user, &packet, &devices);
+        if let Some(c) = &self.cluster {
+            c.emit_to(vec![user.to_owned()], devices, packet.to_string());
+        }
+    }
+
     /// Sends one encoded event to every device of these users, on every node.
     pub fn emit(&self, users: Vec<String>, packet: engineioxide::Str) {
         for u in &users {

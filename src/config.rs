@@ -205,6 +205,9 @@ pub struct Settings {
     /// Lifetime of TURN credentials in seconds, 60 to 604800 [default: 86400]
     #[arg(long, env = "PALAVER_TURN_TTL")]
     pub turn_ttl: Option<u64>,
+    /// Seconds a call rings before it ends as missed, 5 to 300 [default: 30]
+    #[arg(long, env = "PALAVER_CALL_RING_TIMEOUT")]
+    pub call_ring_timeout: Option<u64>,
 }
 
 macro_rules! merge_fields {
@@ -279,7 +282,8 @@ impl Settings {
             stun_urls,
             turn_urls,
             turn_secret,
-            turn_ttl
+            turn_ttl,
+            call_ring_timeout
         )
     }
 
@@ -473,6 +477,8 @@ pub struct CallsConfig {
     pub turn_urls: Vec<String>,
     pub turn_secret: Option<Secret>,
     pub turn_ttl: Duration,
+    /// How long an unanswered call rings.
+    pub ring_timeout: Duration,
 }
 
 /// Cluster mode's settings.
@@ -508,6 +514,7 @@ fn calls_config(
     turn_urls: &Option<String>,
     turn_secret: Option<String>,
     turn_ttl: Option<u64>,
+    ring_timeout: Option<u64>,
 ) -> anyhow::Result<CallsConfig> {
     let stun_urls = list(stun_urls);
     let turn_urls = list(turn_urls);
@@ -531,11 +538,16 @@ fn calls_config(
     if !(60..=604_800).contains(&ttl) {
         bail!("PALAVER_TURN_TTL must be between 60 and 604800 seconds");
     }
+    let ring = ring_timeout.unwrap_or(30);
+    if !(5..=300).contains(&ring) {
+        bail!("PALAVER_CALL_RING_TIMEOUT must be between 5 and 300 seconds");
+    }
     Ok(CallsConfig {
         stun_urls,
         turn_urls,
         turn_secret,
         turn_ttl: Duration::from_secs(ttl),
+        ring_timeout: Duration::from_secs(ring),
     })
 }
 
@@ -683,7 +695,13 @@ impl Config {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
-        let calls = calls_config(&s.stun_urls, &s.turn_urls, s.turn_secret, s.turn_ttl)?;
+        let calls = calls_config(
+            &s.stun_urls,
+            &s.turn_urls,
+            s.turn_secret,
+            s.turn_ttl,
+            s.call_ring_timeout,
+        )?;
         let metrics_token = secret_or_file(s.metrics_token, "PALAVER_METRICS_TOKEN")?;
         Ok(Config {
             calls,
@@ -850,6 +868,8 @@ mod tests {
         assert_eq!(ok.turn_urls.len(), 2);
         assert!(with(|s| s.stun_urls = Some("http://stun.example.com".into())).is_err());
         assert!(with(|s| s.turn_ttl = Some(10)).is_err());
+        assert_eq!(none.ring_timeout, Duration::from_secs(30));
+        assert!(with(|s| s.call_ring_timeout = Some(1)).is_err());
     }
 
     #[test]

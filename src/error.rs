@@ -48,6 +48,7 @@ codes! {
     RequestDeclined => (StatusCode::FORBIDDEN, "request_declined", "The recipient declined this message request; further messages are refused."),
     EditWindowClosed => (StatusCode::FORBIDDEN, "edit_window_closed", "Messages can be edited for 15 minutes after sending."),
     DeleteWindowClosed => (StatusCode::FORBIDDEN, "delete_window_closed", "Messages can be deleted for everyone for 48 hours after sending."),
+    CallNotAllowed => (StatusCode::FORBIDDEN, "call_not_allowed", "This call may not be made: a pending or declined message request, a block, a group or channel conversation, or oneself."),
     SignupClosed => (StatusCode::FORBIDDEN, "signup_closed", "New accounts are not accepted (PALAVER_SIGNUP is `closed`, or `invite` and there is no invitation)."),
     NotFound => (StatusCode::NOT_FOUND, "not_found", "No such resource, or the caller may not see it."),
     MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "The path exists but not with this method."),

@@ -23,3 +23,15 @@ pub const PRESENCE: &str = "presence";
 /// Sent just before the server disconnects a device: `{reason, workspaceId?}` with reason
 /// `token_expired`, `session_revoked` or `removed_from_workspace`.
 pub const SESSION_ENDED: &str = "session:ended";
+
+// Calls (inbox-ai-calls.md): client to server, each acked.
+pub const CALL_INVITE: &str = "call:invite";
+pub const CALL_ACCEPT: &str = "call:accept";
+pub const CALL_REJECT: &str = "call:reject";
+pub const CALL_END: &str = "call:end";
+/// Both ways: a device's ICE candidate, relayed to the other party's device.
+pub const CALL_ICE: &str = "call:ice";
+// Server to client.
+pub const CALL_INCOMING: &str = "call:incoming";
+pub const CALL_ACCEPTED: &str = "call:accepted";
+pub const CALL_ENDED: &str = "call:ended";

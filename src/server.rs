@@ -272,6 +272,10 @@ pub async fn serve(
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
     let server = tokio::spawn(server);
+    if state.cluster.is_none() {
+        // Alone, this node had every device: the calls answered before it started are over.
+        crate::realtime::calls::ended_by_restart(&state).await;
+    }
     let dispatcher = tokio::spawn(crate::realtime::dispatch::run(state.clone()));
     let workers = tokio::spawn(crate::jobs::Runner::work(
         state.clone(),
@@ -288,6 +292,8 @@ pub async fn serve(
         .clone()
         .map(|c| tokio::spawn(crate::cluster::run(state.clone(), c)));
     shutdown.await;
+    // The calls of this node's devices end while the devices and the cluster still hear it.
+    crate::realtime::calls::node_gone(state.clone(), state.node_id.clone()).await;
     dispatcher.abort();
     sweeper.abort();
     let _ = crate::jobs::lease::release(&state.db, crate::media::SWEEP_LEASE, &state.node_id).await;
@@ -316,9 +322,14 @@ pub async fn serve(
 /// The node's side of cluster mode: messages from other nodes reach this node's devices,
 /// sessions and presence.
 impl crate::cluster::Node for AppState {
-    fn deliver(&self, users: &[String], packet: engineioxide::Str) {
+    fn deliver(
+        &self,
+        users: &[String],
+        devices: &crate::cluster::Devices,
+        packet: engineioxide::Str,
+    ) {
         for u in users {
-            self.hub.send(u, &packet, None);
+            self.hub.send_to(u, &packet, devices);
         }
     }
     fn close_sessions(&self, sessions: &[String]) {
@@ -337,6 +348,9 @@ impl crate::cluster::Node for AppState {
             user,
             false,
         ));
+    }
+    fn node_gone(&self, node: String) {
+        tokio::spawn(crate::realtime::calls::node_gone(self.clone(), node));
     }
 }
 
@@ -364,6 +378,10 @@ fn job_kinds() -> Kinds<AppState> {
         })
         .add(outbound::REACT, job!(outbound::react))
         .add(outbound::MARK_READ, job!(outbound::mark_read))
+        .add(
+            crate::calls::kinds::RING_TIMEOUT,
+            crate::realtime::calls::ring_timeout,
+        )
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -57,7 +57,12 @@ struct Envelope {
 #[serde(tag = "k", rename_all = "lowercase")]
 enum Msg {
     /// Deliver an encoded Socket.IO packet to these users' sockets.
-    Emit { users: Vec<String>, packet: String },
+    Emit {
+        users: Vec<String>,
+        packet: String,
+        #[serde(default, skip_serializing_if = "Devices::is_all")]
+        devices: Devices,
+    },
     /// These sessions were revoked.
     Close { sessions: Vec<String> },
     /// This user left this workspace.
@@ -67,6 +72,31 @@ enum Msg {
 }
 
 pub type RedisResult<T> = Result<T, redis::RedisError>;
+
+/// Which of a user's devices an event is for, by the session each is signed in with (a call
+/// rings every device, then goes on with the one that answered).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Devices {
+    #[default]
+    All,
+    Only(String),
+    Except(String),
+}
+
+impl Devices {
+    pub fn is_all(&self) -> bool {
+        *self == Devices::All
+    }
+
+    pub fn includes(&self, session_id: &str) -> bool {
+        match self {
+            Devices::All => true,
+            Devices::Only(s) => s == session_id,
+            Devices::Except(s) => s != session_id,
+        }
+    }
+}
 
 pub struct Cluster {
     node: String,
@@ -210,7 +240,16 @@ impl Cluster {
 
     /// Delivers `packet` to these users' sockets on the other nodes.
     pub fn emit(&self, users: Vec<String>, packet: String) {
-        self.publish(Msg::Emit { users, packet });
+        self.emit_to(users, Devices::All, packet);
+    }
+
+    /// Delivers `packet` to some devices of these users on the other nodes.
+    pub fn emit_to(&self, users: Vec<String>, devices: Devices, packet: String) {
+        self.publish(Msg::Emit {
+            users,
+            packet,
+            devices,
+        });
     }
 
     /// Tells the other nodes that these sessions were revoked.
@@ -342,14 +381,15 @@ impl Cluster {
     }
 
     /// Finds nodes whose heartbeat expired and, for each one this node gets to reap, removes
-    /// it from every user's presence; answers the users who are offline now.
-    async fn reap(&self) -> RedisResult<Vec<String>> {
+    /// it from every user's presence; answers the users who are offline now, and the nodes
+    /// reaped.
+    async fn reap(&self) -> RedisResult<(Vec<String>, Vec<String>)> {
         let (nodes,): (Vec<String>,) = self
             .query(redis::pipe().smembers(self.key(&["nodes"])))
             .await?;
         let others: Vec<&String> = nodes.iter().filter(|n| **n != self.node).collect();
         if others.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let mut pipe = redis::pipe();
         for n in &others {
@@ -357,6 +397,7 @@ impl Cluster {
         }
         let alive: Vec<bool> = self.query(&pipe).await?;
         let mut offline = Vec::new();
+        let mut reaped = Vec::new();
         for (dead, _) in others.into_iter().zip(alive).filter(|(_, a)| !a) {
             let (got,): (Option<String>,) = self
                 .query(
@@ -384,8 +425,9 @@ impl Cluster {
                     .ignore(),
             )
             .await?;
+            reaped.push(dead.clone());
         }
-        Ok(offline)
+        Ok((offline, reaped))
     }
 
     /// Removes this node from Redis (graceful stop); answers the users who had no device
@@ -450,7 +492,7 @@ fn timeout_error() -> redis::RedisError {
 /// this module knows none of them.
 pub trait Node: Clone + Send + Sync + 'static {
     /// Sends an encoded event to this node's devices of these users.
-    fn deliver(&self, users: &[String], packet: engineioxide::Str);
+    fn deliver(&self, users: &[String], devices: &Devices, packet: engineioxide::Str);
     /// These sessions were revoked on another node: forget them and close their sockets here.
     fn close_sessions(&self, sessions: &[String]);
     /// A user left a workspace on another node: close their sockets acting in it here.
@@ -459,6 +501,8 @@ pub trait Node: Clone + Send + Sync + 'static {
     fn users(&self) -> Vec<String>;
     /// A user went offline with a dead node.
     fn went_offline(&self, user: String);
+    /// A node stopped beating and this node reaped it (once in the cluster).
+    fn node_gone(&self, node: String);
 }
 
 /// Runs this node's cluster tasks until the server stops: the publisher, the subscriber and
@@ -548,7 +592,11 @@ fn handle<N: Node>(state: &N, cluster: &Cluster, body: &[u8]) {
         return;
     }
     match envelope.msg {
-        Msg::Emit { users, packet } => state.deliver(&users, packet.into()),
+        Msg::Emit {
+            users,
+            packet,
+            devices,
+        } => state.deliver(&users, &devices, packet.into()),
         Msg::Close { sessions } => state.close_sessions(&sessions),
         Msg::Leave { user, workspace } => state.close_workspace(&user, &workspace),
         Msg::Changes => cluster.changes_elsewhere.notify_one(),
@@ -599,9 +647,12 @@ async fn heartbeat<N: Node>(state: N, cluster: Arc<Cluster>) {
             Err(_) => continue,
         }
         match cluster.reap().await {
-            Ok(offline) => {
+            Ok((offline, reaped)) => {
                 for user in offline {
                     state.went_offline(user);
+                }
+                for node in reaped {
+                    state.node_gone(node);
                 }
             }
             Err(e) => tracing::debug!(error = %e, "looking for dead nodes failed"),
@@ -620,6 +671,7 @@ mod tests {
             msg: Msg::Emit {
                 users: vec!["u1".into()],
                 packet: "42[\"typing\",{}]".into(),
+                devices: Devices::All,
             },
         };
         let text = serde_json::to_string(&e).unwrap();
@@ -629,6 +681,18 @@ mod tests {
         );
         let back: Envelope = serde_json::from_str(&text).unwrap();
         assert!(matches!(back.msg, Msg::Emit { .. }));
+        let one = Envelope {
+            n: "a".into(),
+            msg: Msg::Emit {
+                users: vec!["u1".into()],
+                packet: "p".into(),
+                devices: Devices::Only("s1".into()),
+            },
+        };
+        let text = serde_json::to_string(&one).unwrap();
+        assert!(text.contains(r#""devices":{"only":"s1"}"#), "{text}");
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert!(matches!(back.msg, Msg::Emit { devices: Devices::Only(s), .. } if s == "s1"));
         let c: Envelope = serde_json::from_str(r#"{"n":"b","k":"changes"}"#).unwrap();
         assert!(matches!(c.msg, Msg::Changes));
     }

@@ -108,14 +108,20 @@ impl Job {
 /// Queues a job inside the transaction that makes its data; it becomes visible (and runs)
 /// when that transaction commits. Call [`Db::wake_jobs`] after the commit to start it at once.
 pub async fn enqueue(tx: &mut Tx, kind: &str, payload: &str) -> AppResult<()> {
-    let now = now_ms();
+    enqueue_at(tx, kind, payload, now_ms()).await
+}
+
+/// Queues a job that runs at `run_at` (milliseconds since the epoch), within a second of it
+/// (the runner looks for due jobs at least every second), or when a node next starts.
+pub async fn enqueue_at(tx: &mut Tx, kind: &str, payload: &str, run_at: i64) -> AppResult<()> {
     sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, attempts, run_at, created_at) VALUES ($1, $2, $3, 0, $4, $4)",
+        "INSERT INTO jobs (id, kind, payload, attempts, run_at, created_at) VALUES ($1, $2, $3, 0, $4, $5)",
     )
     .bind(new_id())
     .bind(kind)
     .bind(payload)
-    .bind(now)
+    .bind(run_at)
+    .bind(now_ms())
     .execute(&mut **tx)
     .await?;
     Ok(())

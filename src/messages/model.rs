@@ -160,6 +160,9 @@ pub struct MessageView {
     pub contact: Option<serde_json::Value>,
     /// Type-specific data (system events, interactive, order…).
     pub payload: Option<serde_json::Value>,
+    /// `call` messages: `{callId, media, outcome, durationMs}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<serde_json::Value>,
     pub reactions: Vec<ReactionView>,
     pub edited_at: Option<Timestamp>,
     pub deleted_at: Option<Timestamp>,

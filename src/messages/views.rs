@@ -93,10 +93,11 @@ pub async fn build_views(
         .map(|m| {
             let kind = m.message_type();
             let payload = parse_json(&m.payload);
-            let (location, contact, payload) = match kind {
-                MessageType::Location => (payload, None, None),
-                MessageType::Contact => (None, payload, None),
-                _ => (None, None, payload),
+            let (location, contact, call, payload) = match kind {
+                MessageType::Location => (payload, None, None, None),
+                MessageType::Contact => (None, payload, None, None),
+                MessageType::Call => (None, None, payload, None),
+                _ => (None, None, None, payload),
             };
             let floor = floors.get(&m.conversation_id).copied().unwrap_or((0, 0));
             let external =
@@ -126,6 +127,7 @@ pub async fn build_views(
                 media: m.media_id.as_ref().and_then(|id| media.get(id).cloned()),
                 location,
                 contact,
+                call,
                 payload,
                 edited_at: m.edited_at.map(Timestamp),
                 deleted_at: m.deleted_at.map(Timestamp),

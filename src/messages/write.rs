@@ -22,6 +22,46 @@ pub async fn insert_system(
     actor: &str,
     payload: &serde_json::Value,
 ) -> AppResult<MessageRow> {
+    insert_record(
+        tx,
+        conversation_id,
+        None,
+        actor,
+        MessageType::System,
+        payload,
+    )
+    .await
+}
+
+/// Writes the `call` message that records a call when it ends, sent by the caller (the
+/// callee has a missed call unread).
+pub async fn insert_call(
+    tx: &mut Tx,
+    conversation_id: &str,
+    caller: &str,
+    payload: &serde_json::Value,
+) -> AppResult<MessageRow> {
+    insert_record(
+        tx,
+        conversation_id,
+        Some(caller),
+        caller,
+        MessageType::Call,
+        payload,
+    )
+    .await
+}
+
+/// A message that records an event rather than a send: sent by `sender` (a user), or by the
+/// system when `None`; `actor`'s marks move to it.
+async fn insert_record(
+    tx: &mut Tx,
+    conversation_id: &str,
+    sender: Option<&str>,
+    actor: &str,
+    kind: MessageType,
+    payload: &serde_json::Value,
+) -> AppResult<MessageRow> {
     let seq = conversations::next_seq(tx, conversation_id).await?;
     let text = payload.to_string();
     let row = store::insert(
@@ -29,10 +69,10 @@ pub async fn insert_system(
         NewMessage {
             conversation_id,
             seq,
-            sender_type: "system",
-            sender_id: None,
+            sender_type: if sender.is_some() { "user" } else { "system" },
+            sender_id: sender,
             client_msg_id: None,
-            kind: "system",
+            kind: kind.as_str(),
             text: None,
             media_id: None,
             reply_to_id: None,

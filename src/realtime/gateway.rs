@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::hub::{end, Conn, Event, Session, Sock, Working, REFUSED_MAX};
-use super::{announce, handlers, protocol, typing, SOCKET_PATH};
+use super::{announce, calls, handlers, protocol, typing, SOCKET_PATH};
 use crate::app::AppState;
 use crate::events;
 
@@ -218,6 +218,15 @@ impl Gateway {
                 }
                 continue;
             }
+            if calls::is_call_event(&name) {
+                let (reply, signals) =
+                    Box::pin(calls::handle(&self.state, &session, &name, data)).await;
+                if let Some(id) = ack {
+                    answer(&socket, id, &reply).await;
+                }
+                calls::send(&self.state, signals);
+                continue;
+            }
             let reply = Box::pin(handlers::handle(&self.state, &session, &name, data)).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
                 answer(&socket, id, &reply).await;
@@ -303,6 +312,15 @@ impl EngineIoHandler for Gateway {
                 }
             });
             typing::stop_all(&self.state, session);
+            let stopping = self.state.hub.is_stopping();
+            if !stopping
+                && !self
+                    .state
+                    .hub
+                    .has_session(&session.user_id, &session.session_id)
+            {
+                tokio::spawn(calls::device_gone(self.state.clone(), session.clone()));
+            }
         }
     }
 

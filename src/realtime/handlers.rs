@@ -47,11 +47,11 @@ pub async fn authenticate(
     })
 }
 
-fn failure(e: &AppError) -> Value {
+pub(super) fn failure(e: &AppError) -> Value {
     json!({"ok": false, "error": {"code": e.code().as_str(), "message": e.detail()}})
 }
 
-fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<T> {
+pub(super) fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<T> {
     crate::http::json::parse(&serde_json::to_vec(&data).unwrap_or_default())
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::protocol;
+use crate::cluster::Devices;
 use crate::events;
 
 /// Who a connected socket is.
@@ -70,6 +71,8 @@ pub struct Hub {
     origins: Mutex<HashMap<(String, String), Origin>>,
     /// Device workers running (one per connected device, until its socket has closed).
     workers: std::sync::atomic::AtomicUsize,
+    /// Set by [`Hub::close_all`].
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a device worker while it runs.
@@ -169,11 +172,19 @@ impl Hub {
     /// Ends every connection (server shutdown); clients reconnect, to another node if there is
     /// one. Returns the users who were connected.
     pub fn close_all(&self) -> Vec<String> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
         for socket in users.values().flatten() {
             socket.close(DisconnectReason::ClosingServer);
         }
         users.keys().cloned().collect()
+    }
+
+    /// Whether the server is stopping (its devices are disconnected by [`Hub::close_all`],
+    /// not going away by themselves).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The users with a device on this node.
@@ -193,6 +204,22 @@ impl Hub {
             .contains_key(user_id)
     }
 
+    /// Whether a socket of this session (one signed-in device) is connected here.
+    pub fn has_session(&self, user_id: &str, session_id: &str) -> bool {
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user_id)
+            .is_some_and(|list| {
+                list.iter().any(|s| {
+                    s.data
+                        .session
+                        .get()
+                        .is_some_and(|x| x.session_id == session_id)
+                })
+            })
+    }
+
     /// Sends one encoded packet to every device of the user (but `except`). A device whose
     /// buffer is full stopped reading: it is dropped from the hub at once (nothing more is
     /// queued for it) and closed; it will sync when it returns.
@@ -206,6 +233,20 @@ impl Hub {
         packet: &Str,
         except: Option<engineioxide::sid::Sid>,
     ) -> usize {
+        self.send_where(user_id, packet, |s| Some(s.id) != except)
+    }
+
+    /// Sends one encoded packet to the user's devices that `devices` names (by session).
+    pub fn send_to(&self, user_id: &str, packet: &Str, devices: &Devices) -> usize {
+        self.send_where(user_id, packet, |s| {
+            s.data
+                .session
+                .get()
+                .is_some_and(|session| devices.includes(&session.session_id))
+        })
+    }
+
+    fn send_where(&self, user_id: &str, packet: &Str, keep: impl Fn(&Sock) -> bool) -> usize {
         let sockets: Vec<Sock> = match self
             .users
             .read()
@@ -216,7 +257,7 @@ impl Hub {
             None => return 0,
         };
         let mut sent = 0;
-        for s in sockets.iter().filter(|s| Some(s.id) != except) {
+        for s in sockets.iter().filter(|s| keep(s)) {
             match s.emit(packet.clone()) {
                 Ok(()) => sent += 1,
                 Err(_) => {

@@ -20,6 +20,7 @@
 //! know), `typing.rs`, `dispatch.rs`, `protocol.rs` (Socket.IO packets).
 
 pub mod announce;
+pub mod calls;
 pub mod dispatch;
 mod gateway;
 mod handlers;

@@ -17,8 +17,8 @@ use crate::http::validate::{field, optional, Validate};
 use crate::http::Query;
 use crate::http::{Json, ListQuery, Page, Scope};
 use crate::messages::templates::{
-    body_of, body_text, find, parse_language, parse_template_name as parse_name, variable_count, variables,
-    TemplateRow, COLUMNS,
+    body_of, body_text, find, parse_language, parse_template_name as parse_name, variable_count,
+    variables, TemplateRow, COLUMNS,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -270,6 +270,8 @@ fn rows(w: &World) -> Vec<Row> {
         (Method::GET, "/sync"),
         (Method::GET, "/workspaces"),
         (Method::GET, "/calls/ice-servers"),
+        // The caller's own call log.
+        (Method::GET, "/calls"),
     ] {
         row(method, route, ANONYMOUS, None, plain(route));
     }
@@ -799,7 +801,20 @@ async fn no_route_lets_an_outsider_in(app: &TestApp) {
 dual_test!(no_client_event_lets_an_outsider_in);
 async fn no_client_event_lets_an_outsider_in(app: &TestApp) {
     let w = world(app).await;
-    let events = |conversation: &str, message: &str| {
+    // A call ringing between the owner and the member.
+    let direct = app.direct(&w.owner, &w.member).await;
+    app.say(&w.member, &direct, "call me").await;
+    let (owner_socket, _owner_events) =
+        palaver::client::connect(&app.base, &json!({"token": w.owner.token}))
+            .await
+            .expect("the owner connects");
+    let invite = json!({"conversationId": direct, "media": "audio", "sdp": "v=0"});
+    let ringing = owner_socket
+        .call("call:invite", &invite, Duration::from_secs(10))
+        .await
+        .expect("ack");
+    let call = ringing["callId"].as_str().expect("a call rings").to_owned();
+    let events = |conversation: &str, message: &str, call: &str| {
         vec![
             (
                 "message:send",
@@ -827,6 +842,17 @@ async fn no_client_event_lets_an_outsider_in(app: &TestApp) {
             ),
             ("typing:start", json!({"conversationId": conversation})),
             ("typing:stop", json!({"conversationId": conversation})),
+            (
+                "call:invite",
+                json!({"conversationId": conversation, "media": "audio", "sdp": "v=0"}),
+            ),
+            ("call:accept", json!({"callId": call, "sdp": "v=0"})),
+            (
+                "call:ice",
+                json!({"callId": call, "candidate": {"candidate": "c"}}),
+            ),
+            ("call:reject", json!({ "callId": call })),
+            ("call:end", json!({ "callId": call })),
         ]
     };
     let fake = made_up();
@@ -847,8 +873,8 @@ async fn no_client_event_lets_an_outsider_in(app: &TestApp) {
             (_, Ok(pair)) => pair,
             (_, Err(e)) => panic!("{caller:?} could not connect: {e}"),
         };
-        let real = events(&w.group, &w.message);
-        let made_up = events(&fake, &fake);
+        let real = events(&w.group, &w.message, &call);
+        let made_up = events(&fake, &fake, &fake);
         for ((name, data), (_, fake_data)) in real.into_iter().zip(made_up) {
             let ack = socket
                 .call(name, &data, Duration::from_secs(10))
@@ -891,4 +917,13 @@ async fn no_client_event_lets_an_outsider_in(app: &TestApp) {
         .await
         .expect("ack");
     assert_eq!(ack["ok"], true, "{ack}");
+    let ack = socket
+        .call(
+            "call:accept",
+            &json!({"callId": call, "sdp": "v=0"}),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("ack");
+    assert_eq!(ack["ok"], true, "the callee answers: {ack}");
 }
