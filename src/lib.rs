@@ -34,7 +34,7 @@
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks, leads, outbound queue, templates, import |
-//! | [`calls`] | the ICE servers of a call, with short-lived TURN credentials (signalling to come) |
+//! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |
 //! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats (the node's side behind [`cluster::Node`]) |
 //! | `bench`, `client` | the load generator and the Socket.IO client it and the tests use; the default `bench` feature, never imported by the server |
 //!
@@ -81,8 +81,8 @@
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
 //! The capabilities still to come slot in without moving these: `inbox` (notes, automations,
-//! campaigns) and `ai` (analysis, keys, usage) above `chats` and `whatsapp`, and `calls`'
-//! signalling beside `realtime`. Migrations
+//! campaigns) and `ai` (analysis, keys, usage) above `chats` and `whatsapp`, and `push` beside
+//! `calls`, under `realtime`. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod app;

@@ -981,3 +981,80 @@ async fn a_stopping_node_deregisters_itself() {
     drop(b_node);
     cluster.remove().await;
 }
+
+/// A call between devices on two nodes: the ring, the answer, the other device's stop and the
+/// candidates cross nodes; `kill -9` of the node of the answering device ends the call as
+/// failed for the caller once the node is reaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_crosses_nodes_and_ends_with_a_dead_node() {
+    let Some(cluster) = Cluster::new(
+        "a_call_crosses_nodes_and_ends_with_a_dead_node",
+        &[("PALAVER_NODE_TIMEOUT", "3")],
+    )
+    .await
+    else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let mut b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    let alice = signup(&a, "alice").await;
+    let bob = signup(&b, "bob").await;
+    let conv = accepted_direct(&a, &b, &alice, &bob).await;
+    let bob_laptop = User::from(
+        &post(
+            &a,
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "bob@example.com", "password": "correct horse battery", "deviceId": "laptop"}),
+        )
+        .await,
+    );
+    let (alice_sock, mut alice_events) = socket(&a, &alice).await;
+    let (bob_phone, mut phone_events) = socket(&b, &bob).await;
+    let (_bob_laptop, mut laptop_events) = socket(&a, &bob_laptop).await;
+
+    let invite = json!({"conversationId": conv, "media": "audio", "sdp": "v=0 offer"});
+    let r = alice_sock.call("call:invite", &invite, WAIT).await.unwrap();
+    let call = r["callId"].as_str().expect("a call id").to_owned();
+    for events in [&mut phone_events, &mut laptop_events] {
+        let ring = events.expect("call:incoming", WAIT).await.unwrap();
+        assert_eq!(ring["callId"], call.as_str());
+        assert_eq!(ring["sdp"], "v=0 offer");
+    }
+    // Bob answers on his phone, on node B.
+    let answer = json!({"callId": call, "sdp": "v=0 answer"});
+    let r = bob_phone.call("call:accept", &answer, WAIT).await.unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    let accepted = alice_events.expect("call:accepted", WAIT).await.unwrap();
+    assert_eq!(accepted["sdp"], "v=0 answer");
+    let stop = laptop_events.expect("call:ended", WAIT).await.unwrap();
+    assert_eq!(stop["reason"], "answered_elsewhere");
+    let candidate = json!({"callId": call, "candidate": {"candidate": "from-alice"}});
+    alice_sock.call("call:ice", &candidate, WAIT).await.unwrap();
+    let ice = phone_events.expect("call:ice", WAIT).await.unwrap();
+    assert_eq!(ice["candidate"]["candidate"], "from-alice");
+    let candidate = json!({"callId": call, "candidate": {"candidate": "from-bob"}});
+    bob_phone.call("call:ice", &candidate, WAIT).await.unwrap();
+    let ice = alice_events.expect("call:ice", WAIT).await.unwrap();
+    assert_eq!(ice["candidate"]["candidate"], "from-bob");
+
+    // Node B dies with Bob's phone: once A reaps it (3 s), the call is over for Alice.
+    b_node.child.start_kill().unwrap();
+    b_node.child.wait().await.unwrap();
+    let ended = alice_events
+        .expect("call:ended", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(ended["callId"], call.as_str());
+    assert_eq!(ended["reason"], "failed");
+    let (status, log) = call_log(&a, &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(log["items"][0]["outcome"], "answered");
+    assert_eq!(log["items"].as_array().unwrap().len(), 1);
+    cluster.remove().await;
+}
+
+async fn call_log(base: &str, user: &User) -> (StatusCode, Value) {
+    call(Method::GET, base, "/api/v1/calls", Some(&user.token), None).await
+}
