@@ -34,6 +34,8 @@ pub struct Inner {
     pub hub: crate::realtime::Hub,
     pub presence: crate::realtime::presence::Presence,
     pub media: crate::media::Media,
+    /// Push notifications: the VAPID key and the outbound client.
+    pub push: crate::push::Push,
     pub jobs: crate::jobs::Runner,
     /// The queue of batched message sends; its task ends with the last handle.
     pub sends: crate::messages::pipeline::Pipeline,
@@ -83,6 +85,18 @@ impl AppState {
             Some(c) => Some(crate::cluster::Cluster::open(c, &node_id).await?),
             None => None,
         };
+        let vapid_seed: [u8; 32] = hex::decode(secret.mac(&["palaver", "vapid-v1"]))
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("deriving the VAPID key")?;
+        let push = crate::push::Push {
+            vapid: crate::push::vapid::Vapid::new(
+                config.push.vapid_private_key.as_ref().map(|s| s.expose()),
+                vapid_seed,
+                config.push.vapid_subject.clone(),
+            )?,
+            http: http.clone(),
+        };
         let sms = SmsSender::new(config.sms.clone(), http.clone());
         let mail = Mailer::new(&config.mail, config.mail_from.clone(), http)?;
         let sends = crate::messages::pipeline::Pipeline::start(db.clone());
@@ -100,6 +114,7 @@ impl AppState {
             hub: Default::default(),
             presence: crate::realtime::presence::Presence::new(cluster.clone()),
             media,
+            push,
             jobs: Default::default(),
             sends,
             node_id,

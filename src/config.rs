@@ -208,6 +208,12 @@ pub struct Settings {
     /// Seconds a call rings before it ends as missed, 5 to 300 [default: 30]
     #[arg(long, env = "PALAVER_CALL_RING_TIMEOUT")]
     pub call_ring_timeout: Option<u64>,
+    /// The VAPID private key for Web Push: the P-256 scalar, base64url, as `web-push generate-vapid-keys` prints it (also PALAVER_VAPID_PRIVATE_KEY_FILE) [default: derived from the server secret]
+    #[arg(long, env = "PALAVER_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<String>,
+    /// The contact push services see in the VAPID token, a mailto: or https: URI [default: the public URL if https, else mailto: the mail sender]
+    #[arg(long, env = "PALAVER_VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -283,7 +289,9 @@ impl Settings {
             turn_urls,
             turn_secret,
             turn_ttl,
-            call_ring_timeout
+            call_ring_timeout,
+            vapid_private_key,
+            vapid_subject
         )
     }
 
@@ -468,6 +476,14 @@ pub struct Config {
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<Secret>,
     pub calls: CallsConfig,
+    pub push: PushConfig,
+}
+
+/// Web Push: the VAPID key (none: derived from the server secret) and contact.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    pub vapid_private_key: Option<Secret>,
+    pub vapid_subject: String,
 }
 
 /// What calls are offered: STUN and TURN servers, and the TURN REST shared secret.
@@ -548,6 +564,31 @@ fn calls_config(
         turn_secret,
         turn_ttl: Duration::from_secs(ttl),
         ring_timeout: Duration::from_secs(ring),
+    })
+}
+
+fn push_config(
+    key: Option<String>,
+    subject: Option<String>,
+    public_url: &str,
+    mail_from: &str,
+) -> anyhow::Result<PushConfig> {
+    let vapid_private_key = secret_or_file(key, "PALAVER_VAPID_PRIVATE_KEY")?;
+    let vapid_subject = match subject {
+        Some(s) if s.starts_with("mailto:") || s.starts_with("https://") => s,
+        Some(_) => bail!("PALAVER_VAPID_SUBJECT must be a mailto: or https: URI"),
+        None if public_url.starts_with("https://") => public_url.to_owned(),
+        None => {
+            let address = match (mail_from.find('<'), mail_from.rfind('>')) {
+                (Some(a), Some(b)) if a < b => &mail_from[a + 1..b],
+                _ => mail_from.trim(),
+            };
+            format!("mailto:{address}")
+        }
+    };
+    Ok(PushConfig {
+        vapid_private_key,
+        vapid_subject,
     })
 }
 
@@ -703,8 +744,18 @@ impl Config {
             s.call_ring_timeout,
         )?;
         let metrics_token = secret_or_file(s.metrics_token, "PALAVER_METRICS_TOKEN")?;
+        let mail_from = s
+            .mail_from
+            .unwrap_or_else(|| "Palaver <no-reply@localhost>".into());
+        let push = push_config(
+            s.vapid_private_key,
+            s.vapid_subject,
+            &public_url,
+            &mail_from,
+        )?;
         Ok(Config {
             calls,
+            push,
             outbound_allow,
             metrics_token,
             whatsapp,
@@ -719,9 +770,7 @@ impl Config {
             workspaces: s.workspaces.unwrap_or(WorkspaceCreation::Admin),
             sms,
             mail,
-            mail_from: s
-                .mail_from
-                .unwrap_or_else(|| "Palaver <no-reply@localhost>".into()),
+            mail_from,
             cors_origins: s
                 .cors_origins
                 .unwrap_or_default()

@@ -34,6 +34,7 @@
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks, leads, outbound queue, templates, import |
+//! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
 //! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |
 //! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats (the node's side behind [`cluster::Node`]) |
 //! | `bench`, `client` | the load generator and the Socket.IO client it and the tests use; the default `bench` feature, never imported by the server |
@@ -111,6 +112,7 @@ pub mod messages;
 pub mod notify;
 pub mod ops;
 pub mod outbound;
+pub mod push;
 pub mod ratelimit;
 pub mod realtime;
 pub mod server;

@@ -68,6 +68,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::whatsapp::leads::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
+        .merge(crate::push::routes::router())
         .merge(crate::ops::stats::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -282,6 +283,7 @@ pub async fn serve(
         Arc::new(job_kinds()),
         state.config.job_workers,
     ));
+    let follower = tokio::spawn(push_follower(state.clone()));
     let sweeper = tokio::spawn(crate::media::sweep(
         state.db.clone(),
         state.node_id.clone(),
@@ -296,7 +298,9 @@ pub async fn serve(
     crate::realtime::calls::node_gone(state.clone(), state.node_id.clone()).await;
     dispatcher.abort();
     sweeper.abort();
+    follower.abort();
     let _ = crate::jobs::lease::release(&state.db, crate::media::SWEEP_LEASE, &state.node_id).await;
+    let _ = crate::jobs::lease::release(&state.db, PUSH_LEASE, &state.node_id).await;
     state.jobs.stop(&state.db).await;
     let _ = workers.await;
     // The heartbeat must not write this node's devices back once they are removed.
@@ -357,6 +361,7 @@ impl crate::cluster::Node for AppState {
 /// Every kind of background job this process runs, and what runs it.
 fn job_kinds() -> Kinds<AppState> {
     use crate::media::jobs as media;
+    use crate::push;
     use crate::whatsapp::{media as whatsapp_media, outbound, webhook};
     macro_rules! job {
         ($work:path) => {
@@ -382,7 +387,39 @@ fn job_kinds() -> Kinds<AppState> {
             crate::calls::kinds::RING_TIMEOUT,
             crate::realtime::calls::ring_timeout,
         )
+        .add(push::kinds::MESSAGE, |state: AppState, job| async move {
+            push::send::message(&state.db, senders(&state), job).await
+        })
+        .add(push::kinds::CALL, |state: AppState, job| async move {
+            push::send::call(&state.db, senders(&state), job).await
+        })
 }
+
+fn senders(state: &AppState) -> crate::push::send::Senders<'_> {
+    crate::push::send::Senders {
+        push: &state.push,
+        secret: &state.secret,
+    }
+}
+
+/// The push follower, on whichever node holds its lease.
+async fn push_follower(state: AppState) {
+    let db = state.db.clone();
+    let holder = state.node_id.clone();
+    crate::jobs::lease::scheduled(db, holder, PUSH_LEASE, Duration::from_secs(1), || {
+        let state = state.clone();
+        async move {
+            crate::push::follow::catch_up(&state.db, |users| {
+                let state = state.clone();
+                async move { state.presence.online_among(&state.hub, users).await }
+            })
+            .await
+        }
+    })
+    .await;
+}
+
+const PUSH_LEASE: &str = "push-follower";
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

@@ -7,6 +7,8 @@ CREATE TABLE calls (
     caller_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     callee_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     media            TEXT NOT NULL CHECK (media IN ('audio', 'video')),
+    -- The caller's SDP offer, for a callee's device that connects while it rings.
+    offer            TEXT NOT NULL,
     state            TEXT NOT NULL CHECK (state IN ('ringing', 'active', 'ended')),
     -- Set when it ends: answered, missed, rejected, busy or failed.
     outcome          TEXT CHECK (outcome IN ('answered', 'missed', 'rejected', 'busy', 'failed')),

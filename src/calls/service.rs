@@ -104,6 +104,7 @@ pub async fn invite(
             caller_id: me.user_id,
             callee_id: &callee_id,
             media: media.as_str(),
+            offer: sdp,
             caller_session: me.session_id,
             caller_node: me.node,
             started_at: now,
@@ -126,13 +127,14 @@ pub async fn invite(
     let ring_until = now + ring.as_millis() as i64;
     crate::jobs::enqueue_at(&mut tx, kinds::RING_TIMEOUT, &id, ring_until).await?;
     db.commit(tx).await?;
-    let incoming = json!({
-        "callId": id,
-        "conversationId": conversation_id,
-        "from": {"id": caller.id, "displayName": caller.display_name},
-        "media": media,
-        "sdp": sdp,
-    });
+    let incoming = incoming_payload(
+        &id,
+        conversation_id,
+        &caller.id,
+        &caller.display_name,
+        media,
+        sdp,
+    );
     Ok(Answer {
         signals: vec![signal(
             &callee_id,
@@ -142,6 +144,49 @@ pub async fn invite(
         )],
         call_id: id,
     })
+}
+
+fn incoming_payload(
+    call_id: &str,
+    conversation_id: &str,
+    caller_id: &str,
+    caller_name: &str,
+    media: Media,
+    sdp: &str,
+) -> Value {
+    json!({
+        "callId": call_id,
+        "conversationId": conversation_id,
+        "from": {"id": caller_id, "displayName": caller_name},
+        "media": media,
+        "sdp": sdp,
+    })
+}
+
+/// A device of `user_id` connected: if a call rings for them, it rings there too (a device
+/// that was away, or reconnected after a restart, can still answer).
+pub async fn ringing(db: &Db, user_id: &str, session_id: &str) -> AppResult<Vec<Signal>> {
+    let Some((call, offer)) = store::ringing_for(db, user_id).await? else {
+        return Ok(Vec::new());
+    };
+    let name = crate::users::store::find_by_id(db, &call.caller_id)
+        .await?
+        .map(|u| u.display_name)
+        .unwrap_or_default();
+    let data = incoming_payload(
+        &call.id,
+        &call.conversation_id,
+        &call.caller_id,
+        &name,
+        call.media(),
+        &offer,
+    );
+    Ok(vec![signal(
+        user_id,
+        Devices::Only(session_id.to_owned()),
+        events::CALL_INCOMING,
+        data,
+    )])
 }
 
 /// `call:accept` from a device of the callee: the call goes on with that device; the caller

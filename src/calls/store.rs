@@ -12,6 +12,7 @@ pub struct NewCall<'a> {
     pub caller_id: &'a str,
     pub callee_id: &'a str,
     pub media: &'a str,
+    pub offer: &'a str,
     pub caller_session: &'a str,
     pub caller_node: &'a str,
     pub started_at: i64,
@@ -20,7 +21,8 @@ pub struct NewCall<'a> {
 pub async fn insert(tx: &mut Tx, c: &NewCall<'_>) -> AppResult<()> {
     sqlx::query(
         "INSERT INTO calls (id, workspace_id, conversation_id, caller_id, callee_id, media, state, \
-         caller_session, caller_node, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         caller_session, caller_node, started_at, offer) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(c.id)
     .bind(c.workspace_id)
@@ -32,6 +34,7 @@ pub async fn insert(tx: &mut Tx, c: &NewCall<'_>) -> AppResult<()> {
     .bind(c.caller_session)
     .bind(c.caller_node)
     .bind(c.started_at)
+    .bind(c.offer)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -66,6 +69,21 @@ pub async fn on_line(db: &Db, user_id: &str) -> AppResult<Option<CallRow>> {
     .bind(user_id)
     .fetch_optional(db.reader())
     .await?)
+}
+
+/// The call ringing for `user_id` as its callee, with the caller's offer.
+pub async fn ringing_for(db: &Db, user_id: &str) -> AppResult<Option<(CallRow, String)>> {
+    let Some(call) = on_line(db, user_id).await? else {
+        return Ok(None);
+    };
+    if call.callee_id != user_id || call.state != STATE_RINGING {
+        return Ok(None);
+    }
+    let offer: Option<String> = sqlx::query_scalar("SELECT offer FROM calls WHERE id = $1")
+        .bind(&call.id)
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(offer.map(|o| (call, o)))
 }
 
 /// Answered calls with a device on `node`.

@@ -105,7 +105,11 @@ async fn answer(state: &AppState, me: Device<'_>, name: &str, data: Value) -> Ap
             let p: Invite = payload(data)?;
             let media = Media::parse(&p.media).map_err(|m| AppError::invalid_field("media", m))?;
             let ring = state.config.calls.ring_timeout;
-            service::invite(db, me, &p.conversation_id, media, sdp(&p.sdp)?, ring).await
+            let a = service::invite(db, me, &p.conversation_id, media, sdp(&p.sdp)?, ring).await?;
+            if let Some(ring) = a.signals.iter().find(|s| s.event == events::CALL_INCOMING) {
+                push_if_away(state, ring).await;
+            }
+            Ok(a)
         }
         events::CALL_ACCEPT => {
             let p: Accept = payload(data)?;
@@ -119,6 +123,22 @@ async fn answer(state: &AppState, me: Device<'_>, name: &str, data: Value) -> Ap
             let p: CallId = payload(data)?;
             service::hang_up(db, me, &p.call_id).await
         }
+    }
+}
+
+/// An incoming call for a callee with no device connected goes out as a push notification
+/// (without the SDP, which a device gets when it connects while the call rings).
+async fn push_if_away(state: &AppState, ring: &Signal) {
+    if state.presence.is_online(&state.hub, &ring.user_id).await {
+        return;
+    }
+    let mut notification = ring.data.clone();
+    if let Some(o) = notification.as_object_mut() {
+        o.remove("sdp");
+        o.insert("type".into(), "call".into());
+    }
+    if let Err(e) = crate::push::send::queue_call(&state.db, &ring.user_id, &notification).await {
+        tracing::warn!(error = %e, "queuing the push of an incoming call");
     }
 }
 
@@ -137,6 +157,14 @@ pub async fn ring_timeout(state: AppState, job: std::sync::Arc<Job>) -> JobResul
         .map_err(JobError::retry)?;
     send(&state, signals);
     Ok(())
+}
+
+/// A device connected: a call ringing for its user rings there too.
+pub async fn ring_here(state: AppState, session: Session) {
+    match service::ringing(&state.db, &session.user_id, &session.session_id).await {
+        Ok(signals) => send(&state, signals),
+        Err(e) => tracing::warn!(error = %e, "ringing a device that connected"),
+    }
 }
 
 /// A device's last socket on this node closed: a call it was in ends.

@@ -146,6 +146,7 @@ impl Gateway {
                 true,
             ));
         }
+        tokio::spawn(calls::ring_here(self.state.clone(), session.clone()));
         let expires = token_expiry(&self.state, token);
         tokio::spawn(self.clone().work(socket, session, rx, expires));
     }

@@ -18,6 +18,7 @@ mod media;
 mod messages;
 mod ops;
 mod otp;
+mod push;
 mod realtime;
 mod search;
 mod senders;

@@ -62,6 +62,8 @@ struct World {
     template: String,
     lead: String,
     channel_conversation: String,
+    /// The owner's push subscription.
+    subscription: String,
 }
 
 /// A text only the group's members may ever see.
@@ -175,7 +177,18 @@ async fn world(app: &TestApp) -> World {
         )
         .await;
     }
+    let subscription = call(
+        Method::POST,
+        "/api/v1/push/subscriptions".into(),
+        Some(json!({"type": "webhook", "url": "http://127.0.0.1:9/hook"})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
+        subscription,
         callers: vec![
             (Anonymous, None),
             (Stranger, Some(stranger)),
@@ -272,6 +285,10 @@ fn rows(w: &World) -> Vec<Row> {
         (Method::GET, "/calls/ice-servers"),
         // The caller's own call log.
         (Method::GET, "/calls"),
+        // The caller's own push subscriptions.
+        (Method::GET, "/push/vapid-public-key"),
+        (Method::GET, "/push/subscriptions"),
+        (Method::POST, "/push/subscriptions"),
     ] {
         row(method, route, ANONYMOUS, None, plain(route));
     }
@@ -283,6 +300,13 @@ fn rows(w: &World) -> Vec<Row> {
         ALL,
         Some(session),
         at("/sessions/{}", None),
+    );
+    row(
+        Method::DELETE,
+        "/push/subscriptions/{id}",
+        ALL,
+        Some(w.subscription.as_str()),
+        at("/push/subscriptions/{}", None),
     );
     // Users are found within the workspace only.
     row(

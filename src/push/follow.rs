@@ -1,0 +1,140 @@
+//! The push follower: from the change log to pending notifications (see the module doc).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use super::{kinds, store};
+use crate::changes::{self, kinds as change, Position};
+use crate::db::{now_ms, Db};
+use crate::error::AppResult;
+
+const BATCH: i64 = 1000;
+/// A notification waits this long for more messages of its burst.
+pub const COLLAPSE: Duration = Duration::from_secs(1);
+
+/// Reads the change log from the stored cursor to its end, a batch at a time. `online_among`
+/// answers which of some users have a device connected (on any node).
+pub async fn catch_up<F, Fut>(db: &Db, online_among: F) -> AppResult<()>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
+    let mut cursor = match store::cursor(db).await? {
+        Some((t, p)) => Position(t, p),
+        // The first run starts from now: no notifications for the past.
+        None => {
+            let now = changes::current_position(db).await?;
+            let mut tx = db.begin().await?;
+            store::set_cursor(&mut tx, now.0, now.1).await?;
+            tx.commit().await?;
+            now
+        }
+    };
+    loop {
+        let rows = changes::all_changes_after(db, cursor, BATCH).await?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
+        let next = last.position();
+        let new: Vec<(String, String)> = rows
+            .iter()
+            .filter(|(r, only)| r.kind == change::MESSAGE_NEW && only.is_none())
+            .filter_map(|(r, _)| Some((r.conversation_id.clone(), r.message_id.clone()?)))
+            .collect();
+        let due = notifications(db, &new, &online_among).await?;
+        let mut tx = db.begin().await?;
+        let run_at = now_ms() + COLLAPSE.as_millis() as i64;
+        for (subscription, conversation) in &due {
+            if store::mark_pending(&mut tx, subscription, conversation).await? {
+                let payload = format!("{subscription} {conversation}");
+                crate::jobs::enqueue_at(&mut tx, kinds::MESSAGE, &payload, run_at).await?;
+            }
+        }
+        store::set_cursor(&mut tx, next.0, next.1).await?;
+        db.commit(tx).await?;
+        cursor = next;
+        if (rows.len() as i64) < BATCH {
+            return Ok(());
+        }
+    }
+}
+
+/// (subscription, conversation) pairs to notify of these new messages: every current member
+/// but the sender, with the request accepted and the conversation not muted, who has no
+/// device connected.
+async fn notifications<F, Fut>(
+    db: &Db,
+    new: &[(String, String)],
+    online_among: &F,
+) -> AppResult<Vec<(String, String)>>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let message_ids: Vec<String> = new.iter().map(|(_, m)| m.clone()).collect();
+    let senders: HashMap<String, Option<String>> = senders(db, &message_ids).await?;
+    let mut conversations: Vec<String> = new.iter().map(|(c, _)| c.clone()).collect();
+    conversations.sort();
+    conversations.dedup();
+    let now = now_ms();
+    let mut wanted: HashSet<(String, String)> = HashSet::new();
+    for m in crate::conversations::store::current_members(db, &conversations).await? {
+        let muted = m.muted_until.is_some_and(|t| t > now);
+        if muted || m.request_state != "accepted" {
+            continue;
+        }
+        // Someone else wrote in this batch.
+        let told = new.iter().any(|(c, id)| {
+            *c == m.conversation_id
+                && senders
+                    .get(id)
+                    .is_some_and(|s| s.as_deref() != Some(&m.user_id))
+        });
+        if told {
+            wanted.insert((m.user_id.clone(), m.conversation_id.clone()));
+        }
+    }
+    let mut users: Vec<String> = wanted.iter().map(|(u, _)| u.clone()).collect();
+    users.sort();
+    users.dedup();
+    let subscriptions = store::live_for_users(db, &users).await?;
+    if subscriptions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut subscribed: Vec<String> = subscriptions.iter().map(|s| s.user_id.clone()).collect();
+    subscribed.dedup();
+    let online: HashSet<String> = online_among(subscribed).await.into_iter().collect();
+    let mut out = Vec::new();
+    for s in subscriptions
+        .iter()
+        .filter(|s| !online.contains(&s.user_id))
+    {
+        for (user, conversation) in &wanted {
+            if *user == s.user_id {
+                out.push((s.id.clone(), conversation.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn senders(db: &Db, message_ids: &[String]) -> AppResult<HashMap<String, Option<String>>> {
+    let mut out = HashMap::new();
+    for chunk in message_ids.chunks(500) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT id, sender_id FROM messages WHERE id IN ({list})");
+        let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        out.extend(q.fetch_all(db.reader()).await?);
+    }
+    Ok(out)
+}
