@@ -32,3 +32,6 @@ CREATE TABLE push_cursor (
     txid  BIGINT NOT NULL,
     pos   BIGINT NOT NULL
 );
+
+-- Whether notifications show the sender and a preview (1) or only "New message" (0).
+ALTER TABLE users ADD COLUMN push_previews BIGINT NOT NULL DEFAULT 1;

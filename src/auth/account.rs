@@ -37,6 +37,8 @@ async fn get_me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json
 #[serde(rename_all = "camelCase")]
 pub struct PrivacyChange {
     pub last_seen: Option<LastSeenPrivacy>,
+    /// Whether push notifications show the sender and a preview.
+    pub push_previews: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -119,8 +121,10 @@ async fn update_me(
         email,
         privacy_last_seen: b
             .privacy
+            .as_ref()
             .and_then(|p| p.last_seen)
             .map(LastSeenPrivacy::as_str),
+        push_previews: b.privacy.as_ref().and_then(|p| p.push_previews),
         avatar,
     };
     let user = store::update_profile(&state.db, &auth.user_id, &change).await?;

@@ -76,6 +76,16 @@ pub async fn queue_call(db: &Db, callee_id: &str, notification: &Value) -> AppRe
     if subs.is_empty() {
         return Ok(());
     }
+    let previews = crate::users::store::find_by_id(db, callee_id)
+        .await?
+        .is_some_and(|u| u.push_previews != 0);
+    let mut notification = notification.clone();
+    if !previews {
+        // Enough to answer, not who calls.
+        if let Some(o) = notification.as_object_mut() {
+            o.remove("from");
+        }
+    }
     let mut tx = db.begin().await?;
     for s in &subs {
         let payload = json!({"subscriptionId": s.id, "notification": notification});
@@ -124,6 +134,19 @@ async fn notification(db: &Db, user_id: &str, conversation_id: &str) -> AppResul
     let Some((message_id, sender_id, kind, text)) = last else {
         return Ok(None);
     };
+    let previews = crate::users::store::find_by_id(db, user_id)
+        .await?
+        .is_some_and(|u| u.push_previews != 0);
+    if !previews {
+        // What the user's privacy setting allows: that something came, not who or what.
+        return Ok(Some(json!({
+            "type": "message",
+            "conversationId": conversation_id,
+            "unreadCount": unread,
+            "title": "Palaver",
+            "body": "New message",
+        })));
+    }
     let sender = match &sender_id {
         Some(id) => crate::users::store::find_by_id(db, id)
             .await?

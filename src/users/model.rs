@@ -140,16 +140,22 @@ pub struct UserRow {
     /// When the address in `email` was proven (a verification link or a password reset
     /// mailed to it was used); `None` until then.
     pub email_verified_at: Option<i64>,
+    /// Whether push notifications show the sender and a preview (1) or only that something
+    /// came (0).
+    pub push_previews: i64,
 }
 
 pub const USER_COLUMNS: &str = "id, display_name, about, avatar_media_id, phone, email, \
     password_hash, privacy_last_seen, is_platform_admin, is_invited, last_seen_at, created_at, updated_at, \
-    email_verified_at";
+    email_verified_at, push_previews";
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Privacy {
     pub last_seen: LastSeenPrivacy,
+    /// Whether push notifications show who wrote and a preview of the message (true, the
+    /// default), or only "New message" and the caller's name for a call.
+    pub push_previews: bool,
 }
 
 /// The signed-in user's own profile.
@@ -183,6 +189,7 @@ impl From<&UserRow> for Me {
             email_verified: u.email.is_some() && u.email_verified_at.is_some(),
             privacy: Privacy {
                 last_seen: LastSeenPrivacy::from_db(&u.privacy_last_seen),
+                push_previews: u.push_previews != 0,
             },
             is_platform_admin: u.is_platform_admin != 0,
             created_at: Timestamp(u.created_at),

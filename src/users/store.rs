@@ -109,6 +109,7 @@ pub struct ProfileChange {
     pub about: Option<String>,
     pub email: Option<String>,
     pub privacy_last_seen: Option<&'static str>,
+    pub push_previews: Option<bool>,
     /// `Some(None)` clears the avatar, `Some(Some(id))` sets it (checked by the caller).
     pub avatar: Option<Option<String>>,
 }
@@ -119,6 +120,7 @@ pub async fn update_profile(db: &Db, id: &str, c: &ProfileChange) -> AppResult<U
          email_verified_at = CASE WHEN $4 IS NULL OR $4 = email THEN email_verified_at ELSE NULL END, \
          email = COALESCE($4, email), privacy_last_seen = COALESCE($5, privacy_last_seen), \
          avatar_media_id = CASE WHEN $7 = 1 THEN $8 ELSE avatar_media_id END, \
+         push_previews = COALESCE($9, push_previews), \
          updated_at = $6 WHERE id = $1 RETURNING {USER_COLUMNS}"
     ))
     .bind(id)
@@ -129,6 +131,7 @@ pub async fn update_profile(db: &Db, id: &str, c: &ProfileChange) -> AppResult<U
     .bind(now_ms())
     .bind(c.avatar.is_some() as i64)
     .bind(c.avatar.clone().flatten())
+    .bind(c.push_previews.map(i64::from))
     .fetch_one(db.writer())
     .await
     .map_err(|e| {
