@@ -3,12 +3,13 @@
 //! [`crate::client`]), so it measures any server that implements it.
 //!
 //! Scenarios follow quality.md: `chat` (P1, P1L with `--rate`, P7 with `--receivers-url`), `fanout` (P2), `idle` (P3),
-//! `catchup` (P4), `webhooks` (P5), `reads` (P6). Each prints a report (throughput, latency percentiles, errors,
+//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
 
 mod chat;
 mod idle;
+mod push;
 mod report;
 mod setup;
 mod webhooks;
@@ -98,6 +99,14 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1000)]
         customers: usize,
     },
+    /// Push fan-out: one message to each group of `members`, every member offline with a Web
+    /// Push subscription (the server needs PALAVER_OUTBOUND_ALLOW=127.0.0.1)
+    Push {
+        #[arg(long, default_value_t = 4)]
+        groups: usize,
+        #[arg(long, default_value_t = 256)]
+        members: usize,
+    },
     /// P6: conversation list and history page latency, with chat load at `rate` beside them
     Reads {
         /// Conversations of the reading user
@@ -184,6 +193,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             concurrency,
             customers,
         } => webhooks::run(c, bodies, per_body, concurrency, customers).await?,
+        Scenario::Push { groups, members } => push::run(c, groups, members).await?,
         Scenario::Reads {
             conversations,
             rate,
