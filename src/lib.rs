@@ -55,7 +55,8 @@
 //!    system messages);
 //! 6. `workspaces`, then `auth` (signup joins workspaces and their channel conversations;
 //!    erasing an account leaves its groups);
-//! 7. `whatsapp`, `sync`, `calls`, `ops`, then `realtime`;
+//! 7. `whatsapp`, `sync`, `calls`, `push`, `ops`, then `realtime` (which carries the call
+//!    events and pushes an incoming call to a callee who is away);
 //! 8. [`app::AppState`], the handles every transport shares; [`server`], the wiring; [`cli`].
 //!
 //! The arrows that point up, on purpose: every transport (routes, job handlers, `http`'s
@@ -82,8 +83,7 @@
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
 //! The capabilities still to come slot in without moving these: `inbox` (notes, automations,
-//! campaigns) and `ai` (analysis, keys, usage) above `chats` and `whatsapp`, and `push` beside
-//! `calls`, under `realtime`. Migrations
+//! campaigns) and `ai` (analysis, keys, usage) above `chats` and `whatsapp`. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod app;
