@@ -81,18 +81,25 @@ where
     conversations.sort();
     conversations.dedup();
     let now = now_ms();
+    let members = crate::conversations::store::current_members(db, &conversations).await?;
+    let member_ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
+    let sender_ids: Vec<String> = senders.values().flatten().cloned().collect();
+    let blocked = blocks_between(db, &member_ids, &sender_ids).await?;
     let mut wanted: HashSet<(String, String)> = HashSet::new();
-    for m in crate::conversations::store::current_members(db, &conversations).await? {
+    for m in members {
         let muted = m.muted_until.is_some_and(|t| t > now);
         if muted || m.request_state != "accepted" {
             continue;
         }
-        // Someone else wrote in this batch.
+        // Someone else wrote in this batch, with no block between them.
         let told = new.iter().any(|(c, id)| {
             *c == m.conversation_id
-                && senders
-                    .get(id)
-                    .is_some_and(|s| s.as_deref() != Some(&m.user_id))
+                && senders.get(id).is_some_and(|s| match s {
+                    Some(s) => {
+                        *s != m.user_id && !blocked.contains(&(m.user_id.clone(), s.clone()))
+                    }
+                    None => true,
+                })
         });
         if told {
             wanted.insert((m.user_id.clone(), m.conversation_id.clone()));
@@ -135,6 +142,43 @@ async fn senders(db: &Db, message_ids: &[String]) -> AppResult<HashMap<String, O
             q = q.bind(id);
         }
         out.extend(q.fetch_all(db.reader()).await?);
+    }
+    Ok(out)
+}
+
+/// (member, sender) pairs with a block between them, either way.
+async fn blocks_between(
+    db: &Db,
+    members: &[String],
+    senders: &[String],
+) -> AppResult<HashSet<(String, String)>> {
+    let mut out = HashSet::new();
+    if members.is_empty() || senders.is_empty() {
+        return Ok(out);
+    }
+    let mut senders = senders.to_vec();
+    senders.sort();
+    senders.dedup();
+    for chunk in members.chunks(400) {
+        let ms = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>();
+        let ss = (chunk.len() + 1..=chunk.len() + senders.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>();
+        let (ms, ss) = (ms.join(", "), ss.join(", "));
+        let sql = format!(
+            "SELECT blocker_id, blocked_id FROM blocks WHERE (blocker_id IN ({ms}) AND blocked_id IN ({ss})) \
+             OR (blocked_id IN ({ms}) AND blocker_id IN ({ss}))"
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+        for v in chunk.iter().chain(&senders) {
+            q = q.bind(v);
+        }
+        for (blocker, blocked) in q.fetch_all(db.reader()).await? {
+            out.insert((blocker.clone(), blocked.clone()));
+            out.insert((blocked, blocker));
+        }
     }
     Ok(out)
 }

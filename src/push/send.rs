@@ -121,14 +121,19 @@ async fn notification(db: &Db, user_id: &str, conversation_id: &str) -> AppResul
     if unread == 0 {
         return Ok(None);
     }
+    // The newest message to tell of: not the user's own, and not from someone a block stands
+    // between them and (in a group, their messages arrive but are not announced).
     let last: Option<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, sender_id, type, text FROM messages WHERE conversation_id = $1 \
+        "SELECT id, sender_id, type, text FROM messages m WHERE conversation_id = $1 \
          AND (sender_id IS NULL OR sender_id <> $2) AND deleted_at IS NULL AND seq <= $3 \
+         AND seq > $4 AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
+         (b.blocker_id = $2 AND b.blocked_id = m.sender_id) OR (b.blocker_id = m.sender_id AND b.blocked_id = $2)) \
          ORDER BY seq DESC LIMIT 1",
     )
     .bind(conversation_id)
     .bind(user_id)
     .bind(me.visible_until(c.last_seq))
+    .bind(me.read_seq)
     .fetch_optional(db.reader())
     .await?;
     let Some((message_id, sender_id, kind, text)) = last else {

@@ -438,3 +438,36 @@ async fn an_incoming_call_pushes_at_once_and_rings_the_device_that_comes(app: &T
         .unwrap();
     assert_eq!(ok["ok"], true, "{ok}");
 }
+
+dual_test!(a_blocked_sender_is_not_announced);
+async fn a_blocked_sender_is_not_announced(app: &TestApp) {
+    let mut service = PushService::start().await;
+    let a = app.signup("gil@example.com", "gil").await;
+    let b = app.signup("hal@example.com", "hal").await;
+    let c = app.signup("ivy@example.com", "ivy").await;
+    let browser = Browser::new();
+    let endpoint = format!("{}/send/hal", service.base);
+    app.post(
+        "/api/v1/push/subscriptions",
+        Some(&b.token),
+        browser.subscription(&endpoint),
+    )
+    .await
+    .assert_ok();
+    // Being added to a group is announced (its system message).
+    let group = app.group(&a, "Club", &[&b, &c]).await;
+    let added = browser.decrypt(&service.next().await.body);
+    assert_eq!(added["conversationId"], group.as_str());
+    app.put(&format!("/api/v1/blocks/{}", a.id), &b.token, json!({}))
+        .await
+        .assert_ok();
+    app.say(&a, &group, "from the blocked one").await;
+    assert!(
+        service.quiet().await.is_empty(),
+        "a blocked sender is not announced"
+    );
+    app.say(&c, &group, "from a friend").await;
+    let note = browser.decrypt(&service.next().await.body);
+    assert_eq!(note["title"], "ivy in Club");
+    assert_eq!(note["body"], "from a friend");
+}
