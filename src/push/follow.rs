@@ -61,8 +61,9 @@ where
 }
 
 /// (subscription, conversation) pairs to notify of these new messages: every current member
-/// but the sender, with the request accepted and the conversation not muted, who has no
-/// device connected.
+/// but the sender, with the request accepted, the conversation not muted and no block between
+/// them and the sender, who has a subscription and no device connected. Asked in that order,
+/// so a log full of messages for people without subscriptions costs two queries a batch.
 async fn notifications<F, Fut>(
     db: &Db,
     new: &[(String, String)],
@@ -72,40 +73,18 @@ where
     F: Fn(Vec<String>) -> Fut,
     Fut: Future<Output = Vec<String>>,
 {
-    if new.is_empty() {
+    let mut by_conversation: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (c, m) in new {
+        by_conversation.entry(c).or_default().push(m);
+    }
+    if by_conversation.is_empty() {
         return Ok(Vec::new());
     }
-    let message_ids: Vec<String> = new.iter().map(|(_, m)| m.clone()).collect();
-    let senders: HashMap<String, Option<String>> = senders(db, &message_ids).await?;
-    let mut conversations: Vec<String> = new.iter().map(|(c, _)| c.clone()).collect();
-    conversations.sort();
-    conversations.dedup();
+    let conversations: Vec<String> = by_conversation.keys().map(|c| c.to_string()).collect();
     let now = now_ms();
-    let members = crate::conversations::store::current_members(db, &conversations).await?;
-    let member_ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
-    let sender_ids: Vec<String> = senders.values().flatten().cloned().collect();
-    let blocked = blocks_between(db, &member_ids, &sender_ids).await?;
-    let mut wanted: HashSet<(String, String)> = HashSet::new();
-    for m in members {
-        let muted = m.muted_until.is_some_and(|t| t > now);
-        if muted || m.request_state != "accepted" {
-            continue;
-        }
-        // Someone else wrote in this batch, with no block between them.
-        let told = new.iter().any(|(c, id)| {
-            *c == m.conversation_id
-                && senders.get(id).is_some_and(|s| match s {
-                    Some(s) => {
-                        *s != m.user_id && !blocked.contains(&(m.user_id.clone(), s.clone()))
-                    }
-                    None => true,
-                })
-        });
-        if told {
-            wanted.insert((m.user_id.clone(), m.conversation_id.clone()));
-        }
-    }
-    let mut users: Vec<String> = wanted.iter().map(|(u, _)| u.clone()).collect();
+    let mut members = crate::conversations::store::current_members(db, &conversations).await?;
+    members.retain(|m| m.request_state == "accepted" && m.muted_until.is_none_or(|t| t <= now));
+    let mut users: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
     users.sort();
     users.dedup();
     let subscriptions = store::live_for_users(db, &users).await?;
@@ -114,16 +93,53 @@ where
     }
     let mut subscribed: Vec<String> = subscriptions.iter().map(|s| s.user_id.clone()).collect();
     subscribed.dedup();
-    let online: HashSet<String> = online_among(subscribed).await.into_iter().collect();
-    let mut out = Vec::new();
-    for s in subscriptions
+    let online: HashSet<String> = online_among(subscribed.clone()).await.into_iter().collect();
+    let away: HashSet<String> = subscribed
+        .into_iter()
+        .filter(|u| !online.contains(u))
+        .collect();
+    members.retain(|m| away.contains(&m.user_id));
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let message_ids: Vec<String> = members
         .iter()
-        .filter(|s| !online.contains(&s.user_id))
-    {
-        for (user, conversation) in &wanted {
-            if *user == s.user_id {
-                out.push((s.id.clone(), conversation.clone()));
-            }
+        .flat_map(|m| {
+            by_conversation[m.conversation_id.as_str()]
+                .iter()
+                .map(|id| id.to_string())
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let senders = senders(db, &message_ids).await?;
+    let member_ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
+    let sender_ids: Vec<String> = senders.values().flatten().cloned().collect();
+    let blocked = blocks_between(db, &member_ids, &sender_ids).await?;
+    let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for m in &members {
+        // Someone else wrote in this batch, with no block between them.
+        let told = by_conversation[m.conversation_id.as_str()]
+            .iter()
+            .any(|id| {
+                senders.get(*id).is_some_and(|s| match s {
+                    Some(s) => {
+                        *s != m.user_id && !blocked.contains(&(m.user_id.clone(), s.clone()))
+                    }
+                    None => true,
+                })
+            });
+        if told {
+            wanted
+                .entry(m.user_id.as_str())
+                .or_default()
+                .insert(m.conversation_id.as_str());
+        }
+    }
+    let mut out = Vec::new();
+    for s in &subscriptions {
+        for conversation in wanted.get(s.user_id.as_str()).into_iter().flatten() {
+            out.push((s.id.clone(), conversation.to_string()));
         }
     }
     Ok(out)
