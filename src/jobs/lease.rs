@@ -51,16 +51,34 @@ where
     let ttl = (every * 3).max(Duration::from_secs(30));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Held until then for sure: renewed (a write) only once half of it is gone, so frequent
+    // work does not write the lease at every tick.
+    let mut held_until: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        match acquire(&db, name, &holder, ttl).await {
-            Ok(true) => {
-                if let Err(e) = work().await {
-                    tracing::warn!(error = %e, work = name, "scheduled work failed");
+        let now = tokio::time::Instant::now();
+        let holds = match held_until {
+            Some(until) if until > now + ttl / 2 => true,
+            _ => match acquire(&db, name, &holder, ttl).await {
+                Ok(true) => {
+                    held_until = Some(now + ttl);
+                    true
                 }
+                Ok(false) => {
+                    held_until = None;
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, work = name, "taking the lease failed");
+                    held_until = None;
+                    false
+                }
+            },
+        };
+        if holds {
+            if let Err(e) = work().await {
+                tracing::warn!(error = %e, work = name, "scheduled work failed");
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, work = name, "taking the lease failed"),
         }
     }
 }

@@ -20,6 +20,11 @@ where
     F: Fn(Vec<String>) -> Fut,
     Fut: Future<Output = Vec<String>>,
 {
+    if !store::any(db).await? {
+        // Nobody to notify: nothing to read. The first subscription sets the cursor to the
+        // log's end (see `store::upsert`), so old messages do not come back then.
+        return Ok(());
+    }
     let mut cursor = match store::cursor(db).await? {
         Some((t, p)) => Position(t, p),
         // The first run starts from now: no notifications for the past.
@@ -31,10 +36,11 @@ where
             now
         }
     };
+    let start = cursor;
     loop {
         let rows = changes::all_changes_after(db, cursor, BATCH).await?;
         let Some((last, _)) = rows.last() else {
-            return Ok(());
+            break;
         };
         let next = last.position();
         let new: Vec<(String, String)> = rows
@@ -43,21 +49,33 @@ where
             .filter_map(|(r, _)| Some((r.conversation_id.clone(), r.message_id.clone()?)))
             .collect();
         let due = notifications(db, &new, &online_among).await?;
-        let mut tx = db.begin().await?;
-        let run_at = now_ms() + COLLAPSE.as_millis() as i64;
-        for (subscription, conversation) in &due {
-            if store::mark_pending(&mut tx, subscription, conversation).await? {
-                let payload = format!("{subscription} {conversation}");
-                crate::jobs::enqueue_at(&mut tx, kinds::MESSAGE, &payload, run_at).await?;
+        if !due.is_empty() {
+            // What is queued and how far the log was read commit together. Not through
+            // `Db::commit`: this appends nothing to the change log, so the dispatcher sleeps on.
+            let mut tx = db.begin().await?;
+            let run_at = now_ms() + COLLAPSE.as_millis() as i64;
+            for (subscription, conversation) in &due {
+                if store::mark_pending(&mut tx, subscription, conversation).await? {
+                    let payload = format!("{subscription} {conversation}");
+                    crate::jobs::enqueue_at(&mut tx, kinds::MESSAGE, &payload, run_at).await?;
+                }
             }
+            store::set_cursor(&mut tx, next.0, next.1).await?;
+            tx.commit().await?;
         }
-        store::set_cursor(&mut tx, next.0, next.1).await?;
-        db.commit(tx).await?;
         cursor = next;
         if (rows.len() as i64) < BATCH {
-            return Ok(());
+            break;
         }
     }
+    // A stretch with nothing to queue moves the cursor once, at the end: after a crash the
+    // follower reads that stretch again and queues nothing twice that is still pending.
+    if cursor != start {
+        let mut tx = db.begin().await?;
+        store::set_cursor(&mut tx, cursor.0, cursor.1).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// (subscription, conversation) pairs to notify of these new messages: every current member

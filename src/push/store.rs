@@ -55,6 +55,19 @@ pub async fn upsert(
         .execute(db.writer())
         .await?;
     }
+    if inserted {
+        // While nobody had a subscription the follower did not read the log: it starts from
+        // here, not from an old position.
+        let lonely: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM push_subscriptions")
+            .fetch_one(db.writer())
+            .await?;
+        if lonely == 1 {
+            let now = crate::changes::current_position(db).await?;
+            let mut tx = db.begin().await?;
+            set_cursor(&mut tx, now.0, now.1).await?;
+            tx.commit().await?;
+        }
+    }
     let row = sqlx::query_as(&format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM push_subscriptions WHERE endpoint = $1"
     ))
@@ -62,6 +75,14 @@ pub async fn upsert(
     .fetch_one(db.writer())
     .await?;
     Ok((row, inserted))
+}
+
+/// Whether anyone has a subscription at all.
+pub async fn any(db: &Db) -> AppResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM push_subscriptions LIMIT 1")
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(found.is_some())
 }
 
 pub async fn list_for_user(db: &Db, user_id: &str) -> AppResult<Vec<SubscriptionRow>> {
