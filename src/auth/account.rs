@@ -200,6 +200,7 @@ pub async fn erase(db: &Db, user_id: &str) -> AppResult<Vec<String>> {
         "DELETE FROM password_resets WHERE user_id = $1",
         "DELETE FROM otp_challenges WHERE phone = (SELECT phone FROM users WHERE id = $1)",
         "DELETE FROM message_hidden WHERE user_id = $1",
+        "DELETE FROM push_subscriptions WHERE user_id = $1",
         "DELETE FROM memberships WHERE user_id = $1",
         "UPDATE conversation_members SET left_at = $2, left_seq = (SELECT last_seq FROM conversations c WHERE c.id = conversation_id) \
          WHERE user_id = $1 AND left_at IS NULL",

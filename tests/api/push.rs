@@ -471,3 +471,27 @@ async fn a_blocked_sender_is_not_announced(app: &TestApp) {
     assert_eq!(note["title"], "ivy in Club");
     assert_eq!(note["body"], "from a friend");
 }
+
+dual_test!(erasing_an_account_deletes_its_subscriptions);
+async fn erasing_an_account_deletes_its_subscriptions(app: &TestApp) {
+    let gone = app.signup("gone@example.com", "Gone").await;
+    let next = app.signup("next@example.com", "Next").await;
+    let body = Browser::new().subscription("https://push.example.com/send/shared-browser");
+    let r = app
+        .post(
+            "/api/v1/push/subscriptions",
+            Some(&gone.token),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        app.delete("/api/v1/users/me", &gone.token).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // The endpoint is new again: the erased account's row is gone, not moved.
+    let r = app
+        .post("/api/v1/push/subscriptions", Some(&next.token), body)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
