@@ -129,7 +129,7 @@ pub async fn run(c: &Common, groups: usize, members: usize) -> anyhow::Result<Re
         "notifications/s (first to last)",
         arrivals.len() as f64 / (last - first).as_secs_f64().max(0.001),
     );
-    report.latency("send → notification (with the 1 s collapse wait)", &latency);
+    report.latency("send → notification (with the collapse wait)", &latency);
     report.server = probe.finish();
     Ok(report)
 }

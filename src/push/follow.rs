@@ -10,8 +10,10 @@ use crate::db::{now_ms, Db};
 use crate::error::AppResult;
 
 const BATCH: i64 = 1000;
-/// A notification waits this long for more messages of its burst.
-pub const COLLAPSE: Duration = Duration::from_secs(1);
+/// A notification waits this long for more messages of its burst: longer than the follower's
+/// one-second look, so that a burst the follower reads in two looks is still one notification
+/// (the second look finds it pending).
+pub const COLLAPSE: Duration = Duration::from_secs(2);
 
 /// Reads the change log from the stored cursor to its end, a batch at a time. `online_among`
 /// answers which of some users have a device connected (on any node).

@@ -4,7 +4,7 @@
 //! - [`routes`]: `GET /push/vapid-public-key`, `/push/subscriptions` (per session).
 //! - [`follow`]: one node (by lease) follows the change log; a new message for a member with
 //!   no connected device marks one notification pending per subscription and conversation
-//!   (muted conversations and pending requests excepted) and queues its job a moment later,
+//!   (muted conversations and pending requests excepted) and queues its job two seconds later,
 //!   so a burst is one notification. The cursor moves in the transaction that queues.
 //! - [`send`]: the job. It reads what is unread when it runs (nothing left: nothing sent),
 //!   and sends one notification whose `Topic` is the conversation, so a push service that

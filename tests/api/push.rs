@@ -17,8 +17,9 @@ use crate::dual_test;
 use crate::helpers::{TestApp, User};
 
 const WAIT: Duration = Duration::from_secs(15);
-/// How long a test waits to be sure no more notifications come.
-const QUIET: Duration = Duration::from_millis(2500);
+/// How long a test waits to be sure no more notifications come: longer than the follower's
+/// look (1 s) and the collapse wait (2 s) together.
+const QUIET: Duration = Duration::from_millis(3500);
 
 /// A request the stand-in received.
 #[derive(Debug)]
