@@ -166,20 +166,18 @@ where
 }
 
 async fn senders(db: &Db, message_ids: &[String]) -> AppResult<HashMap<String, Option<String>>> {
-    let mut out = HashMap::new();
-    for chunk in message_ids.chunks(500) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT id, sender_id FROM messages WHERE id IN ({list})");
-        let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        out.extend(q.fetch_all(db.reader()).await?);
+    if message_ids.is_empty() {
+        return Ok(HashMap::new());
     }
-    Ok(out)
+    let mut params = Vec::new();
+    let sql = format!(
+        "SELECT id, sender_id FROM messages WHERE id IN ({})",
+        db.slots().in_list(message_ids, &mut params)
+    );
+    let rows: Vec<(String, Option<String>)> = db
+        .rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// (member, sender) pairs with a block between them, either way.
@@ -195,26 +193,21 @@ async fn blocks_between(
     let mut senders = senders.to_vec();
     senders.sort();
     senders.dedup();
-    for chunk in members.chunks(400) {
-        let ms = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>();
-        let ss = (chunk.len() + 1..=chunk.len() + senders.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>();
-        let (ms, ss) = (ms.join(", "), ss.join(", "));
-        let sql = format!(
-            "SELECT blocker_id, blocked_id FROM blocks WHERE (blocker_id IN ({ms}) AND blocked_id IN ({ss})) \
-             OR (blocked_id IN ({ms}) AND blocker_id IN ({ss}))"
-        );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-        for v in chunk.iter().chain(&senders) {
-            q = q.bind(v);
-        }
-        for (blocker, blocked) in q.fetch_all(db.reader()).await? {
-            out.insert((blocker.clone(), blocked.clone()));
-            out.insert((blocked, blocker));
-        }
+    let (mut params, mut slots) = (Vec::new(), db.slots());
+    let sql = format!(
+        "SELECT blocker_id, blocked_id FROM blocks WHERE (blocker_id IN ({}) AND blocked_id IN ({})) \
+         OR (blocked_id IN ({}) AND blocker_id IN ({}))",
+        slots.in_list(members, &mut params),
+        slots.in_list(&senders, &mut params),
+        slots.in_list(members, &mut params),
+        slots.in_list(&senders, &mut params),
+    );
+    let rows: Vec<(String, String)> = db
+        .rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .await?;
+    for (blocker, blocked) in rows {
+        out.insert((blocker.clone(), blocked.clone()));
+        out.insert((blocked, blocker));
     }
     Ok(out)
 }

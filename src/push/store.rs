@@ -96,28 +96,30 @@ pub async fn list_for_user(db: &Db, user_id: &str) -> AppResult<Vec<Subscription
 
 /// The subscriptions of these users whose sessions are still signed in.
 pub async fn live_for_users(db: &Db, user_ids: &[String]) -> AppResult<Vec<SubscriptionRow>> {
-    let mut out = Vec::new();
-    for chunk in user_ids.chunks(500) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {} FROM push_subscriptions p JOIN sessions s ON s.id = p.session_id \
-             WHERE s.revoked_at IS NULL AND p.user_id IN ({list}) ORDER BY p.id",
-            SUBSCRIPTION_COLUMNS
-                .split(", ")
-                .map(|c| format!("p.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut q = sqlx::query_as::<_, SubscriptionRow>(&sql);
-        for u in chunk {
-            q = q.bind(u);
-        }
-        out.extend(q.fetch_all(db.reader()).await?);
+    if user_ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let mut params = Vec::new();
+    let sql = format!(
+        "SELECT p.id, p.user_id, p.session_id, p.kind, p.endpoint, p.p256dh, p.auth, p.token, p.created_at \
+         FROM push_subscriptions p JOIN sessions s ON s.id = p.session_id \
+         WHERE s.revoked_at IS NULL AND p.user_id IN ({}) ORDER BY p.id",
+        db.slots().in_list(user_ids, &mut params)
+    );
+    db.rows_once(sql, params, |r| {
+        Ok(SubscriptionRow {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            session_id: r.get(2)?,
+            kind: r.get(3)?,
+            endpoint: r.get(4)?,
+            p256dh: r.get(5)?,
+            auth: r.get(6)?,
+            token: r.get(7)?,
+            created_at: r.get(8)?,
+        })
+    })
+    .await
 }
 
 pub async fn find(db: &Db, id: &str) -> AppResult<Option<SubscriptionRow>> {
