@@ -106,6 +106,7 @@ pub mod events;
 #[cfg(test)]
 mod fuzzing;
 pub mod http;
+pub mod inbox;
 pub mod jobs;
 pub mod media;
 pub mod messages;

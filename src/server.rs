@@ -65,7 +65,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::sync::routes::router())
         .merge(crate::media::routes::router())
         .merge(crate::whatsapp::channels::router())
-        .merge(crate::whatsapp::leads::router())
+        .merge(crate::inbox::routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())

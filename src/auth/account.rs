@@ -50,7 +50,7 @@ pub struct UpdateMeBody {
     #[schema(max_length = 140)]
     pub about: Option<String>,
     /// The id of an uploaded image; `null` removes the avatar.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::http::validate::double_option")]
     #[schema(value_type = Option<String>)]
     pub avatar_media_id: Option<Option<String>>,
     /// A new address is unverified until the link mailed to it is opened.
@@ -60,13 +60,6 @@ pub struct UpdateMeBody {
     #[schema(max_length = 128)]
     pub current_password: Option<String>,
     pub privacy: Option<PrivacyChange>,
-}
-
-/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// PATCH /api/v1/users/me — changes the caller's profile; absent fields stay as they are.

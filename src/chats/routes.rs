@@ -221,7 +221,7 @@ pub struct UpdateConversationBody {
     /// Channel conversations (agents): the inbox status.
     pub status: Option<InboxStatus>,
     /// Channel conversations (agents): the agent in charge; `null` unassigns.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::http::validate::double_option")]
     #[schema(value_type = Option<String>)]
     pub assignee_id: Option<Option<String>>,
 }
@@ -355,17 +355,11 @@ async fn change_member_role(
 #[serde(rename_all = "camelCase")]
 pub struct SettingsBody {
     /// RFC 3339 time until which the conversation is muted; `null` unmutes.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::http::validate::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub muted_until: Option<Option<String>>,
     pub archived: Option<bool>,
     pub pinned: Option<bool>,
-}
-
-fn double_option<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// PATCH /api/v1/conversations/{id}/settings — the caller's own mute, archive and pin.

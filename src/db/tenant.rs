@@ -35,6 +35,18 @@ impl<'a> Tenant<'a> {
     pub fn workspace_id(&self) -> &'a str {
         self.workspace_id
     }
+
+    /// This user's role in the workspace, if they belong to it.
+    pub async fn role_of(&self, user_id: &str) -> AppResult<Option<Role>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind(self.workspace_id)
+        .bind(user_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        Ok(role.as_deref().map(Role::from_db))
+    }
 }
 
 /// A member's role in a workspace.

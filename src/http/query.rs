@@ -38,6 +38,24 @@ pub fn parse<T: DeserializeOwned>(raw: &str) -> Result<T, AppError> {
     })
 }
 
+/// [`parse`] for a query with one repeatable parameter (`?tag=a&tag=b`): its values are taken
+/// out first, in order, and the rest is read into `T`.
+pub fn parse_repeated<T: DeserializeOwned>(
+    raw: &str,
+    name: &str,
+) -> Result<(T, Vec<String>), AppError> {
+    let mut values = Vec::new();
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        if k == name {
+            values.push(v.into_owned());
+        } else {
+            rest.append_pair(&k, &v);
+        }
+    }
+    Ok((parse(&rest.finish())?, values))
+}
+
 /// serde's "unknown field `tag`, expected one of …" names the parameter between backticks.
 fn unknown_parameter(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;

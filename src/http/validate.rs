@@ -26,6 +26,24 @@ pub fn optional<T, U>(
         .map_err(|message| FieldError::new(name, message))
 }
 
+/// For a JSON field where absent (outer `None`) and `null` (`Some(None)`) differ, e.g.
+/// "leave the assignee" and "unassign": `#[serde(default, deserialize_with = "…double_option")]`.
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// An instant in RFC 3339 (`2026-12-02T10:00:00Z`), as milliseconds since the epoch.
+pub fn parse_instant(raw: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| "must be a time in RFC 3339, e.g. 2026-12-02T10:00:00Z".into())
+}
+
 pub trait Validate {
     type Output;
     fn validate(self) -> Result<Self::Output, AppError>;

@@ -13,13 +13,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::channels::{self, ChannelRow};
-use super::leads;
 use super::parse::{self, Change, Inbound, StatusUpdate};
 use crate::app::AppState;
 use crate::changes;
 use crate::changes::kinds;
 use crate::db::{new_id, now_ms, Tx};
 use crate::error::{AppError, AppResult};
+use crate::inbox::leads;
 
 /// What one body (or one import) did.
 #[derive(Debug, Default, Clone, Serialize)]

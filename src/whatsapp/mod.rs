@@ -4,7 +4,6 @@
 //! - [`webhook`]: the handshake and the signed webhook; bodies are recorded before the 200 and
 //!   applied by a job through [`ingest`] (also used by `palaver import-webhooks`).
 //! - [`parse`]: the webhook body, read defensively.
-//! - [`leads`]: external contacts, made from webhooks' `contacts[]`.
 //! - [`media`]: inbound media fetched from the Graph API in the background.
 //! - [`outbound`]: agents' messages, reactions and read marks sent by a durable queue, with
 //!   retries and the guard against sending twice. The 24-hour window and the template are
@@ -21,7 +20,6 @@ pub use crate::messages::channel::kinds;
 pub mod channels;
 pub mod import;
 pub mod ingest;
-pub mod leads;
 pub mod media;
 pub mod outbound;
 pub mod parse;

@@ -163,7 +163,7 @@ async fn a_list_filter_is_honoured_or_refused(app: &TestApp) {
     for (path, param) in [
         ("/api/v1/conversations?kind=channel&tag=vip", "tag"),
         ("/api/v1/conversations?stage=won", "stage"),
-        ("/api/v1/leads?stage=won", "stage"),
+        ("/api/v1/leads?stage=closed-won", "stage"),
         ("/api/v1/sync?since=1", "since"),
         ("/api/v1/channels?limit=5&unknown=1", "unknown"),
     ] {

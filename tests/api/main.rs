@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod demo;
 mod errors;
+mod inbox;
 mod layout;
 mod logs;
 mod matrix;

@@ -64,6 +64,7 @@ struct World {
     channel_conversation: String,
     /// The owner's push subscription.
     subscription: String,
+    tag: String,
 }
 
 /// A text only the group's members may ever see.
@@ -187,8 +188,19 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let tag = call(
+        Method::POST,
+        "/api/v1/tags".into(),
+        Some(json!({"name": "vault"})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
         subscription,
+        tag,
         callers: vec![
             (Anonymous, None),
             (Stranger, Some(stranger)),
@@ -692,12 +704,96 @@ fn rows(w: &World) -> Vec<Row> {
     );
     row(Method::GET, "/leads", NOT_STAFF, None, plain("/leads"));
     row(
+        Method::POST,
+        "/leads",
+        NOT_STAFF,
+        None,
+        Box::new(|_| ("/api/v1/leads".into(), Some(json!({"name": "Intruder"})))),
+    );
+    let lead = w.lead.as_str();
+    row(
         Method::GET,
         "/leads/{id}",
         ALL,
-        Some(w.lead.as_str()),
+        Some(lead),
         at("/leads/{}", None),
     );
+    row(
+        Method::PATCH,
+        "/leads/{id}",
+        ALL,
+        Some(lead),
+        at("/leads/{}", Some(json!({"stage": "won"}))),
+    );
+    row(
+        Method::DELETE,
+        "/leads/{id}",
+        ALL,
+        Some(lead),
+        at("/leads/{}", None),
+    );
+    row(
+        Method::GET,
+        "/leads/stages",
+        NOT_STAFF,
+        None,
+        plain("/leads/stages"),
+    );
+    row(
+        Method::PUT,
+        "/leads/stages",
+        NOT_STAFF,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/leads/stages".into(),
+                Some(json!({"stages": ["x"]})),
+            )
+        }),
+    );
+    row(
+        Method::GET,
+        "/leads/attributes",
+        NOT_STAFF,
+        None,
+        plain("/leads/attributes"),
+    );
+    row(
+        Method::PUT,
+        "/leads/attributes",
+        NOT_STAFF,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/leads/attributes".into(),
+                Some(json!({"attributes": []})),
+            )
+        }),
+    );
+    row(Method::GET, "/tags", NOT_STAFF, None, plain("/tags"));
+    row(
+        Method::POST,
+        "/tags",
+        NOT_STAFF,
+        None,
+        Box::new(|_| ("/api/v1/tags".into(), Some(json!({"name": "intruder"})))),
+    );
+    let tag = w.tag.as_str();
+    row(
+        Method::PATCH,
+        "/tags/{id}",
+        ALL,
+        Some(tag),
+        at("/tags/{}", Some(json!({"name": "taken"}))),
+    );
+    row(
+        Method::DELETE,
+        "/tags/{id}",
+        ALL,
+        Some(tag),
+        at("/tags/{}", None),
+    );
+    row(Method::GET, "/audit", NOT_STAFF, None, plain("/audit"));
     rows
 }
 

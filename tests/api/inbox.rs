@@ -1,0 +1,413 @@
+//! The team inbox: leads (CRUD, stages, tags, opt-in, attributes, filters), the catalog, the
+//! audit log.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::dual_test;
+use crate::helpers::{TestApp, User};
+
+/// The workspace's owner (the first account), an agent and a plain member.
+pub async fn team(app: &TestApp) -> (User, User, User) {
+    let owner = crate::workspaces::admin(app, "owner@example.com").await;
+    let agent = app.signup("agent@example.com", "Ana Agent").await;
+    let member = app.signup("member@example.com", "Max Member").await;
+    set_role(app, &owner, &agent, "agent").await;
+    (owner, agent, member)
+}
+
+pub async fn set_role(app: &TestApp, owner: &User, user: &User, role: &str) {
+    app.patch(
+        &format!("/api/v1/workspaces/default/members/{}", user.id),
+        &owner.token,
+        json!({"role": role}),
+    )
+    .await
+    .assert_ok();
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+dual_test!(leads_are_created_changed_filtered_and_deleted);
+async fn leads_are_created_changed_filtered_and_deleted(app: &TestApp) {
+    let (owner, agent, member) = team(app).await;
+    let r = app
+        .post(
+            "/api/v1/leads",
+            Some(&agent.token),
+            json!({"name": "Rosa Díaz", "phone": "+49 151 1234-5678", "email": "Rosa@Example.com",
+                   "tags": ["vip", "b2b"], "optIn": {"status": "opted_in", "source": "form"},
+                   "attributes": {"city": "Porto", "orders": 3}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let rosa = r.body.clone();
+    assert_eq!(rosa["phone"], "+4915112345678");
+    assert_eq!(rosa["waId"], "4915112345678");
+    assert_eq!(rosa["email"], "rosa@example.com");
+    assert_eq!(rosa["stage"], "new");
+    assert_eq!(rosa["tags"], json!(["b2b", "vip"]));
+    assert_eq!(rosa["optIn"]["status"], "opted_in");
+    assert_eq!(rosa["optIn"]["source"], "form");
+    assert!(rosa["optIn"]["at"].is_string());
+    assert_eq!(rosa["attributes"], json!({"city": "Porto", "orders": 3}));
+    let id = rosa["id"].as_str().unwrap();
+
+    // The same phone written differently is the same lead: 409.
+    app.post(
+        "/api/v1/leads",
+        Some(&agent.token),
+        json!({"name": "Other", "phone": "0049151 12345678"}),
+    )
+    .await
+    .assert_problem(409, "lead_exists");
+    // A stage outside the pipeline, a bad phone, nothing to name the lead: 422.
+    app.post(
+        "/api/v1/leads",
+        Some(&agent.token),
+        json!({"name": "X", "stage": "won-big"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    app.post("/api/v1/leads", Some(&agent.token), json!({"phone": "12"}))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.post("/api/v1/leads", Some(&agent.token), json!({"tags": ["x"]}))
+        .await
+        .assert_problem(422, "validation_failed");
+    // A plain member is no agent.
+    app.post("/api/v1/leads", Some(&member.token), json!({"name": "Y"}))
+        .await
+        .assert_problem(403, "forbidden");
+
+    for (name, stage, tags) in [
+        ("Bruno", "qualified", json!(["vip"])),
+        ("Carla", "won", json!(["b2b"])),
+        ("Dora", "new", json!([])),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/leads",
+                Some(&owner.token),
+                json!({"name": name, "stage": stage, "tags": tags}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+
+    // Changes: stage, assignee, attributes merged (null removes), opt-out.
+    let r = app
+        .patch(
+            &format!("/api/v1/leads/{id}"),
+            &agent.token,
+            json!({"stage": "qualified", "assigneeId": agent.id, "attributes": {"orders": null, "plan": "pro"},
+                   "optIn": {"status": "opted_out"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["stage"], "qualified");
+    assert_eq!(r.body["assigneeId"], agent.id.as_str());
+    assert_eq!(
+        r.body["attributes"],
+        json!({"city": "Porto", "plan": "pro"})
+    );
+    assert_eq!(r.body["optIn"]["status"], "opted_out");
+    assert_eq!(r.body["optIn"]["source"], "agent");
+    // The assignee must work the inbox.
+    app.patch(
+        &format!("/api/v1/leads/{id}"),
+        &agent.token,
+        json!({"assigneeId": member.id}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+
+    let list = |q: &'static str| {
+        let (app, token) = (app, agent.token.clone());
+        async move {
+            let r = app.get(&format!("/api/v1/leads?{q}"), &token).await;
+            assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+            ids(&r.body)
+        }
+    };
+    assert_eq!(
+        list("stage=qualified&sort=name").await,
+        ["Bruno", "Rosa Díaz"]
+    );
+    assert_eq!(
+        list("tag=vip&tag=b2b&sort=name").await,
+        ["Bruno", "Carla", "Rosa Díaz"]
+    );
+    assert_eq!(list("tags=vip,b2b").await, ["Rosa Díaz"]);
+    assert_eq!(list("assignee=me").await, ["Rosa Díaz"]);
+    assert_eq!(
+        list("assignee=none&sort=-name").await,
+        ["Dora", "Carla", "Bruno"]
+    );
+    assert_eq!(list("optIn=opted_out").await, ["Rosa Díaz"]);
+    assert_eq!(list("q=porto").await, ["Rosa Díaz"]);
+    assert_eq!(list("q=%2B49 151").await, ["Rosa Díaz"]);
+    assert_eq!(list("q=ROSA@").await, ["Rosa Díaz"]);
+    assert_eq!(
+        list("createdFrom=2000-01-01T00:00:00Z&sort=createdAt")
+            .await
+            .len(),
+        4
+    );
+    assert!(list("createdTo=2000-01-01T00:00:00Z").await.is_empty());
+    // Paging by name, two at a time, sees every lead once.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = app
+            .get(
+                &format!("/api/v1/leads?sort=name&limit=2{cursor}"),
+                &agent.token,
+            )
+            .await;
+        seen.extend(ids(&r.body));
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["Bruno", "Carla", "Dora", "Rosa Díaz"]);
+    // Filters that cannot be applied are refused.
+    for q in [
+        "stage=nope",
+        "tag=unknown",
+        "optIn=maybe",
+        "sort=age",
+        "createdFrom=yesterday",
+        "channel=nope",
+        "color=red",
+    ] {
+        let r = app.get(&format!("/api/v1/leads?{q}"), &agent.token).await;
+        assert!(matches!(r.status.as_u16(), 400 | 422), "{q}: {}", r.text);
+    }
+
+    // Delete: gone, then 404; the audit log has it all, for admins only.
+    assert_eq!(
+        app.delete(&format!("/api/v1/leads/{id}"), &agent.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    app.get(&format!("/api/v1/leads/{id}"), &agent.token)
+        .await
+        .assert_problem(404, "not_found");
+    let audit = app
+        .get("/api/v1/audit?action=lead.", &owner.token)
+        .await
+        .assert_ok()
+        .body;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions[0], "lead.deleted");
+    assert_eq!(actions.iter().filter(|a| **a == "lead.created").count(), 4);
+    let deleted = &audit["items"][0];
+    assert_eq!(deleted["actor"]["id"], agent.id.as_str());
+    assert_eq!(deleted["actor"]["name"], "Ana Agent");
+    assert_eq!(deleted["target"], json!({"type": "lead", "id": id}));
+    app.get("/api/v1/audit", &agent.token)
+        .await
+        .assert_problem(403, "forbidden");
+}
+
+dual_test!(the_pipeline_attributes_and_tags_belong_to_the_workspace);
+async fn the_pipeline_attributes_and_tags_belong_to_the_workspace(app: &TestApp) {
+    let (owner, agent, _member) = team(app).await;
+    let stages = app
+        .get("/api/v1/leads/stages", &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(stages["stages"], json!(["new", "qualified", "won", "lost"]));
+    app.put(
+        "/api/v1/leads/stages",
+        &agent.token,
+        json!({"stages": ["a"]}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let lead = app
+        .post(
+            "/api/v1/leads",
+            Some(&agent.token),
+            json!({"name": "Q", "stage": "qualified", "tags": ["hot"]}),
+        )
+        .await
+        .assert_ok()
+        .body;
+    // A stage leads are in cannot go.
+    app.put(
+        "/api/v1/leads/stages",
+        &owner.token,
+        json!({"stages": ["lead", "demo", "won"]}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let r = app
+        .put(
+            "/api/v1/leads/stages",
+            &owner.token,
+            json!({"stages": ["lead", "qualified", "demo", "won", "lost"]}),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(r.body["stages"][0], "lead");
+    let r = app
+        .post("/api/v1/leads", Some(&agent.token), json!({"name": "N"}))
+        .await
+        .assert_ok();
+    assert_eq!(
+        r.body["stage"], "lead",
+        "a new lead starts in the first stage"
+    );
+
+    // Attribute definitions check values of their keys; others are free.
+    app.put(
+        "/api/v1/leads/attributes",
+        &owner.token,
+        json!({"attributes": [{"key": "plan", "label": "Plan", "type": "list", "options": ["free", "pro"]},
+                              {"key": "seats", "label": "Seats", "type": "number"}]}),
+    )
+    .await
+    .assert_ok();
+    let defs = app
+        .get("/api/v1/leads/attributes", &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(defs["attributes"][0]["type"], "list");
+    let lead_id = lead["id"].as_str().unwrap();
+    app.patch(
+        &format!("/api/v1/leads/{lead_id}"),
+        &agent.token,
+        json!({"attributes": {"plan": "gold"}}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    app.patch(
+        &format!("/api/v1/leads/{lead_id}"),
+        &agent.token,
+        json!({"attributes": {"seats": "many"}}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    app.patch(
+        &format!("/api/v1/leads/{lead_id}"),
+        &agent.token,
+        json!({"attributes": {"plan": "pro", "seats": 4, "note": "x"}}),
+    )
+    .await
+    .assert_ok();
+
+    // Tags: made by a lead, listed with counts, renamed, recoloured, deleted.
+    let tags = app.get("/api/v1/tags", &agent.token).await.assert_ok().body;
+    assert_eq!(tags[0]["name"], "hot");
+    assert_eq!(tags[0]["leads"], 1);
+    let hot = tags[0]["id"].as_str().unwrap().to_owned();
+    app.post("/api/v1/tags", Some(&agent.token), json!({"name": "hot"}))
+        .await
+        .assert_problem(409, "tag_exists");
+    app.post(
+        "/api/v1/tags",
+        Some(&agent.token),
+        json!({"name": "cold", "color": "blue"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let cold = app
+        .post(
+            "/api/v1/tags",
+            Some(&agent.token),
+            json!({"name": "cold", "color": "#0000FF"}),
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(cold["color"], "#0000ff");
+    let r = app
+        .patch(
+            &format!("/api/v1/tags/{hot}"),
+            &agent.token,
+            json!({"name": "warm"}),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(r.body["name"], "warm");
+    let l = app
+        .get(&format!("/api/v1/leads/{lead_id}"), &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(l["tags"], json!(["warm"]));
+    app.delete(&format!("/api/v1/tags/{hot}"), &agent.token)
+        .await
+        .assert_problem(403, "forbidden");
+    assert_eq!(
+        app.delete(&format!("/api/v1/tags/{hot}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let l = app
+        .get(&format!("/api/v1/leads/{lead_id}"), &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(l["tags"], json!([]));
+
+    // Another workspace (its owner is this one's too) sees none of it.
+    let other = &owner;
+    let r = app
+        .post(
+            "/api/v1/workspaces",
+            Some(&other.token),
+            json!({"name": "Other Co", "slug": "other"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app
+        .call_with(
+            reqwest::Method::GET,
+            "/api/v1/leads",
+            Some(&other.token),
+            None,
+            &[("Palaver-Workspace", "other")],
+        )
+        .await;
+    assert_eq!(r.body["items"], json!([]), "{}", r.text);
+    let r = app
+        .call_with(
+            reqwest::Method::GET,
+            &format!("/api/v1/leads/{lead_id}"),
+            Some(&other.token),
+            None,
+            &[("Palaver-Workspace", "other")],
+        )
+        .await;
+    r.assert_problem(404, "not_found");
+    let r = app
+        .call_with(
+            reqwest::Method::GET,
+            "/api/v1/tags",
+            Some(&other.token),
+            None,
+            &[("Palaver-Workspace", "other")],
+        )
+        .await;
+    assert_eq!(r.body, json!([]));
+}
