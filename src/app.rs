@@ -160,6 +160,18 @@ impl AppState {
         }
     }
 
+    /// Sends an event to every device of these users, on every node (encoded once).
+    pub fn emit_event(&self, users: Vec<String>, name: &str, data: &impl serde::Serialize) {
+        if !users.is_empty() {
+            self.emit(users, crate::realtime::protocol::event(name, data).into());
+        }
+    }
+
+    /// Those of `users` who are online now, on any node.
+    pub async fn online_among(&self, users: Vec<String>) -> Vec<String> {
+        self.presence.online_among(&self.hub, users).await
+    }
+
     /// Sends one encoded event to every device of these users, on every node.
     pub fn emit(&self, users: Vec<String>, packet: engineioxide::Str) {
         for u in &users {

@@ -24,6 +24,9 @@ pub const PRESENCE: &str = "presence";
 /// `token_expired`, `session_revoked` or `removed_from_workspace`.
 pub const SESSION_ENDED: &str = "session:ended";
 
+// The team inbox, server to client (agents only): a note or an activity line.
+pub const NOTE_NEW: &str = "note:new";
+
 // Calls (inbox-ai-calls.md): client to server, each acked.
 pub const CALL_INVITE: &str = "call:invite";
 pub const CALL_ACCEPT: &str = "call:accept";

@@ -66,6 +66,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::media::routes::router())
         .merge(crate::whatsapp::channels::router())
         .merge(crate::inbox::routes::router())
+        .merge(crate::inbox::desk_routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())
@@ -387,6 +388,8 @@ fn job_kinds() -> Kinds<AppState> {
             crate::calls::kinds::RING_TIMEOUT,
             crate::realtime::calls::ring_timeout,
         )
+        .add(crate::inbox::jobs::OPENED, crate::inbox::jobs::opened)
+        .add(crate::inbox::jobs::WAKE, crate::inbox::jobs::wake)
         .add(push::kinds::MESSAGE, |state: AppState, job| async move {
             push::send::message(&state.db, senders(&state), job).await
         })

@@ -89,14 +89,17 @@ CREATE TABLE agent_settings (
     PRIMARY KEY (workspace_id, user_id)
 );
 
--- Internal notes: agents only, never in a customer's sync, search or channel.
+-- Internal notes and the inbox's activity lines (assigned, status changed, snoozed): agents
+-- only, never in a customer's sync, search or channel.
 CREATE TABLE notes (
     id               TEXT PRIMARY KEY,
     workspace_id     TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     conversation_id  TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
     author_id        TEXT REFERENCES users (id) ON DELETE SET NULL,
+    kind             TEXT NOT NULL DEFAULT 'note' CHECK (kind IN ('note', 'activity')),
     text             TEXT NOT NULL,
     mentions         TEXT NOT NULL DEFAULT '[]',
+    details          TEXT,
     created_at       INTEGER NOT NULL
 );
 CREATE INDEX notes_conversation ON notes (conversation_id, id);

@@ -63,12 +63,16 @@ pub struct ConversationView {
     /// Channel conversations: the customer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lead: Option<LeadRef>,
-    /// Channel conversations: `open`, `pending` or `closed` (a customer message reopens).
+    /// Inbox conversations (for agents): `open`, `pending` or `closed` (a customer message
+    /// reopens).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Channel conversations: the agent in charge (null: unassigned).
+    /// Inbox conversations (for agents): the agent in charge (null: unassigned).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assignee_id: Option<Option<String>>,
+    /// Inbox conversations (for agents): snoozed until then (null: not snoozed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snoozed_until: Option<Option<Timestamp>>,
     /// Channel conversations: until when free-form replies are allowed (24 hours after the
     /// customer's last message); null when the window is closed or never opened.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +92,11 @@ pub struct ChannelRef {
 #[serde(rename_all = "camelCase")]
 pub struct LeadRef {
     pub id: String,
-    /// The customer's WhatsApp id (their number, digits only).
-    pub wa_id: String,
+    /// Channel conversations: the customer's WhatsApp id (their number, digits only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// Support conversations: the customer's user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     pub name: Option<String>,
 }

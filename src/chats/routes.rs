@@ -10,8 +10,8 @@ use utoipa_axum::routes;
 use super::model::{ConversationView, MemberView};
 use super::service::{self, NewGroup};
 use crate::app::AppState;
-use crate::conversations::model::{InboxStatus, Kind, MemberRole};
-use crate::conversations::store::{self, ListFilter, SettingsChange};
+use crate::conversations::model::{InboxStatus, MemberRole};
+use crate::conversations::store::{self, InboxFilter, ListFilter, SettingsChange};
 use crate::db::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::encode_cursor;
@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_conversations))
         .routes(routes!(open_direct))
         .routes(routes!(create_group))
-        .routes(routes!(get_conversation, update_conversation))
+        .routes(routes!(get_conversation))
         .routes(routes!(list_members, add_members))
         .routes(routes!(remove_member, change_member_role))
         .routes(routes!(update_settings))
@@ -40,18 +40,38 @@ pub struct ListConversationsQuery {
     pub requests: Option<bool>,
     /// `true`: only archived; `false`: only not archived; absent: both.
     pub archived: Option<bool>,
-    /// Only conversations of this kind: `direct`, `group` or `channel`.
-    pub kind: Option<Kind>,
-    /// Channel conversations with this inbox status: `open`, `pending` or `closed`.
+    /// Only conversations of this kind: `direct`, `group`, `channel`, `support`, or `inbox`
+    /// (channel and support). The inbox kinds are sorted by the customer's last message.
+    pub kind: Option<KindFilter>,
+    /// Inbox conversations with this status: `open`, `pending` or `closed`.
     pub status: Option<InboxStatus>,
-    /// Channel conversations assigned to `me`, to nobody (`none`) or to a user id.
+    /// Inbox conversations assigned to `me`, to nobody (`none`) or to a user id.
     pub assignee: Option<String>,
+    /// Inbox views: conversations whose lead has this tag.
+    pub tag: Option<String>,
+    /// Inbox views: conversations whose lead is in this stage.
+    pub stage: Option<String>,
+    /// Inbox views: conversations of this WhatsApp channel.
+    pub channel: Option<String>,
+    /// Inbox views: only those with messages the caller has not read.
+    pub unread: Option<bool>,
     #[param(minimum = 1)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-/// GET /api/v1/conversations — the caller's conversations, most recent activity first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KindFilter {
+    Direct,
+    Group,
+    Channel,
+    Support,
+    Inbox,
+}
+
+/// GET /api/v1/conversations — the caller's conversations, most recent activity first; the
+/// inbox kinds by the customer's last message.
 #[utoipa::path(get, path = "/conversations", tag = "conversations", security(("bearer" = [])), params(ListConversationsQuery),
     responses((status = 200, body = Page<ConversationView>)))]
 async fn list_conversations(
@@ -59,6 +79,23 @@ async fn list_conversations(
     scope: Scope,
     Query(q): Query<ListConversationsQuery>,
 ) -> AppResult<Json<Page<ConversationView>>> {
+    let inbox_kinds: &[&'static str] = match q.kind {
+        Some(KindFilter::Channel) => &["channel"],
+        Some(KindFilter::Support) => &["support"],
+        Some(KindFilter::Inbox) => &["channel", "support"],
+        _ => &[],
+    };
+    let inbox_only =
+        q.tag.is_some() || q.stage.is_some() || q.channel.is_some() || q.unread.is_some();
+    if !inbox_kinds.is_empty() {
+        return Ok(Json(inbox_view(&state, &scope, q, inbox_kinds).await?));
+    }
+    if inbox_only {
+        return Err(AppError::invalid_field(
+            "kind",
+            "tag, stage, channel and unread filter the inbox: kind=channel, support or inbox",
+        ));
+    }
     let paging = ListQuery {
         limit: q.limit,
         cursor: q.cursor,
@@ -67,7 +104,10 @@ async fn list_conversations(
     let filter = ListFilter {
         requests: q.requests.unwrap_or(false),
         archived: q.archived,
-        kind: q.kind.map(|k| k.as_str().to_owned()),
+        kind: q.kind.map(|k| match k {
+            KindFilter::Direct => "direct".to_owned(),
+            _ => "group".to_owned(),
+        }),
         status: q.status.map(|s| s.as_str().to_owned()),
         assignee: match q.assignee.as_deref() {
             None => None,
@@ -94,6 +134,66 @@ async fn list_conversations(
         .collect();
     let items = service::views(&state.db, &scope.user_id, items).await?;
     Ok(Json(Page { items, next_cursor }))
+}
+
+/// An inbox view (agents): channel and support conversations by status, assignee, the lead's
+/// tag and stage, channel and unread; a tag or stage the workspace does not have is 422.
+async fn inbox_view(
+    state: &AppState,
+    scope: &Scope,
+    q: ListConversationsQuery,
+    kinds: &[&'static str],
+) -> AppResult<Page<ConversationView>> {
+    let t = scope.tenant(&state.db);
+    let paging = ListQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = paging.limit()?;
+    if let Some(stage) = &q.stage {
+        if !store::is_stage(t, stage).await? {
+            return Err(AppError::invalid_field(
+                "stage",
+                "is not a stage of this workspace",
+            ));
+        }
+    }
+    let tags: Vec<String> = q.tag.into_iter().collect();
+    if let Some(unknown) = store::unknown_tags(t, &tags).await?.first() {
+        return Err(AppError::invalid_field(
+            "tag",
+            format!("the workspace has no tag {unknown:?}"),
+        ));
+    }
+    let filter = InboxFilter {
+        kinds: kinds.to_vec(),
+        status: q.status.map(|s| s.as_str().to_owned()),
+        assignee: match q.assignee.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some("me") => Some(Some(scope.user_id.clone())),
+            Some(id) => Some(Some(id.to_owned())),
+        },
+        tags,
+        stage: q.stage,
+        channel_id: q.channel,
+        unread: q.unread.unwrap_or(false),
+        after: paging.position()?,
+        limit,
+    };
+    let mut rows = store::list_inbox(t, &scope.user_id, &filter).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last()).flatten().map(|r| {
+        let c = &r.conversation;
+        encode_cursor(&(c.last_inbound_at.unwrap_or(c.created_at), &c.id))
+    });
+    let items = rows
+        .into_iter()
+        .map(|r| (r.conversation, r.member, r.unread))
+        .collect();
+    let items = service::views(&state.db, &scope.user_id, items).await?;
+    Ok(Page { items, next_cursor })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -210,60 +310,31 @@ async fn get_conversation(
     ))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateConversationBody {
-    #[schema(min_length = 1, max_length = 100)]
-    pub title: Option<String>,
-    #[schema(max_length = 512)]
-    pub description: Option<String>,
-    pub avatar_media_id: Option<String>,
-    /// Channel conversations (agents): the inbox status.
-    pub status: Option<InboxStatus>,
-    /// Channel conversations (agents): the agent in charge; `null` unassigns.
-    #[serde(default, deserialize_with = "crate::http::validate::double_option")]
-    #[schema(value_type = Option<String>)]
-    pub assignee_id: Option<Option<String>>,
-}
-
-/// PATCH /api/v1/conversations/{id} — a group's title, description or avatar (owner and admins); a channel conversation's status and assignee (agents).
-#[utoipa::path(patch, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])), request_body = UpdateConversationBody,
-    params(("id" = String, Path)), responses((status = 200, body = ConversationView), (status = 403, body = crate::error::Problem)))]
-async fn update_conversation(
-    State(state): State<AppState>,
-    scope: Scope,
-    Path(id): Path<String>,
-    Json(b): Json<UpdateConversationBody>,
-) -> AppResult<Json<ConversationView>> {
-    if b.status.is_some() || b.assignee_id.is_some() {
-        return Ok(Json(
-            service::update_inbox(
-                scope.tenant(&state.db),
-                &scope,
-                &id,
-                b.status,
-                b.assignee_id,
-            )
-            .await?,
-        ));
-    }
+/// A group's title, description or avatar (owner and admins), checked; the inbox's
+/// `PATCH /conversations/{id}` (in `inbox::routes`) calls it for those fields.
+pub async fn update_group_fields(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+    title: Option<String>,
+    description: Option<String>,
+    avatar_media_id: Option<String>,
+) -> AppResult<ConversationView> {
     let (title, description) = (
-        optional("title", b.title, |t| parse_title(&t)),
-        optional("description", b.description, |d| parse_description(&d)),
+        optional("title", title, |t| parse_title(&t)),
+        optional("description", description, |d| parse_description(&d)),
     )
         .validate()?;
-    check_avatar(&state, &scope, &b.avatar_media_id).await?;
-    Ok(Json(
-        service::update_group(
-            scope.tenant(&state.db),
-            &scope.user_id,
-            &id,
-            title,
-            description,
-            b.avatar_media_id,
-        )
-        .await?,
-    ))
+    check_avatar(state, scope, &avatar_media_id).await?;
+    service::update_group(
+        scope.tenant(&state.db),
+        &scope.user_id,
+        id,
+        title,
+        description,
+        avatar_media_id,
+    )
+    .await
 }
 
 /// GET /api/v1/conversations/{id}/members — the current members, paged.

@@ -64,13 +64,20 @@ pub async fn views(
         .into_iter()
         .map(|(c, me, unread)| {
             let current = members.remove(&c.id).unwrap_or_default();
-            let title = if c.kind() == Kind::Direct {
-                current
+            let agent_side = c.kind().is_inbox() && !c.is_customer(viewer);
+            let title = match c.kind() {
+                Kind::Direct => current
                     .iter()
                     .find(|m| m.user_id != viewer)
-                    .and_then(|m| names.get(&m.user_id).cloned())
-            } else {
-                c.title.clone()
+                    .and_then(|m| names.get(&m.user_id).cloned()),
+                // Agents see the customer's name; the customer, the workspace's.
+                Kind::Support if agent_side => c
+                    .lead_id
+                    .as_ref()
+                    .and_then(|id| leads.get(id))
+                    .and_then(|l| l.name.clone())
+                    .or_else(|| c.title.clone()),
+                _ => c.title.clone(),
             };
             ConversationView {
                 kind: Kind::from_db(&c.kind),
@@ -101,11 +108,15 @@ pub async fn views(
                     .channel_id
                     .as_ref()
                     .and_then(|id| channels.get(id).cloned()),
-                lead: c.lead_id.as_ref().and_then(|id| leads.get(id).cloned()),
+                // The support desk's customer sees none of the inbox's internal fields.
+                lead: agent_side
+                    .then(|| c.lead_id.as_ref().and_then(|id| leads.get(id).cloned()))
+                    .flatten(),
                 channel_id: c.channel_id.clone(),
-                lead_id: c.lead_id.clone(),
-                status: c.inbox_status.clone(),
-                assignee_id: (c.kind() == Kind::Channel).then(|| c.assignee_id.clone()),
+                lead_id: agent_side.then(|| c.lead_id.clone()).flatten(),
+                status: agent_side.then(|| c.inbox_status.clone()).flatten(),
+                assignee_id: agent_side.then(|| c.assignee_id.clone()),
+                snoozed_until: agent_side.then(|| c.snoozed_until.map(Timestamp)),
                 window_expires_at: (c.kind() == Kind::Channel).then(|| {
                     c.last_inbound_at
                         .map(|at| at + WINDOW_MS)
@@ -151,7 +162,15 @@ async fn channel_and_lead_refs(
     let leads = store::lead_refs(db, &lead_ids)
         .await?
         .into_iter()
-        .map(|(id, wa_id, name)| (id.clone(), LeadRef { id, wa_id, name }))
+        .map(|(id, wa_id, user_id, name)| {
+            let lead = LeadRef {
+                id: id.clone(),
+                wa_id,
+                user_id,
+                name,
+            };
+            (id, lead)
+        })
         .collect();
     Ok((channels, leads))
 }
@@ -527,33 +546,32 @@ async fn hand_over(tx: &mut Tx, conversation_id: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Takes `user_id` out of the workspace's conversations (only those of `kind`, if given), as a
-/// removed member: they keep what they could see up to now and get nothing after. Each
-/// conversation records the change (its members changed), and that change is the last the
-/// user gets of it, live or by sync. Used when a member leaves the workspace (every kind) and
-/// when an agent is demoted (channel conversations).
+/// Takes `user_id` out of the workspace's conversations (`inbox_only`: only the inbox
+/// conversations they are in as an agent), as a removed member: they keep what they could see
+/// up to now and get nothing after. Each conversation records the change (its members
+/// changed), and that change is the last the user gets of it, live or by sync. Used when a
+/// member leaves the workspace (every conversation) and when an agent is demoted (the inbox;
+/// their own support conversation, as its customer, stays).
 pub async fn leave_workspace_conversations(
     tx: &mut Tx,
     workspace_id: &str,
     user_id: &str,
-    kind: Option<Kind>,
+    inbox_only: bool,
 ) -> AppResult<usize> {
     let sql = format!(
         "SELECT c.id, c.last_seq, m.role FROM conversations c \
          JOIN conversation_members m ON m.conversation_id = c.id \
          WHERE c.workspace_id = $1 AND m.user_id = $2 AND m.left_at IS NULL{}",
-        if kind.is_some() {
-            " AND c.kind = $3"
+        if inbox_only {
+            " AND c.kind IN ('channel', 'support') \
+              AND NOT (c.kind = 'support' AND c.created_by = $2)"
         } else {
             ""
         }
     );
-    let mut q = sqlx::query_as::<_, (String, i64, String)>(&sql)
+    let q = sqlx::query_as::<_, (String, i64, String)>(&sql)
         .bind(workspace_id)
         .bind(user_id);
-    if let Some(kind) = kind {
-        q = q.bind(kind.as_str());
-    }
     let current = q.fetch_all(&mut **tx).await?;
     for (conversation_id, last_seq, role) in &current {
         let pos = conversation_changed(tx, conversation_id).await?;
@@ -628,55 +646,6 @@ pub async fn update_group(
     conversation_changed(&mut tx, conversation_id).await?;
     t.db().commit(tx).await?;
     reload(t, conversation_id, me).await
-}
-
-/// A channel conversation's inbox status and assignee (owners, admins and agents); the
-/// assignee must be one of them too.
-pub async fn update_inbox(
-    t: Tenant<'_>,
-    scope: &crate::http::Scope,
-    conversation_id: &str,
-    status: Option<InboxStatus>,
-    assignee: Option<Option<String>>,
-) -> AppResult<ConversationView> {
-    let a = access(t, conversation_id, &scope.user_id, false).await?;
-    if a.conversation.kind() != Kind::Channel {
-        return Err(AppError::invalid_field(
-            "status",
-            "only channel conversations have an inbox status and assignee",
-        ));
-    }
-    scope.require_agent("manage the inbox")?;
-    if let Some(Some(user)) = &assignee {
-        let role: Option<String> = sqlx::query_scalar(
-            "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
-        )
-        .bind(t.workspace_id())
-        .bind(user)
-        .fetch_optional(t.db().reader())
-        .await?;
-        if !matches!(role.as_deref(), Some("owner" | "admin" | "agent")) {
-            return Err(AppError::invalid_field(
-                "assigneeId",
-                "is not an agent, admin or owner of this workspace",
-            ));
-        }
-    }
-    let mut tx = t.db().begin().await?;
-    sqlx::query(
-        "UPDATE conversations SET inbox_status = COALESCE($1, inbox_status), \
-         assignee_id = CASE WHEN $2 = 1 THEN $3 ELSE assignee_id END, updated_at = $4 WHERE id = $5",
-    )
-    .bind(status.map(|s| s.as_str()))
-    .bind(assignee.is_some() as i64)
-    .bind(assignee.clone().flatten())
-    .bind(crate::db::now_ms())
-    .bind(conversation_id)
-    .execute(&mut *tx)
-    .await?;
-    conversation_changed(&mut tx, conversation_id).await?;
-    t.db().commit(tx).await?;
-    reload(t, conversation_id, &scope.user_id).await
 }
 
 pub async fn update_settings(

@@ -1,6 +1,6 @@
 //! Who may see a conversation: decided here, in one place, for every transport.
 
-use super::model::{ConversationRow, Kind, MemberRow};
+use super::model::{ConversationRow, MemberRow};
 use super::store;
 use crate::db::Tenant;
 use crate::error::{AppError, AppResult};
@@ -26,8 +26,9 @@ pub async fn access(
     let (conversation, me, peer) = store::find_with_member(t, conversation_id, user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
-    let channel = Kind::from_db(&conversation.kind) == Kind::Channel;
-    if !me.is_current() && (!history || channel) {
+    // Agents are in inbox conversations by their role; the support desk's customer is not.
+    let by_role = conversation.kind().is_inbox() && !conversation.is_customer(user_id);
+    if !me.is_current() && (!history || by_role) {
         return Err(AppError::not_found());
     }
     Ok(Access {

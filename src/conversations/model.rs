@@ -15,6 +15,8 @@ pub enum Kind {
     Direct,
     Group,
     Channel,
+    /// An app user writing to a workspace's team (the support desk).
+    Support,
 }
 
 impl Kind {
@@ -22,6 +24,7 @@ impl Kind {
         match s {
             "group" => Kind::Group,
             "channel" => Kind::Channel,
+            "support" => Kind::Support,
             _ => Kind::Direct,
         }
     }
@@ -31,7 +34,14 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Group => "group",
             Kind::Channel => "channel",
+            Kind::Support => "support",
         }
+    }
+
+    /// A conversation of the team inbox: a customer on one side (a WhatsApp lead, or an app
+    /// user at the support desk), the workspace's agents by their role on the other.
+    pub fn is_inbox(self) -> bool {
+        matches!(self, Kind::Channel | Kind::Support)
     }
 }
 
@@ -127,13 +137,28 @@ pub struct ConversationRow {
     pub inbox_status: Option<String>,
     pub assignee_id: Option<String>,
     pub last_inbound_at: Option<i64>,
+    /// Inbox conversations: snoozed until this time (then open again).
+    pub snoozed_until: Option<i64>,
 }
 
 impl ConversationRow {
     pub fn kind(&self) -> Kind {
         Kind::from_db(&self.kind)
     }
+
+    /// Is this user the customer of this support conversation (who never sees its internal
+    /// fields)?
+    pub fn is_customer(&self, user_id: &str) -> bool {
+        self.kind() == Kind::Support && self.created_by.as_deref() == Some(user_id)
+    }
 }
+
+/// The lead pipeline of a workspace that has not configured its own.
+pub const DEFAULT_STAGES: [&str; 4] = ["new", "qualified", "won", "lost"];
+
+/// The job that runs when an inbox conversation opens or reopens (auto-assignment and the
+/// agents' activity line); its payload is `{conversationId, reopened}`.
+pub const INBOX_OPENED_JOB: &str = "inbox.opened";
 
 crate::db::lite::lite_row!(ConversationRow {
     id,
@@ -151,13 +176,14 @@ crate::db::lite::lite_row!(ConversationRow {
     lead_id,
     inbox_status,
     assignee_id,
-    last_inbound_at
+    last_inbound_at,
+    snoozed_until
 });
 
 pub const CONVERSATION_COLUMNS: &str =
     "c.id, c.workspace_id, c.kind, c.title, c.description, c.avatar_media_id, \
     c.created_by, c.last_seq, c.last_activity_at, c.created_at, c.updated_at, \
-    c.channel_id, c.lead_id, c.inbox_status, c.assignee_id, c.last_inbound_at";
+    c.channel_id, c.lead_id, c.inbox_status, c.assignee_id, c.last_inbound_at, c.snoozed_until";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MemberRow {

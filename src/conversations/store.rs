@@ -462,24 +462,28 @@ pub async fn channel_refs(db: &Db, ids: &[String]) -> AppResult<Vec<(String, Str
 }
 
 /// (lead id, wa id, name) of these leads.
+/// (id, wa_id, user id, name) of these leads.
 pub async fn lead_refs(
     db: &Db,
     ids: &[String],
-) -> AppResult<Vec<(String, String, Option<String>)>> {
+) -> AppResult<Vec<(String, Option<String>, Option<String>, Option<String>)>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut params = Vec::new();
     let sql = format!(
-        "SELECT id, wa_id, name FROM leads WHERE id IN ({})",
+        "SELECT id, wa_id, user_id, name FROM leads WHERE id IN ({})",
         db.slots().in_list(ids, &mut params)
     );
-    db.rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .await
+    db.rows_once(sql, params, |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .await
 }
 
-/// Makes a workspace's new (or newly promoted) agent a member of its channel conversations,
-/// so they see them like the agents who were there when the conversations began.
+/// Makes a workspace's new (or newly promoted) agent a member of its inbox conversations
+/// (channel and support), so they see them like the agents who were there when the
+/// conversations began.
 pub async fn join_channel_conversations(
     tx: &mut crate::db::Tx,
     workspace_id: &str,
@@ -488,7 +492,7 @@ pub async fn join_channel_conversations(
     sqlx::query(
         "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
          SELECT c.id, $1, 'member', $2, 0 FROM conversations c \
-         WHERE c.workspace_id = $3 AND c.kind = 'channel' \
+         WHERE c.workspace_id = $3 AND c.kind IN ('channel', 'support') \
          ON CONFLICT (conversation_id, user_id) DO UPDATE SET left_at = NULL, left_seq = NULL, \
          left_pos = NULL, joined_seq = 0, joined_at = excluded.joined_at \
          WHERE conversation_members.left_at IS NOT NULL",
@@ -499,4 +503,210 @@ pub async fn join_channel_conversations(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A customer wrote in these inbox conversations at `at`: the service window moves, and each
+/// one that was not open (closed, pending or snoozed) opens again, records the change and
+/// queues the opened job (auto-assignment, the agents' activity line). Returns the reopened.
+pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<Vec<String>> {
+    let mut reopened = Vec::new();
+    for id in ids {
+        let before: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT inbox_status, snoozed_until FROM conversations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some((status, snoozed)) = before else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE conversations SET inbox_status = 'open', snoozed_until = NULL, \
+             last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $2 \
+             THEN $2 ELSE last_inbound_at END WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        if status.as_deref() != Some("open") || snoozed.is_some() {
+            crate::changes::conversation_updated(tx, id, None).await?;
+            opened(tx, id, true).await?;
+            reopened.push(id.clone());
+        }
+    }
+    Ok(reopened)
+}
+
+/// Queues the job of an inbox conversation that opened: auto-assignment, and with
+/// `reopened` (the customer wrote again) a line telling the agents so.
+pub async fn opened(tx: &mut Tx, id: &str, reopened: bool) -> AppResult<()> {
+    let payload = serde_json::json!({"conversationId": id, "reopened": reopened});
+    crate::jobs::enqueue(tx, super::model::INBOX_OPENED_JOB, &payload.to_string()).await
+}
+
+/// Makes the workspace's agents (owners, admins, agents) members of a new inbox conversation.
+pub async fn join_inbox(tx: &mut Tx, conversation_id: &str) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
+         SELECT c.id, m.user_id, 'member', $1, 0 FROM conversations c \
+         JOIN memberships m ON m.workspace_id = c.workspace_id AND m.role IN ('owner', 'admin', 'agent') \
+         WHERE c.id = $2 ON CONFLICT DO NOTHING",
+    )
+    .bind(now_ms())
+    .bind(conversation_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An inbox view: a page of a user's inbox conversations (channel and support), sorted by the
+/// customer's last message.
+#[derive(Debug, Default)]
+pub struct InboxFilter {
+    /// `channel`, `support`, or both.
+    pub kinds: Vec<&'static str>,
+    pub status: Option<String>,
+    /// `Some(None)`: unassigned.
+    pub assignee: Option<Option<String>>,
+    /// Leads with any of these tag names.
+    pub tags: Vec<String>,
+    pub stage: Option<String>,
+    pub channel_id: Option<String>,
+    /// Only those with messages the user has not read.
+    pub unread: bool,
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// The sort key of an inbox view: the customer's last message, else the conversation's start.
+pub const INBOX_SORT: &str = "COALESCE(c.last_inbound_at, c.created_at)";
+
+pub async fn list_inbox(
+    t: Tenant<'_>,
+    user_id: &str,
+    f: &InboxFilter,
+) -> AppResult<Vec<ListedConversation>> {
+    use crate::db::lite::{text, Value};
+    let db = t.db();
+    let mut slots = db.slots();
+    let mut params: Vec<Value> = Vec::new();
+    let mut bind = |v: Value, params: &mut Vec<Value>| {
+        params.push(v);
+        slots.take()
+    };
+    // The unread count's own parameter comes first in the statement.
+    let me = bind(text(user_id), &mut params);
+    let mut sql = format!(
+        "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS}, \
+         (SELECT COUNT(*) FROM messages msg WHERE msg.conversation_id = c.id AND msg.seq > m.read_seq \
+          AND msg.seq > m.joined_seq AND (msg.sender_id IS NULL OR msg.sender_id <> {me})) AS unread \
+         FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.user_id = {} AND m.left_at IS NULL AND c.workspace_id = {}",
+        bind(text(user_id), &mut params),
+        bind(text(t.workspace_id()), &mut params),
+    );
+    let kinds: Vec<String> = f.kinds.iter().map(|k| bind(text(k), &mut params)).collect();
+    sql += &format!(" AND c.kind IN ({})", kinds.join(", "));
+    if let Some(s) = &f.status {
+        sql += &format!(" AND c.inbox_status = {}", bind(text(s), &mut params));
+    }
+    match &f.assignee {
+        Some(None) => sql += " AND c.assignee_id IS NULL",
+        Some(Some(a)) => sql += &format!(" AND c.assignee_id = {}", bind(text(a), &mut params)),
+        None => {}
+    }
+    if !f.tags.is_empty() {
+        let names: Vec<String> = f.tags.iter().map(|n| bind(text(n), &mut params)).collect();
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM lead_tags lt JOIN tags tg ON tg.id = lt.tag_id \
+              WHERE lt.lead_id = c.lead_id AND tg.name IN ({}))",
+            names.join(", ")
+        );
+    }
+    if let Some(stage) = &f.stage {
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM leads l WHERE l.id = c.lead_id AND l.stage = {})",
+            bind(text(stage), &mut params)
+        );
+    }
+    if let Some(ch) = &f.channel_id {
+        sql += &format!(" AND c.channel_id = {}", bind(text(ch), &mut params));
+    }
+    if f.unread {
+        sql += " AND c.last_seq > m.read_seq AND c.last_seq > m.joined_seq";
+    }
+    if let Some((at, id)) = &f.after {
+        let (a1, a2, i) = (
+            bind(Value::Integer(*at), &mut params),
+            bind(Value::Integer(*at), &mut params),
+            bind(text(id), &mut params),
+        );
+        sql += &format!(" AND ({INBOX_SORT} < {a1} OR ({INBOX_SORT} = {a2} AND c.id < {i}))");
+    }
+    sql += &format!(
+        " ORDER BY {INBOX_SORT} DESC, c.id DESC LIMIT {}",
+        f.limit + 1
+    );
+    db.rows_once(sql, params, |r| {
+        const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
+        Ok(ListedConversation {
+            conversation: ConversationRow::from_lite(r)?,
+            member: MemberRow::from_lite_at(r, MEMBER_AT)?,
+            unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
+        })
+    })
+    .await
+}
+
+/// Is this stage one of the workspace's (its own pipeline, else the default one)?
+pub async fn is_stage(t: Tenant<'_>, stage: &str) -> AppResult<bool> {
+    let stages: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM lead_stages WHERE workspace_id = $1")
+            .bind(t.workspace_id())
+            .fetch_all(t.db().reader())
+            .await?;
+    Ok(if stages.is_empty() {
+        super::model::DEFAULT_STAGES.contains(&stage)
+    } else {
+        stages.iter().any(|s| s == stage)
+    })
+}
+
+/// The names among these that are not tags of the workspace.
+pub async fn unknown_tags(t: Tenant<'_>, names: &[String]) -> AppResult<Vec<String>> {
+    let mut unknown = Vec::new();
+    for n in names {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM tags WHERE workspace_id = $1 AND name = $2")
+                .bind(t.workspace_id())
+                .bind(n)
+                .fetch_optional(t.db().reader())
+                .await?;
+        if found.is_none() {
+            unknown.push(n.clone());
+        }
+    }
+    Ok(unknown)
+}
+
+/// The sidebar's numbers: open, open and mine, open and unassigned, pending. Read from the
+/// inbox index (open and pending conversations only; closed ones are never scanned).
+pub async fn inbox_counts(t: Tenant<'_>, user_id: &str) -> AppResult<(i64, i64, i64, i64)> {
+    let row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT SUM(CASE WHEN inbox_status = 'open' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN inbox_status = 'open' AND assignee_id = $2 THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN inbox_status = 'open' AND assignee_id IS NULL THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN inbox_status = 'pending' THEN 1 ELSE 0 END) \
+         FROM conversations WHERE workspace_id = $1 AND inbox_status IN ('open', 'pending')",
+    )
+    .bind(t.workspace_id())
+    .bind(user_id)
+    .fetch_one(t.db().reader())
+    .await?;
+    Ok((
+        row.0.unwrap_or(0),
+        row.1.unwrap_or(0),
+        row.2.unwrap_or(0),
+        row.3.unwrap_or(0),
+    ))
 }

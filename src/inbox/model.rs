@@ -7,8 +7,7 @@ use utoipa::ToSchema;
 use crate::db::Timestamp;
 use crate::users::model::{Email, Phone};
 
-/// The pipeline of a workspace that has not configured its own.
-pub const DEFAULT_STAGES: [&str; 4] = ["new", "qualified", "won", "lost"];
+pub use crate::conversations::model::DEFAULT_STAGES;
 /// A lead's tags, at most.
 pub const MAX_TAGS: usize = 50;
 /// A lead's attributes, serialized, at most.

@@ -101,7 +101,9 @@ pub async fn send_queued(
         };
         return Ok(Queued::Done(Box::new(answer)));
     }
-    if a.me.request_state() != RequestState::Accepted {
+    // Requests, and the support desk's customer (whose message may reopen the conversation),
+    // go alone.
+    if a.me.request_state() != RequestState::Accepted || a.conversation.is_customer(me) {
         let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
             Some(existing) => original(t.db(), existing, conversation_id).await?,
             None => write_one(t, me, (&a.conversation, &a.me), out).await?,

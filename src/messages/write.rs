@@ -160,8 +160,13 @@ pub async fn write_one(
     if channel {
         super::channel::queue_send(&mut tx, &row.id).await?;
     }
+    let customer = conversation.is_customer(me);
+    if customer {
+        let id = std::slice::from_ref(&conversation.id);
+        conversations::customer_wrote(&mut tx, id, row.created_at).await?;
+    }
     t.db().commit(tx).await?;
-    if channel {
+    if channel || customer {
         t.db().wake_jobs();
     }
     Ok((one_view(db, row).await?, true))

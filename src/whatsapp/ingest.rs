@@ -339,6 +339,7 @@ async fn store_messages(
     }
     let now = now_ms();
     let convs = conversations_of(tx, &mut slots, channel, &items, now).await?;
+    open_in_inbox(tx, &convs).await?;
     let next = advance(tx, &mut slots, &convs, now).await?;
     let replies = reply_targets(tx, &mut slots, channel, &items).await?;
     let rows = plan(channel, &items, &convs, next, replies);
@@ -495,24 +496,25 @@ async fn conversations_of(
             .cloned()
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("conversation vanished")))?;
     }
-    if !made.is_empty() {
-        // The workspace's agents are the members of a new channel conversation.
-        slots.restart();
-        let sql = format!(
-            "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_seq) \
-             SELECT c.id, m.user_id, 'member', {}, 0 FROM conversations c \
-             JOIN memberships m ON m.workspace_id = c.workspace_id AND m.role IN ('owner', 'admin', 'agent') \
-             WHERE c.id IN ({}) ON CONFLICT DO NOTHING",
-            slots.take(),
-            slots.list(made.len())
-        );
-        let mut q = sqlx::query(&sql).persistent(false).bind(now);
-        for id in &made {
-            q = q.bind(id);
-        }
-        q.execute(&mut **tx).await?;
+    // The workspace's agents are the members of a new channel conversation.
+    for id in &made {
+        crate::conversations::store::join_inbox(tx, id).await?;
     }
     Ok(convs)
+}
+
+/// Step 2b: a new conversation opens in the inbox; one the customer wrote to again reopens if
+/// it was closed, pending or snoozed (each queues its auto-assignment).
+async fn open_in_inbox(tx: &mut Tx, convs: &[Conv]) -> AppResult<()> {
+    for c in convs {
+        if c.made {
+            crate::conversations::store::opened(tx, &c.id, false).await?;
+        } else if let Some(at) = c.inbound_at {
+            crate::conversations::store::customer_wrote(tx, std::slice::from_ref(&c.id), at)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Step 3: seqs, titles, and for customer messages the open status and the service window, in

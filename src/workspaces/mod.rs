@@ -5,7 +5,7 @@
 pub mod routes;
 pub mod store;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{Role, Timestamp};
@@ -62,6 +62,38 @@ pub fn parse_name(raw: &str) -> Result<String, String> {
         return Err("must be 1 to 80 characters without control characters".into());
     }
     Ok(t.to_owned())
+}
+
+/// `settings.support` of a workspace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DeskSettings {
+    pub enabled: bool,
+    /// `members` (the workspace's members only) or `anyone` (any signed-in user, who becomes a
+    /// member when they first write).
+    pub who_may_write: WhoMayWrite,
+    /// Whether the customer's clients show the agent's name on an agent's message, or only the
+    /// workspace's.
+    pub show_agent_names: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WhoMayWrite {
+    #[default]
+    Members,
+    Anyone,
+}
+
+/// Checks a workspace's `settings` object (on `PATCH /workspaces/{id}`): `support`, when
+/// present, must be a desk setting.
+pub fn check_settings(settings: &serde_json::Value) -> Result<(), String> {
+    match settings.get("support") {
+        None => Ok(()),
+        Some(v) => serde_json::from_value::<DeskSettings>(v.clone())
+            .map(|_| ())
+            .map_err(|e| format!("support: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,8 @@ async fn update_workspace(
                 Err("must be an object".to_owned())
             } else if text.len() > 16 * 1024 {
                 Err("must be at most 16 KiB".to_owned())
+            } else if let Err(e) = super::check_settings(&s) {
+                Err(e)
             } else {
                 Ok(text)
             }
@@ -350,7 +352,7 @@ async fn change_member_role(
                 &mut tx,
                 &scope.workspace_id,
                 &user_id,
-                Some(crate::conversations::model::Kind::Channel),
+                true,
             )
             .await?;
         }
@@ -391,7 +393,7 @@ async fn remove_member(
         &mut tx,
         &scope.workspace_id,
         &user_id,
-        None,
+        false,
     )
     .await?;
     state.db.commit(tx).await?;

@@ -411,3 +411,342 @@ async fn the_pipeline_attributes_and_tags_belong_to_the_workspace(app: &TestApp)
         .await;
     assert_eq!(r.body, json!([]));
 }
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn socket(app: &TestApp, user: &User) -> (palaver::client::Client, palaver::client::Events) {
+    palaver::client::connect(&app.base, &json!({"token": user.token}))
+        .await
+        .expect("socket connects")
+}
+
+/// Turns the support desk of the default workspace on.
+pub async fn open_desk(app: &TestApp, owner: &User, who: &str, names: bool) {
+    let r = app
+        .patch(
+            "/api/v1/workspaces/default",
+            &owner.token,
+            json!({"settings": {"support": {"enabled": true, "whoMayWrite": who, "showAgentNames": names}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+dual_test!(a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers);
+async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestApp) {
+    let (admin, pharmacist, patient) = team(app).await;
+    let other_pharmacist = app.signup("p2@example.com", "Paulo Pharmacist").await;
+    set_role(app, &admin, &other_pharmacist, "agent").await;
+    // Closed desk: the same 404 as for a workspace that does not exist.
+    app.post(
+        "/api/v1/support",
+        Some(&patient.token),
+        json!({"workspaceId": "default"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.patch(
+        "/api/v1/workspaces/default",
+        &admin.token,
+        json!({"settings": {"support": {"enabled": "yes"}}}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    open_desk(app, &admin, "members", false).await;
+
+    let r = app
+        .post(
+            "/api/v1/support",
+            Some(&patient.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let conv = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["kind"], "support");
+    // The patient sees one conversation named after the workspace, and nothing internal.
+    for internal in ["status", "assigneeId", "lead", "leadId", "snoozedUntil"] {
+        assert!(
+            r.body.get(internal).is_none(),
+            "{internal} shown to the customer: {}",
+            r.body
+        );
+    }
+    let again = app
+        .post(
+            "/api/v1/support",
+            Some(&patient.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["id"], conv.as_str());
+
+    // Pharmacists see it in the support view, titled with the patient's name, with its lead.
+    let (_ps, mut pharmacist_events) = socket(app, &pharmacist).await;
+    let view = app
+        .get("/api/v1/conversations?kind=support", &pharmacist.token)
+        .await
+        .assert_ok()
+        .body;
+    let item = &view["items"][0];
+    assert_eq!(item["id"], conv.as_str());
+    assert_eq!(item["title"], "Max Member");
+    assert_eq!(item["status"], "open");
+    assert_eq!(item["lead"]["userId"], patient.id.as_str());
+    let lead = app
+        .get(
+            &format!("/api/v1/leads/{}", item["lead"]["id"].as_str().unwrap()),
+            &pharmacist.token,
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(lead["userId"], patient.id.as_str());
+    assert_eq!(lead["email"], "member@example.com");
+
+    // The patient writes; both pharmacists get it live; the other one answers.
+    let (_pa, mut patient_events) = socket(app, &patient).await;
+    app.say(
+        &patient,
+        &conv,
+        "Is ibuprofen fine with my blood pressure pills?",
+    )
+    .await;
+    let m = pharmacist_events.expect("message:new", WAIT).await.unwrap();
+    assert_eq!(
+        m["message"]["text"],
+        "Is ibuprofen fine with my blood pressure pills?"
+    );
+    app.say(
+        &other_pharmacist,
+        &conv,
+        "Better paracetamol; which pills do you take?",
+    )
+    .await;
+    // (The patient's own message comes to their socket first.)
+    loop {
+        let m = patient_events.expect("message:new", WAIT).await.unwrap();
+        if m["message"]["text"] == "Better paracetamol; which pills do you take?" {
+            break;
+        }
+    }
+
+    // A note mentioning the first pharmacist: agents only, live and listed.
+    let r = app
+        .post(
+            &format!("/api/v1/conversations/{conv}/notes"),
+            Some(&other_pharmacist.token),
+            json!({"text": "Check the interaction table, @Ana", "mentions": [pharmacist.id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["author"]["name"], "Paulo Pharmacist");
+    assert_eq!(r.body["mentions"], json!([pharmacist.id]));
+    let live = pharmacist_events.expect("note:new", WAIT).await.unwrap();
+    assert_eq!(live["text"], "Check the interaction table, @Ana");
+    app.get(
+        &format!("/api/v1/conversations/{conv}/notes"),
+        &patient.token,
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.post(
+        &format!("/api/v1/conversations/{conv}/notes"),
+        Some(&patient.token),
+        json!({"text": "hi"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    // A mention of someone who is no agent is refused.
+    app.post(
+        &format!("/api/v1/conversations/{conv}/notes"),
+        Some(&pharmacist.token),
+        json!({"text": "x", "mentions": [patient.id]}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+
+    // Assignment and status: the patient is told nothing internal, ever.
+    let r = app
+        .patch(
+            &format!("/api/v1/conversations/{conv}"),
+            &pharmacist.token,
+            json!({"assigneeId": pharmacist.id, "status": "closed"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["assigneeId"], pharmacist.id.as_str());
+    assert_eq!(r.body["status"], "closed");
+    app.patch(
+        &format!("/api/v1/conversations/{conv}"),
+        &patient.token,
+        json!({"status": "open"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    // The patient writes again: open again, with a line for the agents.
+    app.say(&patient, &conv, "Amlodipine.").await;
+    let c = crate::helpers::eventually(WAIT, || async {
+        let c = app.conversation(&pharmacist, &conv).await;
+        if c["status"] == "open" {
+            Ok(c)
+        } else {
+            Err(format!("still {}", c["status"]))
+        }
+    })
+    .await;
+    assert_eq!(
+        c["assigneeId"],
+        pharmacist.id.as_str(),
+        "reopening keeps the assignee"
+    );
+    app.run_pending_jobs().await;
+    let notes = app
+        .get(&format!("/api/v1/conversations/{conv}/notes"), &admin.token)
+        .await
+        .assert_ok()
+        .body;
+    let events: Vec<&str> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["details"]["event"]
+                .as_str()
+                .unwrap_or(n["kind"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["note", "assigned", "status", "reopened"],
+        "{notes}"
+    );
+
+    // Nothing of the notes reaches the patient: not their sync, not their search, not a socket.
+    let sync = app
+        .get("/api/v1/sync", &patient.token)
+        .await
+        .assert_ok()
+        .body;
+    let all = sync.to_string();
+    assert!(
+        !all.contains("interaction table") && !all.contains("assigned"),
+        "{all}"
+    );
+    let found = app
+        .get("/api/v1/search/messages?q=interaction", &patient.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(found["items"], json!([]));
+    let patient_view = app.conversation(&patient, &conv).await;
+    for internal in ["status", "assigneeId", "lead", "leadId"] {
+        assert!(
+            patient_view.get(internal).is_none(),
+            "{internal}: {patient_view}"
+        );
+    }
+    while let Some(e) = patient_events.try_next() {
+        assert_ne!(e.name, "note:new");
+        assert!(
+            !e.data.to_string().contains("assigneeId"),
+            "{}: {}",
+            e.name,
+            e.data
+        );
+    }
+
+    // The admin sees everything; the audit log has the assignment and the status.
+    let audit = app
+        .get("/api/v1/audit?targetType=conversation", &admin.token)
+        .await
+        .assert_ok()
+        .body;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"conversation.assigned")
+            && actions.contains(&"conversation.status_changed"),
+        "{actions:?}"
+    );
+    // A demoted pharmacist loses the conversation; the patient keeps theirs.
+    set_role(app, &admin, &other_pharmacist, "member").await;
+    app.get(
+        &format!("/api/v1/conversations/{conv}"),
+        &other_pharmacist.token,
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.conversation(&patient, &conv).await;
+}
+
+dual_test!(a_desk_for_anyone_lets_outsiders_in_as_members);
+async fn a_desk_for_anyone_lets_outsiders_in_as_members(app: &TestApp) {
+    let (admin, _agent, _member) = team(app).await;
+    app.post(
+        "/api/v1/workspaces",
+        Some(&admin.token),
+        json!({"name": "Clinic", "slug": "clinic"}),
+    )
+    .await
+    .assert_ok();
+    let stranger = app.signup("stranger@example.com", "Sam Stranger").await;
+    // The clinic's desk is off, then for members only: the stranger is not one.
+    let r = app
+        .post(
+            "/api/v1/support",
+            Some(&stranger.token),
+            json!({"workspaceId": "clinic"}),
+        )
+        .await;
+    r.assert_problem(404, "not_found");
+    let patch = |settings: Value| {
+        let admin = admin.token.clone();
+        async move {
+            app.call_with(
+                reqwest::Method::PATCH,
+                "/api/v1/workspaces/clinic",
+                Some(&admin),
+                Some(json!({ "settings": settings })),
+                &[],
+            )
+            .await
+            .assert_ok();
+        }
+    };
+    patch(json!({"support": {"enabled": true}})).await;
+    app.post(
+        "/api/v1/support",
+        Some(&stranger.token),
+        json!({"workspaceId": "clinic"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    patch(json!({"support": {"enabled": true, "whoMayWrite": "anyone"}})).await;
+    let r = app
+        .post(
+            "/api/v1/support",
+            Some(&stranger.token),
+            json!({"workspaceId": "clinic"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["title"], "Clinic");
+    let workspaces = app
+        .get("/api/v1/workspaces", &stranger.token)
+        .await
+        .assert_ok()
+        .body;
+    let roles: Vec<(&str, &str)> = workspaces["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["slug"].as_str().unwrap(), w["role"].as_str().unwrap()))
+        .collect();
+    assert!(roles.contains(&("clinic", "member")), "{roles:?}");
+}
