@@ -367,7 +367,7 @@ pub struct AgentBody {
 
 /// PATCH /api/v1/inbox/agents/{userId} — an agent's availability (themselves), capacity (admins) and auto-assignment.
 #[utoipa::path(patch, path = "/inbox/agents/{userId}", tag = "inbox", security(("bearer" = [])), request_body = AgentBody,
-    params(("userId" = String, Path)), responses((status = 204), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    params(("userId" = String, Path)), responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn update_agent(
     State(state): State<AppState>,
     scope: Scope,
@@ -388,7 +388,10 @@ async fn update_agent(
             "only the workspace's owners and admins set capacities",
         ));
     }
-    super::service::require_agent_user(t, &user_id, "userId").await?;
+    // The path names an agent of this workspace: anyone else is not found.
+    if !t.role_of(&user_id).await?.is_some_and(|r| r.works_inbox()) {
+        return Err(AppError::not_found());
+    }
     let (availability, capacity) = (
         optional("availability", b.availability, |a| match a.as_str() {
             "online" | "busy" | "away" => Ok(a),

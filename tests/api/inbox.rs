@@ -454,6 +454,8 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
     .assert_problem(422, "validation_failed");
     open_desk(app, &admin, "members", false).await;
 
+    // The first pharmacist is the only agent connected: auto-assignment gives it to them.
+    let (_ps, mut pharmacist_events) = socket(app, &pharmacist).await;
     let r = app
         .post(
             "/api/v1/support",
@@ -483,7 +485,7 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
     assert_eq!(again.body["id"], conv.as_str());
 
     // Pharmacists see it in the support view, titled with the patient's name, with its lead.
-    let (_ps, mut pharmacist_events) = socket(app, &pharmacist).await;
+    app.run_pending_jobs().await;
     let view = app
         .get("/api/v1/conversations?kind=support", &pharmacist.token)
         .await
@@ -493,6 +495,8 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
     assert_eq!(item["id"], conv.as_str());
     assert_eq!(item["title"], "Max Member");
     assert_eq!(item["status"], "open");
+    assert_eq!(item["assigneeId"], pharmacist.id.as_str());
+    assert_eq!(item["assigneeId"], pharmacist.id.as_str());
     assert_eq!(item["lead"]["userId"], patient.id.as_str());
     let lead = app
         .get(
@@ -572,11 +576,11 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
         .patch(
             &format!("/api/v1/conversations/{conv}"),
             &pharmacist.token,
-            json!({"assigneeId": pharmacist.id, "status": "closed"}),
+            json!({"assigneeId": other_pharmacist.id, "status": "closed"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body["assigneeId"], pharmacist.id.as_str());
+    assert_eq!(r.body["assigneeId"], other_pharmacist.id.as_str());
     assert_eq!(r.body["status"], "closed");
     app.patch(
         &format!("/api/v1/conversations/{conv}"),
@@ -598,7 +602,7 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
     .await;
     assert_eq!(
         c["assigneeId"],
-        pharmacist.id.as_str(),
+        other_pharmacist.id.as_str(),
         "reopening keeps the assignee"
     );
     app.run_pending_jobs().await;
@@ -619,7 +623,7 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
         .collect();
     assert_eq!(
         events,
-        ["note", "assigned", "status", "reopened"],
+        ["assigned", "note", "assigned", "status", "reopened"],
         "{notes}"
     );
 
@@ -749,4 +753,331 @@ async fn a_desk_for_anyone_lets_outsiders_in_as_members(app: &TestApp) {
         .map(|w| (w["slug"].as_str().unwrap(), w["role"].as_str().unwrap()))
         .collect();
     assert!(roles.contains(&("clinic", "member")), "{roles:?}");
+}
+
+/// `n` patients, each with their support conversation opened at once; their ids.
+async fn patients_write(app: &TestApp, n: usize, tag: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    for i in 0..n {
+        users.push(
+            app.signup(
+                &format!("{tag}{i}@example.com"),
+                &format!("Patient {tag}{i}"),
+            )
+            .await,
+        );
+    }
+    let opened = futures_util::future::join_all(users.iter().map(|u| async move {
+        let r = app
+            .post(
+                "/api/v1/support",
+                Some(&u.token),
+                json!({"workspaceId": "default"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_owned()
+    }))
+    .await;
+    app.run_pending_jobs().await;
+    opened
+}
+
+async fn assignees(app: &TestApp, admin: &User, ids: &[String]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let c = app.conversation(admin, id).await;
+        out.push(c["assigneeId"].as_str().map(str::to_owned));
+    }
+    out
+}
+
+dual_test!(round_robin_is_fair_and_keeps_to_capacity);
+async fn round_robin_is_fair_and_keeps_to_capacity(app: &TestApp) {
+    let (admin, a1, _member) = team(app).await;
+    let a2 = app.signup("a2@example.com", "Bea Agent").await;
+    let a3 = app.signup("a3@example.com", "Cid Agent").await;
+    for a in [&a2, &a3] {
+        set_role(app, &admin, a, "agent").await;
+    }
+    open_desk(app, &admin, "members", true).await;
+    // The admin takes no automatic assignments; a3 is away; a2 takes at most 2.
+    app.patch(
+        &format!("/api/v1/inbox/agents/{}", admin.id),
+        &admin.token,
+        json!({"autoAssign": false}),
+    )
+    .await
+    .assert_ok();
+    app.patch(
+        &format!("/api/v1/inbox/agents/{}", a3.id),
+        &a3.token,
+        json!({"availability": "away"}),
+    )
+    .await
+    .assert_ok();
+    app.patch(
+        &format!("/api/v1/inbox/agents/{}", a2.id),
+        &admin.token,
+        json!({"capacity": 2}),
+    )
+    .await
+    .assert_ok();
+    // Rules: an agent sets only their own availability, only admins set capacities.
+    app.patch(
+        &format!("/api/v1/inbox/agents/{}", a2.id),
+        &a1.token,
+        json!({"availability": "busy"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.patch(
+        &format!("/api/v1/inbox/agents/{}", a1.id),
+        &a1.token,
+        json!({"capacity": 50}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+
+    // Nobody is connected: nothing is assigned.
+    let first = patients_write(app, 2, "off").await;
+    assert_eq!(assignees(app, &admin, &first).await, [None, None]);
+
+    // Everyone connected; eight conversations open at once.
+    let _sockets =
+        futures_util::future::join_all([&admin, &a1, &a2, &a3].map(|u| socket(app, u))).await;
+    let ids = patients_write(app, 8, "on").await;
+    let got = assignees(app, &admin, &ids).await;
+    let count = |u: &User| {
+        got.iter()
+            .filter(|a| a.as_deref() == Some(u.id.as_str()))
+            .count()
+    };
+    assert_eq!(count(&admin), 0, "the admin opted out: {got:?}");
+    assert_eq!(count(&a3), 0, "a3 is away: {got:?}");
+    assert_eq!(count(&a2), 2, "a2 stops at its capacity: {got:?}");
+    assert_eq!(count(&a1), 6, "a1 takes the rest: {got:?}");
+
+    // Closing frees capacity; the next conversation goes to whoever waited longest and has room.
+    app.patch(
+        &format!(
+            "/api/v1/conversations/{}",
+            ids.iter()
+                .zip(&got)
+                .find(|(_, a)| a.as_deref() == Some(a2.id.as_str()))
+                .unwrap()
+                .0
+        ),
+        &a2.token,
+        json!({"status": "closed"}),
+    )
+    .await
+    .assert_ok();
+    let next = patients_write(app, 1, "later").await;
+    assert_eq!(assignees(app, &admin, &next).await, [Some(a2.id.clone())]);
+
+    // The team view and the badges.
+    let agents = app
+        .get("/api/v1/inbox/agents", &a1.token)
+        .await
+        .assert_ok()
+        .body;
+    let a2_row = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["userId"] == a2.id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            a2_row["capacity"].as_i64(),
+            a2_row["openAssigned"].as_i64(),
+            a2_row["online"].as_bool()
+        ),
+        (Some(2), Some(2), Some(true))
+    );
+    let counts = app
+        .get("/api/v1/inbox/counts", &a1.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(
+        counts,
+        json!({"open": 10, "mine": 6, "unassigned": 2, "pending": 0})
+    );
+    let mine = app
+        .get(
+            "/api/v1/conversations?kind=inbox&assignee=me&status=open",
+            &a1.token,
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 6);
+    let none = app
+        .get(
+            "/api/v1/conversations?kind=support&assignee=none",
+            &a1.token,
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(none["items"].as_array().unwrap().len(), 2);
+}
+
+dual_test!(a_snooze_ends_after_a_restart, custom);
+async fn a_snooze_ends_after_a_restart(backend: crate::helpers::Backend) {
+    let Some(app) = crate::helpers::spawn(backend, |_| {}).await else {
+        return;
+    };
+    let (admin, agent, patient) = team(&app).await;
+    open_desk(&app, &admin, "members", true).await;
+    let conv = app
+        .post(
+            "/api/v1/support",
+            Some(&patient.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.patch(
+        &format!("/api/v1/conversations/{conv}"),
+        &agent.token,
+        json!({"snoozedUntil": "2000-01-01T00:00:00Z"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let until = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let r = app
+        .patch(
+            &format!("/api/v1/conversations/{conv}"),
+            &agent.token,
+            json!({"snoozedUntil": until.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "pending");
+    assert!(r.body["snoozedUntil"].is_string());
+    let counts = app
+        .get("/api/v1/inbox/counts", &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(counts["pending"], 1);
+    // The server goes down before the snooze ends and comes back after.
+    let app = app.restart(|_| {}).await;
+    let c = crate::helpers::eventually(std::time::Duration::from_secs(20), || {
+        let (app, agent, conv) = (&app, &agent, &conv);
+        async move {
+            let c = app.conversation(agent, conv).await;
+            if c["status"] == "open" {
+                Ok(c)
+            } else {
+                Err(format!("still {}", c["status"]))
+            }
+        }
+    })
+    .await;
+    assert!(c["snoozedUntil"].is_null(), "{c}");
+    let notes = app
+        .get(&format!("/api/v1/conversations/{conv}/notes"), &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    let events: Vec<&str> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["details"]["event"].as_str())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "snooze_ended").count(),
+        1,
+        "{events:?}"
+    );
+    app.stop().await;
+}
+
+dual_test!(canned_responses_fill_in_the_conversation);
+async fn canned_responses_fill_in_the_conversation(app: &TestApp) {
+    let (admin, agent, patient) = team(app).await;
+    open_desk(app, &admin, "members", true).await;
+    let conv = app
+        .post(
+            "/api/v1/support",
+            Some(&patient.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post(
+            "/api/v1/canned-responses",
+            Some(&agent.token),
+            json!({"shortCode": "/Welcome", "text": "Hello {{lead.name}}, {{agent.name}} from {{workspace.name}}. Order {{lead.attributes.order}}?"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["shortCode"], "welcome");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    app.post(
+        "/api/v1/canned-responses",
+        Some(&agent.token),
+        json!({"shortCode": "welcome", "text": "x"}),
+    )
+    .await
+    .assert_problem(409, "short_code_taken");
+    app.post(
+        "/api/v1/canned-responses",
+        Some(&agent.token),
+        json!({"shortCode": "wait", "text": "One moment."}),
+    )
+    .await
+    .assert_ok();
+    let found = app
+        .get("/api/v1/canned-responses?q=/we", &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["id"], id.as_str());
+    let r = app
+        .post(
+            &format!("/api/v1/canned-responses/{id}/render"),
+            Some(&agent.token),
+            json!({"conversationId": conv}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["text"],
+        "Hello Max Member, Ana Agent from Default. Order ?"
+    );
+    assert_eq!(r.body["missing"], json!(["lead.attributes.order"]));
+    app.get("/api/v1/canned-responses", &patient.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.patch(
+        &format!("/api/v1/canned-responses/{id}"),
+        &agent.token,
+        json!({"text": "Hi {{lead.name}}"}),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        app.delete(&format!("/api/v1/canned-responses/{id}"), &agent.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    app.delete(&format!("/api/v1/canned-responses/{id}"), &agent.token)
+        .await
+        .assert_problem(404, "not_found");
 }

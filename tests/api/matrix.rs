@@ -65,6 +65,7 @@ struct World {
     /// The owner's push subscription.
     subscription: String,
     tag: String,
+    canned: String,
 }
 
 /// A text only the group's members may ever see.
@@ -198,9 +199,20 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let canned = call(
+        Method::POST,
+        "/api/v1/canned-responses".into(),
+        Some(json!({"shortCode": "vault", "text": "The code is {{lead.name}}"})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
         subscription,
         tag,
+        canned,
         callers: vec![
             (Anonymous, None),
             (Stranger, Some(stranger)),
@@ -794,6 +806,110 @@ fn rows(w: &World) -> Vec<Row> {
         at("/tags/{}", None),
     );
     row(Method::GET, "/audit", NOT_STAFF, None, plain("/audit"));
+    // The desk and the inbox at work.
+    let cc = w.channel_conversation.as_str();
+    row(
+        Method::PATCH,
+        "/conversations/{id}",
+        ALL,
+        Some(cc),
+        at("/conversations/{}", Some(json!({"status": "closed"}))),
+    );
+    row(
+        Method::GET,
+        "/conversations/{id}/notes",
+        ALL,
+        Some(cc),
+        at("/conversations/{}/notes", None),
+    );
+    row(
+        Method::POST,
+        "/conversations/{id}/notes",
+        ALL,
+        Some(cc),
+        at("/conversations/{}/notes", Some(json!({"text": "psst"}))),
+    );
+    // The default workspace's desk is off: nobody opens a support conversation.
+    row(
+        Method::POST,
+        "/support",
+        ALL,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/support".into(),
+                Some(json!({"workspaceId": "default"})),
+            )
+        }),
+    );
+    row(
+        Method::GET,
+        "/inbox/counts",
+        NOT_STAFF,
+        None,
+        plain("/inbox/counts"),
+    );
+    row(
+        Method::GET,
+        "/inbox/agents",
+        NOT_STAFF,
+        None,
+        plain("/inbox/agents"),
+    );
+    row(
+        Method::PATCH,
+        "/inbox/agents/{userId}",
+        ALL,
+        Some(w.owner.id.as_str()),
+        at("/inbox/agents/{}", Some(json!({"capacity": 1}))),
+    );
+    row(
+        Method::GET,
+        "/canned-responses",
+        NOT_STAFF,
+        None,
+        plain("/canned-responses"),
+    );
+    row(
+        Method::POST,
+        "/canned-responses",
+        NOT_STAFF,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/canned-responses".into(),
+                Some(json!({"shortCode": "x", "text": "y"})),
+            )
+        }),
+    );
+    let canned = w.canned.as_str();
+    row(
+        Method::PATCH,
+        "/canned-responses/{id}",
+        ALL,
+        Some(canned),
+        at("/canned-responses/{}", Some(json!({"text": "taken"}))),
+    );
+    row(
+        Method::DELETE,
+        "/canned-responses/{id}",
+        ALL,
+        Some(canned),
+        at("/canned-responses/{}", None),
+    );
+    let conversation = cc.to_owned();
+    row(
+        Method::POST,
+        "/canned-responses/{id}/render",
+        ALL,
+        Some(canned),
+        Box::new(move |id| {
+            (
+                format!("/api/v1/canned-responses/{id}/render"),
+                Some(json!({"conversationId": conversation})),
+            )
+        }),
+    );
     rows
 }
 
