@@ -161,8 +161,11 @@ async fn a_list_filter_is_honoured_or_refused(app: &TestApp) {
     let owner = crate::workspaces::admin(app, "filters@example.com").await;
     // Filters the lists do not have are refused, naming the parameter, never ignored.
     for (path, param) in [
+        // Inbox filters: a tag or stage the workspace does not have, or outside the inbox.
         ("/api/v1/conversations?kind=channel&tag=vip", "tag"),
-        ("/api/v1/conversations?stage=won", "stage"),
+        ("/api/v1/conversations?kind=inbox&stage=closed-won", "stage"),
+        ("/api/v1/conversations?stage=won", "kind"),
+        ("/api/v1/conversations?kind=channel&color=red", "color"),
         ("/api/v1/leads?stage=closed-won", "stage"),
         ("/api/v1/sync?since=1", "since"),
         ("/api/v1/channels?limit=5&unknown=1", "unknown"),
