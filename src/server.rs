@@ -67,6 +67,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::whatsapp::channels::router())
         .merge(crate::inbox::routes::router())
         .merge(crate::inbox::desk_routes::router())
+        .merge(crate::inbox::transfer_routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())
@@ -390,6 +391,13 @@ fn job_kinds() -> Kinds<AppState> {
         )
         .add(crate::inbox::jobs::OPENED, crate::inbox::jobs::opened)
         .add(crate::inbox::jobs::WAKE, crate::inbox::jobs::wake)
+        .add(
+            crate::inbox::import::JOB,
+            crate::inbox::transfer_routes::import_job,
+        )
+        .on_give_up(crate::inbox::import::JOB, |state, job, error| async move {
+            crate::inbox::transfer_routes::import_gave_up(&state, &job, &error).await
+        })
         .add(push::kinds::MESSAGE, |state: AppState, job| async move {
             push::send::message(&state.db, senders(&state), job).await
         })

@@ -129,8 +129,9 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, id);
 
--- Lead imports: the CSV as uploaded and how far the job has come; the job commits a chunk of
--- rows and its progress together, so a restart goes on where it stopped.
+-- Lead imports: the CSV as uploaded (until done) and how far the import has come: `position`
+-- is the byte offset of the next row, `line` its line. Each chunk of rows commits with the
+-- progress it claims, so a restart goes on where it stopped and no chunk is written twice.
 CREATE TABLE lead_imports (
     id            TEXT PRIMARY KEY,
     workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
@@ -143,6 +144,8 @@ CREATE TABLE lead_imports (
     imported      INTEGER NOT NULL DEFAULT 0,
     updated       INTEGER NOT NULL DEFAULT 0,
     skipped       INTEGER NOT NULL DEFAULT 0,
+    rejected      INTEGER NOT NULL DEFAULT 0,
+    -- The first rejected rows with their line and reason.
     errors        TEXT NOT NULL DEFAULT '[]',
     error         TEXT,
     created_at    INTEGER NOT NULL,

@@ -12,6 +12,8 @@
 //! - [`conversations`]: status, snooze, assignment, auto-assignment; the opened and wake jobs.
 //! - [`support`]: the support desk's conversations; [`jobs`]: the opened and wake jobs.
 //! - [`canned`]: canned responses and their variables.
+//! - [`import`]: CSV imports of leads, in chunks that commit with their progress;
+//!   [`transfer_routes`]: import, its report, and the streamed CSV export.
 //! - [`service`]: the checks and writes of leads with their audit entries; [`routes`] and
 //!   [`desk_routes`]: the handlers.
 
@@ -20,6 +22,7 @@ pub mod canned;
 pub mod catalog;
 pub mod conversations;
 pub mod desk_routes;
+pub mod import;
 pub mod jobs;
 pub mod leads;
 pub mod model;
@@ -27,3 +30,4 @@ pub mod notes;
 pub mod routes;
 pub mod service;
 pub mod support;
+pub mod transfer_routes;

@@ -1081,3 +1081,203 @@ async fn canned_responses_fill_in_the_conversation(app: &TestApp) {
         .await
         .assert_problem(404, "not_found");
 }
+
+async fn import_csv(app: &TestApp, user: &User, query: &str, csv: &str) -> crate::helpers::Resp {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/leads/import{query}")))
+        .bearer_auth(&user.token)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Resp::from_response(r).await
+}
+
+dual_test!(a_csv_import_reports_bad_rows_and_never_half_imports_one);
+async fn a_csv_import_reports_bad_rows_and_never_half_imports_one(app: &TestApp) {
+    let (_admin, agent, member) = team(app).await;
+    app.post(
+        "/api/v1/leads",
+        Some(&agent.token),
+        json!({"name": "Old Name", "phone": "+4915100000001", "tags": ["old"]}),
+    )
+    .await
+    .assert_ok();
+    // A BOM, CRLF line ends, quoted cells with commas, quotes and a line break, tags separated
+    // by `;`, a duplicate of an existing lead and one within the file, and bad rows.
+    let csv = "\u{feff}Name,Phone,Email,Tags,Stage,Opt-In,attributes.city\r\n\
+        \"Díaz, Rosa\",+49 151 00000001,rosa@example.com,vip;b2b,qualified,yes,Porto\r\n\
+        \"Bruno \"\"B\"\" Silva\",0049 151 00000002,,,,no,\"Lisbon\r\nOld Town\"\r\n\
+        Carla,12345,,,,,\r\n\
+        Dora,,not-an-email,,,,\r\n\
+        Eva,,,,won-big,,\r\n\
+        ,,,,,,\r\n\
+        Fábio,+4915100000002,,late,,,\r\n\
+        Gil,,,,,maybe,\r\n\
+        Hana,+4915100000003,,,,,Faro,extra\r\n";
+    let r = import_csv(app, &agent, "", csv).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let report = r.body;
+    assert_eq!(report["status"], "completed");
+    assert_eq!(
+        (
+            report["imported"].as_i64(),
+            report["updated"].as_i64(),
+            report["skipped"].as_i64()
+        ),
+        (Some(1), Some(2), Some(0)),
+        "{report}"
+    );
+    assert_eq!(report["rejected"], 5);
+    let errors: Vec<(u64, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let lines: Vec<u64> = errors.iter().map(|e| e.0).collect();
+    // The header is line 1; Bruno's quoted city spans lines 3 and 4.
+    assert_eq!(lines, [5, 6, 7, 10, 11], "{errors:?}");
+    assert_eq!(errors[0].1, "phone");
+    assert_eq!(errors[1].1, "email");
+    assert_eq!(errors[2].1, "stage");
+
+    let lead = |phone: &'static str| {
+        let token = agent.token.clone();
+        async move {
+            let r = app
+                .get(&format!("/api/v1/leads?q={phone}"), &token)
+                .await
+                .assert_ok();
+            r.body["items"][0].clone()
+        }
+    };
+    let rosa = lead("4915100000001").await;
+    assert_eq!(rosa["name"], "Díaz, Rosa", "a duplicate updates the lead");
+    assert_eq!(rosa["tags"], json!(["b2b", "vip"]));
+    assert_eq!(rosa["stage"], "qualified");
+    assert_eq!(rosa["optIn"]["status"], "opted_in");
+    assert_eq!(rosa["optIn"]["source"], "import");
+    assert_eq!(rosa["attributes"]["city"], "Porto");
+    let bruno = lead("4915100000002").await;
+    assert_eq!(
+        bruno["name"], "Fábio",
+        "the file's later row for the same phone updates it"
+    );
+    assert_eq!(bruno["tags"], json!(["late"]));
+    assert_eq!(bruno["attributes"]["city"], "Lisbon\r\nOld Town");
+    assert_eq!(bruno["optIn"]["status"], "opted_out");
+    let all = app
+        .get("/api/v1/leads?limit=100", &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        2,
+        "no rejected row left anything: {all}"
+    );
+
+    // Skip keeps existing leads as they are.
+    let r = import_csv(
+        app,
+        &agent,
+        "?onDuplicate=skip",
+        "phone,name\n+4915100000001,Someone Else\n+4915100000009,New\n",
+    )
+    .await;
+    assert_eq!(
+        (r.body["imported"].as_i64(), r.body["skipped"].as_i64()),
+        (Some(1), Some(1)),
+        "{}",
+        r.text
+    );
+    assert_eq!(lead("4915100000001").await["name"], "Díaz, Rosa");
+
+    // Files that cannot be imported at all.
+    import_csv(app, &agent, "", "colour,name\nred,x\n")
+        .await
+        .assert_problem(422, "validation_failed");
+    import_csv(app, &agent, "?onDuplicate=merge", "name\nx\n")
+        .await
+        .assert_problem(422, "validation_failed");
+    import_csv(app, &member, "", "name\nx\n")
+        .await
+        .assert_problem(403, "forbidden");
+
+    // The export streams the filtered list as CSV, and the audit log records both.
+    let r = app
+        .client
+        .get(app.url("/api/v1/leads/export.csv?tag=vip"))
+        .bearer_auth(&agent.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = r.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(&header[..4], ["id", "name", "phone", "email"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][1], "Díaz, Rosa");
+    assert_eq!(&rows[0][5], "b2b;vip");
+    assert!(rows[0][12].contains("Porto"), "{text}");
+}
+
+dual_test!(a_large_import_runs_as_a_job_with_progress);
+async fn a_large_import_runs_as_a_job_with_progress(app: &TestApp) {
+    let (_admin, agent, _member) = team(app).await;
+    let mut csv = String::from("name,phone,tags\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("Lead {i},+49160{i:07},bulk\n"));
+    }
+    csv.push_str("Broken,+1,\n");
+    let r = import_csv(app, &agent, "", &csv).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let report = crate::helpers::eventually(std::time::Duration::from_secs(60), || {
+        let (app, token, id) = (app, agent.token.clone(), id.clone());
+        async move {
+            let r = app
+                .get(&format!("/api/v1/leads/imports/{id}"), &token)
+                .await
+                .assert_ok();
+            if r.body["status"] == "completed" {
+                Ok(r.body)
+            } else {
+                Err(r.text)
+            }
+        }
+    })
+    .await;
+    assert_eq!(report["imported"], 3000);
+    assert_eq!(
+        report["errors"],
+        json!([{"line": 3002, "reason": report["errors"][0]["reason"]}])
+    );
+    let tags = app.get("/api/v1/tags", &agent.token).await.assert_ok().body;
+    assert_eq!(tags[0]["leads"], 3000);
+}
