@@ -66,6 +66,7 @@ struct World {
     subscription: String,
     tag: String,
     canned: String,
+    import: String,
 }
 
 /// A text only the group's members may ever see.
@@ -209,10 +210,25 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let import = {
+        let r = app
+            .client
+            .post(app.url("/api/v1/leads/import"))
+            .bearer_auth(&owner.token)
+            .header("content-type", "text/csv")
+            .body("name,phone\nVault Lead,+4915199999999\n")
+            .send()
+            .await
+            .unwrap();
+        let r = crate::helpers::Resp::from_response(r).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_owned()
+    };
     World {
         subscription,
         tag,
         canned,
+        import,
         callers: vec![
             (Anonymous, None),
             (Stranger, Some(stranger)),
@@ -806,6 +822,32 @@ fn rows(w: &World) -> Vec<Row> {
         at("/tags/{}", None),
     );
     row(Method::GET, "/audit", NOT_STAFF, None, plain("/audit"));
+    row(
+        Method::POST,
+        "/leads/import",
+        NOT_STAFF,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/leads/import".into(),
+                Some(json!("name\nIntruder\n")),
+            )
+        }),
+    );
+    row(
+        Method::GET,
+        "/leads/imports/{id}",
+        ALL,
+        Some(w.import.as_str()),
+        at("/leads/imports/{}", None),
+    );
+    row(
+        Method::GET,
+        "/leads/export.csv",
+        NOT_STAFF,
+        None,
+        plain("/leads/export.csv"),
+    );
     // The desk and the inbox at work.
     let cc = w.channel_conversation.as_str();
     row(
