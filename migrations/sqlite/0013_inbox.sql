@@ -67,13 +67,16 @@ CREATE TABLE lead_tags (
 );
 CREATE INDEX lead_tags_tag ON lead_tags (tag_id, lead_id);
 
--- Inbox conversations: snoozed until a time (then open again); the inbox list is sorted by
--- the customer's last message.
+-- Inbox conversations: snoozed until a time (then open again), and the time inbox views sort
+-- by: the customer's last message, else when the conversation opened (never NULL for them, so
+-- a view walks an index). The counts read the first index alone.
 ALTER TABLE conversations ADD COLUMN snoozed_until INTEGER;
-CREATE INDEX conversations_inbox ON conversations (workspace_id, inbox_status, last_inbound_at)
+ALTER TABLE conversations ADD COLUMN inbox_at INTEGER;
+UPDATE conversations SET inbox_at = COALESCE(last_inbound_at, created_at) WHERE kind = 'channel';
+CREATE INDEX conversations_inbox ON conversations (workspace_id, inbox_status, assignee_id)
     WHERE inbox_status IS NOT NULL;
-CREATE INDEX conversations_assignee ON conversations (assignee_id, inbox_status)
-    WHERE assignee_id IS NOT NULL;
+CREATE INDEX conversations_inbox_at ON conversations (workspace_id, inbox_at, id)
+    WHERE inbox_at IS NOT NULL;
 
 -- An agent's inbox settings in a workspace: availability (set by the agent), capacity (open
 -- conversations auto-assignment may give them; NULL: no limit) and when they were last given

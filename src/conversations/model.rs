@@ -139,6 +139,8 @@ pub struct ConversationRow {
     pub last_inbound_at: Option<i64>,
     /// Inbox conversations: snoozed until this time (then open again).
     pub snoozed_until: Option<i64>,
+    /// Inbox conversations: what views sort by (the customer's last message, else the opening).
+    pub inbox_at: Option<i64>,
 }
 
 impl ConversationRow {
@@ -177,13 +179,14 @@ crate::db::lite::lite_row!(ConversationRow {
     inbox_status,
     assignee_id,
     last_inbound_at,
-    snoozed_until
+    snoozed_until,
+    inbox_at
 });
 
 pub const CONVERSATION_COLUMNS: &str =
     "c.id, c.workspace_id, c.kind, c.title, c.description, c.avatar_media_id, \
     c.created_by, c.last_seq, c.last_activity_at, c.created_at, c.updated_at, \
-    c.channel_id, c.lead_id, c.inbox_status, c.assignee_id, c.last_inbound_at, c.snoozed_until";
+    c.channel_id, c.lead_id, c.inbox_status, c.assignee_id, c.last_inbound_at, c.snoozed_until, c.inbox_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MemberRow {

@@ -522,7 +522,9 @@ pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<V
         sqlx::query(
             "UPDATE conversations SET inbox_status = 'open', snoozed_until = NULL, \
              last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $2 \
-             THEN $2 ELSE last_inbound_at END WHERE id = $1",
+             THEN $2 ELSE last_inbound_at END, \
+             inbox_at = CASE WHEN inbox_at IS NULL OR inbox_at < $2 THEN $2 ELSE inbox_at END \
+             WHERE id = $1",
         )
         .bind(id)
         .bind(at)
@@ -560,7 +562,7 @@ pub async fn join_inbox(tx: &mut Tx, conversation_id: &str) -> AppResult<()> {
 }
 
 /// An inbox view: a page of a user's inbox conversations (channel and support), sorted by the
-/// customer's last message.
+/// customer's last message (`inbox_at`).
 #[derive(Debug, Default)]
 pub struct InboxFilter {
     /// `channel`, `support`, or both.
@@ -578,9 +580,6 @@ pub struct InboxFilter {
     pub limit: i64,
 }
 
-/// The sort key of an inbox view: the customer's last message, else the conversation's start.
-pub const INBOX_SORT: &str = "COALESCE(c.last_inbound_at, c.created_at)";
-
 pub async fn list_inbox(
     t: Tenant<'_>,
     user_id: &str,
@@ -594,14 +593,19 @@ pub async fn list_inbox(
         params.push(v);
         slots.take()
     };
-    // The unread count's own parameter comes first in the statement.
+    // The page is chosen first, walking the workspace's inbox index in sort order; the unread
+    // counts are taken for its conversations only. (Placeholders are taken in the order they
+    // appear: SQLite's `?` are positional.)
     let me = bind(text(user_id), &mut params);
     let mut sql = format!(
         "SELECT {CONVERSATION_COLUMNS}, {MEMBER_COLUMNS}, \
          (SELECT COUNT(*) FROM messages msg WHERE msg.conversation_id = c.id AND msg.seq > m.read_seq \
           AND msg.seq > m.joined_seq AND (msg.sender_id IS NULL OR msg.sender_id <> {me})) AS unread \
          FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
-         WHERE m.user_id = {} AND m.left_at IS NULL AND c.workspace_id = {}",
+         WHERE m.user_id = {} AND c.id IN (SELECT c.id FROM conversations c \
+         JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = {} AND m.left_at IS NULL \
+         WHERE c.workspace_id = {} AND c.inbox_at IS NOT NULL",
+        bind(text(user_id), &mut params),
         bind(text(user_id), &mut params),
         bind(text(t.workspace_id()), &mut params),
     );
@@ -641,10 +645,10 @@ pub async fn list_inbox(
             bind(Value::Integer(*at), &mut params),
             bind(text(id), &mut params),
         );
-        sql += &format!(" AND ({INBOX_SORT} < {a1} OR ({INBOX_SORT} = {a2} AND c.id < {i}))");
+        sql += &format!(" AND (c.inbox_at < {a1} OR (c.inbox_at = {a2} AND c.id < {i}))");
     }
     sql += &format!(
-        " ORDER BY {INBOX_SORT} DESC, c.id DESC LIMIT {}",
+        " ORDER BY c.inbox_at DESC, c.id DESC LIMIT {}) ORDER BY c.inbox_at DESC, c.id DESC",
         f.limit + 1
     );
     db.rows_once(sql, params, |r| {

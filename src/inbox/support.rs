@@ -92,8 +92,8 @@ async fn make(
     let now = now_ms();
     let made = sqlx::query(
         "INSERT INTO conversations (id, workspace_id, kind, title, created_by, last_seq, last_activity_at, \
-         created_at, updated_at, lead_id, channel_key, inbox_status) \
-         VALUES ($1, $2, 'support', $3, $4, 0, $5, $5, $5, $6, $7, 'open') \
+         created_at, updated_at, lead_id, channel_key, inbox_status, inbox_at) \
+         VALUES ($1, $2, 'support', $3, $4, 0, $5, $5, $5, $6, $7, 'open', $5) \
          ON CONFLICT (channel_key) WHERE channel_key IS NOT NULL DO NOTHING",
     )
     .bind(&id)

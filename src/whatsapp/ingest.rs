@@ -442,14 +442,15 @@ async fn conversations_of(
     slots.restart();
     let mut sql = String::from(
         "INSERT INTO conversations (id, workspace_id, kind, title, last_seq, last_activity_at, created_at, \
-         updated_at, channel_id, lead_id, channel_key, inbox_status) VALUES ",
+         updated_at, channel_id, lead_id, channel_key, inbox_status, inbox_at) VALUES ",
     );
     for (i, _) in convs.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "({}, {}, 'channel', {}, 0, {}, {}, {}, {}, {}, {}, 'open')",
+            "({}, {}, 'channel', {}, 0, {}, {}, {}, {}, {}, {}, 'open', {})",
+            slots.take(),
             slots.take(),
             slots.take(),
             slots.take(),
@@ -476,7 +477,8 @@ async fn conversations_of(
             .bind(now)
             .bind(&channel.id)
             .bind(lead_id)
-            .bind(&c.key);
+            .bind(&c.key)
+            .bind(now);
     }
     let made: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
     slots.restart();
@@ -507,11 +509,13 @@ async fn conversations_of(
 /// it was closed, pending or snoozed (each queues its auto-assignment).
 async fn open_in_inbox(tx: &mut Tx, convs: &[Conv]) -> AppResult<()> {
     for c in convs {
-        if c.made {
-            crate::conversations::store::opened(tx, &c.id, false).await?;
-        } else if let Some(at) = c.inbound_at {
+        if let Some(at) = c.inbound_at {
+            // (A new conversation is open already: this only moves its times.)
             crate::conversations::store::customer_wrote(tx, std::slice::from_ref(&c.id), at)
                 .await?;
+        }
+        if c.made {
+            crate::conversations::store::opened(tx, &c.id, false).await?;
         }
     }
     Ok(())

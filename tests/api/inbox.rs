@@ -1281,3 +1281,79 @@ async fn a_large_import_runs_as_a_job_with_progress(app: &TestApp) {
     let tags = app.get("/api/v1/tags", &agent.token).await.assert_ok().body;
     assert_eq!(tags[0]["leads"], 3000);
 }
+
+dual_test!(inbox_views_filter_by_the_lead_and_sort_by_the_customer);
+async fn inbox_views_filter_by_the_lead_and_sort_by_the_customer(app: &TestApp) {
+    let (admin, agent, _member) = team(app).await;
+    open_desk(app, &admin, "members", true).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let u = app
+            .signup(&format!("view{i}@example.com"), &format!("Viewer {i}"))
+            .await;
+        let r = app
+            .post(
+                "/api/v1/support",
+                Some(&u.token),
+                json!({"workspaceId": "default"}),
+            )
+            .await;
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let view = |q: &'static str| {
+        let token = agent.token.clone();
+        async move {
+            let r = app
+                .get(&format!("/api/v1/conversations?kind=inbox{q}"), &token)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Newest opening first; then the first patient writes and goes to the top.
+    assert_eq!(
+        view("").await,
+        [ids[2].clone(), ids[1].clone(), ids[0].clone()]
+    );
+    let first = app.conversation(&agent, &ids[0]).await;
+    let patient0 = first["lead"]["userId"].as_str().unwrap().to_owned();
+    let login = app.login("view0@example.com", "phone").await;
+    assert_eq!(login.id, patient0);
+    app.say(&login, &ids[0], "Hello?").await;
+    assert_eq!(view("").await[0], ids[0]);
+    assert_eq!(view("&unread=true").await, [ids[0].clone()]);
+    // The lead's tag and stage.
+    let lead = first["lead"]["id"].as_str().unwrap();
+    app.patch(
+        &format!("/api/v1/leads/{lead}"),
+        &agent.token,
+        json!({"tags": ["vip"], "stage": "won"}),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(view("&tag=vip").await, [ids[0].clone()]);
+    assert_eq!(view("&stage=won").await, [ids[0].clone()]);
+    assert!(view("&stage=lost").await.is_empty());
+    // Paging walks the same order.
+    let r = app
+        .get("/api/v1/conversations?kind=support&limit=2", &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    let cursor = r["nextCursor"].as_str().unwrap();
+    let rest = app
+        .get(
+            &format!("/api/v1/conversations?kind=support&limit=2&cursor={cursor}"),
+            &agent.token,
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(rest["items"][0]["id"], ids[1].as_str());
+    assert!(rest["nextCursor"].is_null());
+}
