@@ -3,12 +3,13 @@
 //! [`crate::client`]), so it measures any server that implements it.
 //!
 //! Scenarios follow quality.md: `chat` (P1, P1L with `--rate`, P7 with `--receivers-url`), `fanout` (P2), `idle` (P3),
-//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out). Each prints a report (throughput, latency percentiles, errors,
+//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
 
 mod chat;
 mod idle;
+mod inbox;
 mod push;
 mod report;
 mod setup;
@@ -107,6 +108,20 @@ pub enum Scenario {
         #[arg(long, default_value_t = 256)]
         members: usize,
     },
+    /// The team inbox: view and count latency with `conversations` open WhatsApp
+    /// conversations and `agents` agents, then a CSV import of `rows` leads (rows/s, and the
+    /// latency of single lead writes meanwhile); the server needs PALAVER_WORKSPACES=open
+    Inbox {
+        #[arg(long, default_value_t = 10_000)]
+        conversations: usize,
+        #[arg(long, default_value_t = 50)]
+        agents: usize,
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Requests timed per view
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// P6: conversation list and history page latency, with chat load at `rate` beside them
     Reads {
         /// Conversations of the reading user
@@ -194,6 +209,12 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             customers,
         } => webhooks::run(c, bodies, per_body, concurrency, customers).await?,
         Scenario::Push { groups, members } => push::run(c, groups, members).await?,
+        Scenario::Inbox {
+            conversations,
+            agents,
+            rows,
+            requests,
+        } => inbox::run(c, conversations, agents, rows, requests).await?,
         Scenario::Reads {
             conversations,
             rate,

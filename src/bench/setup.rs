@@ -74,6 +74,29 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        Self::answer(req, path).await
+    }
+
+    /// A POST of a body that is not JSON (a CSV), acting in `workspace`.
+    pub async fn post_text(
+        &self,
+        workspace: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<Value> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .header("palaver-workspace", workspace)
+            .header("content-type", content_type)
+            .bearer_auth(token)
+            .body(body);
+        Self::answer(req, path).await
+    }
+
+    async fn answer(req: reqwest::RequestBuilder, path: &str) -> anyhow::Result<Value> {
         let res = req
             .send()
             .await

@@ -15,22 +15,24 @@ use super::report::{histogram, record, Probe, Report};
 use super::setup::Api;
 use super::Common;
 
-pub async fn run(
-    c: &Common,
-    bodies: usize,
-    per_body: usize,
-    concurrency: usize,
-    customers: usize,
-) -> anyhow::Result<Report> {
-    let api = Api::new(&c.url);
-    let owner = api.signup("hooks").await?;
+/// A workspace of the bench's own (the caller owns it) with a WhatsApp channel.
+pub struct Channel {
+    pub owner: super::setup::User,
+    pub workspace: String,
+    pub phone_number_id: String,
+    pub secret: String,
+    pub tag: String,
+}
+
+pub async fn channel(api: &Api, name: &str) -> anyhow::Result<Channel> {
+    let owner = api.signup(name).await?;
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let ws = api
         .call(
             reqwest::Method::POST,
             "/workspaces",
             Some(&owner.token),
-            Some(json!({"name": "webhook bench", "slug": format!("hooks-{}", &tag[20..])})),
+            Some(json!({"name": format!("{name} bench"), "slug": format!("{name}-{}", &tag[20..])})),
         )
         .await
         .context("creating a workspace (run the server with PALAVER_WORKSPACES=open)")?;
@@ -53,9 +55,20 @@ pub async fn run(
         ),
     )
     .await?;
+    Ok(Channel {
+        owner,
+        workspace,
+        phone_number_id,
+        secret,
+        tag,
+    })
+}
 
-    // Every body made and signed before the clock starts.
-    let signed: Vec<(Vec<u8>, String)> = (0..bodies)
+/// `bodies` signed webhook bodies of `per_body` text messages each, from `customers` distinct
+/// customers in turn.
+pub fn signed(ch: &Channel, bodies: usize, per_body: usize, customers: usize) -> Vec<(Vec<u8>, String)> {
+    let (tag, phone_number_id) = (&ch.tag, &ch.phone_number_id);
+    (0..bodies)
         .map(|i| {
             let mut contacts = Vec::new();
             let messages: Vec<Value> = (0..per_body)
@@ -72,20 +85,25 @@ pub async fn run(
                     "metadata": {"phone_number_id": phone_number_id, "display_phone_number": "1555000"},
                     "contacts": contacts, "messages": messages}}]}]});
             let bytes = serde_json::to_vec(&body).expect("serializes");
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(ch.secret.as_bytes()).expect("key");
             mac.update(&bytes);
             let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
             (bytes, sig)
         })
-        .collect();
-    let total = (bodies * per_body) as u64;
+        .collect()
+}
+
+/// POSTs the bodies with `concurrency` in flight: (accepted, answer time) of each.
+pub async fn post_all(
+    c: &Common,
+    signed: Vec<(Vec<u8>, String)>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(bool, Duration)>> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
     let url = format!("{}/webhooks/whatsapp", c.url.trim_end_matches('/'));
-    let probe = Probe::start(c.pid);
-    let start = Instant::now();
-    let results: Vec<(bool, Duration)> = futures_util::stream::iter(signed)
+    Ok(futures_util::stream::iter(signed)
         .map(|(bytes, sig)| {
             let (http, url) = (http.clone(), url.clone());
             async move {
@@ -103,7 +121,44 @@ pub async fn run(
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
-        .await;
+        .await)
+}
+
+/// Waits until the channel's statistics count `total` received messages (at most 300 s).
+pub async fn stored(api: &Api, ch: &Channel, total: u64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let stats = api
+            .call_in(&ch.workspace, reqwest::Method::GET, "/stats", Some(&ch.owner.token), None)
+            .await?;
+        let n = stats["channels"][0]["messagesByStatus"]["received"]
+            .as_u64()
+            .unwrap_or(0);
+        if n >= total {
+            return Ok(n);
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {total} messages were stored after 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn run(
+    c: &Common,
+    bodies: usize,
+    per_body: usize,
+    concurrency: usize,
+    customers: usize,
+) -> anyhow::Result<Report> {
+    let api = Api::new(&c.url);
+    let ch = channel(&api, "hooks").await?;
+    // Every body made and signed before the clock starts.
+    let signed = signed(&ch, bodies, per_body, customers);
+    let total = (bodies * per_body) as u64;
+    let probe = Probe::start(c.pid);
+    let start = Instant::now();
+    let results = post_all(c, signed, concurrency).await?;
     let accepted_in = start.elapsed();
     let mut accept = histogram();
     let mut errors = 0;
@@ -112,28 +167,7 @@ pub async fn run(
         errors += u64::from(!ok);
     }
     // Stored: the channel's statistics count them.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let stored = loop {
-        let stats = api
-            .call_in(
-                &workspace,
-                reqwest::Method::GET,
-                "/stats",
-                Some(&owner.token),
-                None,
-            )
-            .await?;
-        let n = stats["channels"][0]["messagesByStatus"]["received"]
-            .as_u64()
-            .unwrap_or(0);
-        if n >= total {
-            break n;
-        }
-        if Instant::now() > deadline {
-            bail!("only {n} of {total} messages were stored after 300 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let stored = stored(&api, &ch, total).await?;
     let stored_in = start.elapsed();
     let mut report = Report::new(
         "webhooks",
