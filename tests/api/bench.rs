@@ -132,6 +132,25 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
     .await;
     assert_eq!(hooks.counts["webhook errors"], 0, "{hooks}");
     assert_eq!(hooks.counts["messages stored"], 60, "{hooks}");
+
+    let inbox = run(
+        app,
+        &[
+            "inbox",
+            "--conversations",
+            "30",
+            "--agents",
+            "3",
+            "--rows",
+            "1500",
+            "--requests",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(inbox.counts["open conversations (counts.open)"], 30, "{inbox}");
+    assert_eq!(inbox.counts["rows imported"], 1500, "{inbox}");
+    assert!(inbox.latencies.contains_key("view: mine"), "{inbox}");
 }
 
 pub fn no_limits(s: &mut palaver::config::Settings) {
