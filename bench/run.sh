@@ -24,6 +24,8 @@ for n in $(seq 1 "$RUNS"); do
   PALAVER_DATA_DIR="$data" PALAVER_LISTEN="127.0.0.1:$PORT" PALAVER_RATE_LIMITS=off PALAVER_WORKSPACES=open \
     PALAVER_LOG=${PALAVER_LOG:-warn} "$BIN" > "$data/server.log" 2>&1 &
   pid=$!
+  # A failed run must not leave its server holding the port for the next one.
+  trap 'kill -9 "$pid" 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
     sleep 0.1

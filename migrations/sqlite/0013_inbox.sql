@@ -132,16 +132,16 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, id);
 
--- Lead imports: the CSV as uploaded (until done) and how far the import has come: `position`
--- is the byte offset of the next row, `line` its line. Each chunk of rows commits with the
--- progress it claims, so a restart goes on where it stopped and no chunk is written twice.
+-- Lead imports: how far an import has come (`position` is the byte offset of the next row,
+-- `line` its line) and what it did. Each chunk of rows commits with the progress it claims, so
+-- a restart goes on where it stopped and no chunk is written twice. The upload itself is kept
+-- apart until the import ends (a row rewritten with every chunk must stay small).
 CREATE TABLE lead_imports (
     id            TEXT PRIMARY KEY,
     workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     created_by    TEXT REFERENCES users (id) ON DELETE SET NULL,
     status        TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
     on_duplicate  TEXT NOT NULL CHECK (on_duplicate IN ('update', 'skip')),
-    body          TEXT,
     position      INTEGER NOT NULL DEFAULT 0,
     line          INTEGER NOT NULL DEFAULT 1,
     imported      INTEGER NOT NULL DEFAULT 0,
@@ -153,6 +153,11 @@ CREATE TABLE lead_imports (
     error         TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
+);
+
+CREATE TABLE lead_import_files (
+    import_id  TEXT PRIMARY KEY REFERENCES lead_imports (id) ON DELETE CASCADE,
+    body       TEXT NOT NULL
 );
 
 CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log

@@ -31,7 +31,12 @@ pub async fn run(
     // The customers write: one message each, ten per webhook body.
     let per_body = 10;
     let bodies = conversations.div_ceil(per_body);
-    let results = webhooks::post_all(c, webhooks::signed(&ch, bodies, per_body, conversations), 32).await?;
+    let results = webhooks::post_all(
+        c,
+        webhooks::signed(&ch, bodies, per_body, conversations),
+        32,
+    )
+    .await?;
     if results.iter().any(|(ok, _)| !ok) {
         bail!("a webhook was refused");
     }
@@ -45,9 +50,18 @@ pub async fn run(
         json!({"conversations": conversations, "agents": agents, "rows": rows, "requests": requests}),
     );
     let views = [
-        ("view: all open, first page", "/conversations?kind=inbox&status=open"),
-        ("view: mine", "/conversations?kind=inbox&status=open&assignee=me"),
-        ("view: unassigned", "/conversations?kind=inbox&status=open&assignee=none"),
+        (
+            "view: all open, first page",
+            "/conversations?kind=inbox&status=open",
+        ),
+        (
+            "view: mine",
+            "/conversations?kind=inbox&status=open&assignee=me",
+        ),
+        (
+            "view: unassigned",
+            "/conversations?kind=inbox&status=open&assignee=none",
+        ),
         ("counts", "/inbox/counts"),
     ];
     for (name, path) in views {
@@ -56,11 +70,20 @@ pub async fn run(
             let agent = &team[i % team.len()];
             let t = Instant::now();
             let v = api
-                .call_in(&ch.workspace, reqwest::Method::GET, path, Some(&agent.token), None)
+                .call_in(
+                    &ch.workspace,
+                    reqwest::Method::GET,
+                    path,
+                    Some(&agent.token),
+                    None,
+                )
                 .await?;
             record(&mut h, t.elapsed());
             if i == 0 && name == "counts" {
-                report.count("open conversations (counts.open)", v["open"].as_u64().unwrap_or(0));
+                report.count(
+                    "open conversations (counts.open)",
+                    v["open"].as_u64().unwrap_or(0),
+                );
             }
         }
         report.latency(name, &h);
@@ -106,7 +129,11 @@ async fn assign(api: &Api, ch: &webhooks::Channel, team: &[User]) -> anyhow::Res
             )
             .await?;
         let items = page["items"].as_array().context("items")?;
-        ids.extend(items.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)));
+        ids.extend(
+            items
+                .iter()
+                .filter_map(|c| c["id"].as_str().map(str::to_owned)),
+        );
         match page["nextCursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
             None => break,
@@ -131,7 +158,12 @@ async fn assign(api: &Api, ch: &webhooks::Channel, team: &[User]) -> anyhow::Res
 }
 
 /// Imports `rows` leads from CSV; meanwhile one lead is written at a time and timed.
-async fn import(api: &Api, ch: &webhooks::Channel, rows: usize, report: &mut Report) -> anyhow::Result<()> {
+async fn import(
+    api: &Api,
+    ch: &webhooks::Channel,
+    rows: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let mut csv = String::from("name,phone,email,tags,stage,optIn,attributes.city\n");
     for i in 0..rows {
         csv.push_str(&format!(
@@ -143,7 +175,13 @@ async fn import(api: &Api, ch: &webhooks::Channel, rows: usize, report: &mut Rep
     let bytes = csv.len();
     let start = Instant::now();
     let answer = api
-        .post_text(&ch.workspace, "/leads/import", &ch.owner.token, "text/csv", csv)
+        .post_text(
+            &ch.workspace,
+            "/leads/import",
+            &ch.owner.token,
+            "text/csv",
+            csv,
+        )
         .await
         .context("posting the import")?;
     let id = answer["id"].as_str().context("import id")?.to_owned();
@@ -162,7 +200,13 @@ async fn import(api: &Api, ch: &webhooks::Channel, rows: usize, report: &mut Rep
         record(&mut writes, t.elapsed());
         n += 1;
         let r = api
-            .call_in(&ch.workspace, reqwest::Method::GET, &format!("/leads/imports/{id}"), Some(&ch.owner.token), None)
+            .call_in(
+                &ch.workspace,
+                reqwest::Method::GET,
+                &format!("/leads/imports/{id}"),
+                Some(&ch.owner.token),
+                None,
+            )
             .await?;
         match r["status"].as_str() {
             Some("running") => {}
@@ -175,9 +219,15 @@ async fn import(api: &Api, ch: &webhooks::Channel, rows: usize, report: &mut Rep
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let took = start.elapsed();
-    report.count("rows imported", report_json["imported"].as_u64().unwrap_or(0));
+    report.count(
+        "rows imported",
+        report_json["imported"].as_u64().unwrap_or(0),
+    );
     report.count("CSV bytes", bytes as u64);
-    report.rate("import rows/s (upload to completed)", rows as f64 / took.as_secs_f64());
+    report.rate(
+        "import rows/s (upload to completed)",
+        rows as f64 / took.as_secs_f64(),
+    );
     report.latency("a lead written during the import", &writes);
     Ok(())
 }

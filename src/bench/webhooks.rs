@@ -32,7 +32,9 @@ pub async fn channel(api: &Api, name: &str) -> anyhow::Result<Channel> {
             reqwest::Method::POST,
             "/workspaces",
             Some(&owner.token),
-            Some(json!({"name": format!("{name} bench"), "slug": format!("{name}-{}", &tag[20..])})),
+            Some(
+                json!({"name": format!("{name} bench"), "slug": format!("{name}-{}", &tag[20..])}),
+            ),
         )
         .await
         .context("creating a workspace (run the server with PALAVER_WORKSPACES=open)")?;
@@ -66,7 +68,12 @@ pub async fn channel(api: &Api, name: &str) -> anyhow::Result<Channel> {
 
 /// `bodies` signed webhook bodies of `per_body` text messages each, from `customers` distinct
 /// customers in turn.
-pub fn signed(ch: &Channel, bodies: usize, per_body: usize, customers: usize) -> Vec<(Vec<u8>, String)> {
+pub fn signed(
+    ch: &Channel,
+    bodies: usize,
+    per_body: usize,
+    customers: usize,
+) -> Vec<(Vec<u8>, String)> {
     let (tag, phone_number_id) = (&ch.tag, &ch.phone_number_id);
     (0..bodies)
         .map(|i| {
@@ -129,7 +136,13 @@ pub async fn stored(api: &Api, ch: &Channel, total: u64) -> anyhow::Result<u64> 
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let stats = api
-            .call_in(&ch.workspace, reqwest::Method::GET, "/stats", Some(&ch.owner.token), None)
+            .call_in(
+                &ch.workspace,
+                reqwest::Method::GET,
+                "/stats",
+                Some(&ch.owner.token),
+                None,
+            )
             .await?;
         let n = stats["channels"][0]["messagesByStatus"]["received"]
             .as_u64()

@@ -254,17 +254,21 @@ pub async fn create(
     let now = now_ms();
     let mut tx = t.db().begin().await?;
     sqlx::query(
-        "INSERT INTO lead_imports (id, workspace_id, created_by, status, on_duplicate, body, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'running', $4, $5, $6, $6)",
+        "INSERT INTO lead_imports (id, workspace_id, created_by, status, on_duplicate, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'running', $4, $5, $5)",
     )
     .bind(&id)
     .bind(t.workspace_id())
     .bind(by)
     .bind(on_duplicate.as_str())
-    .bind(body)
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("INSERT INTO lead_import_files (import_id, body) VALUES ($1, $2)")
+        .bind(&id)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
     let payload = serde_json::json!({"importId": id}).to_string();
     let at = now + after.map_or(0, |d| d.as_millis() as i64);
     crate::jobs::enqueue_at(&mut tx, JOB, &payload, at).await?;
@@ -280,10 +284,11 @@ pub async fn run(t: Tenant<'_>, id: &str) -> AppResult<()> {
     if import.status != "running" {
         return Ok(());
     }
-    let body: Option<String> = sqlx::query_scalar("SELECT body FROM lead_imports WHERE id = $1")
-        .bind(id)
-        .fetch_one(t.db().reader())
-        .await?;
+    let body: Option<String> =
+        sqlx::query_scalar("SELECT body FROM lead_import_files WHERE import_id = $1")
+            .bind(id)
+            .fetch_optional(t.db().reader())
+            .await?;
     let body = body.unwrap_or_default();
     let body = body.strip_prefix('\u{feff}').unwrap_or(&body);
     let mut header = csv::ReaderBuilder::new()
@@ -405,8 +410,21 @@ async fn write_chunk(
         .map(|p| wa_id_of(&p))
         .collect();
     let mut known = existing(&mut tx, t, &phones).await?;
+    // The chunk's tags, made where missing, once.
+    let mut names: Vec<String> = chunk
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok()?.tags.clone())
+        .flatten()
+        .collect();
+    names.sort();
+    names.dedup();
+    let tag_ids: HashMap<String, String> = names
+        .iter()
+        .cloned()
+        .zip(leads::ensure_tags(&mut tx, t, &names).await?)
+        .collect();
     for (line, fields) in chunk {
-        let f = match fields {
+        let mut f = match fields {
             Ok(f) => f,
             Err(reason) => {
                 p.rejected += 1;
@@ -417,26 +435,40 @@ async fn write_chunk(
             }
         };
         let wa = f.phone.clone().flatten().map(|p| wa_id_of(&p));
-        match wa.as_ref().and_then(|w| known.get(w)).cloned() {
-            Some(_) if on_duplicate == OnDuplicate::Skip => p.skipped += 1,
+        let tags: Option<Vec<String>> = f.tags.take().map(|names| {
+            names
+                .iter()
+                .filter_map(|n| tag_ids.get(n).cloned())
+                .collect()
+        });
+        let lead_id = match wa.as_ref().and_then(|w| known.get(w)).cloned() {
+            Some(_) if on_duplicate == OnDuplicate::Skip => {
+                p.skipped += 1;
+                continue;
+            }
             Some(id) => {
                 let lead = leads::find_in_tx(&mut tx, t, &id).await?;
                 leads::update(&mut tx, t, &lead, &f).await?;
                 p.updated += 1;
+                id
             }
             None => {
                 let lead = leads::insert(&mut tx, t, &f).await?;
                 if let Some(w) = wa {
-                    known.insert(w, lead.id);
+                    known.insert(w, lead.id.clone());
                 }
                 p.imported += 1;
+                lead.id
             }
+        };
+        if let Some(ids) = tags {
+            leads::set_tag_ids(&mut tx, &lead_id, &ids).await?;
         }
     }
     let status = if done { "completed" } else { "running" };
     sqlx::query(
         "UPDATE lead_imports SET status = $1, imported = $2, updated = $3, skipped = $4, rejected = $5, \
-         errors = $6, body = CASE WHEN $1 = 'completed' THEN NULL ELSE body END, updated_at = $7 WHERE id = $8",
+         errors = $6, updated_at = $7 WHERE id = $8",
     )
     .bind(status)
     .bind(p.imported)
@@ -449,6 +481,10 @@ async fn write_chunk(
     .execute(&mut *tx)
     .await?;
     if done {
+        sqlx::query("DELETE FROM lead_import_files WHERE import_id = $1")
+            .bind(&import.id)
+            .execute(&mut *tx)
+            .await?;
         let details = serde_json::json!({
             "imported": p.imported, "updated": p.updated, "skipped": p.skipped,
             "rejected": p.rejected, "onDuplicate": on_duplicate.as_str()});
@@ -492,13 +528,19 @@ async fn existing(
 
 /// Marks an import failed (the job gave up on it).
 pub async fn failed(t: Tenant<'_>, id: &str, error: &str) -> AppResult<()> {
-    sqlx::query("UPDATE lead_imports SET status = 'failed', error = $1, body = NULL, updated_at = $2 WHERE id = $3 AND workspace_id = $4")
+    let mut tx = t.db().begin().await?;
+    sqlx::query("UPDATE lead_imports SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3 AND workspace_id = $4")
         .bind(error)
         .bind(now_ms())
         .bind(id)
         .bind(t.workspace_id())
-        .execute(t.db().writer())
+        .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM lead_import_files WHERE import_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    t.db().commit(tx).await?;
     Ok(())
 }
 

@@ -333,6 +333,11 @@ pub async fn set_tags(
     names: &[String],
 ) -> AppResult<()> {
     let ids = ensure_tags(tx, t, names).await?;
+    set_tag_ids(tx, lead_id, &ids).await
+}
+
+/// Replaces a lead's tags with these (ids of the lead's workspace's tags).
+pub async fn set_tag_ids(tx: &mut Tx, lead_id: &str, ids: &[String]) -> AppResult<()> {
     sqlx::query("DELETE FROM lead_tags WHERE lead_id = $1")
         .bind(lead_id)
         .execute(&mut **tx)

@@ -148,7 +148,10 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
         ],
     )
     .await;
-    assert_eq!(inbox.counts["open conversations (counts.open)"], 30, "{inbox}");
+    assert_eq!(
+        inbox.counts["open conversations (counts.open)"], 30,
+        "{inbox}"
+    );
     assert_eq!(inbox.counts["rows imported"], 1500, "{inbox}");
     assert!(inbox.latencies.contains_key("view: mine"), "{inbox}");
 }
