@@ -355,22 +355,30 @@ async fn execute<S: Host>(state: &S, kinds: &Kinds<S>, job: &Arc<Job>) {
             ))),
         }
     };
-    tokio::pin!(work);
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + LEASE / 3, LEASE / 3);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut work => break outcome,
-            _ = renew.tick() => {
-                let renewed = state.db().write(
+    // The renewals run beside the work, both polled: a renewal waits for the writer, and a job
+    // inside a write transaction holds it until it is polled on to its commit. (Awaiting the
+    // renewal instead of the work deadlocked a job whose transaction spanned a renewal tick.)
+    let renewals = async {
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + LEASE / 3, LEASE / 3);
+        loop {
+            renew.tick().await;
+            let renewed = state
+                .db()
+                .write(
                     sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2")
                         .bind(now_ms() + LEASE.as_millis() as i64)
                         .bind(&job.id),
-                ).await;
-                if let Err(e) = renewed {
-                    tracing::warn!(job = %job.id, error = %e, "renewing a job's lease");
-                }
+                )
+                .await;
+            if let Err(e) = renewed {
+                tracing::warn!(job = %job.id, error = %e, "renewing a job's lease");
             }
         }
+    };
+    let outcome = tokio::select! {
+        outcome = work => outcome,
+        never = renewals => never,
     };
     let result = match &outcome {
         Ok(()) => "done",
