@@ -20,6 +20,7 @@
 //! | [`outbound`] | the one HTTP client for requests to the outside world: no loopback, private or link-local targets (after DNS, on redirects), capped answers |
 //! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, the tenant scope and the caller's role in it |
 //! | [`changes`] | the change log every visible change writes, one helper per kind, read in order without gaps |
+//! | [`audit`] | the append-only audit log: who did what, when, to what (written in the transaction of the change) |
 //! | [`ratelimit`] | request rate limits behind one interface (memory on one node, Redis in cluster mode) |
 //! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, email verification, signing keys, JWKS, the caller's own account (`/users/me`: changes, erasure) |
 //! | [`users`] | profiles and privacy, others' public profiles, search, contacts, blocks |
@@ -33,7 +34,8 @@
 //! | [`ops`] | health, readiness, metrics, `/docs` |
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
-//! | [`whatsapp`] | the Cloud API bridge: channels, webhooks, leads, outbound queue, templates, import |
+//! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
+//! | [`whatsapp`] | the Cloud API bridge: channels, webhooks (customers become leads), outbound queue, templates, import |
 //! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
 //! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |
 //! | [`cluster`] | cluster mode: Redis fan-out between nodes, presence across nodes, heartbeats (the node's side behind [`cluster::Node`]) |
@@ -46,8 +48,8 @@
 //! fails on a loop, naming it). From the ground up:
 //!
 //! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db` (with the tenant
-//!    scope, [`db::Role`] and the membership lookups every transport uses), `changes`, `jobs`,
-//!    `cluster`, `ratelimit`;
+//!    scope, [`db::Role`] and the membership lookups every transport uses), `changes`, `audit`,
+//!    `jobs`, `cluster`, `ratelimit`;
 //! 2. `http`: extractors, validation, pagination;
 //! 3. `conversations`, `media`, `users`: rows, queries and the rules that need nothing above;
 //! 4. `messages`, on `conversations` (a message lives in one), `media` and `users`;
@@ -55,8 +57,10 @@
 //!    system messages);
 //! 6. `workspaces`, then `auth` (signup joins workspaces and their channel conversations;
 //!    erasing an account leaves its groups);
-//! 7. `whatsapp`, `sync`, `calls`, `push`, `ops`, then `realtime` (which carries the call
-//!    events and pushes an incoming call to a callee who is away);
+//! 7. `inbox`, on `chats` (an inbox conversation is viewed like any other) and `workspaces`
+//!    (the desk's settings); then `whatsapp` (its customers are leads), `sync`, `calls`,
+//!    `push`, `ops`, then `realtime` (which carries the call events and pushes an incoming call
+//!    to a callee who is away);
 //! 8. [`app::AppState`], the handles every transport shares; [`server`], the wiring; [`cli`].
 //!
 //! The arrows that point up, on purpose: every transport (routes, job handlers, `http`'s
@@ -82,11 +86,12 @@
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
-//! The capabilities still to come slot in without moving these: `inbox` (notes, automations,
-//! campaigns) and `ai` (analysis, keys, usage) above `chats` and `whatsapp`. Migrations
+//! The capabilities still to come slot in without moving these: automations and campaigns
+//! beside `inbox`, and `ai` (analysis, keys, usage) above `inbox` and `whatsapp`. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;

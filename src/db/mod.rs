@@ -479,6 +479,26 @@ impl Slots {
     }
 }
 
+/// Parameters of generated SQL, each bound where it is used (SQLite's `?` are positional, so
+/// a value used twice is bound twice).
+pub struct Binds {
+    slots: Slots,
+    pub params: Vec<lite::Value>,
+}
+
+impl Binds {
+    pub fn new(db: &Db) -> Binds {
+        Binds {
+            slots: db.slots(),
+            params: Vec::new(),
+        }
+    }
+    pub fn bind(&mut self, v: lite::Value) -> String {
+        self.params.push(v);
+        self.slots.take()
+    }
+}
+
 /// A new time-ordered id (UUIDv7, hyphenated).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

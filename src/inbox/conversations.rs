@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::audit::{self, actions};
 use super::notes;
+use crate::audit::{self, actions};
 use crate::changes;
 use crate::conversations::model::{ConversationRow, InboxStatus};
 use crate::conversations::store;

@@ -11,11 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::audit::{self, actions};
 use super::canned::{self, CannedView};
 use super::conversations::{self as inbox, InboxChange};
 use super::notes::{self, NoteView};
 use crate::app::AppState;
+use crate::audit::{self, actions};
 use crate::chats::model::ConversationView;
 use crate::conversations::access::access;
 use crate::conversations::model::InboxStatus;

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::audit::{self, actions};
 use super::leads::{self, Rules};
 use super::model::{
     parse_name, parse_phone, parse_stage, parse_tags, wa_id_of, LeadFields, OptInSource,
     OptInStatus,
 };
+use crate::audit::{self, actions};
 use crate::db::{new_id, now_ms, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 use crate::users::model::Email;

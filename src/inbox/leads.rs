@@ -8,7 +8,7 @@ use super::model::{
     merge_attributes, wa_id_of, LeadFields, LeadView, OptIn, OptInSource, OptInStatus,
 };
 use crate::db::lite::{text, Value};
-use crate::db::{is_unique_violation, new_id, now_ms, Db, Tenant, Timestamp, Tx};
+use crate::db::{is_unique_violation, new_id, now_ms, Binds, Db, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult, Code};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -539,26 +539,6 @@ impl Sort {
             }
         };
         (key, l.id.clone())
-    }
-}
-
-/// Parameters of generated SQL, each bound where it is used (SQLite's `?` are positional, so
-/// a value used twice is bound twice).
-pub struct Binds {
-    slots: crate::db::Slots,
-    pub params: Vec<Value>,
-}
-
-impl Binds {
-    pub fn new(db: &Db) -> Binds {
-        Binds {
-            slots: db.slots(),
-            params: Vec::new(),
-        }
-    }
-    pub fn bind(&mut self, v: Value) -> String {
-        self.params.push(v);
-        self.slots.take()
     }
 }
 

@@ -1,13 +1,12 @@
 //! The team inbox and support desk: leads (external contacts) with the workspace's pipeline,
 //! tags, opt-in and custom attributes; the support desk (app users writing to a workspace's
 //! team); status, snooze and assignment (by hand and round-robin); internal notes; canned
-//! responses; the audit log of what agents and admins did.
+//! responses. (The audit log they write is [`crate::audit`]; its route is here.)
 //!
 //! - [`model`]: the shapes and the parsing of every input (phone numbers to E.164, tags,
 //!   stages, attributes and their definitions).
 //! - [`leads`]: leads as stored, their tags, the filtered list.
 //! - [`catalog`]: what a workspace defines: stages, attribute definitions, tags.
-//! - [`audit`]: the append-only log, written in the transaction of each change.
 //! - [`notes`]: internal notes and activity lines (agents only; never messages).
 //! - [`conversations`]: status, snooze, assignment, auto-assignment; the opened and wake jobs.
 //! - [`support`]: the support desk's conversations; [`jobs`]: the opened and wake jobs.
@@ -17,7 +16,6 @@
 //! - [`service`]: the checks and writes of leads with their audit entries; [`routes`] and
 //!   [`desk_routes`]: the handlers.
 
-pub mod audit;
 pub mod canned;
 pub mod catalog;
 pub mod conversations;

@@ -9,7 +9,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::audit::{self, actions, AuditEntry, AuditFilter};
 use super::catalog;
 use super::leads::{self, LeadFilter, Sort};
 use super::model::{
@@ -19,6 +18,7 @@ use super::model::{
 };
 use super::service;
 use crate::app::AppState;
+use crate::audit::{self, actions, AuditEntry, AuditFilter};
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::encode_cursor;
 use crate::http::validate::{field, optional, parse_instant, Validate};

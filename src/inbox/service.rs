@@ -1,10 +1,10 @@
 //! The inbox's rules for leads and the catalog: checks against the workspace's pipeline and
 //! attribute definitions, the write, and its audit entry, in one transaction.
 
-use super::audit::{self, actions};
 use super::catalog;
 use super::leads::{self, LeadRow, Rules};
 use super::model::{AttributeDefinition, LeadFields, LeadView};
+use crate::audit::{self, actions};
 use crate::db::Tenant;
 use crate::error::{AppError, AppResult};
 

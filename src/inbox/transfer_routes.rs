@@ -11,10 +11,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::audit::{self, actions};
 use super::import::{self, ImportReport, OnDuplicate};
 use super::leads::{self, LeadRow};
 use crate::app::AppState;
+use crate::audit::{self, actions};
 use crate::db::Timestamp;
 use crate::error::{AppError, AppResult, Code};
 use crate::http::{Json, Scope};

@@ -81,7 +81,8 @@ where
 }
 
 /// (subscription, conversation) pairs to notify of these new messages: every current member
-/// but the sender, with the request accepted, the conversation not muted and no block between
+/// but the sender (of an assigned inbox conversation: its assignee and customer only), with the
+/// request accepted, the conversation not muted and no block between
 /// them and the sender, who has a subscription and no device connected. Asked in that order,
 /// so a log full of messages for people without subscriptions costs two queries a batch.
 async fn notifications<F, Fut>(
@@ -111,7 +112,20 @@ where
     if subscriptions.is_empty() {
         return Ok(Vec::new());
     }
-    let mut subscribed: Vec<String> = subscriptions.iter().map(|s| s.user_id.clone()).collect();
+    // An assigned inbox conversation notifies its assignee (and the support customer), not
+    // every agent; an unassigned one, all of them.
+    let assigned = assignees(db, &conversations).await?;
+    members.retain(|m| match assigned.get(&m.conversation_id) {
+        Some((assignee, customer)) => {
+            &m.user_id == assignee || customer.as_ref() == Some(&m.user_id)
+        }
+        None => true,
+    });
+    let mut subscribed: Vec<String> = subscriptions
+        .iter()
+        .map(|s| s.user_id.clone())
+        .filter(|u| members.iter().any(|m| &m.user_id == u))
+        .collect();
     subscribed.dedup();
     let online: HashSet<String> = online_among(subscribed.clone()).await.into_iter().collect();
     let away: HashSet<String> = subscribed
@@ -163,6 +177,23 @@ where
         }
     }
     Ok(out)
+}
+
+/// The assignee of each assigned inbox conversation among these, with its support customer.
+async fn assignees(
+    db: &Db,
+    conversations: &[String],
+) -> AppResult<HashMap<String, (String, Option<String>)>> {
+    let mut params = Vec::new();
+    let sql = format!(
+        "SELECT id, assignee_id, CASE WHEN kind = 'support' THEN created_by END FROM conversations \
+         WHERE id IN ({}) AND assignee_id IS NOT NULL AND kind IN ('channel', 'support')",
+        db.slots().in_list(conversations, &mut params)
+    );
+    let rows: Vec<(String, String, Option<String>)> = db
+        .rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .await?;
+    Ok(rows.into_iter().map(|(c, a, u)| (c, (a, u))).collect())
 }
 
 async fn senders(db: &Db, message_ids: &[String]) -> AppResult<HashMap<String, Option<String>>> {

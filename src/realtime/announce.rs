@@ -47,8 +47,7 @@ async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Ve
     let Some(user) = crate::users::store::find_by_id(db, user_id).await? else {
         return Ok(Vec::new());
     };
-    let privacy = LastSeenPrivacy::from_db(&user.privacy_last_seen);
-    if privacy == LastSeenPrivacy::Nobody {
+    if LastSeenPrivacy::from_db(&user.privacy_last_seen) == LastSeenPrivacy::Nobody {
         return Ok(Vec::new());
     }
     let people: Vec<String> = sqlx::query_scalar(
@@ -66,26 +65,73 @@ async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Ve
     let people = state.presence.online_among(&state.hub, people).await;
     let mut allowed = Vec::with_capacity(people.len());
     for p in people {
-        if crate::users::store::blocked_either_way(db, user_id, &p).await? {
-            continue;
+        if may_see(db, &user, &p).await? {
+            allowed.push(p);
         }
-        if privacy == LastSeenPrivacy::Contacts {
-            let their_phone = crate::users::store::find_by_id(db, &p)
-                .await?
-                .and_then(|u| u.phone);
-            let known = match their_phone {
-                Some(phone) => {
-                    crate::users::store::has_in_address_book(db, user_id, &phone).await?
-                }
-                None => false,
-            };
-            if !known {
-                continue;
-            }
-        }
-        allowed.push(p);
     }
     Ok(allowed)
+}
+
+/// May `viewer` learn of `subject`'s presence: their privacy, and no block either way?
+async fn may_see(
+    db: &crate::db::Db,
+    subject: &crate::users::model::UserRow,
+    viewer: &str,
+) -> crate::error::AppResult<bool> {
+    let privacy = LastSeenPrivacy::from_db(&subject.privacy_last_seen);
+    if privacy == LastSeenPrivacy::Nobody
+        || crate::users::store::blocked_either_way(db, &subject.id, viewer).await?
+    {
+        return Ok(false);
+    }
+    if privacy == LastSeenPrivacy::Contacts {
+        let phone = crate::users::store::find_by_id(db, viewer)
+            .await?
+            .and_then(|u| u.phone);
+        return match phone {
+            Some(phone) => crate::users::store::has_in_address_book(db, &subject.id, &phone).await,
+            None => Ok(false),
+        };
+    }
+    Ok(true)
+}
+
+/// A device that connects learns who of its people (those it shares an accepted conversation
+/// with, and those in its address book) is online now, each as a `presence` event, as far as
+/// their privacy and blocks allow; the changes follow as they happen.
+pub async fn snapshot(state: AppState, session: super::hub::Session) {
+    let result: crate::error::AppResult<()> = async {
+        let db = &state.db;
+        let people: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT other.user_id FROM conversation_members me \
+             JOIN conversation_members other ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id \
+             WHERE me.user_id = $1 AND me.left_at IS NULL AND other.left_at IS NULL \
+             AND me.request_state = 'accepted' AND other.request_state = 'accepted' \
+             UNION SELECT u.id FROM address_book a JOIN users u ON u.phone = a.phone \
+             WHERE a.owner_id = $1 AND u.id <> $1",
+        )
+        .bind(&session.user_id)
+        .fetch_all(db.reader())
+        .await?;
+        for p in state.presence.online_among(&state.hub, people).await {
+            let Some(subject) = crate::users::store::find_by_id(db, &p).await? else {
+                continue;
+            };
+            if may_see(db, &subject, &session.user_id).await? {
+                let packet = protocol::event(
+                    events::PRESENCE,
+                    &json!({"userId": p, "online": true, "lastSeenAt": null}),
+                );
+                let only = crate::cluster::Devices::Only(session.session_id.clone());
+                state.emit_to(&session.user_id, only, packet.into());
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "presence snapshot for a device that connected");
+    }
 }
 
 /// Announces that the user came online or went offline (storing `lastSeenAt` then).

@@ -147,6 +147,7 @@ impl Gateway {
             ));
         }
         tokio::spawn(calls::ring_here(self.state.clone(), session.clone()));
+        tokio::spawn(announce::snapshot(self.state.clone(), session.clone()));
         let expires = token_expiry(&self.state, token);
         tokio::spawn(self.clone().work(socket, session, rx, expires));
     }

@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::audit::actions;
 use crate::auth::keys::ServerSecret;
 use crate::db::{new_id, now_ms, Db, Tenant, Timestamp};
 use crate::error::{AppError, AppResult, Code};
@@ -227,7 +228,17 @@ async fn create_channel(
     };
     let mut tx = state.db.begin().await?;
     insert(&mut tx, &row).await?;
-    tx.commit().await?;
+    let details = serde_json::json!({"phoneNumberId": row.phone_number_id});
+    crate::audit::record(
+        &mut tx,
+        scope.tenant(&state.db),
+        Some(&scope.user_id),
+        actions::CHANNEL_CREATED,
+        ("channel", &row.id),
+        details,
+    )
+    .await?;
+    state.db.commit(tx).await?;
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
@@ -404,6 +415,7 @@ async fn update_channel(
         row.verify_token = v;
     }
     row.updated_at = now_ms();
+    let mut tx = state.db.begin().await?;
     let done = sqlx::query(
         "UPDATE channels SET name = $1, phone_number_id = $2, display_phone_number = $3, waba_id = $4, \
          access_token = $5, app_secret = $6, verify_token = $7, graph_base_url = $8, api_version = $9, \
@@ -421,10 +433,24 @@ async fn update_channel(
     .bind(row.updated_at)
     .bind(&row.id)
     .bind(t.workspace_id())
-    .execute(state.db.writer())
+    .execute(&mut *tx)
     .await;
     match done {
-        Ok(_) => Ok(Json(row.view())),
+        Ok(_) => {
+            // Which fields changed, never their values (secrets among them).
+            let details = serde_json::json!({"phoneNumberId": row.phone_number_id});
+            crate::audit::record(
+                &mut tx,
+                t,
+                Some(&scope.user_id),
+                actions::CHANNEL_UPDATED,
+                ("channel", &row.id),
+                details,
+            )
+            .await?;
+            state.db.commit(tx).await?;
+            Ok(Json(row.view()))
+        }
         Err(e) if crate::db::is_unique_violation(&e) => Err(AppError::new(
             Code::ChannelExists,
             "this phone number id is connected already",
@@ -442,13 +468,24 @@ async fn delete_channel(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     scope.require_admin("manage channels")?;
+    let mut tx = state.db.begin().await?;
     let done = sqlx::query("DELETE FROM channels WHERE id = $1 AND workspace_id = $2")
         .bind(&id)
         .bind(&scope.workspace_id)
-        .execute(state.db.writer())
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(AppError::not_found());
     }
+    crate::audit::record(
+        &mut tx,
+        scope.tenant(&state.db),
+        Some(&scope.user_id),
+        actions::CHANNEL_DELETED,
+        ("channel", &id),
+        serde_json::json!({}),
+    )
+    .await?;
+    state.db.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -358,6 +358,16 @@ async fn change_member_role(
         }
         _ => {}
     }
+    let details = serde_json::json!({"from": before, "to": b.role});
+    crate::audit::record(
+        &mut tx,
+        tenant,
+        Some(&scope.user_id),
+        crate::audit::actions::MEMBER_ROLE_CHANGED,
+        ("member", &user_id),
+        details,
+    )
+    .await?;
     state.db.commit(tx).await?;
     let member = store::find_member(tenant, &user_id)
         .await?
@@ -394,6 +404,15 @@ async fn remove_member(
         &scope.workspace_id,
         &user_id,
         false,
+    )
+    .await?;
+    crate::audit::record(
+        &mut tx,
+        tenant,
+        Some(&scope.user_id),
+        crate::audit::actions::MEMBER_REMOVED,
+        ("member", &user_id),
+        serde_json::json!({}),
     )
     .await?;
     state.db.commit(tx).await?;

@@ -680,6 +680,15 @@ async fn a_patient_writes_to_the_pharmacy_and_any_pharmacist_answers(app: &TestA
     );
     // A demoted pharmacist loses the conversation; the patient keeps theirs.
     set_role(app, &admin, &other_pharmacist, "member").await;
+    let audit = app
+        .get("/api/v1/audit?action=member.", &admin.token)
+        .await
+        .assert_ok()
+        .body;
+    let change = &audit["items"][0];
+    assert_eq!(change["action"], "member.role_changed");
+    assert_eq!(change["target"]["id"], other_pharmacist.id.as_str());
+    assert_eq!(change["details"], json!({"from": "agent", "to": "member"}));
     app.get(
         &format!("/api/v1/conversations/{conv}"),
         &other_pharmacist.token,

@@ -496,3 +496,47 @@ async fn erasing_an_account_deletes_its_subscriptions(app: &TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
+
+dual_test!(an_assigned_inbox_conversation_notifies_its_assignee_only);
+async fn an_assigned_inbox_conversation_notifies_its_assignee_only(app: &TestApp) {
+    let mut service = PushService::start().await;
+    let (admin, agent, patient) = crate::inbox::team(app).await;
+    crate::inbox::open_desk(app, &admin, "members", true).await;
+    for (who, name) in [(&admin, "admin"), (&agent, "agent")] {
+        app.post(
+            "/api/v1/push/subscriptions",
+            Some(&who.token),
+            json!({"type": "webhook", "url": format!("{}/{name}", service.base)}),
+        )
+        .await
+        .assert_ok();
+    }
+    let conv = app
+        .post(
+            "/api/v1/support",
+            Some(&patient.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Unassigned (nobody was connected to take it): every agent hears of it.
+    app.say(&patient, &conv, "hello?").await;
+    let mut paths = vec![service.next().await.path, service.next().await.path];
+    paths.sort();
+    assert_eq!(paths, ["/admin", "/agent"]);
+    assert!(service.quiet().await.is_empty());
+    // Assigned: only the assignee.
+    app.patch(
+        &format!("/api/v1/conversations/{conv}"),
+        &admin.token,
+        json!({"assigneeId": agent.id}),
+    )
+    .await
+    .assert_ok();
+    app.say(&patient, &conv, "still there?").await;
+    assert_eq!(service.next().await.path, "/agent");
+    assert!(service.quiet().await.is_empty());
+}

@@ -559,3 +559,42 @@ async fn a_closed_socket_leaves_nothing_running(backend: crate::helpers::Backend
     crate::helpers::eventually(WAIT, workers(0)).await;
     app.stop().await;
 }
+
+dual_test!(a_device_that_connects_learns_who_is_online);
+async fn a_device_that_connects_learns_who_is_online(app: &TestApp) {
+    let a = app.signup("sa@example.com", "Sa").await;
+    let b = app.signup("sb@example.com", "Sb").await;
+    let c = app.signup("sc@example.com", "Sc").await;
+    for peer in [&b, &c] {
+        let conv = app.direct(&a, peer).await;
+        app.say(&a, &conv, "hello").await;
+        app.say(peer, &conv, "hi").await;
+    }
+    // C blocks A: A must not learn that C is online.
+    app.call(
+        Method::PUT,
+        &format!("/api/v1/blocks/{}", a.id),
+        Some(&c.token),
+        None,
+    )
+    .await
+    .assert_ok();
+    let (_sb, _b_events) = connect(app, &b).await;
+    let (_sc, _c_events) = connect(app, &c).await;
+    let (_sa, mut a_events) = connect(app, &a).await;
+    let first = a_events.expect("presence", WAIT).await.unwrap();
+    assert_eq!(
+        first,
+        json!({"userId": b.id, "online": true, "lastSeenAt": null})
+    );
+    let more: Vec<_> = settle(&mut a_events)
+        .await
+        .into_iter()
+        .filter(|e| e.name == "presence")
+        .collect();
+    assert!(
+        more.is_empty(),
+        "{:?}",
+        more.iter().map(|e| &e.data).collect::<Vec<_>>()
+    );
+}

@@ -28,6 +28,11 @@ pub mod actions {
     pub const CANNED_UPDATED: &str = "canned_response.updated";
     pub const CANNED_DELETED: &str = "canned_response.deleted";
     pub const AGENT_SETTINGS: &str = "agent.settings_changed";
+    pub const MEMBER_ROLE_CHANGED: &str = "member.role_changed";
+    pub const MEMBER_REMOVED: &str = "member.removed";
+    pub const CHANNEL_CREATED: &str = "channel.created";
+    pub const CHANNEL_UPDATED: &str = "channel.updated";
+    pub const CHANNEL_DELETED: &str = "channel.deleted";
 }
 
 /// Appends one entry. `actor`: `None` for the system (auto-assignment, a snooze ending).
@@ -142,7 +147,7 @@ pub async fn list(
     limit: i64,
 ) -> AppResult<Vec<AuditRow>> {
     let db = t.db();
-    let mut b = super::leads::Binds::new(db);
+    let mut b = crate::db::Binds::new(db);
     let mut sql = format!(
         "SELECT a.id, a.at, a.actor_id, u.display_name AS actor_name, a.action, a.target_type, \
          a.target_id, a.details FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id \
