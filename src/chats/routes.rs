@@ -104,6 +104,7 @@ async fn list_conversations(
     let filter = ListFilter {
         requests: q.requests.unwrap_or(false),
         archived: q.archived,
+        // (The inbox kinds went to their view above.)
         kind: q.kind.map(|k| match k {
             KindFilter::Direct => "direct".to_owned(),
             _ => "group".to_owned(),
@@ -186,7 +187,7 @@ async fn inbox_view(
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last()).flatten().map(|r| {
         let c = &r.conversation;
-        encode_cursor(&(c.last_inbound_at.unwrap_or(c.created_at), &c.id))
+        encode_cursor(&(c.inbox_at.unwrap_or_default(), &c.id))
     });
     let items = rows
         .into_iter()
@@ -311,7 +312,7 @@ async fn get_conversation(
 }
 
 /// A group's title, description or avatar (owner and admins), checked; the inbox's
-/// `PATCH /conversations/{id}` (in `inbox::routes`) calls it for those fields.
+/// `PATCH /conversations/{id}` (in `inbox::desk_routes`) calls it for those fields.
 pub async fn update_group_fields(
     state: &AppState,
     scope: &Scope,

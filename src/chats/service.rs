@@ -28,9 +28,17 @@ pub async fn views(
             .or_default()
             .push(m);
     }
+    let customers: HashMap<&str, &str> = items
+        .iter()
+        .filter(|(c, _, _)| c.kind() == Kind::Support)
+        .filter_map(|(c, _, _)| Some((c.id.as_str(), c.created_by.as_deref()?)))
+        .collect();
     let floors: HashMap<String, (i64, i64)> = members
         .iter()
-        .map(|(id, ms)| (id.clone(), views::floor_of(ms)))
+        .map(|(id, ms)| {
+            let customer = customers.get(id.as_str()).copied();
+            (id.clone(), views::floor_of(ms, customer))
+        })
         .collect();
     let last_keys: Vec<(String, i64)> = items
         .iter()

@@ -184,21 +184,24 @@ pub async fn reactions(
     .await
 }
 
-/// (lowest deliveredSeq, lowest readSeq) over the conversation's current members; a member
-/// with a pending message request counts as having read nothing.
+/// The marks every side of a conversation has reached, from its current members' marks, in one
+/// statement for all of `conversation_ids`. A side is one member, except in a support
+/// conversation, where the team is one side (its furthest agent) and the customer the other: a
+/// customer's message is read when an agent read it. A member with a pending message request
+/// counts as having read nothing.
+const FLOORS: &str = "SELECT conversation_id, MIN(d), MIN(r) FROM ( \
+     SELECT m.conversation_id, MAX(m.delivered_seq) AS d, \
+     MAX(CASE WHEN m.request_state = 'pending' THEN 0 ELSE m.read_seq END) AS r \
+     FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+     WHERE m.left_at IS NULL AND m.conversation_id IN ({}) \
+     GROUP BY m.conversation_id, \
+     CASE WHEN c.kind = 'support' AND m.user_id <> c.created_by THEN '' ELSE m.user_id END \
+    ) sides GROUP BY conversation_id";
+
+/// (deliveredSeq, readSeq) that every side of the conversation has reached (see [`FLOORS`]).
 pub async fn receipt_floor(db: &Db, conversation_id: &str) -> AppResult<(i64, i64)> {
-    const SQL: &str = "SELECT MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
-         FROM conversation_members WHERE conversation_id = $1 AND left_at IS NULL";
-    let row: Option<(Option<i64>, Option<i64>)> = db
-        .rows(
-            SQL.into(),
-            vec![crate::db::lite::text(conversation_id)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .await?
-        .pop();
-    let (d, r) = row.unwrap_or((None, None));
-    Ok((d.unwrap_or(0), r.unwrap_or(0)))
+    let floors = receipt_floors(db, &[conversation_id.to_owned()]).await?;
+    Ok(floors.get(conversation_id).copied().unwrap_or((0, 0)))
 }
 
 /// [`receipt_floor`] of many conversations in one query.
@@ -210,11 +213,7 @@ pub async fn receipt_floors(
         return Ok(Default::default());
     }
     let mut params = Vec::new();
-    let sql = format!(
-        "SELECT conversation_id, MIN(delivered_seq), MIN(CASE WHEN request_state = 'pending' THEN 0 ELSE read_seq END) \
-         FROM conversation_members WHERE left_at IS NULL AND conversation_id IN ({}) GROUP BY conversation_id",
-        db.slots().in_list(conversation_ids, &mut params)
-    );
+    let sql = FLOORS.replace("{}", &db.slots().in_list(conversation_ids, &mut params));
     let rows: Vec<(String, Option<i64>, Option<i64>)> = db
         .rows_once(sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .await?;

@@ -10,22 +10,37 @@ use crate::conversations::model::{MemberRow, RequestState};
 use crate::db::{Db, Timestamp};
 use crate::error::{AppError, AppResult, Code};
 
-/// (lowest deliveredSeq, lowest readSeq) of current members: a message at or below them is
-/// delivered / read by everyone, its sender included (sending moves the sender's own marks).
-pub fn floor_of(members: &[MemberRow]) -> (i64, i64) {
+/// (deliveredSeq, readSeq) every side of the conversation has reached: a message at or below
+/// them is delivered / read by everyone, its sender included (sending moves the sender's own
+/// marks). Each current member is a side, but in a support conversation (`customer` given) the
+/// team is one side, as far as its furthest agent (as `messages::store::receipt_floors`).
+pub fn floor_of(members: &[MemberRow], customer: Option<&str>) -> (i64, i64) {
+    let marks = |m: &MemberRow| {
+        let read = if m.request_state() == RequestState::Pending {
+            0
+        } else {
+            m.read_seq
+        };
+        (m.delivered_seq, read)
+    };
     let current = members.iter().filter(|m| m.is_current());
-    let delivered = current.clone().map(|m| m.delivered_seq).min().unwrap_or(0);
-    let read = current
-        .map(|m| {
-            if m.request_state() == RequestState::Pending {
-                0
-            } else {
-                m.read_seq
-            }
-        })
-        .min()
-        .unwrap_or(0);
-    (delivered, read)
+    let Some(customer) = customer else {
+        let delivered = current.clone().map(|m| marks(m).0).min().unwrap_or(0);
+        let read = current.map(|m| marks(m).1).min().unwrap_or(0);
+        return (delivered, read);
+    };
+    let (them, team): (Vec<&MemberRow>, Vec<&MemberRow>) =
+        current.partition(|m| m.user_id == customer);
+    let side = |ms: &[&MemberRow]| {
+        let d = ms.iter().map(|m| marks(m).0).max();
+        let r = ms.iter().map(|m| marks(m).1).max();
+        d.zip(r)
+    };
+    let sides: Vec<(i64, i64)> = [side(&them), side(&team)].into_iter().flatten().collect();
+    (
+        sides.iter().map(|s| s.0).min().unwrap_or(0),
+        sides.iter().map(|s| s.1).min().unwrap_or(0),
+    )
 }
 
 fn status_of(seq: i64, (delivered, read): (i64, i64)) -> Status {

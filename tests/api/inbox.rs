@@ -1366,3 +1366,45 @@ async fn inbox_views_filter_by_the_lead_and_sort_by_the_customer(app: &TestApp) 
     assert_eq!(rest["items"][0]["id"], ids[1].as_str());
     assert!(rest["nextCursor"].is_null());
 }
+
+dual_test!(a_customers_message_is_read_when_any_agent_read_it);
+async fn a_customers_message_is_read_when_any_agent_read_it(app: &TestApp) {
+    let (admin, agent, patient) = team(app).await;
+    open_desk(app, &admin, "members", true).await;
+    let conv = app
+        .post(
+            "/api/v1/support",
+            Some(&patient.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app.say(&patient, &conv, "Is my order ready?").await;
+    let seq = sent["seq"].as_i64().unwrap();
+    assert_eq!(sent["status"], "sent");
+    // One agent of two reads it: the patient sees it read (the team is one side).
+    app.post(
+        &format!("/api/v1/conversations/{conv}/read"),
+        Some(&agent.token),
+        json!({"seq": seq}),
+    )
+    .await
+    .assert_ok();
+    let history = app.history(&patient, &conv).await;
+    assert_eq!(history.last().unwrap()["status"], "read", "{history:?}");
+    // An agent's answer is read when the patient read it, whatever the other agents did.
+    let answer = app.say(&agent, &conv, "Yes, come by.").await;
+    assert_eq!(answer["status"], "sent");
+    app.post(
+        &format!("/api/v1/conversations/{conv}/read"),
+        Some(&patient.token),
+        json!({"seq": answer["seq"]}),
+    )
+    .await
+    .assert_ok();
+    let history = app.history(&agent, &conv).await;
+    assert_eq!(history.last().unwrap()["status"], "read", "{history:?}");
+}
