@@ -67,6 +67,11 @@ async fn csv_of(state: &AppState, req: Request) -> AppResult<String> {
             }
         }
         file.ok_or_else(|| AppError::invalid_field("file", "is required"))?
+    } else if kind.starts_with("application/json") {
+        let bytes = axum::body::to_bytes(req.into_body(), IMPORT_LIMIT)
+            .await
+            .map_err(|_| AppError::new(Code::PayloadTooLarge, "the body is larger than 64 MiB"))?;
+        return rows_as_csv(&bytes);
     } else if kind.starts_with("text/csv") || kind.starts_with("text/plain") {
         axum::body::to_bytes(req.into_body(), IMPORT_LIMIT)
             .await
@@ -74,15 +79,61 @@ async fn csv_of(state: &AppState, req: Request) -> AppResult<String> {
     } else {
         return Err(AppError::new(
             Code::UnsupportedMediaType,
-            "send the CSV as multipart/form-data (field `file`) or as text/csv",
+            "send the CSV as multipart/form-data (field `file`) or as text/csv, or JSON rows",
         ));
     };
     String::from_utf8(bytes.to_vec()).map_err(|_| AppError::invalid_field("file", "must be UTF-8"))
 }
 
-/// POST /api/v1/leads/import — leads from a CSV (agents): `name`, `phone`, `email`, `tags` (`;`-separated), `stage`, `optIn`, `attributes.KEY` columns. Up to 1,000 rows: 201 with the report; more: 202 `{id}`, the report at `GET /leads/imports/{id}`.
+/// JSON rows (`{"rows": [{"name": …, "phone": …, "tags": ["a", "b"], "attributes.city": …}]}`,
+/// the keys being the CSV's columns) written as the CSV they stand for, so that both take one
+/// path: a list becomes a `;`-separated cell, a number or boolean its text, `null` an empty cell.
+fn rows_as_csv(bytes: &[u8]) -> AppResult<String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rows {
+        rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    }
+    let rows: Rows = serde_json::from_slice(bytes)
+        .map_err(|e| AppError::invalid_field("rows", format!("must be a list of objects: {e}")))?;
+    let mut columns: Vec<&str> = Vec::new();
+    for row in &rows.rows {
+        for k in row.keys() {
+            if !columns.contains(&k.as_str()) {
+                columns.push(k);
+            }
+        }
+    }
+    let cell = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(";"),
+        Some(other) => other.to_string(),
+    };
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let write = |out: &mut csv::Writer<Vec<u8>>, record: Vec<String>| {
+        out.write_record(record).map_err(AppError::internal)
+    };
+    write(&mut out, columns.iter().map(|c| c.to_string()).collect())?;
+    for row in &rows.rows {
+        write(
+            &mut out,
+            columns.iter().map(|c| cell(row.get(*c))).collect(),
+        )?;
+    }
+    let bytes = out
+        .into_inner()
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    String::from_utf8(bytes).map_err(AppError::internal)
+}
+
+/// POST /api/v1/leads/import — leads from a CSV (agents): `name`, `phone`, `email`, `tags` (`;`-separated), `stage`, `optIn`, `attributes.KEY` columns; or `application/json` `{rows: [{column: value}]}`. Up to 1,000 rows: 201 with the report; more: 202 `{id}`, the report at `GET /leads/imports/{id}`.
 #[utoipa::path(post, path = "/leads/import", tag = "inbox", security(("bearer" = [])), params(ImportQuery),
-    request_body(content = String, content_type = "text/csv", description = "the CSV, or a multipart/form-data form with its `file`"),
+    request_body(content = String, content_type = "text/csv", description = "the CSV, a multipart/form-data form with its `file`, or application/json `{rows: [{column: value}]}`"),
     responses((status = 201, body = ImportReport), (status = 202, body = ImportReport), (status = 413, body = crate::error::Problem),
         (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn import_leads(

@@ -1216,6 +1216,29 @@ async fn a_csv_import_reports_bad_rows_and_never_half_imports_one(app: &TestApp)
     );
     assert_eq!(lead("4915100000001").await["name"], "Díaz, Rosa");
 
+    // The same as JSON rows.
+    let r = app
+        .post(
+            "/api/v1/leads/import",
+            Some(&agent.token),
+            json!({"rows": [
+                {"name": "Ivo", "phone": "+4915100000010", "tags": ["json", "b2b"], "attributes.city": "Braga", "optIn": true},
+                {"name": "Joana", "phone": "nope"}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        (r.body["imported"].as_i64(), r.body["rejected"].as_i64()),
+        (Some(1), Some(1)),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["errors"][0]["line"], 3);
+    let ivo = lead("4915100000010").await;
+    assert_eq!(ivo["tags"], json!(["b2b", "json"]));
+    assert_eq!(ivo["optIn"]["status"], "opted_in");
+
     // Files that cannot be imported at all.
     import_csv(app, &agent, "", "colour,name\nred,x\n")
         .await
