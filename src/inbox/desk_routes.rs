@@ -203,17 +203,15 @@ async fn create_note(
         return Err(AppError::invalid_field("mentions", "at most 50"));
     }
     let mut tx = state.db.begin().await?;
-    let note = notes::insert(
-        &mut tx,
-        t,
-        &id,
-        Some(&scope.user_id),
-        "note",
-        &text,
-        &mentions,
-        None,
-    )
-    .await?;
+    let new = notes::NewNote {
+        conversation_id: &id,
+        author: Some(&scope.user_id),
+        kind: "note",
+        text: &text,
+        mentions: &mentions,
+        details: None,
+    };
+    let note = notes::insert(&mut tx, t, new).await?;
     let details = serde_json::json!({"conversationId": id, "mentions": mentions});
     audit::record(
         &mut tx,

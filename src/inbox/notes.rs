@@ -78,17 +78,20 @@ pub fn parse_text(raw: &str) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
+/// A note or activity line to write.
+pub struct NewNote<'a> {
+    pub conversation_id: &'a str,
+    /// `None`: the system.
+    pub author: Option<&'a str>,
+    /// `note` or `activity`.
+    pub kind: &'static str,
+    pub text: &'a str,
+    pub mentions: &'a [String],
+    pub details: Option<serde_json::Value>,
+}
+
 /// Writes a note or an activity line; returns its id.
-pub async fn insert(
-    tx: &mut Tx,
-    t: Tenant<'_>,
-    conversation_id: &str,
-    author: Option<&str>,
-    kind: &str,
-    text: &str,
-    mentions: &[String],
-    details: Option<serde_json::Value>,
-) -> AppResult<String> {
+pub async fn insert(tx: &mut Tx, t: Tenant<'_>, n: NewNote<'_>) -> AppResult<String> {
     let id = new_id();
     sqlx::query(
         "INSERT INTO notes (id, workspace_id, conversation_id, author_id, kind, text, mentions, details, created_at) \
@@ -96,12 +99,12 @@ pub async fn insert(
     )
     .bind(&id)
     .bind(t.workspace_id())
-    .bind(conversation_id)
-    .bind(author)
-    .bind(kind)
-    .bind(text)
-    .bind(serde_json::json!(mentions).to_string())
-    .bind(details.map(|d| d.to_string()))
+    .bind(n.conversation_id)
+    .bind(n.author)
+    .bind(n.kind)
+    .bind(n.text)
+    .bind(serde_json::json!(n.mentions).to_string())
+    .bind(n.details.map(|d| d.to_string()))
     .bind(now_ms())
     .execute(&mut **tx)
     .await?;
@@ -117,17 +120,15 @@ pub async fn activity(
     text: &str,
     details: serde_json::Value,
 ) -> AppResult<String> {
-    insert(
-        tx,
-        t,
+    let line = NewNote {
         conversation_id,
-        actor,
-        "activity",
+        author: actor,
+        kind: "activity",
         text,
-        &[],
-        Some(details),
-    )
-    .await
+        mentions: &[],
+        details: Some(details),
+    };
+    insert(tx, t, line).await
 }
 
 pub async fn find(t: Tenant<'_>, ids: &[String]) -> AppResult<Vec<NoteView>> {
