@@ -98,6 +98,7 @@ pub async fn change(
     let mut lines = Vec::new();
     if assignee != c.assignee_id {
         let text = match &assignee {
+            Some(a) if a == actor => format!("{actor_name} took this"),
             Some(a) => format!(
                 "{actor_name} assigned this to {}",
                 name_of(&mut tx, a).await?

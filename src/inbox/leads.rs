@@ -440,15 +440,17 @@ pub async fn for_user(tx: &mut Tx, t: Tenant<'_>, user_id: &str) -> AppResult<Le
             .bind(user_id)
             .fetch_one(&mut **tx)
             .await?;
-    let wa_id = phone
+    let mut wa_id = phone
         .as_deref()
         .map(|p| p.trim_start_matches('+').to_owned());
-    // A lead with the user's phone (a WhatsApp customer, an import) becomes this user's.
-    if let Some(w) = &wa_id {
-        if let Some(lead) = find_by_wa_id(tx, t, w)
-            .await?
-            .filter(|l| l.user_id.is_none())
-        {
+    // A lead with the user's phone (a WhatsApp customer, an import) becomes this user's; one
+    // that is another user's keeps the phone (the new lead goes without it).
+    if let Some(w) = wa_id.clone() {
+        let found = find_by_wa_id(tx, t, &w).await?;
+        if found.as_ref().is_some_and(|l| l.user_id.is_some()) {
+            wa_id = None;
+        }
+        if let Some(lead) = found.filter(|l| l.user_id.is_none()) {
             sqlx::query("UPDATE leads SET user_id = $1, updated_at = $2 WHERE id = $3")
                 .bind(user_id)
                 .bind(now_ms())
