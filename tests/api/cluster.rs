@@ -1058,3 +1058,116 @@ async fn a_call_crosses_nodes_and_ends_with_a_dead_node() {
 async fn call_log(base: &str, user: &User) -> (StatusCode, Value) {
     call(Method::GET, base, "/api/v1/calls", Some(&user.token), None).await
 }
+
+/// PATCH that must succeed.
+async fn patch(base: &str, path: &str, token: &str, body: Value) -> Value {
+    let (status, v) = call(Method::PATCH, base, path, Some(token), Some(body)).await;
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_assignment_keeps_capacities_across_nodes() {
+    let Some(cluster) = Cluster::new("auto_assignment_keeps_capacities_across_nodes", &[]).await
+    else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    // The first account owns nothing: make it the default workspace's owner in the database.
+    let owner = signup(&a, "owner").await;
+    let db_url = cluster
+        .env
+        .iter()
+        .find(|(k, _)| *k == "DATABASE_URL")
+        .unwrap()
+        .1
+        .clone();
+    let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    sqlx::query("UPDATE memberships SET role = 'owner' WHERE user_id = $1")
+        .bind(&owner.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.ok();
+    let agents = [signup(&a, "agent-a").await, signup(&b, "agent-b").await];
+    for agent in &agents {
+        patch(
+            &a,
+            &format!("/api/v1/workspaces/default/members/{}", agent.id),
+            &owner.token,
+            json!({"role": "agent"}),
+        )
+        .await;
+        patch(
+            &b,
+            &format!("/api/v1/inbox/agents/{}", agent.id),
+            &owner.token,
+            json!({"capacity": 3}),
+        )
+        .await;
+    }
+    patch(
+        &a,
+        &format!("/api/v1/inbox/agents/{}", owner.id),
+        &owner.token,
+        json!({"autoAssign": false}),
+    )
+    .await;
+    patch(
+        &a,
+        "/api/v1/workspaces/default",
+        &owner.token,
+        json!({"settings": {"support": {"enabled": true}}}),
+    )
+    .await;
+    // Each agent connected to a node of its own; ten patients write at once through both.
+    let _sa = socket(&a, &agents[0]).await;
+    let _sb = socket(&b, &agents[1]).await;
+    let mut patients = Vec::new();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        patients.push((node.clone(), signup(node, &format!("patient-{i}")).await));
+    }
+    futures_util::future::join_all(patients.iter().map(|(node, p)| async move {
+        post(
+            node,
+            "/api/v1/support",
+            Some(&p.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await
+    }))
+    .await;
+    // Six of them find an agent (three each), four wait unassigned.
+    let counts = eventually(WAIT, || {
+        let (b, token) = (b.clone(), owner.token.clone());
+        async move {
+            let (_, counts) =
+                call(Method::GET, &b, "/api/v1/inbox/counts", Some(&token), None).await;
+            let assigned_all = counts["open"] == 10 && counts["unassigned"].as_i64() <= Some(4);
+            if assigned_all {
+                Ok(counts)
+            } else {
+                Err(counts.to_string())
+            }
+        }
+    })
+    .await;
+    assert_eq!(counts["open"], 10, "{counts}");
+    assert_eq!(counts["unassigned"], 4, "{counts}");
+    for agent in &agents {
+        let (_, mine) = call(
+            Method::GET,
+            &a,
+            "/api/v1/conversations?kind=support&assignee=me",
+            Some(&agent.token),
+            None,
+        )
+        .await;
+        assert_eq!(mine["items"].as_array().unwrap().len(), 3, "{mine}");
+    }
+    drop((a_node, b_node));
+    cluster.remove().await;
+}
