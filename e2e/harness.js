@@ -73,6 +73,13 @@ export async function startServer(backend, extraEnv = {}) {
       const r = await this.call("POST", "/auth/login", null, { email: user.email, password: "correct horse battery", deviceId });
       return { ...user, token: r.body.accessToken };
     },
+    /** A platform admin (`palaver admin create`), who owns the default workspace, signed in. */
+    async admin(name) {
+      const email = `${name.toLowerCase()}-${Math.random().toString(36).slice(2)}@example.com`;
+      execFileSync(BIN, ["admin", "create", "--email", email, "--password", "correct horse battery", "--name", name], { env, stdio: "ignore" });
+      const r = await this.call("POST", "/auth/login", null, { email, password: "correct horse battery", deviceId: "admin" });
+      return { id: r.body.user.id, token: r.body.accessToken, email };
+    },
     async direct(a, b) {
       const r = await this.call("POST", "/conversations/direct", a.token, { userId: b.id });
       return r.body.id;
