@@ -107,26 +107,9 @@ pub async fn change(
         };
         let details =
             serde_json::json!({"event": "assigned", "from": c.assignee_id, "to": assignee});
-        lines.push(
-            notes::activity(
-                &mut tx,
-                t,
-                conversation_id,
-                Some(actor),
-                &text,
-                details.clone(),
-            )
-            .await?,
-        );
-        audit::record(
-            &mut tx,
-            t,
-            Some(actor),
-            actions::CONVERSATION_ASSIGNED,
-            ("conversation", conversation_id),
-            details,
-        )
-        .await?;
+        let on = (conversation_id, actor);
+        let action = actions::CONVERSATION_ASSIGNED;
+        lines.push(recorded(&mut tx, t, on, action, &text, details).await?);
     }
     if let Some(until) = snoozed.filter(|u| Some(*u) != c.snoozed_until) {
         let text = format!(
@@ -141,30 +124,27 @@ pub async fn change(
     } else if status != before_status {
         let text = format!("{actor_name} changed the status from {before_status} to {status}");
         let details = serde_json::json!({"event": "status", "from": before_status, "to": status});
-        lines.push(
-            notes::activity(
-                &mut tx,
-                t,
-                conversation_id,
-                Some(actor),
-                &text,
-                details.clone(),
-            )
-            .await?,
-        );
-        audit::record(
-            &mut tx,
-            t,
-            Some(actor),
-            actions::CONVERSATION_STATUS,
-            ("conversation", conversation_id),
-            details,
-        )
-        .await?;
+        let on = (conversation_id, actor);
+        let action = actions::CONVERSATION_STATUS;
+        lines.push(recorded(&mut tx, t, on, action, &text, details).await?);
     }
     changes::conversation_updated(&mut tx, conversation_id, None).await?;
     t.db().commit(tx).await?;
     Ok(lines)
+}
+
+/// An agent's change as an activity line and an audit entry with the same details; the line's id.
+async fn recorded(
+    tx: &mut Tx,
+    t: Tenant<'_>,
+    (conversation_id, actor): (&str, &str),
+    action: &str,
+    text: &str,
+    details: serde_json::Value,
+) -> AppResult<String> {
+    let target = ("conversation", conversation_id);
+    audit::record(tx, t, Some(actor), action, target, details.clone()).await?;
+    notes::activity(tx, t, conversation_id, Some(actor), text, details).await
 }
 
 #[derive(Deserialize)]

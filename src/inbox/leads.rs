@@ -184,6 +184,14 @@ impl Rules {
     }
 }
 
+fn lead_taken(e: sqlx::Error) -> AppError {
+    if is_unique_violation(&e) {
+        AppError::new(Code::LeadExists, "another lead has this phone number")
+    } else {
+        e.into()
+    }
+}
+
 /// Creates a lead; 409 `lead_exists` when the phone (or app user) has one already.
 pub async fn insert(tx: &mut Tx, t: Tenant<'_>, f: &LeadFields) -> AppResult<LeadRow> {
     let id = new_id();
@@ -220,15 +228,7 @@ pub async fn insert(tx: &mut Tx, t: Tenant<'_>, f: &LeadFields) -> AppResult<Lea
     .bind(now)
     .execute(&mut **tx)
     .await;
-    match r {
-        Err(e) if is_unique_violation(&e) => {
-            return Err(AppError::new(
-                Code::LeadExists,
-                "another lead has this phone number",
-            ))
-        }
-        r => r?,
-    };
+    r.map_err(lead_taken)?;
     if let Some(tags) = &f.tags {
         set_tags(tx, t, &id, tags).await?;
     }
@@ -284,15 +284,7 @@ pub async fn update(
     .bind(t.workspace_id())
     .execute(&mut **tx)
     .await;
-    match r {
-        Err(e) if is_unique_violation(&e) => {
-            return Err(AppError::new(
-                Code::LeadExists,
-                "another lead has this phone number",
-            ))
-        }
-        r => r?,
-    };
+    r.map_err(lead_taken)?;
     if let Some(tags) = &f.tags {
         set_tags(tx, t, &lead.id, tags).await?;
     }
