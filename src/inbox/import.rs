@@ -20,8 +20,10 @@ use crate::db::{new_id, now_ms, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 use crate::users::model::Email;
 
-/// Rows written per transaction: short enough that other writers wait only milliseconds.
-pub const CHUNK: usize = 500;
+/// Rows written per transaction: short, so that other writers wait little (SQLite's one
+/// writer) and no reader waits on it (PostgreSQL's sync stream shows only what every older
+/// transaction has committed, so a long one holds new messages back from `GET /sync`).
+pub const CHUNK: usize = 200;
 /// Imports of at most this many rows are done within the request (201); larger ones by a job
 /// (202).
 pub const INLINE_ROWS: usize = 1000;
