@@ -1308,7 +1308,7 @@ async fn a_large_import_runs_as_a_job_with_progress(app: &TestApp) {
     assert_eq!(report["imported"], 1100);
     assert_eq!(
         report["errors"],
-        json!([{"line": 3002, "reason": report["errors"][0]["reason"]}])
+        json!([{"line": 1102, "reason": report["errors"][0]["reason"]}])
     );
     let tags = app.get("/api/v1/tags", &agent.token).await.assert_ok().body;
     assert_eq!(tags[0]["leads"], 1100);
