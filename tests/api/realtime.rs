@@ -587,13 +587,14 @@ async fn a_device_that_connects_learns_who_is_online(app: &TestApp) {
         first,
         json!({"userId": b.id, "online": true, "lastSeenAt": null})
     );
+    // B's own announcement may still come (it races the snapshot); nothing ever about C.
     let more: Vec<_> = settle(&mut a_events)
         .await
         .into_iter()
         .filter(|e| e.name == "presence")
         .collect();
     assert!(
-        more.is_empty(),
+        more.iter().all(|e| e.data == first),
         "{:?}",
         more.iter().map(|e| &e.data).collect::<Vec<_>>()
     );
