@@ -240,7 +240,7 @@ pub struct SupportBody {
 
 /// POST /api/v1/support — the caller's support conversation with a workspace's team: made (201) or found (200). The desk must be enabled (`settings.support`); 404 otherwise.
 #[utoipa::path(post, path = "/support", tag = "inbox", security(("bearer" = [])), request_body = SupportBody,
-    responses((status = 200, body = ConversationView), (status = 201, body = ConversationView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 403, body = crate::error::Problem), (status = 200, body = ConversationView), (status = 201, body = ConversationView), (status = 404, body = crate::error::Problem)))]
 async fn open_support(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -475,7 +475,7 @@ pub struct CannedBody {
 
 /// POST /api/v1/canned-responses — a new canned response (agents); 409 `short_code_taken`.
 #[utoipa::path(post, path = "/canned-responses", tag = "inbox", security(("bearer" = [])), request_body = CannedBody,
-    responses((status = 201, body = CannedView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 403, body = crate::error::Problem), (status = 201, body = CannedView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn create_canned(
     State(state): State<AppState>,
     scope: Scope,
@@ -515,7 +515,7 @@ async fn create_canned(
 
 /// PATCH /api/v1/canned-responses/{id} (agents)
 #[utoipa::path(patch, path = "/canned-responses/{id}", tag = "inbox", security(("bearer" = [])), request_body = CannedBody,
-    params(("id" = String, Path)), responses((status = 200, body = CannedView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 200, body = CannedView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 async fn update_canned(
     State(state): State<AppState>,
     scope: Scope,
@@ -546,7 +546,7 @@ async fn update_canned(
 
 /// DELETE /api/v1/canned-responses/{id} (agents)
 #[utoipa::path(delete, path = "/canned-responses/{id}", tag = "inbox", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 204), (status = 404, body = crate::error::Problem)))]
 async fn delete_canned(
     State(state): State<AppState>,
     scope: Scope,
@@ -584,7 +584,7 @@ pub struct Rendered {
 
 /// POST /api/v1/canned-responses/{id}/render — the text with the variables of a conversation (its lead, the calling agent, the workspace) filled in (agents).
 #[utoipa::path(post, path = "/canned-responses/{id}/render", tag = "inbox", security(("bearer" = [])), request_body = RenderBody,
-    params(("id" = String, Path)), responses((status = 200, body = Rendered), (status = 404, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 200, body = Rendered), (status = 404, body = crate::error::Problem)))]
 async fn render_canned(
     State(state): State<AppState>,
     scope: Scope,

@@ -249,7 +249,7 @@ impl LeadBody {
 
 /// POST /api/v1/leads — a new lead (agents); 409 `lead_exists` when the phone has one.
 #[utoipa::path(post, path = "/leads", tag = "inbox", security(("bearer" = [])), request_body = LeadBody,
-    responses((status = 201, body = LeadView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 403, body = crate::error::Problem), (status = 201, body = LeadView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn create_lead(
     State(state): State<AppState>,
     scope: Scope,
@@ -288,7 +288,7 @@ async fn get_lead(
 
 /// PATCH /api/v1/leads/{id} — changes the given fields (agents).
 #[utoipa::path(patch, path = "/leads/{id}", tag = "inbox", security(("bearer" = [])), request_body = LeadBody,
-    params(("id" = String, Path)), responses((status = 200, body = LeadView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 200, body = LeadView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn update_lead(
     State(state): State<AppState>,
     scope: Scope,
@@ -304,7 +304,7 @@ async fn update_lead(
 
 /// DELETE /api/v1/leads/{id} — deletes a lead without conversations (409 `lead_in_use` otherwise).
 #[utoipa::path(delete, path = "/leads/{id}", tag = "inbox", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 async fn delete_lead(
     State(state): State<AppState>,
     scope: Scope,
@@ -442,7 +442,7 @@ pub struct TagBody {
 
 /// POST /api/v1/tags — a new tag (agents); 409 `tag_exists` for a name in use.
 #[utoipa::path(post, path = "/tags", tag = "inbox", security(("bearer" = [])), request_body = TagBody,
-    responses((status = 201, body = TagView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 403, body = crate::error::Problem), (status = 201, body = TagView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn create_tag(
     State(state): State<AppState>,
     scope: Scope,
@@ -480,7 +480,7 @@ async fn create_tag(
 
 /// PATCH /api/v1/tags/{id} — renames or recolours a tag (agents).
 #[utoipa::path(patch, path = "/tags/{id}", tag = "inbox", security(("bearer" = [])), request_body = TagBody,
-    params(("id" = String, Path)), responses((status = 200, body = TagView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 200, body = TagView), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 async fn update_tag(
     State(state): State<AppState>,
     scope: Scope,

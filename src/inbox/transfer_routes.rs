@@ -134,7 +134,7 @@ fn rows_as_csv(bytes: &[u8]) -> AppResult<String> {
 /// POST /api/v1/leads/import — leads from a CSV (agents): `name`, `phone`, `email`, `tags` (`;`-separated), `stage`, `optIn`, `attributes.KEY` columns; or `application/json` `{rows: [{column: value}]}`. Up to 1,000 rows: 201 with the report; more: 202 `{id}`, the report at `GET /leads/imports/{id}`.
 #[utoipa::path(post, path = "/leads/import", tag = "inbox", security(("bearer" = [])), params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "the CSV, a multipart/form-data form with its `file`, or application/json `{rows: [{column: value}]}`"),
-    responses((status = 201, body = ImportReport), (status = 202, body = ImportReport), (status = 413, body = crate::error::Problem),
+    responses((status = 403, body = crate::error::Problem), (status = 201, body = ImportReport), (status = 202, body = ImportReport), (status = 413, body = crate::error::Problem),
         (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn import_leads(
     State(state): State<AppState>,
@@ -184,7 +184,7 @@ async fn import_leads(
 
 /// GET /api/v1/leads/imports/{id} — an import's progress and report (agents).
 #[utoipa::path(get, path = "/leads/imports/{id}", tag = "inbox", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = ImportReport), (status = 404, body = crate::error::Problem)))]
+    params(("id" = String, Path)), responses((status = 403, body = crate::error::Problem), (status = 200, body = ImportReport), (status = 404, body = crate::error::Problem)))]
 async fn get_import(
     State(state): State<AppState>,
     scope: Scope,
