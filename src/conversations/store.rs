@@ -374,6 +374,18 @@ pub struct ListedConversation {
     pub unread: i64,
 }
 
+impl ListedConversation {
+    /// A row of `{CONVERSATION_COLUMNS}, {MEMBER_COLUMNS}, unread`.
+    fn from_lite(r: &rusqlite::Row<'_>) -> rusqlite::Result<ListedConversation> {
+        const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
+        Ok(ListedConversation {
+            conversation: ConversationRow::from_lite(r)?,
+            member: MemberRow::from_lite_at(r, MEMBER_AT)?,
+            unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
+        })
+    }
+}
+
 pub async fn list_for_user(
     t: Tenant<'_>,
     user_id: &str,
@@ -422,14 +434,7 @@ pub async fn list_for_user(
         opt(f.assignee.as_ref().and_then(|a| a.as_deref())),
     ];
     t.db()
-        .rows(sql, params, |r| {
-            const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
-            Ok(ListedConversation {
-                conversation: ConversationRow::from_lite(r)?,
-                member: MemberRow::from_lite_at(r, MEMBER_AT)?,
-                unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
-            })
-        })
+        .rows(sql, params, ListedConversation::from_lite)
         .await
 }
 
@@ -651,15 +656,8 @@ pub async fn list_inbox(
         " ORDER BY c.inbox_at DESC, c.id DESC LIMIT {}) ORDER BY c.inbox_at DESC, c.id DESC",
         f.limit + 1
     );
-    db.rows_once(sql, params, |r| {
-        const MEMBER_AT: usize = ConversationRow::LITE_COLUMNS;
-        Ok(ListedConversation {
-            conversation: ConversationRow::from_lite(r)?,
-            member: MemberRow::from_lite_at(r, MEMBER_AT)?,
-            unread: r.get(MEMBER_AT + MemberRow::LITE_COLUMNS)?,
-        })
-    })
-    .await
+    db.rows_once(sql, params, ListedConversation::from_lite)
+        .await
 }
 
 /// Is this stage one of the workspace's (its own pipeline, else the default one)?

@@ -212,17 +212,17 @@ pub async fn candidates(t: Tenant<'_>) -> AppResult<Vec<Candidate>> {
 }
 
 /// Gives an open, unassigned conversation to the agent who has waited longest for one, among
-/// those online (`online`), available, taking automatic assignments and under their capacity
+/// the workspace's `agents` ([`candidates`]) who are online (`online`), available, taking automatic assignments and under their capacity
 /// of open conversations; nobody fits: it stays unassigned. The workspace's row is locked for
 /// the choice, so two nodes (or two jobs) never assign past a capacity or assign twice.
 /// Returns the activity line.
 pub async fn auto_assign(
     t: Tenant<'_>,
     conversation_id: &str,
+    agents: Vec<Candidate>,
     online: &HashSet<String>,
 ) -> AppResult<Option<String>> {
-    let eligible: Vec<Candidate> = candidates(t)
-        .await?
+    let eligible: Vec<Candidate> = agents
         .into_iter()
         .filter(|c| online.contains(&c.user_id) && c.availability == "online" && c.auto_assign != 0)
         .collect();

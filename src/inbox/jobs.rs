@@ -34,14 +34,11 @@ async fn run_opened(state: &AppState, job: &Job, p: &OpenedPayload) -> AppResult
         return Ok(());
     };
     let t = Tenant::new(&state.db, &ws);
-    let agents: Vec<String> = conversations::candidates(t)
-        .await?
-        .into_iter()
-        .map(|c| c.user_id)
-        .collect();
-    let online: HashSet<String> = state.online_among(agents).await.into_iter().collect();
+    let agents = conversations::candidates(t).await?;
+    let ids: Vec<String> = agents.iter().map(|c| c.user_id.clone()).collect();
+    let online: HashSet<String> = state.online_among(ids).await.into_iter().collect();
     let mut lines = Vec::new();
-    lines.extend(conversations::auto_assign(t, &p.conversation_id, &online).await?);
+    lines.extend(conversations::auto_assign(t, &p.conversation_id, agents, &online).await?);
     lines.extend(conversations::opened_line(t, p, job).await?);
     tell_agents(state, t, &p.conversation_id, &lines).await
 }
