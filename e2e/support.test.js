@@ -1,5 +1,6 @@
 // The support desk (inbox-ai-calls.md, "Support desk") with the npm socket.io-client: a patient
-// writes to the pharmacy, a pharmacist answers over the socket, a note reaches the agents only.
+// writes to the pharmacy, a pharmacist answers over the socket, a note reaches the agents only,
+// and a desk that hides its agents shows the patient the team.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { backends, startServer, record } from "./harness.js";
@@ -53,6 +54,22 @@ for (const backend of backends) {
       assert.equal(update.data.conversation.status, undefined);
       assert.equal(update.data.conversation.assigneeId, undefined);
       assert.equal(atPatient.seen.filter((e) => e.name === "note:new").length, 0);
+
+      // A desk that hides its agents: the patient sees the team (the workspace's id), the
+      // agent still sees who wrote.
+      r = await server.call("PATCH", "/workspaces/default", admin.token, { settings: { support: { enabled: true, whoMayWrite: "members", showAgentNames: false } } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const workspaceId = r.body.id;
+      const again = await agentSocket.emitWithAck("message:send", { conversationId: conv, clientMsgId: "a2", type: "text", text: "Take it with food." });
+      assert.equal(again.ok, true, JSON.stringify(again));
+      assert.equal(again.message.sender.id, pharmacist.id);
+      const fromTeam = await atPatient.waitFor((e) => e.name === "message:new" && e.data.message.text === "Take it with food.");
+      assert.deepEqual(fromTeam.data.message.sender, { type: "user", id: workspaceId });
+      for (const e of atPatient.seen) {
+        if (e.name === "message:new" && e.data.message.text === "Take it with food.") {
+          assert.ok(!JSON.stringify(e.data).includes(pharmacist.id), JSON.stringify(e.data));
+        }
+      }
     });
   });
 }

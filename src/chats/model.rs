@@ -20,6 +20,16 @@ pub struct MemberView {
     pub joined_at: Timestamp,
 }
 
+impl MemberView {
+    pub fn of(m: &crate::conversations::model::MemberRow) -> MemberView {
+        MemberView {
+            user_id: m.user_id.clone(),
+            role: m.role(),
+            joined_at: Timestamp(m.joined_at),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {

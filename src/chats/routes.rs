@@ -12,7 +12,6 @@ use super::service::{self, NewGroup};
 use crate::app::AppState;
 use crate::conversations::model::{InboxStatus, MemberRole};
 use crate::conversations::store::{self, InboxFilter, ListFilter, SettingsChange};
-use crate::db::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::encode_cursor;
 use crate::http::validate::{field, optional, Validate};
@@ -347,20 +346,15 @@ async fn list_members(
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Page<MemberView>>> {
-    crate::conversations::access::access(scope.tenant(&state.db), &id, &scope.user_id, false)
-        .await?;
     let limit = q.limit()?;
     let after: Option<String> = q.position()?;
-    let rows = store::list_members(&state.db, &id, after.as_deref(), limit).await?;
+    let t = scope.tenant(&state.db);
+    let rows = service::members_page(t, &scope.user_id, &id, after.as_deref(), limit).await?;
     Ok(Json(Page::from_rows(
         rows,
         limit,
         |m| m.user_id.clone(),
-        |m| MemberView {
-            role: m.role(),
-            joined_at: Timestamp(m.joined_at),
-            user_id: m.user_id,
-        },
+        |m| m,
     )))
 }
 

@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::{Json, Page, Query, Scope};
 use crate::messages::model::MessageView;
 use crate::messages::store;
-use crate::messages::views::build_views;
+use crate::messages::views::{build_views, disguise};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(search_messages))
@@ -107,10 +107,14 @@ pub async fn search(
         floors.insert(id.clone(), store::receipt_floor(db, id).await?);
     }
     let views = build_views(db, rows, &floors).await?;
+    let faces = crate::conversations::store::team_faces(db, &conversation_ids).await?;
     Ok(views
         .into_iter()
-        .filter_map(|m| {
+        .filter_map(|mut m| {
             let c = conversations.get(&m.conversation_id)?.clone();
+            if let Some(face) = faces.get(&m.conversation_id).filter(|f| f.customer == me) {
+                disguise(&mut m, face);
+            }
             Some((m, c))
         })
         .collect())

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::model::*;
 use crate::changes;
 use crate::conversations::access::{access, Access};
+use crate::conversations::desk::TeamFace;
 use crate::conversations::model::*;
 use crate::conversations::store::{self, NewConversation, SettingsChange};
 use crate::db::{Db, Tenant, Timestamp, Tx};
@@ -45,11 +46,23 @@ pub async fn views(
         .map(|(c, m, _)| (c.id.clone(), m.visible_until(c.last_seq)))
         .collect();
     let last_rows = crate::messages::store::last_messages(db, &last_keys).await?;
+    // Where the viewer is a support desk's customer and the desk hides its agents.
+    let customer_of: Vec<String> = items
+        .iter()
+        .filter(|(c, _, _)| c.is_customer(viewer))
+        .map(|(c, _, _)| c.id.clone())
+        .collect();
+    let faces = store::team_faces(db, &customer_of).await?;
     let mut last: HashMap<String, crate::messages::model::MessageView> =
         views::build_views(db, last_rows, &floors)
             .await?
             .into_iter()
-            .map(|v| (v.conversation_id.clone(), v))
+            .map(|mut v| {
+                if let Some(face) = faces.get(&v.conversation_id) {
+                    views::disguise(&mut v, face);
+                }
+                (v.conversation_id.clone(), v)
+            })
             .collect();
     let others: Vec<String> = items
         .iter()
@@ -96,16 +109,18 @@ pub async fn views(
                 last_activity_at: Timestamp(c.last_activity_at),
                 last_message: last.remove(&c.id),
                 unread_count: unread,
-                member_count: current.len() as i64,
-                members: current
-                    .iter()
-                    .take(MEMBERS_INLINE)
-                    .map(|m| MemberView {
-                        user_id: m.user_id.clone(),
-                        role: m.role(),
-                        joined_at: Timestamp(m.joined_at),
-                    })
-                    .collect(),
+                member_count: match faces.get(&c.id) {
+                    Some(face) => team_members(&current, face, c.created_at).len() as i64,
+                    None => current.len() as i64,
+                },
+                members: match faces.get(&c.id) {
+                    Some(face) => team_members(&current, face, c.created_at),
+                    None => current
+                        .iter()
+                        .take(MEMBERS_INLINE)
+                        .map(MemberView::of)
+                        .collect(),
+                },
                 request_state: me.request_state(),
                 settings: Settings {
                     muted_until: me.muted_until.map(Timestamp),
@@ -135,6 +150,48 @@ pub async fn views(
             }
         })
         .collect())
+}
+
+/// The members of a support conversation as its customer sees them where the desk hides its
+/// agents: themselves and the team (named by the workspace's id, a member since the
+/// conversation began), in `userId` order.
+pub fn team_members(current: &[MemberRow], face: &TeamFace, since: i64) -> Vec<MemberView> {
+    let mut out: Vec<MemberView> = current
+        .iter()
+        .filter(|m| !face.hides(&m.user_id))
+        .map(MemberView::of)
+        .collect();
+    if current.iter().any(|m| face.hides(&m.user_id)) {
+        out.push(MemberView {
+            user_id: face.team.clone(),
+            role: MemberRole::Member,
+            joined_at: Timestamp(since),
+        });
+    }
+    out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    out
+}
+
+/// A page of the current members after `after` (`limit + 1` of them, in `userId` order), as
+/// the caller sees them (the support desk's customer: see [`team_members`]).
+pub async fn members_page(
+    t: Tenant<'_>,
+    me: &str,
+    conversation_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<MemberView>> {
+    let db = t.db();
+    let a = access(t, conversation_id, me, false).await?;
+    let Some(face) = store::team_face(db, &a.conversation, me).await? else {
+        let rows = store::list_members(db, conversation_id, after, limit).await?;
+        return Ok(rows.iter().map(MemberView::of).collect());
+    };
+    let current = store::current_members(db, std::slice::from_ref(&a.conversation.id)).await?;
+    let mut seen = team_members(&current, &face, a.conversation.created_at);
+    seen.retain(|m| after.is_none_or(|after| m.user_id.as_str() > after));
+    seen.truncate(limit as usize + 1);
+    Ok(seen)
 }
 
 /// The channels and leads that the channel conversations among `items` name, by id.

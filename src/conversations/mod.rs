@@ -7,5 +7,6 @@
 //! rules and API shapes of conversations, which show their last message).
 
 pub mod access;
+pub mod desk;
 pub mod model;
 pub mod store;

@@ -1,6 +1,9 @@
 //! Conversation and member queries. Conversations belong to a workspace: every read takes the
 //! [`Tenant`].
 
+use std::collections::HashMap;
+
+use super::desk::{DeskSettings, TeamFace};
 use super::model::{
     ConversationRow, MemberRole, MemberRow, RequestState, CONVERSATION_COLUMNS, MEMBER_COLUMNS,
 };
@@ -466,7 +469,6 @@ pub async fn channel_refs(db: &Db, ids: &[String]) -> AppResult<Vec<(String, Str
         .await
 }
 
-/// (lead id, wa id, name) of these leads.
 /// (id, wa_id, user id, name) of these leads.
 pub async fn lead_refs(
     db: &Db,
@@ -711,4 +713,48 @@ pub async fn inbox_counts(t: Tenant<'_>, user_id: &str) -> AppResult<(i64, i64, 
         row.2.unwrap_or(0),
         row.3.unwrap_or(0),
     ))
+}
+
+/// The team's face for each support conversation among `ids` whose desk hides its agents'
+/// names, by conversation (one query; nothing for other kinds).
+pub async fn team_faces(db: &Db, ids: &[String]) -> AppResult<HashMap<String, TeamFace>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut params = Vec::new();
+    let sql = format!(
+        "SELECT c.id, c.created_by, w.id, w.settings FROM conversations c \
+         JOIN workspaces w ON w.id = c.workspace_id \
+         WHERE c.id IN ({}) AND c.kind = 'support'",
+        db.slots().in_list(ids, &mut params)
+    );
+    let rows: Vec<(String, Option<String>, String, String)> = db
+        .rows_once(sql, params, |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, _, settings)| !DeskSettings::of_workspace(settings).show_agent_names)
+        .filter_map(|(id, customer, team, _)| {
+            Some((
+                id,
+                TeamFace {
+                    customer: customer?,
+                    team,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// How `viewer` sees the team of `c`: `Some` only for the customer of a support conversation
+/// whose desk hides its agents' names (a query only then).
+pub async fn team_face(db: &Db, c: &ConversationRow, viewer: &str) -> AppResult<Option<TeamFace>> {
+    if !c.is_customer(viewer) {
+        return Ok(None);
+    }
+    Ok(team_faces(db, std::slice::from_ref(&c.id))
+        .await?
+        .remove(&c.id))
 }

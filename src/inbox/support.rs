@@ -5,11 +5,11 @@
 
 use super::leads;
 use crate::changes;
+use crate::conversations::desk::{DeskSettings, WhoMayWrite};
 use crate::conversations::model::{MemberRole, RequestState};
 use crate::conversations::store;
 use crate::db::{new_id, now_ms, Db, Role, Tenant, Tx};
 use crate::error::{AppError, AppResult};
-use crate::workspaces::{DeskSettings, WhoMayWrite};
 
 /// The workspace's name and desk settings; `None` when there is no such workspace.
 pub async fn desk(db: &Db, workspace_id: &str) -> AppResult<Option<(String, DeskSettings)>> {
@@ -18,14 +18,7 @@ pub async fn desk(db: &Db, workspace_id: &str) -> AppResult<Option<(String, Desk
             .bind(workspace_id)
             .fetch_optional(db.reader())
             .await?;
-    Ok(row.map(|(name, settings)| {
-        let settings: serde_json::Value = serde_json::from_str(&settings).unwrap_or_default();
-        let desk = settings
-            .get("support")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
-        (name, desk)
-    }))
+    Ok(row.map(|(name, settings)| (name, DeskSettings::of_workspace(&settings))))
 }
 
 /// The customer's support conversation with the workspace: (id, made now). A user who may not

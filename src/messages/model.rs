@@ -83,7 +83,7 @@ impl MessageType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SenderType {
     User,
@@ -95,6 +95,8 @@ pub enum SenderType {
 pub struct Party {
     #[serde(rename = "type")]
     pub kind: SenderType,
+    /// The user's or lead's id (null for the system). The customer of a support desk that
+    /// hides its agents' names sees the workspace's id for every agent: the team.
     pub id: Option<String>,
 }
 

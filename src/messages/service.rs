@@ -5,10 +5,11 @@
 use super::model::*;
 use super::pipeline::{Outcome, Pipeline};
 use super::store::{self, Direction};
-use super::views::{one_view, original, views_in};
+use super::views::{as_seen_by, one_view, original, views_in};
 use super::write::write_one;
 use crate::changes;
 use crate::conversations::access::{access, Access};
+use crate::conversations::desk::TeamFace;
 use crate::conversations::model::{Kind, RequestState};
 use crate::conversations::store as conversations;
 use crate::db::{now_ms, Db, Tenant, Timestamp};
@@ -104,11 +105,13 @@ pub async fn send_queued(
     // Requests, and the support desk's customer (whose message may reopen the conversation),
     // go alone.
     if a.me.request_state() != RequestState::Accepted || a.conversation.is_customer(me) {
-        let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
+        let (view, created) = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await?
+        {
             Some(existing) => original(t.db(), existing, conversation_id).await?,
             None => write_one(t, me, (&a.conversation, &a.me), out).await?,
         };
-        return Ok(Queued::Done(Box::new(answer)));
+        let view = seen_by(t.db(), &a, me, view).await?;
+        return Ok(Queued::Done(Box::new((view, created))));
     }
     let rx = sends
         .enqueue(super::pipeline::Job {
@@ -229,7 +232,14 @@ pub async fn history(
             }
         }
     }
-    Ok((views_in(t.db(), conversation_id, rows).await?, more))
+    let views = views_in(t.db(), conversation_id, rows).await?;
+    Ok((as_seen_by(t.db(), &a.conversation, me, views).await?, more))
+}
+
+/// One message as the member sees it (the support desk's customer: the team as one party).
+async fn seen_by(db: &Db, a: &Access, me: &str, view: MessageView) -> AppResult<MessageView> {
+    let mut seen = as_seen_by(db, &a.conversation, me, vec![view]).await?;
+    Ok(seen.remove(0))
 }
 
 /// The message and the caller's access to its conversation; 404 unless a current member
@@ -288,7 +298,7 @@ pub async fn edit(
         ));
     }
     if m.text.as_deref() == Some(text.as_str()) {
-        return one_view(t.db(), m).await;
+        return seen_by(t.db(), &a, me, one_view(t.db(), m).await?).await;
     }
     let mut tx = t.db().begin().await?;
     store::edit_text(&mut tx, &m.id, m.text.as_deref().unwrap_or(""), &text).await?;
@@ -297,7 +307,7 @@ pub async fn edit(
         .await?
         .ok_or_else(AppError::not_found)?;
     t.db().commit(tx).await?;
-    one_view(t.db(), row).await
+    seen_by(t.db(), &a, me, one_view(t.db(), row).await?).await
 }
 
 /// Deletes for the caller only, or for everyone (the sender, or a group admin, within 48 h).
@@ -368,7 +378,7 @@ pub async fn react(
     if to_customer {
         t.db().wake_jobs();
     }
-    one_view(t.db(), m).await
+    seen_by(t.db(), &a, me, one_view(t.db(), m).await?).await
 }
 
 /// The member's positions after a receipt.
@@ -432,20 +442,44 @@ pub struct Receipt {
     pub read_at: Option<Timestamp>,
 }
 
-/// When each other current member got and read the message.
+/// When each other current member got and read the message. The support desk's customer,
+/// where the team is one party, sees one receipt for it: when its first agent got and read it.
 pub async fn receipts(t: Tenant<'_>, me: &str, message_id: &str) -> AppResult<Vec<Receipt>> {
-    let (m, _) = message_access(t, me, message_id, true).await?;
-    Ok(
-        store::receipts_for(t.db(), &m.conversation_id, m.seq, m.sender_id.as_deref())
-            .await?
-            .into_iter()
-            .map(|(user_id, d, r)| Receipt {
-                user_id,
-                delivered_at: d.map(Timestamp),
-                read_at: r.map(Timestamp),
-            })
-            .collect(),
-    )
+    let (m, a) = message_access(t, me, message_id, true).await?;
+    let mut rows =
+        store::receipts_for(t.db(), &m.conversation_id, m.seq, m.sender_id.as_deref()).await?;
+    if let Some(face) = conversations::team_face(t.db(), &a.conversation, me).await? {
+        rows = as_one_team(rows, &face, m.sender_id.as_deref());
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, d, r)| Receipt {
+            user_id,
+            delivered_at: d.map(Timestamp),
+            read_at: r.map(Timestamp),
+        })
+        .collect())
+}
+
+type ReceiptRow = (String, Option<i64>, Option<i64>);
+
+/// Receipts with the team's folded into one, by the team's id, at its earliest times; none
+/// for the team when the team sent the message.
+fn as_one_team(rows: Vec<ReceiptRow>, face: &TeamFace, sender: Option<&str>) -> Vec<ReceiptRow> {
+    let earliest = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let (team, mut out): (Vec<ReceiptRow>, Vec<ReceiptRow>) =
+        rows.into_iter().partition(|(u, _, _)| face.hides(u));
+    let team_sent = sender.is_some_and(|s| face.hides(s));
+    if !team.is_empty() && !team_sent {
+        let folded = team.into_iter().fold((None, None), |(d, r), (_, d2, r2)| {
+            (earliest(d, d2), earliest(r, r2))
+        });
+        out.push((face.team.clone(), folded.0, folded.1));
+    }
+    out
 }
 
 /// Forwards a message into conversations of the caller: a copy marked `forwarded`. With an
@@ -490,4 +524,33 @@ pub async fn forward(
         out.push(send(t, sends, me, target, outgoing).await?.0);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_team_reads_once_at_its_first_agent() {
+        let face = TeamFace {
+            customer: "c".into(),
+            team: "w".into(),
+        };
+        let rows = vec![
+            ("a1".into(), Some(20), None),
+            ("a2".into(), Some(10), Some(30)),
+            ("a3".into(), None, None),
+        ];
+        assert_eq!(
+            as_one_team(rows.clone(), &face, Some("c")),
+            vec![("w".to_owned(), Some(10), Some(30))]
+        );
+        // The team's own message: the customer's receipt only.
+        let mut with_customer = rows;
+        with_customer.push(("c".into(), Some(5), None));
+        assert_eq!(
+            as_one_team(with_customer, &face, Some("a1")),
+            vec![("c".to_owned(), Some(5), None)]
+        );
+    }
 }

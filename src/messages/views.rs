@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use super::model::*;
 use super::store;
-use crate::conversations::model::{MemberRow, RequestState};
+use crate::conversations::desk::TeamFace;
+use crate::conversations::model::{ConversationRow, MemberRow, RequestState};
 use crate::db::{Db, Timestamp};
 use crate::error::{AppError, AppResult, Code};
 
@@ -156,6 +157,46 @@ pub async fn build_views(
             }
         })
         .collect())
+}
+
+/// A party as the customer of a desk that hides its agents sees it: any user but them is the
+/// team.
+fn disguise_party(p: &mut Party, face: &TeamFace) {
+    if p.kind == SenderType::User {
+        if let Some(id) = p.id.as_mut().filter(|id| face.hides(id)) {
+            id.clone_from(&face.team);
+        }
+    }
+}
+
+/// The message as the customer of a support desk that hides its agents sees it: the sender,
+/// the reactors and the replied-to sender are the team, never an agent.
+pub fn disguise(view: &mut MessageView, face: &TeamFace) {
+    disguise_party(&mut view.sender, face);
+    for r in &mut view.reactions {
+        disguise_party(&mut r.by, face);
+    }
+    // Two agents' same emoji is the team's one reaction.
+    let mut seen = std::collections::HashSet::new();
+    view.reactions
+        .retain(|r| seen.insert((r.emoji.clone(), r.by.kind, r.by.id.clone())));
+    if let Some(reply) = view.reply_to.as_mut() {
+        disguise_party(&mut reply.sender, face);
+    }
+}
+
+/// The views as `viewer` sees them in `conversation` (see [`disguise`]).
+pub async fn as_seen_by(
+    db: &Db,
+    conversation: &ConversationRow,
+    viewer: &str,
+    mut views: Vec<MessageView>,
+) -> AppResult<Vec<MessageView>> {
+    let face = crate::conversations::store::team_face(db, conversation, viewer).await?;
+    if let Some(face) = face {
+        views.iter_mut().for_each(|v| disguise(v, &face));
+    }
+    Ok(views)
 }
 
 /// Views of messages of one conversation.

@@ -152,7 +152,11 @@ async fn notification(db: &Db, user_id: &str, conversation_id: &str) -> AppResul
             "body": "New message",
         })));
     }
+    // The support desk's customer is told of the team (the workspace's name, the
+    // conversation's title), not of an agent, where the desk hides its agents.
+    let face = crate::conversations::store::team_face(db, c, user_id).await?;
     let sender = match &sender_id {
+        Some(id) if face.as_ref().is_some_and(|f| f.hides(id)) => c.title.clone(),
         Some(id) => crate::users::store::find_by_id(db, id)
             .await?
             .map(|u| u.display_name),

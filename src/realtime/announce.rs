@@ -41,7 +41,9 @@ pub async fn stopping(state: &AppState, users: &[String]) {
     }
 }
 
-/// Who may learn of `user_id`'s presence, per their privacy and blocks.
+/// Who may learn of `user_id`'s presence, per their privacy and blocks. A support
+/// conversation carries its customer's presence to the agents, never an agent's to the
+/// customer (who writes to a team, not to a person).
 async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Vec<String>> {
     let db = &state.db;
     let Some(user) = crate::users::store::find_by_id(db, user_id).await? else {
@@ -53,8 +55,10 @@ async fn audience(state: &AppState, user_id: &str) -> crate::error::AppResult<Ve
     let people: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT other.user_id FROM conversation_members me \
          JOIN conversation_members other ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id \
+         JOIN conversations c ON c.id = me.conversation_id \
          WHERE me.user_id = $1 AND me.left_at IS NULL AND other.left_at IS NULL \
          AND me.request_state = 'accepted' AND other.request_state = 'accepted' \
+         AND NOT (c.kind = 'support' AND c.created_by = other.user_id) \
          UNION SELECT a.owner_id FROM address_book a WHERE a.phone = $2 AND a.owner_id <> $1",
     )
     .bind(user_id)
@@ -105,8 +109,10 @@ pub async fn snapshot(state: AppState, session: super::hub::Session) {
         let people: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT other.user_id FROM conversation_members me \
              JOIN conversation_members other ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id \
+             JOIN conversations c ON c.id = me.conversation_id \
              WHERE me.user_id = $1 AND me.left_at IS NULL AND other.left_at IS NULL \
              AND me.request_state = 'accepted' AND other.request_state = 'accepted' \
+             AND NOT (c.kind = 'support' AND c.created_by = me.user_id) \
              UNION SELECT u.id FROM address_book a JOIN users u ON u.phone = a.phone \
              WHERE a.owner_id = $1 AND u.id <> $1",
         )

@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::changes::kinds;
 use crate::changes::{self, ChangeRow, Position};
 use crate::chats::model::ConversationView;
+use crate::conversations::desk::TeamFace;
 use crate::http::pagination::encode_cursor;
 use crate::messages::model::MessageView;
 use crate::sync::envelope;
@@ -89,6 +90,8 @@ struct Recipient {
     joined_seq: i64,
     left_pos: Option<i64>,
     request_state: String,
+    /// 1: the customer of a support conversation.
+    customer: i64,
 }
 
 crate::db::lite::lite_row!(Recipient {
@@ -96,7 +99,8 @@ crate::db::lite::lite_row!(Recipient {
     user_id,
     joined_seq,
     left_pos,
-    request_state
+    request_state,
+    customer
 });
 
 /// Pushes a pass of changes to the devices connected here: who gets each change is worked
@@ -112,9 +116,22 @@ async fn deliver(
         .collect();
     let messages = message_views(&state.db, rows, &to_of).await?;
     let conversations = conversation_views(&state.db, rows, &to_of).await;
+    // Support conversations whose customer is here: where the desk hides its agents, the
+    // customer gets events of their own (the team as one party).
+    let with_customers: Vec<String> = members
+        .iter()
+        .filter(|(_, ms)| ms.iter().any(|m| m.customer != 0))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let faces = crate::conversations::store::team_faces(&state.db, &with_customers).await?;
+    let views = Views {
+        messages,
+        conversations,
+        faces,
+    };
     for ((row, _), to) in rows.iter().zip(to_of) {
         if !to.is_empty() {
-            push(state, row, to, &messages, &conversations).await;
+            push(state, row, to, &views).await;
         }
     }
     Ok(())
@@ -134,8 +151,10 @@ async fn online_members(
     conversation_ids.dedup();
     let mut params = Vec::new();
     let sql = format!(
-        "SELECT conversation_id, user_id, joined_seq, left_pos, request_state FROM conversation_members \
-         WHERE conversation_id IN ({})",
+        "SELECT m.conversation_id, m.user_id, m.joined_seq, m.left_pos, m.request_state, \
+         CASE WHEN c.kind = 'support' AND c.created_by = m.user_id THEN 1 ELSE 0 END AS customer \
+         FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.conversation_id IN ({})",
         db.slots().in_list(&conversation_ids, &mut params)
     );
     let mut members: HashMap<String, Vec<Recipient>> = HashMap::new();
@@ -227,44 +246,50 @@ async fn conversation_views(
         .await
 }
 
-/// Sends one change's event to `to`, encoded once (a conversation's once per member).
-async fn push(
-    state: &AppState,
-    row: &ChangeRow,
-    to: Vec<String>,
-    messages: &HashMap<String, Arc<MessageView>>,
-    conversations: &HashMap<(String, String), Arc<ConversationView>>,
-) {
+/// What a pass's events are built from.
+struct Views {
+    messages: HashMap<String, Arc<MessageView>>,
+    conversations: HashMap<(String, String), Arc<ConversationView>>,
+    /// The team's face, for support conversations whose customer is here and whose desk
+    /// hides its agents.
+    faces: HashMap<String, TeamFace>,
+}
+
+/// Sends one change's event to `to`, encoded once (a conversation's once per member, and a
+/// message's or receipt's once more for a customer who sees the team as one party).
+async fn push(state: &AppState, row: &ChangeRow, to: Vec<String>, views: &Views) {
     let cursor = encode_cursor(&Position(row.txid, row.pos));
     match row.kind.as_str() {
         kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => {
-            let Some(view) = row.message_id.as_ref().and_then(|id| messages.get(id)) else {
+            let Some(view) = row
+                .message_id
+                .as_ref()
+                .and_then(|id| views.messages.get(id))
+            else {
                 return;
             };
             let except = after_the_senders_ack(state, &row.kind, view).await;
             let Some(data) = envelope::data(row, &cursor, Some(view), None) else {
                 return;
             };
-            let packet: Str = protocol::event(&row.kind, &data).into();
-            fan_out(state, &to, &row.kind, &packet, except);
+            fan_out_as_seen(state, row, &to, &data, except, views);
         }
         kinds::MESSAGE_STATUS => {
             let Some(data) = envelope::data(row, &cursor, None, None) else {
                 return;
             };
-            let packet: Str = protocol::event(kinds::MESSAGE_STATUS, &data).into();
             // The reader's own devices need no news of their own receipt.
             let others: Vec<String> = to
                 .into_iter()
                 .filter(|u| Some(u) != row.actor_id.as_ref())
                 .collect();
-            fan_out(state, &others, kinds::MESSAGE_STATUS, &packet, None);
+            fan_out_as_seen(state, row, &others, &data, None, views);
         }
         kinds::CONVERSATION_UPDATED => {
             for user in to {
                 // A removed member no longer sees the conversation (no view), which is right.
                 let key = (row.conversation_id.clone(), user);
-                let Some(view) = conversations.get(&key) else {
+                let Some(view) = views.conversations.get(&key) else {
                     continue;
                 };
                 let Some(data) = envelope::data(row, &cursor, None, Some(view)) else {
@@ -277,6 +302,38 @@ async fn push(
         }
         _ => {}
     }
+}
+
+/// Sends `data` to `to`, encoded once, and to the customer among them who sees the team as
+/// one party, encoded as they see it.
+fn fan_out_as_seen(
+    state: &AppState,
+    row: &ChangeRow,
+    to: &[String],
+    data: &envelope::EventData,
+    except: Option<engineioxide::sid::Sid>,
+    views: &Views,
+) {
+    let face = views
+        .faces
+        .get(&row.conversation_id)
+        .filter(|f| to.contains(&f.customer));
+    let Some(face) = face else {
+        let packet: Str = protocol::event(&row.kind, data).into();
+        fan_out(state, to, &row.kind, &packet, except);
+        return;
+    };
+    let team: Vec<String> = to.iter().filter(|u| face.hides(u)).cloned().collect();
+    let packet: Str = protocol::event(&row.kind, data).into();
+    fan_out(state, &team, &row.kind, &packet, except);
+    let packet: Str = protocol::event(&row.kind, &data.disguised(face)).into();
+    fan_out(
+        state,
+        std::slice::from_ref(&face.customer),
+        &row.kind,
+        &packet,
+        except,
+    );
 }
 
 /// The sending device hears of a new message first, through its ack; the others right

@@ -10,11 +10,20 @@ use serde_json::json;
 
 use super::{protocol, Session};
 use crate::app::AppState;
+use crate::conversations::desk::TeamFace;
 use crate::conversations::model::{Kind, RequestState};
 use crate::error::AppResult;
 use crate::events;
 
 const EXPIRY: Duration = Duration::from_secs(6);
+
+/// Who to tell of someone's typing in a conversation.
+struct Audience {
+    to: Vec<String>,
+    /// A support conversation whose desk hides its agents: its customer hears of the team
+    /// typing, not of an agent.
+    face: Option<TeamFace>,
+}
 
 /// The users to tell of `session`'s typing in a conversation; `None` while typing may not be
 /// shared there (a pending or declined request).
@@ -22,15 +31,14 @@ async fn audience(
     state: &AppState,
     session: &Session,
     conversation_id: &str,
-) -> AppResult<Option<Vec<String>>> {
+) -> AppResult<Option<Audience>> {
     let t = crate::db::Tenant::new(&state.db, &session.workspace_id);
     let access =
         crate::conversations::access::access(t, conversation_id, &session.user_id, false).await?;
-    let members = crate::conversations::store::current_members(
-        &state.db,
-        std::slice::from_ref(&access.conversation.id),
-    )
-    .await?;
+    let c = &access.conversation;
+    let members =
+        crate::conversations::store::current_members(&state.db, std::slice::from_ref(&c.id))
+            .await?;
     if members
         .iter()
         .any(|m| m.request_state() != RequestState::Accepted)
@@ -39,7 +47,7 @@ async fn audience(
     }
     let mut to = Vec::with_capacity(members.len());
     for m in members.iter().filter(|m| m.user_id != session.user_id) {
-        if access.conversation.kind() == Kind::Direct
+        if c.kind() == Kind::Direct
             && crate::users::store::blocked_either_way(&state.db, &session.user_id, &m.user_id)
                 .await?
         {
@@ -47,16 +55,36 @@ async fn audience(
         }
         to.push(m.user_id.clone());
     }
-    Ok(Some(to))
+    let face = match c.kind() {
+        Kind::Support => {
+            let ids = std::slice::from_ref(&c.id);
+            crate::conversations::store::team_faces(&state.db, ids)
+                .await?
+                .remove(&c.id)
+        }
+        _ => None,
+    };
+    Ok(Some(Audience { to, face }))
 }
 
-fn emit(state: &AppState, session: &Session, conversation_id: &str, to: Vec<String>, typing: bool) {
-    let packet: engineioxide::Str = protocol::event(
-        events::TYPING,
-        &json!({"conversationId": conversation_id, "userId": session.user_id, "typing": typing}),
-    )
-    .into();
-    state.emit(to, packet);
+fn emit(state: &AppState, session: &Session, conversation_id: &str, a: Audience, typing: bool) {
+    let event = |user_id: &str| -> engineioxide::Str {
+        protocol::event(
+            events::TYPING,
+            &json!({"conversationId": conversation_id, "userId": user_id, "typing": typing}),
+        )
+        .into()
+    };
+    let me = session.user_id.as_str();
+    match a.face.filter(|f| f.hides(me)) {
+        Some(face) => {
+            let (customer, team): (Vec<String>, Vec<String>) =
+                a.to.into_iter().partition(|u| *u == face.customer);
+            state.emit(team, event(me));
+            state.emit(customer, event(&face.team));
+        }
+        None => state.emit(a.to, event(me)),
+    }
 }
 
 /// Sends `typing` to the other members' devices, if typing may be shared there.
@@ -66,8 +94,8 @@ async fn tell(
     conversation_id: &str,
     typing: bool,
 ) -> AppResult<()> {
-    if let Some(to) = audience(state, session, conversation_id).await? {
-        emit(state, session, conversation_id, to, typing);
+    if let Some(a) = audience(state, session, conversation_id).await? {
+        emit(state, session, conversation_id, a, typing);
     }
     Ok(())
 }
@@ -76,7 +104,7 @@ async fn tell(
 /// leaves nothing behind (no "repeat" to swallow after acceptance, no expiry to send).
 pub async fn start(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
     let key = (session.user_id.clone(), conversation_id.to_owned());
-    let Some(to) = audience(state, session, conversation_id).await? else {
+    let Some(a) = audience(state, session, conversation_id).await? else {
         active(state).remove(&key);
         return Ok(());
     };
@@ -87,7 +115,7 @@ pub async fn start(state: &AppState, session: &Session, conversation_id: &str) -
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let was_typing = active(state).insert(key.clone(), generation).is_some();
     if !was_typing {
-        emit(state, session, conversation_id, to, true);
+        emit(state, session, conversation_id, a, true);
     }
     let (state, session) = (state.clone(), session.clone());
     tokio::spawn(async move {
@@ -119,11 +147,11 @@ fn active(state: &AppState) -> std::sync::MutexGuard<'_, HashMap<(String, String
 
 /// A stop is checked like a start (an outsider is told 404, typing or not).
 pub async fn stop(state: &AppState, session: &Session, conversation_id: &str) -> AppResult<()> {
-    let to = audience(state, session, conversation_id).await?;
+    let a = audience(state, session, conversation_id).await?;
     let key = (session.user_id.clone(), conversation_id.to_owned());
     let was_typing = active(state).remove(&key).is_some();
-    if let (true, Some(to)) = (was_typing, to) {
-        emit(state, session, conversation_id, to, false);
+    if let (true, Some(a)) = (was_typing, a) {
+        emit(state, session, conversation_id, a, false);
     }
     Ok(())
 }

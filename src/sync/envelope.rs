@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::changes::kinds;
 use crate::changes::ChangeRow;
 use crate::chats::model::ConversationView;
+use crate::conversations::desk::TeamFace;
 use crate::db::Timestamp;
 use crate::messages::model::MessageView;
 
@@ -46,6 +47,45 @@ pub enum EventData {
         conversation: Arc<ConversationView>,
         cursor: String,
     },
+}
+
+impl EventData {
+    /// The event as the customer of a support desk that hides its agents sees it: the team
+    /// in place of any agent (see `conversations::desk`).
+    pub fn disguised(&self, face: &TeamFace) -> EventData {
+        match self {
+            EventData::Message { message, cursor } => {
+                let mut seen = MessageView::clone(message);
+                crate::messages::views::disguise(&mut seen, face);
+                EventData::Message {
+                    message: Arc::new(seen),
+                    cursor: cursor.clone(),
+                }
+            }
+            EventData::Status {
+                conversation_id,
+                user_id,
+                status,
+                up_to_seq,
+                at,
+                cursor,
+            } => EventData::Status {
+                conversation_id: conversation_id.clone(),
+                user_id: user_id.as_deref().map(|u| face.user(u).to_owned()),
+                status: status.clone(),
+                up_to_seq: *up_to_seq,
+                at: *at,
+                cursor: cursor.clone(),
+            },
+            EventData::Conversation {
+                conversation,
+                cursor,
+            } => EventData::Conversation {
+                conversation: conversation.clone(),
+                cursor: cursor.clone(),
+            },
+        }
+    }
 }
 
 /// The payload of `row`'s event, `cursor` being the position just after it; `message` and

@@ -86,6 +86,12 @@ pub async fn page(
             .into_iter()
             .map(|v| (v.id.clone(), Arc::new(v)))
             .collect();
+    // Where the reader is a support desk's customer and the desk hides its agents.
+    let mut page_conversations: Vec<String> =
+        rows.iter().map(|r| r.conversation_id.clone()).collect();
+    page_conversations.sort();
+    page_conversations.dedup();
+    let faces = crate::conversations::store::team_faces(db, &page_conversations).await?;
     let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -107,7 +113,11 @@ pub async fn page(
             None
         };
         let cursor = encode_cursor(&r.position());
-        if let Some(data) = envelope::data(r, &cursor, message, conversation) {
+        if let Some(mut data) = envelope::data(r, &cursor, message, conversation) {
+            let face = faces.get(&r.conversation_id);
+            if let Some(face) = face.filter(|f| f.customer == user_id) {
+                data = data.disguised(face);
+            }
             events.push(Envelope {
                 kind: r.kind.clone(),
                 data,

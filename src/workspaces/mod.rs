@@ -5,9 +5,10 @@
 pub mod routes;
 pub mod store;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::conversations::desk::DeskSettings;
 use crate::db::{Role, Timestamp};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,27 +63,6 @@ pub fn parse_name(raw: &str) -> Result<String, String> {
         return Err("must be 1 to 80 characters without control characters".into());
     }
     Ok(t.to_owned())
-}
-
-/// `settings.support` of a workspace.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct DeskSettings {
-    pub enabled: bool,
-    /// `members` (the workspace's members only) or `anyone` (any signed-in user, who becomes a
-    /// member when they first write).
-    pub who_may_write: WhoMayWrite,
-    /// Whether the customer's clients show the agent's name on an agent's message, or only the
-    /// workspace's.
-    pub show_agent_names: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WhoMayWrite {
-    #[default]
-    Members,
-    Anyone,
 }
 
 /// Checks a workspace's `settings` object (on `PATCH /workspaces/{id}`): `support`, when

@@ -10,6 +10,7 @@ mod chats;
 mod cluster;
 mod crash;
 mod demo;
+mod desk;
 mod errors;
 mod inbox;
 mod layout;

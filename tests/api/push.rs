@@ -540,3 +540,47 @@ async fn an_assigned_inbox_conversation_notifies_its_assignee_only(app: &TestApp
     assert_eq!(service.next().await.path, "/agent");
     assert!(service.quiet().await.is_empty());
 }
+
+dual_test!(a_support_customer_is_told_of_the_team_not_the_agent);
+async fn a_support_customer_is_told_of_the_team_not_the_agent(app: &TestApp) {
+    let mut service = PushService::start().await;
+    let (admin, agent, patient) = crate::inbox::team(app).await;
+    let browser = Browser::new();
+    let endpoint = format!("{}/send/patient", service.base);
+    app.post(
+        "/api/v1/push/subscriptions",
+        Some(&patient.token),
+        browser.subscription(&endpoint),
+    )
+    .await
+    .assert_ok();
+    let workspace = app
+        .get("/api/v1/workspaces/default", &admin.token)
+        .await
+        .assert_ok()
+        .body["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (names, said, title) in [
+        (false, "from the team", workspace.as_str()),
+        (true, "from Ana", "Ana Agent"),
+    ] {
+        crate::inbox::open_desk(app, &admin, "members", names).await;
+        let conv = app
+            .post(
+                "/api/v1/support",
+                Some(&patient.token),
+                json!({"workspaceId": "default"}),
+            )
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.say(&agent, &conv, said).await;
+        let note = browser.decrypt(&service.next().await.body);
+        assert_eq!(note["body"], said);
+        assert_eq!(note["title"], title, "showAgentNames: {names}");
+    }
+}
