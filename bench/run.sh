@@ -11,7 +11,7 @@
 # rate limits off; PALAVER_* variables in the environment reach it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release/palaver
+BIN=${BIN:-target/release/palaver}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 RUNS=${RUNS:-3}
 PORT=${PORT:-3900}

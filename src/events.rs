@@ -26,6 +26,9 @@ pub const SESSION_ENDED: &str = "session:ended";
 
 // The team inbox, server to client (agents only): a note or an activity line.
 pub const NOTE_NEW: &str = "note:new";
+// An agent's inbox settings changed (availability, capacity, auto-assignment): the agent as
+// `GET /inbox/agents` shows them, to the workspace's agents.
+pub const AGENT_UPDATED: &str = "agent:updated";
 
 // Calls (inbox-ai-calls.md): client to server, each acked.
 pub const CALL_INVITE: &str = "call:invite";

@@ -317,7 +317,11 @@ async fn list_agents(
     scope: Scope,
 ) -> AppResult<Json<Vec<AgentView>>> {
     scope.require_agent("see the team")?;
-    let t = scope.tenant(&state.db);
+    Ok(Json(agent_views(&state, scope.tenant(&state.db)).await?))
+}
+
+/// The workspace's agents as `GET /inbox/agents` shows them.
+async fn agent_views(state: &AppState, t: crate::db::Tenant<'_>) -> AppResult<Vec<AgentView>> {
     let agents = inbox::candidates(t).await?;
     let online: HashSet<String> = state
         .online_among(agents.iter().map(|a| a.user_id.clone()).collect())
@@ -328,26 +332,24 @@ async fn list_agents(
         "SELECT assignee_id, COUNT(*) FROM conversations WHERE workspace_id = $1 \
          AND inbox_status = 'open' AND assignee_id IS NOT NULL GROUP BY assignee_id",
     )
-    .bind(&scope.workspace_id)
+    .bind(t.workspace_id())
     .fetch_all(state.db.reader())
     .await?;
-    Ok(Json(
-        agents
-            .into_iter()
-            .map(|a| AgentView {
-                online: online.contains(&a.user_id),
-                open_assigned: load
-                    .iter()
-                    .find(|(u, _)| *u == a.user_id)
-                    .map_or(0, |l| l.1),
-                last_assigned_at: (a.last_assigned_at > 0).then_some(Timestamp(a.last_assigned_at)),
-                user_id: a.user_id,
-                availability: a.availability,
-                capacity: a.capacity,
-                auto_assign: a.auto_assign != 0,
-            })
-            .collect(),
-    ))
+    Ok(agents
+        .into_iter()
+        .map(|a| AgentView {
+            online: online.contains(&a.user_id),
+            open_assigned: load
+                .iter()
+                .find(|(u, _)| *u == a.user_id)
+                .map_or(0, |l| l.1),
+            last_assigned_at: (a.last_assigned_at > 0).then_some(Timestamp(a.last_assigned_at)),
+            user_id: a.user_id,
+            availability: a.availability,
+            capacity: a.capacity,
+            auto_assign: a.auto_assign != 0,
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -436,6 +438,12 @@ async fn update_agent(
     )
     .await?;
     state.db.commit(tx).await?;
+    // The team sees the change live (a board of who takes conversations).
+    let team = agent_views(&state, t).await?;
+    let to: Vec<String> = team.iter().map(|a| a.user_id.clone()).collect();
+    if let Some(changed) = team.iter().find(|a| a.user_id == user_id) {
+        state.emit_event(to, events::AGENT_UPDATED, changed);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

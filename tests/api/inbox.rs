@@ -853,7 +853,7 @@ async fn round_robin_is_fair_and_keeps_to_capacity(app: &TestApp) {
     assert_eq!(assignees(app, &admin, &first).await, [None, None]);
 
     // Everyone connected; eight conversations open at once.
-    let _sockets =
+    let mut sockets =
         futures_util::future::join_all([&admin, &a1, &a2, &a3].map(|u| socket(app, u))).await;
     let ids = patients_write(app, 8, "on").await;
     let got = assignees(app, &admin, &ids).await;
@@ -933,6 +933,22 @@ async fn round_robin_is_fair_and_keeps_to_capacity(app: &TestApp) {
         .assert_ok()
         .body;
     assert_eq!(none["items"].as_array().unwrap().len(), 2);
+
+    // The team hears live when an agent comes back.
+    app.patch(
+        &format!("/api/v1/inbox/agents/{}", a3.id),
+        &a3.token,
+        json!({"availability": "online"}),
+    )
+    .await
+    .assert_ok();
+    let a1_events = &mut sockets[1].1;
+    let back = a1_events.expect("agent:updated", WAIT).await.unwrap();
+    assert_eq!(back["userId"], a3.id.as_str());
+    assert_eq!(
+        (back["availability"].as_str(), back["online"].as_bool()),
+        (Some("online"), Some(true))
+    );
 }
 
 dual_test!(a_snooze_ends_after_a_restart, custom);
