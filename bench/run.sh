@@ -7,6 +7,7 @@
 #   bench/run.sh chat --users 1000 --window 8 --duration 10
 #   RUNS=5 bench/run.sh catchup --messages 10000
 #
+# BIN=path runs another build (to compare two commits in one session).
 # Reports go to bench/results/<scenario>-<n>.json. The server listens on 127.0.0.1:3900 with
 # rate limits off; PALAVER_* variables in the environment reach it.
 set -euo pipefail

@@ -365,7 +365,7 @@ pub struct AgentBody {
     pub auto_assign: Option<bool>,
 }
 
-/// PATCH /api/v1/inbox/agents/{userId} — an agent's availability (themselves), capacity (admins) and auto-assignment.
+/// PATCH /api/v1/inbox/agents/{userId} — an agent's availability (themselves), capacity (admins) and auto-assignment; `agent:updated` tells the team.
 #[utoipa::path(patch, path = "/inbox/agents/{userId}", tag = "inbox", security(("bearer" = [])), request_body = AgentBody,
     params(("userId" = String, Path)), responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn update_agent(
