@@ -35,6 +35,7 @@
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
+//! | [`ai`] | AI analysis of conversations; so far the offline analyzer (questions and which are open, response times, keywords, language, sentiment, a fitting canned response), which imports nothing of the crate |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks (customers become leads), outbound queue, templates, import |
 //! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
 //! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |
@@ -47,7 +48,7 @@
 //! folder imports one that imports it back (`tests/api/layout.rs` reads the `use` lines and
 //! fails on a loop, naming it). From the ground up:
 //!
-//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db` (with the tenant
+//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `ai::offline` (pure text work), `db` (with the tenant
 //!    scope, [`db::Role`] and the membership lookups every transport uses), `changes`, `audit`,
 //!    `jobs`, `cluster`, `ratelimit`;
 //! 2. `http`: extractors, validation, pagination;
@@ -90,6 +91,7 @@
 //! beside `inbox`, and `ai` (analysis, keys, usage) above `inbox` and `whatsapp`. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
+pub mod ai;
 pub mod app;
 pub mod audit;
 pub mod auth;
