@@ -86,6 +86,10 @@ pub async fn views(
         .map(|(c, me, unread)| {
             let current = members.remove(&c.id).unwrap_or_default();
             let agent_side = c.kind().is_inbox() && !c.is_customer(viewer);
+            // The customer of a desk that hides its agents sees themselves and the team.
+            let team = faces
+                .get(&c.id)
+                .map(|face| team_members(&current, face, c.created_at));
             let title = match c.kind() {
                 Kind::Direct => current
                     .iter()
@@ -109,18 +113,11 @@ pub async fn views(
                 last_activity_at: Timestamp(c.last_activity_at),
                 last_message: last.remove(&c.id),
                 unread_count: unread,
-                member_count: match faces.get(&c.id) {
-                    Some(face) => team_members(&current, face, c.created_at).len() as i64,
-                    None => current.len() as i64,
-                },
-                members: match faces.get(&c.id) {
-                    Some(face) => team_members(&current, face, c.created_at),
-                    None => current
-                        .iter()
-                        .take(MEMBERS_INLINE)
-                        .map(MemberView::of)
-                        .collect(),
-                },
+                member_count: team.as_ref().map_or(current.len(), Vec::len) as i64,
+                members: team.unwrap_or_else(|| {
+                    let inline = current.iter().take(MEMBERS_INLINE);
+                    inline.map(MemberView::of).collect()
+                }),
                 request_state: me.request_state(),
                 settings: Settings {
                     muted_until: me.muted_until.map(Timestamp),
