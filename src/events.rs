@@ -30,6 +30,10 @@ pub const NOTE_NEW: &str = "note:new";
 // `GET /inbox/agents` shows them, to the workspace's agents.
 pub const AGENT_UPDATED: &str = "agent:updated";
 
+// AI analysis (inbox-ai-calls.md), server to client: `{conversationId, insight}` to the
+// workspace's owners, admins and agents.
+pub const INSIGHT_NEW: &str = "insight:new";
+
 // Calls (inbox-ai-calls.md): client to server, each acked.
 pub const CALL_INVITE: &str = "call:invite";
 pub const CALL_ACCEPT: &str = "call:accept";

@@ -35,7 +35,7 @@
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
-//! | [`ai`] | AI analysis of conversations; so far the offline analyzer (questions and which are open, response times, keywords, language, sentiment, a fitting canned response), which imports nothing of the crate |
+//! | [`ai`] | AI analysis: opt-in per workspace, runs (`POST /ai/analyze`) carried out by a durable job, insights for agents (`insight:new`), and the offline analyzer that needs no provider; OpenAI-compatible providers, keys, usage and the idle trigger are not built yet |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks (customers become leads), outbound queue, templates, import |
 //! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
 //! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |
@@ -48,7 +48,7 @@
 //! folder imports one that imports it back (`tests/api/layout.rs` reads the `use` lines and
 //! fails on a loop, naming it). From the ground up:
 //!
-//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `ai::offline` (pure text work), `db` (with the tenant
+//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db` (with the tenant
 //!    scope, [`db::Role`] and the membership lookups every transport uses), `changes`, `audit`,
 //!    `jobs`, `cluster`, `ratelimit`;
 //! 2. `http`: extractors, validation, pagination;
@@ -59,7 +59,8 @@
 //! 6. `workspaces`, then `auth` (signup joins workspaces and their channel conversations;
 //!    erasing an account leaves its groups);
 //! 7. `inbox`, on `chats` (an inbox conversation is viewed like any other) and `workspaces`
-//!    (the desk's settings); then `whatsapp` (its customers are leads), `sync`, `calls`,
+//!    (the desk's settings); then `ai` (a suggested reply is a canned response filled in for the
+//!    lead), `whatsapp` (its customers are leads), `sync`, `calls`,
 //!    `push`, `ops`, then `realtime` (which carries the call events and pushes an incoming call
 //!    to a callee who is away);
 //! 8. [`app::AppState`], the handles every transport shares; [`server`], the wiring; [`cli`].
@@ -88,7 +89,7 @@
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
 //! The capabilities still to come slot in without moving these: automations and campaigns
-//! beside `inbox`, and `ai` (analysis, keys, usage) above `inbox` and `whatsapp`. Migrations
+//! beside `inbox`, and the rest of `ai` (providers, keys, usage) in its folder. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod ai;

@@ -68,6 +68,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::inbox::routes::router())
         .merge(crate::inbox::desk_routes::router())
         .merge(crate::inbox::transfer_routes::router())
+        .merge(crate::ai::routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())
@@ -391,6 +392,7 @@ fn job_kinds() -> Kinds<AppState> {
         )
         .add(crate::inbox::jobs::OPENED, crate::inbox::jobs::opened)
         .add(crate::inbox::jobs::WAKE, crate::inbox::jobs::wake)
+        .add(crate::ai::insights::JOB, crate::ai::routes::run_job)
         .add(
             crate::inbox::import::JOB,
             crate::inbox::transfer_routes::import_job,

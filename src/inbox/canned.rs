@@ -174,6 +174,41 @@ pub struct Context {
     pub workspace_name: Option<String>,
 }
 
+/// What the variables may name in conversation `c`: its lead, the workspace, and `agent` (the
+/// agent who will send it).
+pub async fn context(
+    t: Tenant<'_>,
+    c: &crate::conversations::model::ConversationRow,
+    agent: Option<&str>,
+) -> AppResult<Context> {
+    let lead = match &c.lead_id {
+        Some(l) => super::leads::find(t, l).await?,
+        None => None,
+    };
+    let names: Vec<(String, String)> = sqlx::query_as(
+        "SELECT 'agent', display_name FROM users WHERE id = $1 UNION ALL SELECT 'workspace', name FROM workspaces WHERE id = $2",
+    )
+    .bind(agent.unwrap_or(""))
+    .bind(t.workspace_id())
+    .fetch_all(t.db().reader())
+    .await?;
+    let name = |k: &str| names.iter().find(|(w, _)| w == k).map(|(_, n)| n.clone());
+    Ok(Context {
+        lead_phone: lead
+            .as_ref()
+            .and_then(|l| l.wa_id.as_ref().map(|w| format!("+{w}"))),
+        lead_email: lead.as_ref().and_then(|l| l.email.clone()),
+        lead_stage: lead.as_ref().map(|l| l.stage.clone()),
+        attributes: lead
+            .as_ref()
+            .and_then(|l| serde_json::from_str(&l.attributes).ok())
+            .unwrap_or_default(),
+        lead_name: lead.and_then(|l| l.name),
+        agent_name: name("agent"),
+        workspace_name: name("workspace"),
+    })
+}
+
 /// Replaces `{{lead.name}}`, `{{lead.phone}}`, `{{lead.email}}`, `{{lead.stage}}`,
 /// `{{lead.attributes.KEY}}` (or `{{attributes.KEY}}`), `{{agent.name}}` and
 /// `{{workspace.name}}`; a variable without a value becomes empty and is listed in the

@@ -603,32 +603,7 @@ async fn render_canned(
     let t = scope.tenant(&state.db);
     let response = canned::find(t, &id).await?;
     let a = access(t, &b.conversation_id, &scope.user_id, false).await?;
-    let lead = match &a.conversation.lead_id {
-        Some(l) => super::leads::find(t, l).await?,
-        None => None,
-    };
-    let names: Vec<(String, String)> = sqlx::query_as(
-        "SELECT 'agent', display_name FROM users WHERE id = $1 UNION ALL SELECT 'workspace', name FROM workspaces WHERE id = $2",
-    )
-    .bind(&scope.user_id)
-    .bind(&scope.workspace_id)
-    .fetch_all(state.db.reader())
-    .await?;
-    let name = |k: &str| names.iter().find(|(w, _)| w == k).map(|(_, n)| n.clone());
-    let cx = canned::Context {
-        lead_phone: lead
-            .as_ref()
-            .and_then(|l| l.wa_id.as_ref().map(|w| format!("+{w}"))),
-        lead_email: lead.as_ref().and_then(|l| l.email.clone()),
-        lead_stage: lead.as_ref().map(|l| l.stage.clone()),
-        attributes: lead
-            .as_ref()
-            .and_then(|l| serde_json::from_str(&l.attributes).ok())
-            .unwrap_or_default(),
-        lead_name: lead.and_then(|l| l.name),
-        agent_name: name("agent"),
-        workspace_name: name("workspace"),
-    };
+    let cx = canned::context(t, &a.conversation, Some(&scope.user_id)).await?;
     let (text, missing) = canned::render(&response.text, &cx);
     Ok(Json(Rendered { text, missing }))
 }

@@ -5,7 +5,7 @@
 pub mod routes;
 pub mod store;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::conversations::desk::DeskSettings;
@@ -65,15 +65,55 @@ pub fn parse_name(raw: &str) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
-/// Checks a workspace's `settings` object (on `PATCH /workspaces/{id}`): `support`, when
-/// present, must be a desk setting.
-pub fn check_settings(settings: &serde_json::Value) -> Result<(), String> {
-    match settings.get("support") {
-        None => Ok(()),
-        Some(v) => serde_json::from_value::<DeskSettings>(v.clone())
-            .map(|_| ())
-            .map_err(|e| format!("support: {e}")),
+/// `settings.ai` of a workspace: AI analysis is opt-in; until `enabled` nothing is analysed
+/// or sent anywhere.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AiSettings {
+    pub enabled: bool,
+    /// Analyse a conversation this long after it went quiet (default: the server's
+    /// `PALAVER_AI_IDLE_AFTER`); 1 to 604,800.
+    pub idle_after_seconds: Option<i64>,
+    /// Tokens a month the workspace's provider calls may use; none: no limit.
+    pub monthly_token_budget: Option<i64>,
+    /// Mask phone numbers and email addresses before anything is sent to a provider.
+    pub mask_contacts: bool,
+}
+
+impl AiSettings {
+    /// The AI settings within a workspace's stored `settings` (defaults where absent).
+    pub fn of_workspace(settings: &str) -> AiSettings {
+        serde_json::from_str::<serde_json::Value>(settings)
+            .ok()
+            .and_then(|v| serde_json::from_value(v.get("ai")?.clone()).ok())
+            .unwrap_or_default()
     }
+
+    fn check(&self) -> Result<(), String> {
+        if self
+            .idle_after_seconds
+            .is_some_and(|s| !(1..=604_800).contains(&s))
+        {
+            return Err("idleAfterSeconds: 1 to 604800".into());
+        }
+        if self.monthly_token_budget.is_some_and(|b| b < 0) {
+            return Err("monthlyTokenBudget: 0 or more".into());
+        }
+        Ok(())
+    }
+}
+
+/// Checks a workspace's `settings` object (on `PATCH /workspaces/{id}`): `support`, when
+/// present, must be a desk setting, and `ai` AI settings.
+pub fn check_settings(settings: &serde_json::Value) -> Result<(), String> {
+    if let Some(v) = settings.get("support") {
+        serde_json::from_value::<DeskSettings>(v.clone()).map_err(|e| format!("support: {e}"))?;
+    }
+    if let Some(v) = settings.get("ai") {
+        let ai: AiSettings = serde_json::from_value(v.clone()).map_err(|e| format!("ai: {e}"))?;
+        ai.check().map_err(|e| format!("ai: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

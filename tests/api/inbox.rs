@@ -420,6 +420,19 @@ async fn socket(app: &TestApp, user: &User) -> (palaver::client::Client, palaver
         .expect("socket connects")
 }
 
+/// The user's support conversation with the default workspace (made or found).
+pub async fn support_conversation(app: &TestApp, user: &User) -> String {
+    let r = app
+        .post(
+            "/api/v1/support",
+            Some(&user.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
 /// Turns the support desk of the default workspace on.
 pub async fn open_desk(app: &TestApp, owner: &User, who: &str, names: bool) {
     let r = app
@@ -958,17 +971,7 @@ async fn a_snooze_ends_after_a_restart(backend: crate::helpers::Backend) {
     };
     let (admin, agent, patient) = team(&app).await;
     open_desk(&app, &admin, "members", true).await;
-    let conv = app
-        .post(
-            "/api/v1/support",
-            Some(&patient.token),
-            json!({"workspaceId": "default"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = support_conversation(&app, &patient).await;
     app.patch(
         &format!("/api/v1/conversations/{conv}"),
         &agent.token,
@@ -1031,17 +1034,7 @@ dual_test!(canned_responses_fill_in_the_conversation);
 async fn canned_responses_fill_in_the_conversation(app: &TestApp) {
     let (admin, agent, patient) = team(app).await;
     open_desk(app, &admin, "members", true).await;
-    let conv = app
-        .post(
-            "/api/v1/support",
-            Some(&patient.token),
-            json!({"workspaceId": "default"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = support_conversation(app, &patient).await;
     let r = app
         .post(
             "/api/v1/canned-responses",
@@ -1410,17 +1403,7 @@ dual_test!(a_customers_message_is_read_when_any_agent_read_it);
 async fn a_customers_message_is_read_when_any_agent_read_it(app: &TestApp) {
     let (admin, agent, patient) = team(app).await;
     open_desk(app, &admin, "members", true).await;
-    let conv = app
-        .post(
-            "/api/v1/support",
-            Some(&patient.token),
-            json!({"workspaceId": "default"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = support_conversation(app, &patient).await;
     let sent = app.say(&patient, &conv, "Is my order ready?").await;
     let seq = sent["seq"].as_i64().unwrap();
     assert_eq!(sent["status"], "sent");

@@ -62,6 +62,8 @@ struct World {
     template: String,
     lead: String,
     channel_conversation: String,
+    /// A run of AI analysis of the channel conversation.
+    ai_run: String,
     /// The owner's push subscription.
     subscription: String,
     tag: String,
@@ -224,11 +226,28 @@ async fn world(app: &TestApp) -> World {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.body["id"].as_str().unwrap().to_owned()
     };
+    call(
+        Method::PATCH,
+        "/api/v1/workspaces/default".into(),
+        Some(json!({"settings": {"ai": {"enabled": true}}})),
+    )
+    .await;
+    let ai_run = call(
+        Method::POST,
+        "/api/v1/ai/analyze".into(),
+        Some(json!({"conversationId": channel_conversation})),
+    )
+    .await
+    .body["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
         subscription,
         tag,
         canned,
         import,
+        ai_run,
         callers: vec![
             (Anonymous, None),
             (Stranger, Some(stranger)),
@@ -951,6 +970,32 @@ fn rows(w: &World) -> Vec<Row> {
                 Some(json!({"conversationId": conversation})),
             )
         }),
+    );
+    row(
+        Method::POST,
+        "/ai/analyze",
+        ALL,
+        Some(cc),
+        Box::new(|id| {
+            (
+                "/api/v1/ai/analyze".into(),
+                Some(json!({"conversationId": id})),
+            )
+        }),
+    );
+    row(
+        Method::GET,
+        "/ai/runs/{id}",
+        ALL,
+        Some(w.ai_run.as_str()),
+        at("/ai/runs/{}", None),
+    );
+    row(
+        Method::GET,
+        "/conversations/{id}/insights",
+        ALL,
+        Some(cc),
+        at("/conversations/{}/insights", None),
     );
     rows
 }

@@ -511,17 +511,7 @@ async fn an_assigned_inbox_conversation_notifies_its_assignee_only(app: &TestApp
         .await
         .assert_ok();
     }
-    let conv = app
-        .post(
-            "/api/v1/support",
-            Some(&patient.token),
-            json!({"workspaceId": "default"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = crate::inbox::support_conversation(app, &patient).await;
     // Unassigned (nobody was connected to take it): every agent hears of it.
     app.say(&patient, &conv, "hello?").await;
     let mut paths = vec![service.next().await.path, service.next().await.path];
@@ -567,17 +557,7 @@ async fn a_support_customer_is_told_of_the_team_not_the_agent(app: &TestApp) {
         (true, "from Ana", "Ana Agent"),
     ] {
         crate::inbox::open_desk(app, &admin, "members", names).await;
-        let conv = app
-            .post(
-                "/api/v1/support",
-                Some(&patient.token),
-                json!({"workspaceId": "default"}),
-            )
-            .await
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let conv = crate::inbox::support_conversation(app, &patient).await;
         app.say(&agent, &conv, said).await;
         let note = browser.decrypt(&service.next().await.body);
         assert_eq!(note["body"], said);

@@ -1,0 +1,154 @@
+//! AI analysis over HTTP (agents only) and the job that carries out a run.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::insights::{self, InsightView, RunView};
+use crate::app::AppState;
+use crate::conversations::access::access;
+use crate::db::Tenant;
+use crate::error::{AppError, AppResult};
+use crate::events;
+use crate::http::{Json, ListQuery, Page, Query, Scope};
+use crate::jobs::{Job, JobError, JobResult};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(analyze))
+        .routes(routes!(get_run))
+        .routes(routes!(list_insights))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalyzeBody {
+    pub conversation_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub run_id: String,
+}
+
+/// An agent of the workspace who may see this inbox conversation (404 otherwise, as for a
+/// conversation that does not exist; the support customer is no agent).
+async fn agent_access(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> AppResult<crate::conversations::model::ConversationRow> {
+    let a = access(scope.tenant(&state.db), id, &scope.user_id, false).await?;
+    if !a.conversation.kind().is_inbox() || a.conversation.is_customer(&scope.user_id) {
+        return Err(AppError::not_found());
+    }
+    scope.require_agent("use AI analysis")?;
+    Ok(a.conversation)
+}
+
+/// POST /api/v1/ai/analyze — analyses an inbox conversation now (agents; the workspace must have opted in): 202 with the run's id; the insight follows as `insight:new` and in `GET /conversations/{id}/insights`.
+#[utoipa::path(post, path = "/ai/analyze", tag = "ai", security(("bearer" = [])), request_body = AnalyzeBody,
+    responses((status = 202, body = Queued), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn analyze(
+    State(state): State<AppState>,
+    scope: Scope,
+    Json(b): Json<AnalyzeBody>,
+) -> AppResult<(StatusCode, Json<Queued>)> {
+    let c = agent_access(&state, &scope, &b.conversation_id).await?;
+    let t = scope.tenant(&state.db);
+    insights::enabled(t).await?;
+    let run_id = insights::request(t, &c, "manual", Some(&scope.user_id)).await?;
+    Ok((StatusCode::ACCEPTED, Json(Queued { run_id })))
+}
+
+/// GET /api/v1/ai/runs/{id} — a run: `queued`, `completed` (with its insight's id) or `failed` (with the error) (agents).
+#[utoipa::path(get, path = "/ai/runs/{id}", tag = "ai", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+async fn get_run(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> AppResult<Json<RunView>> {
+    scope.require_agent("see AI runs")?;
+    let run = insights::find_run(scope.tenant(&state.db), &id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    Ok(Json(run))
+}
+
+/// GET /api/v1/conversations/{id}/insights — the conversation's insights, newest first (agents; never its customer).
+#[utoipa::path(get, path = "/conversations/{id}/insights", tag = "ai", security(("bearer" = [])),
+    params(("id" = String, Path), ListQuery),
+    responses((status = 200, body = Page<InsightView>), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+async fn list_insights(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<Page<InsightView>>> {
+    agent_access(&state, &scope, &id).await?;
+    let limit = q.limit()?;
+    let rows = insights::list(scope.tenant(&state.db), &id, q.position()?, limit).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |i| (i.created_at.0, i.id.clone()),
+        |i| i,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunPayload {
+    run_id: String,
+}
+
+/// The job of a run: analyses the conversation and tells the workspace's agents
+/// (`insight:new {conversationId, insight}`). A workspace that opted out since ends the run
+/// failed, having sent nothing anywhere.
+pub async fn run_job(state: AppState, job: Arc<Job>) -> JobResult {
+    let p: RunPayload = serde_json::from_str(&job.payload).map_err(JobError::permanent)?;
+    carry_out(&state, &p.run_id).await.map_err(JobError::retry)
+}
+
+async fn carry_out(state: &AppState, run_id: &str) -> AppResult<()> {
+    let Some((workspace, conversation_id, trigger, by)) =
+        insights::queued(&state.db, run_id).await?
+    else {
+        return Ok(());
+    };
+    let t = Tenant::new(&state.db, &workspace);
+    let Some(c) = crate::conversations::store::find(t, &conversation_id).await? else {
+        return Ok(());
+    };
+    if insights::enabled(t).await.is_err() {
+        let mut tx = state.db.begin().await?;
+        insights::finish(
+            &mut tx,
+            run_id,
+            "failed",
+            Some("AI analysis was turned off"),
+        )
+        .await?;
+        state.db.commit(tx).await?;
+        return Ok(());
+    }
+    let cx = crate::inbox::canned::context(t, &c, by.as_deref()).await?;
+    let Some(id) = insights::run_offline(t, run_id, &c, &trigger, &cx).await? else {
+        return Ok(());
+    };
+    if let Some(insight) = insights::find_insight(&state.db, &id).await? {
+        let agents = crate::inbox::conversations::candidates(t).await?;
+        let to = agents.into_iter().map(|a| a.user_id).collect();
+        let data = serde_json::json!({"conversationId": conversation_id, "insight": insight});
+        state.emit_event(to, events::INSIGHT_NEW, &data);
+    }
+    Ok(())
+}
