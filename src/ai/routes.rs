@@ -128,7 +128,12 @@ async fn carry_out(state: &AppState, run_id: &str) -> AppResult<()> {
     let Some(c) = crate::conversations::store::find(t, &conversation_id).await? else {
         return Ok(());
     };
-    if insights::enabled(t).await.is_err() {
+    let enabled = match insights::enabled(t).await {
+        Ok(_) => true,
+        Err(e) if e.code() == crate::error::Code::AiNotEnabled => false,
+        Err(e) => return Err(e),
+    };
+    if !enabled {
         let mut tx = state.db.begin().await?;
         insights::finish(
             &mut tx,
