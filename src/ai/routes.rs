@@ -11,11 +11,11 @@ use utoipa_axum::routes;
 
 use super::insights::{self, InsightView, RunView};
 use crate::app::AppState;
-use crate::conversations::access::access;
 use crate::db::Tenant;
 use crate::error::{AppError, AppResult};
 use crate::events;
 use crate::http::{Json, ListQuery, Page, Query, Scope};
+use crate::inbox::desk_routes::agent_access;
 use crate::jobs::{Job, JobError, JobResult};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,21 +37,6 @@ pub struct Queued {
     pub run_id: String,
 }
 
-/// An agent of the workspace who may see this inbox conversation (404 otherwise, as for a
-/// conversation that does not exist; the support customer is no agent).
-async fn agent_access(
-    state: &AppState,
-    scope: &Scope,
-    id: &str,
-) -> AppResult<crate::conversations::model::ConversationRow> {
-    let a = access(scope.tenant(&state.db), id, &scope.user_id, false).await?;
-    if !a.conversation.kind().is_inbox() || a.conversation.is_customer(&scope.user_id) {
-        return Err(AppError::not_found());
-    }
-    scope.require_agent("use AI analysis")?;
-    Ok(a.conversation)
-}
-
 /// POST /api/v1/ai/analyze — analyses an inbox conversation now (agents; the workspace must have opted in): 202 with the run's id; the insight follows as `insight:new` and in `GET /conversations/{id}/insights`.
 #[utoipa::path(post, path = "/ai/analyze", tag = "ai", security(("bearer" = [])), request_body = AnalyzeBody,
     responses((status = 202, body = Queued), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
@@ -61,7 +46,7 @@ async fn analyze(
     scope: Scope,
     Json(b): Json<AnalyzeBody>,
 ) -> AppResult<(StatusCode, Json<Queued>)> {
-    let c = agent_access(&state, &scope, &b.conversation_id).await?;
+    let c = agent_access(&state, &scope, &b.conversation_id, "use AI analysis").await?;
     let t = scope.tenant(&state.db);
     insights::enabled(t).await?;
     let run_id = insights::request(t, &c, "manual", Some(&scope.user_id)).await?;
@@ -93,7 +78,7 @@ async fn list_insights(
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Page<InsightView>>> {
-    agent_access(&state, &scope, &id).await?;
+    agent_access(&state, &scope, &id, "see insights").await?;
     let limit = q.limit()?;
     let rows = insights::list(scope.tenant(&state.db), &id, q.position()?, limit).await?;
     Ok(Json(Page::from_rows(

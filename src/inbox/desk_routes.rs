@@ -143,12 +143,19 @@ async fn update_conversation(
 
 /// An agent of the workspace who may see this inbox conversation (404 otherwise, as for a
 /// conversation that does not exist; the support customer is no agent).
-async fn agent_access(state: &AppState, scope: &Scope, id: &str) -> AppResult<()> {
+/// `what` ends the 403's message.
+pub async fn agent_access(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+    what: &str,
+) -> AppResult<crate::conversations::model::ConversationRow> {
     let a = access(scope.tenant(&state.db), id, &scope.user_id, false).await?;
     if !a.conversation.kind().is_inbox() || a.conversation.is_customer(&scope.user_id) {
         return Err(AppError::not_found());
     }
-    scope.require_agent("see notes")
+    scope.require_agent(what)?;
+    Ok(a.conversation)
 }
 
 /// GET /api/v1/conversations/{id}/notes — the notes and activity lines, oldest first (agents).
@@ -160,7 +167,7 @@ async fn list_notes(
     Path(id): Path<String>,
     Query(paging): Query<ListQuery>,
 ) -> AppResult<Json<Page<NoteView>>> {
-    agent_access(&state, &scope, &id).await?;
+    agent_access(&state, &scope, &id, "see notes").await?;
     let limit = paging.limit()?;
     let rows = notes::list(scope.tenant(&state.db), &id, paging.position()?, limit).await?;
     Ok(Json(Page::from_rows(
@@ -189,7 +196,7 @@ async fn create_note(
     Path(id): Path<String>,
     Json(b): Json<NoteBody>,
 ) -> AppResult<(StatusCode, Json<NoteView>)> {
-    agent_access(&state, &scope, &id).await?;
+    agent_access(&state, &scope, &id, "write notes").await?;
     let text = field("text", notes::parse_text(&b.text)).validate()?;
     let mut mentions: Vec<String> = Vec::new();
     let t = scope.tenant(&state.db);
