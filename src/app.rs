@@ -36,6 +36,8 @@ pub struct Inner {
     pub media: crate::media::Media,
     /// Push notifications: the VAPID key and the outbound client.
     pub push: crate::push::Push,
+    /// AI analysis: the outbound client and the providers' circuit breakers.
+    pub ai: crate::ai::Ai,
     pub jobs: crate::jobs::Runner,
     /// The queue of batched message sends; its task ends with the last handle.
     pub sends: crate::messages::pipeline::Pipeline,
@@ -97,6 +99,10 @@ impl AppState {
             )?,
             http: http.clone(),
         };
+        let ai = crate::ai::Ai {
+            http: http.clone(),
+            breakers: Default::default(),
+        };
         let sms = SmsSender::new(config.sms.clone(), http.clone());
         let mail = Mailer::new(&config.mail, config.mail_from.clone(), http)?;
         let sends = crate::messages::pipeline::Pipeline::start(db.clone());
@@ -115,6 +121,7 @@ impl AppState {
             presence: crate::realtime::presence::Presence::new(cluster.clone()),
             media,
             push,
+            ai,
             jobs: Default::default(),
             sends,
             node_id,

@@ -33,6 +33,13 @@ pub mod actions {
     pub const CHANNEL_CREATED: &str = "channel.created";
     pub const CHANNEL_UPDATED: &str = "channel.updated";
     pub const CHANNEL_DELETED: &str = "channel.deleted";
+    pub const AI_KEY_CREATED: &str = "ai_key.created";
+    pub const AI_KEY_ROTATED: &str = "ai_key.rotated";
+    pub const AI_KEY_REVOKED: &str = "ai_key.revoked";
+    /// A rotated key's grace period ended (the system's).
+    pub const AI_KEY_RETIRED: &str = "ai_key.retired";
+    /// AI calls were first refused this month for the token budget (the system's).
+    pub const AI_BUDGET_EXHAUSTED: &str = "ai.budget_exhausted";
 }
 
 /// Appends one entry. `actor`: `None` for the system (auto-assignment, a snooze ending).

@@ -169,6 +169,30 @@ pub struct Settings {
     /// The palaver program that reads PDFs (page count, text) in a process of its own, under memory and time limits, as `PROGRAM pdf-info FILE` [default: this program]
     #[arg(long, env = "PALAVER_PDF_READER")]
     pub pdf_reader: Option<String>,
+    /// Base URL of the server's default OpenAI-compatible chat-completions API for AI analysis, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1 (Ollama); a workspace's own active key takes precedence [default: none, the offline analyzer]
+    #[arg(long, env = "PALAVER_AI_URL")]
+    pub ai_url: Option<String>,
+    /// API key of the default AI provider (also PALAVER_AI_API_KEY_FILE) [default: none, no Authorization header]
+    #[arg(long, env = "PALAVER_AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<String>,
+    /// Model of the default AI provider, and of workspace keys that name none [default: gpt-4o-mini]
+    #[arg(long, env = "PALAVER_AI_MODEL")]
+    pub ai_model: Option<String>,
+    /// Seconds an AI provider call may take, 1 to 600 [default: 60]
+    #[arg(long, env = "PALAVER_AI_TIMEOUT")]
+    pub ai_timeout: Option<u64>,
+    /// Most completion tokens an AI provider call asks for, 64 to 32768 [default: 1024]
+    #[arg(long, env = "PALAVER_AI_MAX_TOKENS")]
+    pub ai_max_tokens: Option<u32>,
+    /// Tokens of conversation an AI provider call sends at most (newest messages first), 256 to 1000000 [default: 8000]
+    #[arg(long, env = "PALAVER_AI_CONTEXT_TOKENS")]
+    pub ai_context_tokens: Option<u32>,
+    /// Seconds a conversation stays quiet before it is analysed, for workspaces that set no idleAfterSeconds, 1 to 604800 [default: 300]
+    #[arg(long, env = "PALAVER_AI_IDLE_AFTER")]
+    pub ai_idle_after: Option<u64>,
+    /// Seconds between two looks for conversations gone quiet, 1 to 60 [default: 10]
+    #[arg(long, env = "PALAVER_AI_IDLE_SCAN")]
+    pub ai_idle_scan: Option<u64>,
     /// Transcription model [default: whisper-1]
     #[arg(long, env = "PALAVER_TRANSCRIPTION_MODEL")]
     pub transcription_model: Option<String>,
@@ -277,6 +301,14 @@ impl Settings {
             transcription_url,
             transcription_api_key,
             transcription_model,
+            ai_url,
+            ai_api_key,
+            ai_model,
+            ai_timeout,
+            ai_max_tokens,
+            ai_context_tokens,
+            ai_idle_after,
+            ai_idle_scan,
             pdf_reader,
             job_workers,
             whatsapp_verify_signatures,
@@ -477,6 +509,29 @@ pub struct Config {
     pub metrics_token: Option<Secret>,
     pub calls: CallsConfig,
     pub push: PushConfig,
+    pub ai: AiConfig,
+}
+
+/// AI analysis: the server's default provider (none: the offline analyzer) and the limits of
+/// every provider call.
+#[derive(Clone, Debug)]
+pub struct AiConfig {
+    pub provider: Option<AiProviderConfig>,
+    /// The model of workspace keys that name none.
+    pub model: String,
+    pub timeout: Duration,
+    pub max_tokens: u32,
+    pub context_tokens: u32,
+    pub idle_after: Duration,
+    pub idle_scan: Duration,
+}
+
+/// An OpenAI-compatible chat-completions API.
+#[derive(Clone, Debug)]
+pub struct AiProviderConfig {
+    /// Without a trailing slash; `/chat/completions` is appended.
+    pub url: String,
+    pub api_key: Option<Secret>,
 }
 
 /// Web Push: the VAPID key (none: derived from the server secret) and contact.
@@ -592,6 +647,54 @@ fn push_config(
     })
 }
 
+fn ai_config(s: &Settings) -> anyhow::Result<AiConfig> {
+    let within =
+        |v: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>, name: &str| {
+            let v = v.unwrap_or(default);
+            if !range.contains(&v) {
+                bail!("{name} must be {} to {}", range.start(), range.end());
+            }
+            Ok(v)
+        };
+    let provider = match &s.ai_url {
+        Some(url) => {
+            let parsed = url::Url::parse(url).context("PALAVER_AI_URL is not a valid URL")?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("PALAVER_AI_URL must be an http: or https: URL");
+            }
+            Some(AiProviderConfig {
+                url: url.trim_end_matches('/').to_owned(),
+                api_key: secret_or_file(s.ai_api_key.clone(), "PALAVER_AI_API_KEY")?,
+            })
+        }
+        None => None,
+    };
+    Ok(AiConfig {
+        provider,
+        model: s.ai_model.clone().unwrap_or_else(|| "gpt-4o-mini".into()),
+        timeout: Duration::from_secs(within(s.ai_timeout, 60, 1..=600, "PALAVER_AI_TIMEOUT")?),
+        max_tokens: within(
+            s.ai_max_tokens.map(u64::from),
+            1024,
+            64..=32_768,
+            "PALAVER_AI_MAX_TOKENS",
+        )? as u32,
+        context_tokens: within(
+            s.ai_context_tokens.map(u64::from),
+            8000,
+            256..=1_000_000,
+            "PALAVER_AI_CONTEXT_TOKENS",
+        )? as u32,
+        idle_after: Duration::from_secs(within(
+            s.ai_idle_after,
+            300,
+            1..=604_800,
+            "PALAVER_AI_IDLE_AFTER",
+        )?),
+        idle_scan: Duration::from_secs(within(s.ai_idle_scan, 10, 1..=60, "PALAVER_AI_IDLE_SCAN")?),
+    })
+}
+
 /// A secret from `VALUE` or the file named by `NAME_FILE` (environment only).
 fn secret_or_file(value: Option<String>, env_name: &str) -> anyhow::Result<Option<Secret>> {
     if let Some(v) = value {
@@ -619,6 +722,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from("./palaver-data"));
         let media = media_config(&s, &data_dir)?;
+        let ai = ai_config(&s)?;
         let whatsapp = WhatsAppConfig {
             verify_signatures: s.whatsapp_verify_signatures.unwrap_or(OnOff::On) == OnOff::On,
             app_secret: secret_or_file(
@@ -754,6 +858,7 @@ impl Config {
             &mail_from,
         )?;
         Ok(Config {
+            ai,
             calls,
             push,
             outbound_allow,

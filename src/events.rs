@@ -33,6 +33,9 @@ pub const AGENT_UPDATED: &str = "agent:updated";
 // AI analysis (inbox-ai-calls.md), server to client: `{conversationId, insight}` to the
 // workspace's owners, admins and agents.
 pub const INSIGHT_NEW: &str = "insight:new";
+// Server to client, once a month at most: `{workspaceId, month, budget, used}` to the
+// workspace's owners and admins when AI calls are refused for its monthly token budget.
+pub const AI_BUDGET_EXHAUSTED: &str = "ai:budget_exhausted";
 
 // Calls (inbox-ai-calls.md): client to server, each acked.
 pub const CALL_INVITE: &str = "call:invite";

@@ -69,6 +69,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::inbox::desk_routes::router())
         .merge(crate::inbox::transfer_routes::router())
         .merge(crate::ai::routes::router())
+        .merge(crate::ai::admin_routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())
@@ -287,6 +288,7 @@ pub async fn serve(
         state.config.job_workers,
     ));
     let follower = tokio::spawn(push_follower(state.clone()));
+    let ai_idle = tokio::spawn(ai_idle(state.clone()));
     let sweeper = tokio::spawn(crate::media::sweep(
         state.db.clone(),
         state.node_id.clone(),
@@ -302,6 +304,8 @@ pub async fn serve(
     dispatcher.abort();
     sweeper.abort();
     follower.abort();
+    ai_idle.abort();
+    let _ = crate::jobs::lease::release(&state.db, crate::ai::idle::LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, crate::media::SWEEP_LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, PUSH_LEASE, &state.node_id).await;
     state.jobs.stop(&state.db).await;
@@ -392,7 +396,7 @@ fn job_kinds() -> Kinds<AppState> {
         )
         .add(crate::inbox::jobs::OPENED, crate::inbox::jobs::opened)
         .add(crate::inbox::jobs::WAKE, crate::inbox::jobs::wake)
-        .add(crate::ai::insights::JOB, crate::ai::routes::run_job)
+        .add(crate::ai::insights::JOB, crate::ai::run::run_job)
         .add(
             crate::inbox::import::JOB,
             crate::inbox::transfer_routes::import_job,
@@ -433,6 +437,22 @@ async fn push_follower(state: AppState) {
 }
 
 const PUSH_LEASE: &str = "push-follower";
+
+/// The AI idle trigger and the end of rotated keys' grace, on whichever node holds the lease.
+async fn ai_idle(state: AppState) {
+    let db = state.db.clone();
+    let holder = state.node_id.clone();
+    let every = state.config.ai.idle_scan;
+    crate::jobs::lease::scheduled(db, holder, crate::ai::idle::LEASE, every, || {
+        let state = state.clone();
+        async move {
+            crate::ai::keys::retire_due(&state.db).await?;
+            crate::ai::idle::scan(&state.db, state.config.ai.idle_after).await?;
+            Ok(())
+        }
+    })
+    .await;
+}
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

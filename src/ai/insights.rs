@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::offline::{self, Canned, Line, Side};
+use super::prompt::Entry;
+use super::usage::{self, CallRecord};
 use crate::conversations::model::{ConversationRow, Kind};
 use crate::db::{new_id, now_ms, Db, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult, Code};
@@ -144,7 +146,8 @@ pub async fn enabled(t: Tenant<'_>) -> AppResult<AiSettings> {
     Ok(ai)
 }
 
-/// Queues a run of `c` (an inbox conversation) and its job, in one transaction.
+/// Queues a run of `c` (an inbox conversation) and its job, in one transaction; what the
+/// conversation holds now counts as analysed for the idle trigger.
 pub async fn request(
     t: Tenant<'_>,
     c: &ConversationRow,
@@ -157,24 +160,67 @@ pub async fn request(
             "only inbox conversations (WhatsApp customers and the support desk) are analysed",
         ));
     }
-    let id = new_id();
     let mut tx = t.db().begin().await?;
+    sqlx::query("UPDATE conversations SET ai_through_seq = last_seq WHERE id = $1")
+        .bind(&c.id)
+        .execute(&mut *tx)
+        .await?;
+    let id = queue(&mut tx, t, &c.id, trigger, by).await?;
+    t.db().commit(tx).await?;
+    t.db().wake_jobs();
+    Ok(id)
+}
+
+/// Queues an idle run of an inbox conversation if it still has messages after its last
+/// analysis, has been quiet since `cutoff` and has no run queued: the claim and the run are
+/// one transaction, so a period gets one run however many scans see it.
+pub async fn request_idle(
+    t: Tenant<'_>,
+    conversation_id: &str,
+    cutoff: i64,
+) -> AppResult<Option<String>> {
+    let mut tx = t.db().begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE conversations SET ai_through_seq = last_seq WHERE id = $1 AND workspace_id = $2 \
+         AND last_seq > ai_through_seq AND last_activity_at <= $3 \
+         AND NOT EXISTS (SELECT 1 FROM ai_runs r WHERE r.conversation_id = $1 AND r.status = 'queued')",
+    )
+    .bind(conversation_id)
+    .bind(t.workspace_id())
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed != 1 {
+        return Ok(None);
+    }
+    let id = queue(&mut tx, t, conversation_id, "idle", None).await?;
+    t.db().commit(tx).await?;
+    Ok(Some(id))
+}
+
+async fn queue(
+    tx: &mut Tx,
+    t: Tenant<'_>,
+    conversation_id: &str,
+    trigger: &str,
+    by: Option<&str>,
+) -> AppResult<String> {
+    let id = new_id();
     sqlx::query(
         "INSERT INTO ai_runs (id, workspace_id, conversation_id, trigger_kind, status, requested_by, created_at) \
          VALUES ($1, $2, $3, $4, 'queued', $5, $6)",
     )
     .bind(&id)
     .bind(t.workspace_id())
-    .bind(&c.id)
+    .bind(conversation_id)
     .bind(trigger)
     .bind(by)
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let payload = serde_json::json!({"runId": id}).to_string();
-    crate::jobs::enqueue(&mut tx, JOB, &payload).await?;
-    t.db().commit(tx).await?;
-    t.db().wake_jobs();
+    crate::jobs::enqueue(tx, JOB, &payload).await?;
     Ok(id)
 }
 
@@ -259,15 +305,26 @@ pub async fn queued(
     .await?)
 }
 
-/// What the analyzer reads: the conversation's newest messages, oldest first, each from the
-/// customer (a WhatsApp lead, the support desk's customer) or the team.
-async fn transcript(db: &Db, c: &ConversationRow) -> AppResult<Vec<(i64, Side, String, i64)>> {
-    // (seq, sender type, sender id, text, arrival)
-    type Row = (i64, String, Option<String>, Option<String>, i64);
+/// What an analysis reads: the conversation's newest messages, oldest first, each from the
+/// customer (a WhatsApp lead, the support desk's customer) or the team, with the text media
+/// understanding extracted from voice notes, images and documents.
+pub async fn transcript(db: &Db, c: &ConversationRow) -> AppResult<Vec<Entry>> {
+    // (seq, sender type, sender id, text, arrival, type, media text source, media text)
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+    );
     let mut rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, sender_type, sender_id, text, created_at FROM messages \
-         WHERE conversation_id = $1 AND deleted_at IS NULL AND type <> 'system' \
-         ORDER BY seq DESC LIMIT $2",
+        "SELECT m.seq, m.sender_type, m.sender_id, m.text, m.created_at, m.type, md.text_source, md.text \
+         FROM messages m LEFT JOIN media md ON md.id = m.media_id \
+         WHERE m.conversation_id = $1 AND m.deleted_at IS NULL AND m.type <> 'system' \
+         ORDER BY m.seq DESC LIMIT $2",
     )
     .bind(&c.id)
     .bind(MESSAGES_READ)
@@ -276,51 +333,97 @@ async fn transcript(db: &Db, c: &ConversationRow) -> AppResult<Vec<(i64, Side, S
     rows.reverse();
     Ok(rows
         .into_iter()
-        .map(|(seq, sender_type, sender_id, text, at)| {
-            let customer = match c.kind() {
-                Kind::Support => sender_id.as_deref() == c.created_by.as_deref(),
-                _ => sender_type == "lead",
-            };
-            let side = if customer { Side::Customer } else { Side::Team };
-            (seq, side, text.unwrap_or_default(), at)
-        })
+        .map(
+            |(seq, sender_type, sender_id, text, at, kind, source, extracted)| {
+                let customer = match c.kind() {
+                    Kind::Support => sender_id.as_deref() == c.created_by.as_deref(),
+                    _ => sender_type == "lead",
+                };
+                Entry {
+                    seq,
+                    side: if customer { Side::Customer } else { Side::Team },
+                    text: with_media_text(text, &kind, source.as_deref(), extracted),
+                    at_ms: at,
+                }
+            },
+        )
         .collect())
 }
 
-/// Carries out a queued run with the offline analyzer: the insight and the run's end are
-/// written in one transaction (a run that already ended is left alone, so a job that runs
-/// twice writes one insight). Returns the insight's id.
-pub async fn run_offline(
-    t: Tenant<'_>,
-    run_id: &str,
-    c: &ConversationRow,
-    trigger: &str,
-    cx: &crate::inbox::canned::Context,
-) -> AppResult<Option<String>> {
-    let started = std::time::Instant::now();
-    let db = t.db();
-    let lines = transcript(db, c).await?;
-    let canned = crate::inbox::canned::list(t, None).await?;
-    let analysis = {
-        let lines: Vec<Line<'_>> = lines
-            .iter()
-            .map(|(seq, side, text, at)| Line {
-                seq: *seq,
-                side: *side,
-                text,
-                at_ms: *at,
-            })
-            .collect();
-        let canned: Vec<Canned<'_>> = canned
-            .iter()
-            .map(|c| Canned {
-                id: &c.id,
-                short_code: &c.short_code,
-                text: &c.text,
-            })
-            .collect();
-        offline::analyze(&lines, &canned, now_ms())
+/// A message's text with what was extracted from its media, e.g.
+/// `Is this right? [text in the image: Amoxicillin 500 mg]`.
+fn with_media_text(
+    text: Option<String>,
+    kind: &str,
+    source: Option<&str>,
+    extracted: Option<String>,
+) -> String {
+    const MOST: usize = 2000;
+    let text = text.unwrap_or_default();
+    let extracted = extracted.filter(|e| !e.trim().is_empty());
+    let note = match (source, extracted) {
+        (Some(source), Some(e)) => {
+            let what = match source {
+                "transcription" => "voice note",
+                "ocr" => "text in the image",
+                _ => "document text",
+            };
+            let mut e: String = e.split_whitespace().collect::<Vec<_>>().join(" ");
+            if e.chars().count() > MOST {
+                e = e.chars().take(MOST).collect::<String>() + "…";
+            }
+            format!("[{what}: {e}]")
+        }
+        _ if !matches!(kind, "text" | "interactive" | "template") => format!("[{kind}]"),
+        _ => return text,
     };
+    if text.is_empty() {
+        note
+    } else {
+        format!("{text} {note}")
+    }
+}
+
+/// An analysis, to store as an insight.
+#[derive(Debug)]
+pub struct Made {
+    pub body: InsightBody,
+    pub from_seq: i64,
+    pub to_seq: i64,
+    /// `offline` or `openai`.
+    pub provider: &'static str,
+    pub model: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub latency_ms: i64,
+}
+
+/// The offline analyzer's reading of `entries`; its suggested reply is the matching canned
+/// response filled in for the lead.
+pub fn offline_analysis(
+    entries: &[Entry],
+    canned: &[crate::inbox::canned::CannedView],
+    cx: &crate::inbox::canned::Context,
+) -> Made {
+    let started = std::time::Instant::now();
+    let lines: Vec<Line<'_>> = entries
+        .iter()
+        .map(|e| Line {
+            seq: e.seq,
+            side: e.side,
+            text: &e.text,
+            at_ms: e.at_ms,
+        })
+        .collect();
+    let canned: Vec<Canned<'_>> = canned
+        .iter()
+        .map(|c| Canned {
+            id: &c.id,
+            short_code: &c.short_code,
+            text: &c.text,
+        })
+        .collect();
+    let analysis = offline::analyze(&lines, &canned, now_ms());
     let body = InsightBody {
         suggested_reply: analysis
             .suggested
@@ -335,44 +438,89 @@ pub async fn run_offline(
             .unwrap_or_else(|| "neutral".into()),
         language: analysis.language,
     };
-    let (from_seq, to_seq) = (
-        lines.first().map_or(0, |l| l.0),
-        lines.last().map_or(0, |l| l.0),
-    );
-    let latency = started.elapsed().as_millis() as i64;
+    Made {
+        body,
+        from_seq: entries.first().map_or(0, |e| e.seq),
+        to_seq: entries.last().map_or(0, |e| e.seq),
+        provider: "offline",
+        model: offline::MODEL.into(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        latency_ms: started.elapsed().as_millis() as i64,
+    }
+}
+
+/// Ends a queued run with its insight, in one transaction with the provider call that made it
+/// (if any) and the conversation's analysed-through mark. A run that already ended is left
+/// alone (its job ran twice): the call is still recorded, no second insight is written.
+/// Returns the insight's id.
+pub async fn complete(
+    t: Tenant<'_>,
+    run_id: &str,
+    c: &ConversationRow,
+    trigger: &str,
+    made: &Made,
+    call: Option<&CallRecord>,
+) -> AppResult<Option<String>> {
+    let db = t.db();
     let mut tx = db.begin().await?;
+    if let Some(call) = call {
+        usage::record(&mut tx, t, call).await?;
+    }
     if !finish(&mut tx, run_id, "completed", None).await? {
+        db.commit(tx).await?;
         return Ok(None);
     }
     let id = new_id();
     sqlx::query(&format!(
         "INSERT INTO ai_insights ({INSIGHT_COLUMNS}, run_id, workspace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'offline', $7, 0, 0, $8, $9, $10, $11)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&id)
     .bind(&c.id)
     .bind(trigger)
-    .bind(serde_json::to_string(&body).map_err(AppError::internal)?)
-    .bind(from_seq)
-    .bind(to_seq)
-    .bind(offline::MODEL)
-    .bind(latency)
+    .bind(serde_json::to_string(&made.body).map_err(AppError::internal)?)
+    .bind(made.from_seq)
+    .bind(made.to_seq)
+    .bind(made.provider)
+    .bind(&made.model)
+    .bind(made.prompt_tokens)
+    .bind(made.completion_tokens)
+    .bind(made.latency_ms)
     .bind(now_ms())
     .bind(run_id)
     .bind(t.workspace_id())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversations SET ai_through_seq = $1 WHERE id = $2 AND ai_through_seq < $1",
+    )
+    .bind(made.to_seq)
+    .bind(&c.id)
     .execute(&mut *tx)
     .await?;
     db.commit(tx).await?;
     Ok(Some(id))
 }
 
-/// Ends a queued run; `false` if it had ended already.
-pub async fn finish(
-    tx: &mut Tx,
+/// Ends a queued run as failed, with the provider call that failed (if any).
+pub async fn fail(
+    t: Tenant<'_>,
     run_id: &str,
-    status: &str,
-    error: Option<&str>,
-) -> AppResult<bool> {
+    error: &str,
+    call: Option<&CallRecord>,
+) -> AppResult<()> {
+    let mut tx = t.db().begin().await?;
+    if let Some(call) = call {
+        usage::record(&mut tx, t, call).await?;
+    }
+    finish(&mut tx, run_id, "failed", Some(error)).await?;
+    t.db().commit(tx).await?;
+    Ok(())
+}
+
+/// Ends a queued run; `false` if it had ended already.
+async fn finish(tx: &mut Tx, run_id: &str, status: &str, error: Option<&str>) -> AppResult<bool> {
     let done = sqlx::query(
         "UPDATE ai_runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4 AND status = 'queued'",
     )
@@ -384,4 +532,37 @@ pub async fn finish(
     .await?
     .rows_affected();
     Ok(done == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_text_goes_with_the_message() {
+        let t = |text: Option<&str>, kind, source, e: Option<&str>| {
+            with_media_text(text.map(str::to_owned), kind, source, e.map(str::to_owned))
+        };
+        assert_eq!(t(Some("hi"), "text", None, None), "hi");
+        assert_eq!(
+            t(
+                None,
+                "audio",
+                Some("transcription"),
+                Some("when  does it\nopen")
+            ),
+            "[voice note: when does it open]"
+        );
+        assert_eq!(
+            t(
+                Some("Is this right?"),
+                "image",
+                Some("ocr"),
+                Some("Amoxicillin")
+            ),
+            "Is this right? [text in the image: Amoxicillin]"
+        );
+        assert_eq!(t(None, "image", None, None), "[image]");
+        assert!(t(None, "document", Some("pdf"), Some(&"x ".repeat(3000))).ends_with("…]"));
+    }
 }

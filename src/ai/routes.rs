@@ -1,6 +1,4 @@
-//! AI analysis over HTTP (agents only) and the job that carries out a run.
-
-use std::sync::Arc;
+//! AI analysis over HTTP for agents: asking for a run, reading runs and insights.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,12 +9,9 @@ use utoipa_axum::routes;
 
 use super::insights::{self, InsightView, RunView};
 use crate::app::AppState;
-use crate::db::Tenant;
 use crate::error::{AppError, AppResult};
-use crate::events;
 use crate::http::{Json, ListQuery, Page, Query, Scope};
 use crate::inbox::desk_routes::agent_access;
-use crate::jobs::{Job, JobError, JobResult};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,58 +82,4 @@ async fn list_insights(
         |i| (i.created_at.0, i.id.clone()),
         |i| i,
     )))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RunPayload {
-    run_id: String,
-}
-
-/// The job of a run: analyses the conversation and tells the workspace's agents
-/// (`insight:new {conversationId, insight}`). A workspace that opted out since ends the run
-/// failed, having sent nothing anywhere.
-pub async fn run_job(state: AppState, job: Arc<Job>) -> JobResult {
-    let p: RunPayload = serde_json::from_str(&job.payload).map_err(JobError::permanent)?;
-    carry_out(&state, &p.run_id).await.map_err(JobError::retry)
-}
-
-async fn carry_out(state: &AppState, run_id: &str) -> AppResult<()> {
-    let Some((workspace, conversation_id, trigger, by)) =
-        insights::queued(&state.db, run_id).await?
-    else {
-        return Ok(());
-    };
-    let t = Tenant::new(&state.db, &workspace);
-    let Some(c) = crate::conversations::store::find(t, &conversation_id).await? else {
-        return Ok(());
-    };
-    let enabled = match insights::enabled(t).await {
-        Ok(_) => true,
-        Err(e) if e.code() == crate::error::Code::AiNotEnabled => false,
-        Err(e) => return Err(e),
-    };
-    if !enabled {
-        let mut tx = state.db.begin().await?;
-        insights::finish(
-            &mut tx,
-            run_id,
-            "failed",
-            Some("AI analysis was turned off"),
-        )
-        .await?;
-        state.db.commit(tx).await?;
-        return Ok(());
-    }
-    let cx = crate::inbox::canned::context(t, &c, by.as_deref()).await?;
-    let Some(id) = insights::run_offline(t, run_id, &c, &trigger, &cx).await? else {
-        return Ok(());
-    };
-    if let Some(insight) = insights::find_insight(&state.db, &id).await? {
-        let agents = crate::inbox::conversations::candidates(t).await?;
-        let to = agents.into_iter().map(|a| a.user_id).collect();
-        let data = serde_json::json!({"conversationId": conversation_id, "insight": insight});
-        state.emit_event(to, events::INSIGHT_NEW, &data);
-    }
-    Ok(())
 }

@@ -249,6 +249,16 @@ pub async fn list_members(
     Ok(rows.iter().map(member_from_row).collect::<Result<_, _>>()?)
 }
 
+/// The ids of the workspace's owners and admins.
+pub async fn admins(t: Tenant<'_>) -> AppResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT user_id FROM memberships WHERE workspace_id = $1 AND role IN ('owner', 'admin') ORDER BY user_id",
+    )
+    .bind(t.workspace_id())
+    .fetch_all(t.db().reader())
+    .await?)
+}
+
 pub async fn find_member(t: Tenant<'_>, user_id: &str) -> AppResult<Option<WorkspaceMember>> {
     let row = sqlx::query(&format!(
         "SELECT {MEMBER_COLUMNS} FROM ({MEMBERS_AND_INVITED}) x \

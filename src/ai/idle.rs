@@ -1,0 +1,66 @@
+//! The idle trigger: a conversation with messages newer than its last analysis that has been
+//! quiet (no message either way, by the server's arrival time) for the workspace's
+//! `idleAfterSeconds` gets an `idle` run — once per quiet period.
+//!
+//! How "once" holds: the scan runs on the node holding the lease, and a run is claimed by
+//! moving the conversation's `ai_through_seq` up to its `last_seq` in the transaction that
+//! queues the run, on the condition that it was below and that the conversation has no queued
+//! run. A second scan (another node after a lease change, or the next tick) finds nothing to
+//! claim; a period that ended while no server ran is found by the first scan after a start.
+//! The conversations the scan reads are those of a partial index that holds only conversations
+//! with unanalysed messages.
+
+use std::time::Duration;
+
+use crate::db::{now_ms, Db, Tenant};
+use crate::error::AppResult;
+use crate::workspaces::AiSettings;
+
+/// The lease of the scan.
+pub const LEASE: &str = "ai-idle";
+/// Conversations claimed per workspace per scan; the rest wait for the next.
+const PER_SCAN: i64 = 500;
+
+/// One look: queues an idle run for every conversation gone quiet, in the workspaces that
+/// opted in. Returns the runs queued.
+pub async fn scan(db: &Db, default_idle: Duration) -> AppResult<usize> {
+    let workspaces: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, settings FROM workspaces WHERE settings LIKE '%\"ai\"%'")
+            .fetch_all(db.reader())
+            .await?;
+    let now = now_ms();
+    let mut queued = 0;
+    for (workspace, settings) in workspaces {
+        let ai = AiSettings::of_workspace(&settings);
+        if !ai.enabled {
+            continue;
+        }
+        let idle_ms = ai
+            .idle_after_seconds
+            .map_or(default_idle.as_millis() as i64, |s| s * 1000);
+        let cutoff = now - idle_ms;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE workspace_id = $1 AND last_seq > ai_through_seq \
+             AND kind IN ('channel', 'support') AND last_activity_at <= $2 \
+             ORDER BY last_activity_at LIMIT $3",
+        )
+        .bind(&workspace)
+        .bind(cutoff)
+        .bind(PER_SCAN)
+        .fetch_all(db.reader())
+        .await?;
+        let t = Tenant::new(db, &workspace);
+        for id in due {
+            if super::insights::request_idle(t, &id, cutoff)
+                .await?
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+    }
+    if queued > 0 {
+        db.wake_jobs();
+    }
+    Ok(queued)
+}
