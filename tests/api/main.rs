@@ -4,6 +4,7 @@
 mod helpers;
 
 mod ai;
+mod ai_provider;
 mod auth;
 mod bench;
 mod calls;
