@@ -64,6 +64,7 @@ struct World {
     channel_conversation: String,
     /// A run of AI analysis of the channel conversation.
     ai_run: String,
+    ai_key: String,
     /// The owner's push subscription.
     subscription: String,
     tag: String,
@@ -242,7 +243,18 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let ai_key = call(
+        Method::POST,
+        "/api/v1/admin/ai/keys".into(),
+        Some(json!({"name": "vault", "apiKey": "sk-vault-key-000000000000-9999"})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
+        ai_key,
         subscription,
         tag,
         canned,
@@ -996,6 +1008,42 @@ fn rows(w: &World) -> Vec<Row> {
         ALL,
         Some(cc),
         at("/conversations/{}/insights", None),
+    );
+    // AI administration: the workspace's owners and admins.
+    for (method, route) in [
+        (Method::GET, "/admin/ai/keys"),
+        (Method::GET, "/admin/ai/usage"),
+        (Method::GET, "/admin/ai/usage.csv"),
+        (Method::GET, "/admin/ai/calls"),
+    ] {
+        row(method, route, NOT_STAFF, None, plain(route));
+    }
+    row(
+        Method::POST,
+        "/admin/ai/keys",
+        NOT_STAFF,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/admin/ai/keys".into(),
+                Some(json!({"name": "x", "apiKey": "sk-x"})),
+            )
+        }),
+    );
+    let key = w.ai_key.as_str();
+    row(
+        Method::POST,
+        "/admin/ai/keys/{id}/rotate",
+        ALL,
+        Some(key),
+        at("/admin/ai/keys/{}/rotate", Some(json!({"apiKey": "sk-y"}))),
+    );
+    row(
+        Method::DELETE,
+        "/admin/ai/keys/{id}",
+        ALL,
+        Some(key),
+        at("/admin/ai/keys/{}", None),
     );
     rows
 }
