@@ -35,7 +35,7 @@
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
-//! | [`ai`] | AI analysis: opt-in per workspace, runs (`POST /ai/analyze`) carried out by a durable job, insights for agents (`insight:new`), and the offline analyzer that needs no provider; OpenAI-compatible providers, keys, usage and the idle trigger are not built yet |
+//! | [`ai`] | AI analysis: opt-in per workspace, runs (`POST /ai/analyze`, and the idle trigger under a lease) carried out by a durable job, insights for agents (`insight:new`); OpenAI-compatible providers (retries, circuit breaker, checked answers), workspace keys sealed at rest with rotation, usage records and the monthly budget, and the offline analyzer that needs no provider |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks (customers become leads), outbound queue, templates, import |
 //! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
 //! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |

@@ -33,12 +33,15 @@ const ADMIN: &str = "manage AI keys and read AI usage";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyBody {
     /// A label, 1 to 80 characters.
+    #[schema(min_length = 1, max_length = 80)]
     pub name: Option<String>,
     /// The provider's API key; stored encrypted, never shown again.
+    #[schema(min_length = 1, max_length = 4096)]
     pub api_key: Option<String>,
     /// The provider's base URL, `/chat/completions` is appended [default: the server's provider, else https://api.openai.com/v1].
     pub base_url: Option<String>,
     /// [default: the server's model, `PALAVER_AI_MODEL`].
+    #[schema(min_length = 1, max_length = 200)]
     pub model: Option<String>,
 }
 
@@ -112,8 +115,10 @@ async fn add_key(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateBody {
     /// The new key.
+    #[schema(min_length = 1, max_length = 4096)]
     pub api_key: Option<String>,
     /// How long the old key stays usable (`retiring`), 0 to 2,592,000 [default: 86,400].
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub grace_seconds: Option<i64>,
 }
 
@@ -176,6 +181,7 @@ pub struct UsageQuery {
     /// Until this instant (RFC 3339), or to the end of this day (`YYYY-MM-DD`, UTC) [default: now].
     pub to: Option<String>,
     /// `day` (UTC), `key`, `conversation` or `model` [default: day].
+    #[param(pattern = "^(day|key|conversation|model)$")]
     pub group_by: Option<String>,
 }
 
