@@ -24,6 +24,8 @@ const PER_SCAN: i64 = 500;
 /// One look: queues an idle run for every conversation gone quiet, in the workspaces that
 /// opted in. Returns the runs queued.
 pub async fn scan(db: &Db, default_idle: Duration) -> AppResult<usize> {
+    let started = std::time::Instant::now();
+    let mut queries: u64 = 1;
     let workspaces: Vec<(String, String)> =
         sqlx::query_as("SELECT id, settings FROM workspaces WHERE settings LIKE '%\"ai\"%'")
             .fetch_all(db.reader())
@@ -39,6 +41,7 @@ pub async fn scan(db: &Db, default_idle: Duration) -> AppResult<usize> {
             .idle_after_seconds
             .map_or(default_idle.as_millis() as i64, |s| s * 1000);
         let cutoff = now - idle_ms;
+        queries += 1;
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM conversations WHERE workspace_id = $1 AND last_seq > ai_through_seq \
              AND kind IN ('channel', 'support') AND last_activity_at <= $2 \
@@ -50,6 +53,7 @@ pub async fn scan(db: &Db, default_idle: Duration) -> AppResult<usize> {
         .fetch_all(db.reader())
         .await?;
         let t = Tenant::new(db, &workspace);
+        queries += due.len() as u64;
         for id in due {
             if super::insights::request_idle(t, &id, cutoff)
                 .await?
@@ -62,5 +66,11 @@ pub async fn scan(db: &Db, default_idle: Duration) -> AppResult<usize> {
     if queued > 0 {
         db.wake_jobs();
     }
+    // What the scan costs, for `palaver bench ai-idle` and operators: statements and time.
+    metrics::counter!("ai_idle_scans_total").increment(1);
+    metrics::counter!("ai_idle_scan_statements_total").increment(queries);
+    metrics::counter!("ai_idle_scan_microseconds_total")
+        .increment(started.elapsed().as_micros() as u64);
+    metrics::counter!("ai_idle_runs_queued_total").increment(queued as u64);
     Ok(queued)
 }

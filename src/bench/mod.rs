@@ -3,10 +3,11 @@
 //! [`crate::client`]), so it measures any server that implements it.
 //!
 //! Scenarios follow quality.md: `chat` (P1, P1L with `--rate`, P7 with `--receivers-url`), `fanout` (P2), `idle` (P3),
-//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import). Each prints a report (throughput, latency percentiles, errors,
+//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import), `ai-idle` (the AI idle trigger's overhead). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
 
+mod ai;
 mod chat;
 mod idle;
 mod inbox;
@@ -122,6 +123,16 @@ pub enum Scenario {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// The AI idle trigger's overhead: CPU and scan statements per minute with `conversations`
+    /// conversations waiting for their quiet period, then every insight once all come due (the
+    /// server needs PALAVER_WORKSPACES=open)
+    AiIdle {
+        #[arg(long, default_value_t = 10_000)]
+        conversations: usize,
+        /// Seconds of waiting measured
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+    },
     /// P6: conversation list and history page latency, with chat load at `rate` beside them
     Reads {
         /// Conversations of the reading user
@@ -215,6 +226,10 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             rows,
             requests,
         } => inbox::run(c, conversations, agents, rows, requests).await?,
+        Scenario::AiIdle {
+            conversations,
+            duration,
+        } => ai::run(c, conversations, Duration::from_secs(duration)).await?,
         Scenario::Reads {
             conversations,
             rate,

@@ -154,9 +154,19 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
     );
     assert_eq!(inbox.counts["rows imported"], 1500, "{inbox}");
     assert!(inbox.latencies.contains_key("view: mine"), "{inbox}");
+
+    let ai = run(
+        app,
+        &["ai-idle", "--conversations", "30", "--duration", "2"],
+    )
+    .await;
+    assert_eq!(ai.counts["runs queued while waiting"], 0, "{ai}");
+    assert!(ai.counts["scans while waiting"] >= 1, "{ai}");
+    assert_eq!(ai.counts["conversations analysed once due"], 30, "{ai}");
 }
 
 pub fn no_limits(s: &mut palaver::config::Settings) {
     s.rate_limits = Some(palaver::config::OnOff::Off);
     s.workspaces = Some(palaver::config::WorkspaceCreation::Open);
+    s.ai_idle_scan = Some(1);
 }
