@@ -397,6 +397,9 @@ fn job_kinds() -> Kinds<AppState> {
         .add(crate::inbox::jobs::OPENED, crate::inbox::jobs::opened)
         .add(crate::inbox::jobs::WAKE, crate::inbox::jobs::wake)
         .add(crate::ai::insights::JOB, crate::ai::run::run_job)
+        .on_give_up(crate::ai::insights::JOB, |state, job, error| async move {
+            crate::ai::run::gave_up(&state, &job, &error).await
+        })
         .add(
             crate::inbox::import::JOB,
             crate::inbox::transfer_routes::import_job,

@@ -60,5 +60,5 @@ CREATE TABLE ai_budget_notices (
 -- index holds only those.
 ALTER TABLE conversations ADD COLUMN ai_through_seq BIGINT NOT NULL DEFAULT 0;
 UPDATE conversations SET ai_through_seq = last_seq;
-CREATE INDEX conversations_ai_due ON conversations (workspace_id, last_activity_at)
+CREATE INDEX conversations_ai_due ON conversations (workspace_id, last_activity_at, id)
     WHERE last_seq > ai_through_seq AND kind IN ('channel', 'support');

@@ -4,7 +4,7 @@
 //!
 //! How "once" holds: the scan runs on the node holding the lease, and a run is claimed by
 //! moving the conversation's `ai_through_seq` up to its `last_seq` in the transaction that
-//! queues the run, on the condition that it was below and that the conversation has no queued
+//! queues the run (one transaction per batch of 500), on the condition that it was below and that the conversation has no queued
 //! run. A second scan (another node after a lease change, or the next tick) finds nothing to
 //! claim; a period that ended while no server ran is found by the first scan after a start.
 //! The conversations the scan reads are those of a partial index that holds only conversations
@@ -18,8 +18,8 @@ use crate::workspaces::AiSettings;
 
 /// The lease of the scan.
 pub const LEASE: &str = "ai-idle";
-/// Conversations claimed per workspace per scan; the rest wait for the next.
-const PER_SCAN: i64 = 500;
+/// Conversations read per statement of a scan.
+const BATCH: i64 = 500;
 
 /// One look: queues an idle run for every conversation gone quiet, in the workspaces that
 /// opted in. Returns the runs queued.
@@ -41,25 +41,31 @@ pub async fn scan(db: &Db, default_idle: Duration) -> AppResult<usize> {
             .idle_after_seconds
             .map_or(default_idle.as_millis() as i64, |s| s * 1000);
         let cutoff = now - idle_ms;
-        queries += 1;
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE workspace_id = $1 AND last_seq > ai_through_seq \
-             AND kind IN ('channel', 'support') AND last_activity_at <= $2 \
-             ORDER BY last_activity_at LIMIT $3",
-        )
-        .bind(&workspace)
-        .bind(cutoff)
-        .bind(PER_SCAN)
-        .fetch_all(db.reader())
-        .await?;
         let t = Tenant::new(db, &workspace);
-        queries += due.len() as u64;
-        for id in due {
-            if super::insights::request_idle(t, &id, cutoff)
-                .await?
-                .is_some()
-            {
-                queued += 1;
+        // Every due conversation, in batches along the index (a claim that fails, because a
+        // run is queued, is passed by, not read again).
+        let mut after = (i64::MIN, String::new());
+        loop {
+            let due: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT last_activity_at, id FROM conversations WHERE workspace_id = $1 \
+                 AND last_seq > ai_through_seq AND kind IN ('channel', 'support') \
+                 AND last_activity_at <= $2 \
+                 AND (last_activity_at > $3 OR (last_activity_at = $3 AND id > $4)) \
+                 ORDER BY last_activity_at, id LIMIT $5",
+            )
+            .bind(&workspace)
+            .bind(cutoff)
+            .bind(after.0)
+            .bind(&after.1)
+            .bind(BATCH)
+            .fetch_all(db.reader())
+            .await?;
+            queries += 1 + due.len() as u64;
+            let ids: Vec<String> = due.iter().map(|(_, id)| id.clone()).collect();
+            queued += super::insights::request_idle(t, &ids, cutoff).await?;
+            match due.last() {
+                Some(last) if due.len() as i64 == BATCH => after = last.clone(),
+                _ => break,
             }
         }
     }

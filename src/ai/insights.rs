@@ -171,32 +171,36 @@ pub async fn request(
     Ok(id)
 }
 
-/// Queues an idle run of an inbox conversation if it still has messages after its last
-/// analysis, has been quiet since `cutoff` and has no run queued: the claim and the run are
-/// one transaction, so a period gets one run however many scans see it.
+/// Queues an idle run for each of `conversation_ids` (inbox conversations) that still has
+/// messages after its last analysis, has been quiet since `cutoff` and has no run queued: the
+/// claims and the runs are one transaction, so a period gets one run however many scans see
+/// it. Returns the runs queued.
 pub async fn request_idle(
     t: Tenant<'_>,
-    conversation_id: &str,
+    conversation_ids: &[String],
     cutoff: i64,
-) -> AppResult<Option<String>> {
+) -> AppResult<usize> {
     let mut tx = t.db().begin().await?;
-    let claimed = sqlx::query(
-        "UPDATE conversations SET ai_through_seq = last_seq WHERE id = $1 AND workspace_id = $2 \
-         AND last_seq > ai_through_seq AND last_activity_at <= $3 \
-         AND NOT EXISTS (SELECT 1 FROM ai_runs r WHERE r.conversation_id = $1 AND r.status = 'queued')",
-    )
-    .bind(conversation_id)
-    .bind(t.workspace_id())
-    .bind(cutoff)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if claimed != 1 {
-        return Ok(None);
+    let mut queued = 0;
+    for id in conversation_ids {
+        let claimed = sqlx::query(
+            "UPDATE conversations SET ai_through_seq = last_seq WHERE id = $1 AND workspace_id = $2 \
+             AND last_seq > ai_through_seq AND last_activity_at <= $3 \
+             AND NOT EXISTS (SELECT 1 FROM ai_runs r WHERE r.conversation_id = $1 AND r.status = 'queued')",
+        )
+        .bind(id)
+        .bind(t.workspace_id())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            queue(&mut tx, t, id, "idle", None).await?;
+            queued += 1;
+        }
     }
-    let id = queue(&mut tx, t, conversation_id, "idle", None).await?;
     t.db().commit(tx).await?;
-    Ok(Some(id))
+    Ok(queued)
 }
 
 async fn queue(

@@ -34,6 +34,25 @@ pub async fn run_job(state: AppState, job: Arc<Job>) -> JobResult {
     carry_out(&state, &p.run_id).await.map_err(JobError::retry)
 }
 
+/// A run whose job gave up (the database kept failing) ends `failed`, so that it neither shows
+/// as queued for ever nor keeps the idle trigger from the conversation.
+pub async fn gave_up(state: &AppState, job: &Job, error: &str) -> AppResult<()> {
+    let Ok(p) = serde_json::from_str::<RunPayload>(&job.payload) else {
+        return Ok(());
+    };
+    let Some((workspace, ..)) = insights::queued(&state.db, &p.run_id).await? else {
+        return Ok(());
+    };
+    let t = Tenant::new(&state.db, &workspace);
+    insights::fail(
+        t,
+        &p.run_id,
+        &format!("the analysis could not be carried out: {error}"),
+        None,
+    )
+    .await
+}
+
 async fn carry_out(state: &AppState, run_id: &str) -> AppResult<()> {
     let Some((workspace, conversation_id, trigger, by)) =
         insights::queued(&state.db, run_id).await?

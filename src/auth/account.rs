@@ -185,6 +185,12 @@ pub async fn erase(db: &Db, user_id: &str) -> AppResult<Vec<String>> {
     for sql in [
         "DELETE FROM reactions WHERE message_id IN (SELECT id FROM messages WHERE sender_type = 'user' AND sender_id = $1)",
         "DELETE FROM message_edits WHERE message_id IN (SELECT id FROM messages WHERE sender_type = 'user' AND sender_id = $1)",
+        // What AI analysis kept of the conversations they wrote in: the text sent to a provider
+        // (the call's usage stays) and the insights, which may quote them.
+        "UPDATE ai_calls SET sent = NULL WHERE conversation_id IN \
+         (SELECT DISTINCT conversation_id FROM messages WHERE sender_type = 'user' AND sender_id = $1)",
+        "DELETE FROM ai_insights WHERE conversation_id IN \
+         (SELECT DISTINCT conversation_id FROM messages WHERE sender_type = 'user' AND sender_id = $1)",
         "UPDATE messages SET text = NULL, media_id = NULL, payload = NULL, reply_to_id = NULL, edited_at = NULL, deleted_at = $2 \
          WHERE sender_type = 'user' AND sender_id = $1 AND deleted_at IS NULL",
         "DELETE FROM reactions WHERE reactor_type = 'user' AND reactor_id = $1",

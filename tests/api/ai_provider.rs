@@ -805,3 +805,86 @@ async fn racing_scans_queue_one_run_per_quiet_period(app: &TestApp) {
         .unwrap();
     assert_eq!(runs, 20);
 }
+
+dual_test!(
+    a_workspace_that_opts_out_before_the_job_runs_sends_nothing,
+    custom
+);
+async fn a_workspace_that_opts_out_before_the_job_runs_sends_nothing(
+    backend: crate::helpers::Backend,
+) {
+    let provider = Provider::start().await;
+    // No job runs on this node until the restart.
+    let Some(app) = crate::helpers::spawn(backend, |s| s.job_workers = Some(0)).await else {
+        return;
+    };
+    let (owner, agent, patient) = team(&app).await;
+    enable(&app, &owner, json!({"enabled": true})).await;
+    add_key(&app, &owner, &provider).await;
+    let conv = support_conversation(&app, &patient).await;
+    app.say(&patient, &conv, "Is my refill ready?").await;
+    let r = app
+        .post(
+            "/api/v1/ai/analyze",
+            Some(&agent.token),
+            json!({"conversationId": conv}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let run = r.body["runId"].as_str().unwrap().to_owned();
+    enable(&app, &owner, json!({"enabled": false})).await;
+    let app = app.restart(|s| s.job_workers = None).await;
+    app.run_pending_jobs().await;
+    let v = app
+        .get(&format!("/api/v1/ai/runs/{run}"), &agent.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(
+        (v["status"].as_str(), v["error"].as_str()),
+        (Some("failed"), Some("AI analysis was turned off"))
+    );
+    assert!(provider.seen().is_empty(), "nothing was sent");
+    app.stop().await;
+}
+
+dual_test!(erasing_an_account_erases_what_ai_kept_of_its_conversations);
+async fn erasing_an_account_erases_what_ai_kept_of_its_conversations(app: &TestApp) {
+    let provider = Provider::start().await;
+    let (owner, agent, patient) = team(app).await;
+    enable(app, &owner, json!({"enabled": true})).await;
+    add_key(app, &owner, &provider).await;
+    let conv = support_conversation(app, &patient).await;
+    app.say(
+        &patient,
+        &conv,
+        "My prescription number is 4471, is it ready?",
+    )
+    .await;
+    assert_eq!(analysed(app, &agent, &conv).await["status"], "completed");
+    let calls = app
+        .get("/api/v1/admin/ai/calls", &owner.token)
+        .await
+        .assert_ok()
+        .body;
+    assert!(calls["items"][0]["sent"].to_string().contains("4471"));
+
+    let r = app.delete("/api/v1/users/me", &patient.token).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let calls = app
+        .get("/api/v1/admin/ai/calls", &owner.token)
+        .await
+        .assert_ok()
+        .body;
+    assert!(calls["items"][0]["sent"].is_null(), "{calls}");
+    assert_eq!(calls["items"][0]["promptTokens"], 120, "the usage stays");
+    let insights = app
+        .get(
+            &format!("/api/v1/conversations/{conv}/insights"),
+            &agent.token,
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(insights["items"], json!([]));
+}

@@ -1178,3 +1178,86 @@ async fn auto_assignment_keeps_capacities_across_nodes() {
     drop((a_node, b_node));
     cluster.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ai_idle_trigger_runs_once_across_nodes() {
+    let Some(cluster) = Cluster::new(
+        "the_ai_idle_trigger_runs_once_across_nodes",
+        &[("PALAVER_AI_IDLE_SCAN", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    let owner = signup(&a, "owner").await;
+    let db_url = cluster
+        .env
+        .iter()
+        .find(|(k, _)| *k == "DATABASE_URL")
+        .unwrap()
+        .1
+        .clone();
+    let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    sqlx::query("UPDATE memberships SET role = 'owner' WHERE user_id = $1")
+        .bind(&owner.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    patch(
+        &b,
+        "/api/v1/workspaces/default",
+        &owner.token,
+        json!({"settings": {"support": {"enabled": true}, "ai": {"enabled": true, "idleAfterSeconds": 1}}}),
+    )
+    .await;
+    let (_socket, mut events) = socket(&b, &owner).await;
+    // Five patients write through both nodes; each conversation goes quiet once.
+    let mut conversations = HashSet::new();
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let p = signup(node, &format!("patient-{i}")).await;
+        let conv = post(
+            node,
+            "/api/v1/support",
+            Some(&p.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        post(
+            node,
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&p.token),
+            json!({"clientMsgId": uuid::Uuid::now_v7().to_string(), "type": "text", "text": "Is my refill ready?"}),
+        )
+        .await;
+        conversations.insert(conv);
+    }
+    let mut analysed = HashSet::new();
+    while analysed.len() < conversations.len() {
+        let e = events.expect("insight:new", WAIT).await.unwrap();
+        assert_eq!(e["insight"]["trigger"], "idle");
+        assert!(
+            analysed.insert(e["conversationId"].as_str().unwrap().to_owned()),
+            "a second insight for {e}"
+        );
+    }
+    assert_eq!(analysed, conversations);
+    // The node holding the lease keeps scanning, the other keeps asking for it: nothing is
+    // analysed twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (runs, insights): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM ai_runs), (SELECT COUNT(*) FROM ai_insights)")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!((runs, insights), (5, 5));
+    db.close().await.ok();
+    drop((a_node, b_node));
+    cluster.remove().await;
+}

@@ -243,3 +243,149 @@ async fn the_log_sender_warns_at_start_and_writes_the_code() {
     let (status, _) = server.terminate().await;
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_keys_never_reach_the_log() {
+    use crate::ai_provider::{Provider, Reply};
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Provider::start().await;
+    let (server_key, first, second) = (
+        "sk-server-logged-never-0000000000",
+        "sk-first-logged-never-11111111111",
+        "sk-second-logged-never-2222222222",
+    );
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_palaver"))
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "boss@example.com",
+            "--password",
+            "correct horse battery",
+        ])
+        .env("PALAVER_DATA_DIR", dir.path())
+        .env("PALAVER_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let server = start(
+        &[
+            ("PALAVER_AI_URL", provider.url.clone()),
+            ("PALAVER_AI_API_KEY", server_key.into()),
+            ("PALAVER_AI_IDLE_SCAN", "1".into()),
+        ],
+        dir.path(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut r = http.request(method, format!("{base}{path}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            r.send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap_or(Value::Null)
+        }
+    };
+    use reqwest::Method;
+    let admin = call(Method::POST, "/api/v1/auth/login",
+        None, Some(json!({"email": "boss@example.com", "password": "correct horse battery", "deviceId": "d"}))).await;
+    let admin = admin["accessToken"].as_str().unwrap().to_owned();
+    call(
+        Method::PATCH,
+        "/api/v1/workspaces/default",
+        Some(&admin),
+        Some(json!({"settings": {"support": {"enabled": true}, "ai": {"enabled": true}}})),
+    )
+    .await;
+    let patient = call(Method::POST, "/api/v1/auth/signup", None,
+        Some(json!({"email": "p@example.com", "password": "correct horse battery", "displayName": "P"}))).await;
+    let patient = patient["accessToken"].as_str().unwrap().to_owned();
+    let conv = call(
+        Method::POST,
+        "/api/v1/support",
+        Some(&patient),
+        Some(json!({"workspaceId": "default"})),
+    )
+    .await;
+    let conv = conv["id"].as_str().unwrap().to_owned();
+    call(
+        Method::POST,
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(&patient),
+        Some(json!({"clientMsgId": "c1", "type": "text", "text": "Is my refill ready?"})),
+    )
+    .await;
+    // Each key is used: the server's (after a 500), the workspace's, the rotated one refused
+    // (401) and the retiring one taking over.
+    provider.then(Reply::Status(500, None));
+    let analyse = || async {
+        let run = call(
+            Method::POST,
+            "/api/v1/ai/analyze",
+            Some(&admin),
+            Some(json!({"conversationId": conv})),
+        )
+        .await;
+        let run = run["runId"].as_str().unwrap().to_owned();
+        crate::helpers::eventually(Duration::from_secs(15), || async {
+            let v = call(
+                Method::GET,
+                &format!("/api/v1/ai/runs/{run}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+            if v["status"] == "queued" {
+                Err(v.to_string())
+            } else {
+                Ok(v)
+            }
+        })
+        .await
+    };
+    assert_eq!(analyse().await["status"], "completed");
+    let key = call(
+        Method::POST,
+        "/api/v1/admin/ai/keys",
+        Some(&admin),
+        Some(json!({"name": "k", "apiKey": first, "baseUrl": provider.url})),
+    )
+    .await;
+    let key = key["id"].as_str().unwrap().to_owned();
+    assert_eq!(analyse().await["status"], "completed");
+    provider.refuse(second);
+    call(
+        Method::POST,
+        &format!("/api/v1/admin/ai/keys/{key}/rotate"),
+        Some(&admin),
+        Some(json!({"apiKey": second})),
+    )
+    .await;
+    assert_eq!(analyse().await["status"], "completed");
+    let used: Vec<_> = provider
+        .seen()
+        .into_iter()
+        .map(|s| s.key.unwrap())
+        .collect();
+    assert_eq!(used, [server_key, server_key, first, second, first]);
+
+    let (_, lines) = server.terminate().await;
+    let all = lines.join("\n");
+    assert!(
+        all.contains("AI provider call tried again"),
+        "the retry is logged"
+    );
+    for k in [server_key, first, second] {
+        assert!(!all.contains(k), "the log contains an AI key");
+    }
+}
