@@ -214,7 +214,25 @@ pub async fn rotate(
 ) -> AppResult<KeyView> {
     let mut tx = t.db().begin().await?;
     let old = find(&mut tx, t, id).await?;
-    if old.status != "active" {
+    let now = now_ms();
+    let (status, revoked_at) = if grace_seconds == 0 {
+        ("revoked", Some(now))
+    } else {
+        ("retiring", None)
+    };
+    // The old key leaves `active` first, on that condition: of two rotations at once, one
+    // makes a new key and the other is refused.
+    let left = sqlx::query(
+        "UPDATE ai_keys SET status = $1, retires_at = $2, revoked_at = $3 WHERE id = $4 AND status = 'active'",
+    )
+    .bind(status)
+    .bind(now + grace_seconds * 1000)
+    .bind(revoked_at)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if left != 1 {
         return Err(AppError::new(
             Code::AiKeyNotActive,
             "only an active key can be rotated",
@@ -227,21 +245,6 @@ pub async fn rotate(
         model: None,
     };
     let new_id = insert(&mut tx, t, secret, by, &key, &old.base_url, &old.model).await?;
-    let now = now_ms();
-    let (status, revoked_at) = if grace_seconds == 0 {
-        ("revoked", Some(now))
-    } else {
-        ("retiring", None)
-    };
-    sqlx::query(
-        "UPDATE ai_keys SET status = $1, retires_at = $2, revoked_at = $3 WHERE id = $4 AND status = 'active'",
-    )
-    .bind(status)
-    .bind(now + grace_seconds * 1000)
-    .bind(revoked_at)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
     let details = serde_json::json!({"newKeyId": new_id, "graceSeconds": grace_seconds});
     crate::audit::record(
         &mut tx,
