@@ -91,18 +91,7 @@ pub async fn run(c: &Common, conversations: usize, duration: Duration) -> anyhow
     let api = Api::new(&c.url);
     let ch = webhooks::channel(&api, "ai-idle").await?;
     settings(&api, &ch, true, 604_800).await?;
-    let per_body = 10;
-    let bodies = conversations.div_ceil(per_body);
-    let results = webhooks::post_all(
-        c,
-        webhooks::signed(&ch, bodies, per_body, conversations),
-        32,
-    )
-    .await?;
-    if results.iter().any(|(ok, _)| !ok) {
-        bail!("a webhook was refused");
-    }
-    webhooks::stored(&api, &ch, (bodies * per_body) as u64).await?;
+    webhooks::open_conversations(c, &api, &ch, conversations).await?;
     let mut report = Report::new(
         "ai-idle",
         json!({"conversations": conversations, "duration": duration.as_secs()}),

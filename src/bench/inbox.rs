@@ -28,19 +28,7 @@ pub async fn run(
     let api = Api::new(&c.url);
     let ch = webhooks::channel(&api, "inbox").await?;
     let team = team(&api, &ch, agents).await?;
-    // The customers write: one message each, ten per webhook body.
-    let per_body = 10;
-    let bodies = conversations.div_ceil(per_body);
-    let results = webhooks::post_all(
-        c,
-        webhooks::signed(&ch, bodies, per_body, conversations),
-        32,
-    )
-    .await?;
-    if results.iter().any(|(ok, _)| !ok) {
-        bail!("a webhook was refused");
-    }
-    webhooks::stored(&api, &ch, (bodies * per_body) as u64).await?;
+    webhooks::open_conversations(c, &api, &ch, conversations).await?;
     assign(&api, &ch, &team).await?;
 
     let probe = Probe::start(c.pid);

@@ -66,6 +66,24 @@ pub async fn channel(api: &Api, name: &str) -> anyhow::Result<Channel> {
     })
 }
 
+/// `conversations` customers write one message each (ten per signed webhook body) and the
+/// bench waits until every message is stored: that many open channel conversations.
+pub async fn open_conversations(
+    c: &Common,
+    api: &Api,
+    ch: &Channel,
+    conversations: usize,
+) -> anyhow::Result<()> {
+    let per_body = 10;
+    let bodies = conversations.div_ceil(per_body);
+    let results = post_all(c, signed(ch, bodies, per_body, conversations), 32).await?;
+    if results.iter().any(|(ok, _)| !ok) {
+        anyhow::bail!("a webhook was refused");
+    }
+    stored(api, ch, (bodies * per_body) as u64).await?;
+    Ok(())
+}
+
 /// `bodies` signed webhook bodies of `per_body` text messages each, from `customers` distinct
 /// customers in turn.
 pub fn signed(

@@ -154,8 +154,8 @@ async fn enable(app: &TestApp, owner: &User, ai: Value) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
-/// Asks for a run and waits for its end: the run's view.
-async fn analysed(app: &TestApp, agent: &User, conversation: &str) -> Value {
+/// Asks for a run: its id.
+async fn ask(app: &TestApp, agent: &User, conversation: &str) -> String {
     let r = app
         .post(
             "/api/v1/ai/analyze",
@@ -164,7 +164,12 @@ async fn analysed(app: &TestApp, agent: &User, conversation: &str) -> Value {
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let run = r.body["runId"].as_str().unwrap().to_owned();
+    r.body["runId"].as_str().unwrap().to_owned()
+}
+
+/// Asks for a run and waits for its end: the run's view.
+async fn analysed(app: &TestApp, agent: &User, conversation: &str) -> Value {
+    let run = ask(app, agent, conversation).await;
     app.run_pending_jobs().await;
     eventually(WAIT, || async {
         let v = app
@@ -823,15 +828,7 @@ async fn a_workspace_that_opts_out_before_the_job_runs_sends_nothing(
     add_key(&app, &owner, &provider).await;
     let conv = support_conversation(&app, &patient).await;
     app.say(&patient, &conv, "Is my refill ready?").await;
-    let r = app
-        .post(
-            "/api/v1/ai/analyze",
-            Some(&agent.token),
-            json!({"conversationId": conv}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let run = r.body["runId"].as_str().unwrap().to_owned();
+    let run = ask(&app, &agent, &conv).await;
     enable(&app, &owner, json!({"enabled": false})).await;
     let app = app.restart(|s| s.job_workers = None).await;
     app.run_pending_jobs().await;

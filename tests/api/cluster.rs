@@ -78,6 +78,24 @@ impl Cluster {
         start(&self.env, &data).await
     }
 
+    /// Makes `user` an owner of the default workspace (the first account owns nothing) and
+    /// returns a connection to the cluster's database.
+    async fn owner_of_default(&self, user: &User) -> sqlx::PgConnection {
+        let url = &self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "DATABASE_URL")
+            .unwrap()
+            .1;
+        let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("UPDATE memberships SET role = 'owner' WHERE user_id = $1")
+            .bind(&user.id)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        db
+    }
+
     /// A key of this cluster's Redis (for looking at presence).
     async fn redis(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.redis_url.as_str())
@@ -1082,21 +1100,8 @@ async fn auto_assignment_keeps_capacities_across_nodes() {
     let a_node = cluster.node("a").await;
     let b_node = cluster.node("b").await;
     let (a, b) = (a_node.base.clone(), b_node.base.clone());
-    // The first account owns nothing: make it the default workspace's owner in the database.
     let owner = signup(&a, "owner").await;
-    let db_url = cluster
-        .env
-        .iter()
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .unwrap()
-        .1
-        .clone();
-    let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
-    sqlx::query("UPDATE memberships SET role = 'owner' WHERE user_id = $1")
-        .bind(&owner.id)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    let db = cluster.owner_of_default(&owner).await;
     db.close().await.ok();
     let agents = [signup(&a, "agent-a").await, signup(&b, "agent-b").await];
     for agent in &agents {
@@ -1193,19 +1198,7 @@ async fn the_ai_idle_trigger_runs_once_across_nodes() {
     let b_node = cluster.node("b").await;
     let (a, b) = (a_node.base.clone(), b_node.base.clone());
     let owner = signup(&a, "owner").await;
-    let db_url = cluster
-        .env
-        .iter()
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .unwrap()
-        .1
-        .clone();
-    let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
-    sqlx::query("UPDATE memberships SET role = 'owner' WHERE user_id = $1")
-        .bind(&owner.id)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    let mut db = cluster.owner_of_default(&owner).await;
     patch(
         &b,
         "/api/v1/workspaces/default",
