@@ -2,6 +2,7 @@
 //! workspaces through memberships with a role. Owners, admins and agents are the workspace's
 //! agents for the inbox; members are its end users.
 
+pub mod hours;
 pub mod routes;
 pub mod store;
 
@@ -104,8 +105,10 @@ impl AiSettings {
 }
 
 /// Checks a workspace's `settings` object (on `PATCH /workspaces/{id}`): `support`, when
-/// present, must be a desk setting, and `ai` AI settings.
+/// present, must be a desk setting, `ai` AI settings, and `timezone`, `businessHours` and
+/// `holidays` business hours ([`hours`]).
 pub fn check_settings(settings: &serde_json::Value) -> Result<(), String> {
+    hours::BusinessHours::of_settings(settings)?;
     if let Some(v) = settings.get("support") {
         serde_json::from_value::<DeskSettings>(v.clone()).map_err(|e| format!("support: {e}"))?;
     }

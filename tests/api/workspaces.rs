@@ -506,3 +506,33 @@ async fn a_removed_member_loses_the_workspace_and_its_sockets_are_told(app: &Tes
     let view = app.conversation(&owner, &group).await;
     assert_eq!(view["memberCount"], 2, "{view}");
 }
+
+dual_test!(business_hours_settings_are_checked);
+async fn business_hours_settings_are_checked(app: &TestApp) {
+    let owner = admin(app, "owner@example.com").await;
+    for bad in [
+        json!({"timezone": "Mars/Olympus"}),
+        json!({"businessHours": {"mon": [{"open": "18:00", "close": "09:00"}]}}),
+        json!({"holidays": ["25/12/2026"]}),
+    ] {
+        app.patch(
+            "/api/v1/workspaces/default",
+            &owner.token,
+            json!({"settings": bad}),
+        )
+        .await
+        .assert_problem(422, "validation_failed");
+    }
+    let hours = json!({"timezone": "Europe/Lisbon", "holidays": ["2026-12-25"],
+        "businessHours": {"mon": [{"open": "09:00", "close": "13:00"}, {"open": "14:00", "close": "18:00"}],
+            "sat": [{"open": "10:00", "close": "24:00"}]}});
+    let r = app
+        .patch(
+            "/api/v1/workspaces/default",
+            &owner.token,
+            json!({"settings": hours}),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(r.body["settings"], hours);
+}
