@@ -45,22 +45,6 @@ pub struct KeyBody {
     pub model: Option<String>,
 }
 
-fn parse_name(raw: &str) -> Result<String, String> {
-    let t = raw.trim();
-    if t.is_empty() || t.chars().count() > 80 || t.chars().any(char::is_control) {
-        return Err("must be 1 to 80 characters".into());
-    }
-    Ok(t.to_owned())
-}
-
-/// A base URL whose address is written in it must be one outbound requests may reach.
-fn check_reachable(state: &AppState, raw: &str) -> AppResult<()> {
-    let u = url::Url::parse(raw)
-        .map_err(|_| AppError::invalid_field("baseUrl", "must be an http(s) URL"))?;
-    crate::outbound::check_url(state.ai.http.allow(), &u)
-        .map_err(|e| AppError::invalid_field("baseUrl", e.to_string()))
-}
-
 /// GET /api/v1/admin/ai/keys — the workspace's AI provider keys, newest first, masked (owners and admins).
 #[utoipa::path(get, path = "/admin/ai/keys", tag = "ai", security(("bearer" = [])),
     responses((status = 200, body = Vec<KeyView>), (status = 403, body = crate::error::Problem)))]
@@ -84,7 +68,7 @@ async fn add_key(
             b.name
                 .as_deref()
                 .ok_or("is required".to_string())
-                .and_then(parse_name),
+                .and_then(crate::workspaces::parse_name),
         ),
         field(
             "apiKey",
@@ -93,13 +77,12 @@ async fn add_key(
                 .ok_or("is required".to_string())
                 .and_then(keys::parse_api_key),
         ),
-        optional("baseUrl", b.base_url, |v| keys::parse_base_url(&v)),
+        optional("baseUrl", b.base_url, |v| {
+            crate::outbound::parse_base_url(state.ai.http.allow(), &v)
+        }),
         optional("model", b.model, |v| keys::parse_model(&v)),
     )
         .validate()?;
-    if let Some(u) = &base_url {
-        check_reachable(&state, u)?;
-    }
     let key = NewKey {
         name,
         api_key,

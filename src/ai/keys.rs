@@ -100,18 +100,6 @@ pub fn parse_api_key(raw: &str) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
-pub fn parse_base_url(raw: &str) -> Result<String, String> {
-    let u = url::Url::parse(raw.trim()).map_err(|_| "must be an http(s) URL".to_string())?;
-    if !matches!(u.scheme(), "http" | "https")
-        || u.host_str().is_none()
-        || u.query().is_some()
-        || !u.username().is_empty()
-    {
-        return Err("must be an http(s) URL without credentials or a query".into());
-    }
-    Ok(raw.trim().trim_end_matches('/').to_owned())
-}
-
 pub fn parse_model(raw: &str) -> Result<String, String> {
     let t = raw.trim();
     if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {

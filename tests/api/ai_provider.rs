@@ -383,6 +383,13 @@ async fn a_provider_is_retried_and_every_call_is_recorded(backend: crate::helper
         .body;
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(day["items"][0]["group"], today.as_str());
+    let by_conversation = app
+        .get("/api/v1/admin/ai/usage?groupBy=conversation", &owner.token)
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(by_conversation["items"][0]["group"], conv.as_str());
+    assert_eq!(by_conversation["totals"], day["totals"]);
     assert_eq!(day["totals"], u["totals"]);
     assert!(u["totals"]["promptTokens"].as_i64().unwrap() >= 170);
     let csv = app
