@@ -582,6 +582,25 @@ async fn uploads_are_checked(app: &TestApp) {
     Resp::from_response(r)
         .await
         .assert_problem(401, "unauthorized");
+    // Only `file` and `kind`, as the document says.
+    let part = reqwest::multipart::Part::bytes(png(4, 4))
+        .file_name("a.png")
+        .mime_str("image/png")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part("file", part)
+        .text("caption", "hi");
+    let r = app
+        .client
+        .post(app.url("/api/v1/media"))
+        .bearer_auth(&alice.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    Resp::from_response(r)
+        .await
+        .assert_problem(422, "validation_failed");
     let files_before = stored_files();
 
     // A message's type must fit its media; media of someone else's is unknown.
