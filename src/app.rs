@@ -39,6 +39,8 @@ pub struct Inner {
     /// AI analysis: the outbound client and the providers' circuit breakers.
     pub ai: crate::ai::Ai,
     pub jobs: crate::jobs::Runner,
+    /// The outbound client for requests of their own (automations' webhooks).
+    pub http: crate::outbound::Outbound,
     /// The queue of batched message sends; its task ends with the last handle.
     pub sends: crate::messages::pipeline::Pipeline,
     /// This process's id among the nodes (a fresh one every start).
@@ -104,7 +106,7 @@ impl AppState {
             breakers: Default::default(),
         };
         let sms = SmsSender::new(config.sms.clone(), http.clone());
-        let mail = Mailer::new(&config.mail, config.mail_from.clone(), http)?;
+        let mail = Mailer::new(&config.mail, config.mail_from.clone(), http.clone())?;
         let sends = crate::messages::pipeline::Pipeline::start(db.clone());
         Ok(AppState(Arc::new(Inner {
             limiter: RateLimiter::new(config.rate_limits, cluster.clone()),
@@ -122,6 +124,7 @@ impl AppState {
             media,
             push,
             ai,
+            http,
             jobs: Default::default(),
             sends,
             node_id,

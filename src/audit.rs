@@ -24,6 +24,9 @@ pub mod actions {
     pub const CONVERSATION_ASSIGNED: &str = "conversation.assigned";
     pub const CONVERSATION_STATUS: &str = "conversation.status_changed";
     pub const NOTE_CREATED: &str = "note.created";
+    pub const AUTOMATION_CREATED: &str = "automation.created";
+    pub const AUTOMATION_UPDATED: &str = "automation.updated";
+    pub const AUTOMATION_DELETED: &str = "automation.deleted";
     pub const CANNED_CREATED: &str = "canned_response.created";
     pub const CANNED_UPDATED: &str = "canned_response.updated";
     pub const CANNED_DELETED: &str = "canned_response.deleted";

@@ -199,6 +199,9 @@ pub struct Settings {
     /// Background jobs (webhooks, sends, media processing…) this node runs at once; 0 runs none here; CPU-heavy media work is further limited to one per core [default: 16]
     #[arg(long, env = "PALAVER_JOB_WORKERS")]
     pub job_workers: Option<usize>,
+    /// Seconds between two looks for automations' timed triggers (no agent reply, no customer reply) whose wait is over, 1 to 300 [default: 15]
+    #[arg(long, env = "PALAVER_AUTOMATION_SCAN")]
+    pub automation_scan: Option<u64>,
     /// Check X-Hub-Signature-256 on WhatsApp webhooks: on, or off for local testing only [default: on]
     #[arg(long, env = "PALAVER_WHATSAPP_VERIFY_SIGNATURES")]
     pub whatsapp_verify_signatures: Option<OnOff>,
@@ -311,6 +314,7 @@ impl Settings {
             ai_idle_scan,
             pdf_reader,
             job_workers,
+            automation_scan,
             whatsapp_verify_signatures,
             whatsapp_app_secret,
             whatsapp_verify_token,
@@ -500,6 +504,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub media: MediaConfig,
     pub job_workers: usize,
+    /// How often the automations' timed triggers are looked for.
+    pub automation_scan: Duration,
     pub whatsapp: WhatsAppConfig,
     /// Set in cluster mode.
     pub cluster: Option<ClusterConfig>,
@@ -866,6 +872,10 @@ impl Config {
             whatsapp,
             media,
             job_workers: s.job_workers.unwrap_or(16),
+            automation_scan: Duration::from_secs(match s.automation_scan.unwrap_or(15) {
+                v @ 1..=300 => v,
+                _ => bail!("PALAVER_AUTOMATION_SCAN must be 1 to 300"),
+            }),
             listen,
             data_dir,
             database_url: Secret::new(database_url),

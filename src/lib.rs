@@ -96,6 +96,7 @@ pub mod ai;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod automations;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod calls;

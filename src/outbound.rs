@@ -152,16 +152,26 @@ pub fn check_url(allow: &Allow, url: &url::Url) -> Result<(), Refused> {
 /// written out, one requests may reach. Returned without the trailing slash.
 pub fn parse_base_url(allow: &Allow, raw: &str) -> Result<String, String> {
     let u = url::Url::parse(raw.trim()).map_err(|_| "must be an http(s) URL".to_string())?;
+    if u.query().is_some() {
+        return Err("must be an http(s) URL without credentials or a query".into());
+    }
+    parse_target_url(allow, raw)?;
+    Ok(raw.trim().trim_end_matches('/').to_owned())
+}
+
+/// A URL requests are sent to as it is (an automation's webhook): http(s) with a host,
+/// without credentials, and, when its host is an address written out, one requests may reach.
+pub fn parse_target_url(allow: &Allow, raw: &str) -> Result<String, String> {
+    let u = url::Url::parse(raw.trim()).map_err(|_| "must be an http(s) URL".to_string())?;
     if !matches!(u.scheme(), "http" | "https")
         || u.host_str().is_none()
-        || u.query().is_some()
         || !u.username().is_empty()
         || u.password().is_some()
     {
-        return Err("must be an http(s) URL without credentials or a query".into());
+        return Err("must be an http(s) URL without credentials".into());
     }
     check_url(allow, &u).map_err(|e| e.to_string())?;
-    Ok(raw.trim().trim_end_matches('/').to_owned())
+    Ok(raw.trim().to_owned())
 }
 
 /// reqwest's resolver: a name resolves only when every address it has is allowed (or the name

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::{AppState, JSON_BODY_LIMIT};
+use crate::automations;
 use crate::config::Config;
 use crate::error::{AppError, Code, Problem};
 use crate::http::middleware;
@@ -70,6 +71,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::inbox::transfer_routes::router())
         .merge(crate::ai::routes::router())
         .merge(crate::ai::admin_routes::router())
+        .merge(crate::automations::routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())
@@ -289,6 +291,7 @@ pub async fn serve(
     ));
     let follower = tokio::spawn(push_follower(state.clone()));
     let ai_idle = tokio::spawn(ai_idle(state.clone()));
+    let timed = tokio::spawn(automations_timed(state.clone()));
     let sweeper = tokio::spawn(crate::media::sweep(
         state.db.clone(),
         state.node_id.clone(),
@@ -305,7 +308,9 @@ pub async fn serve(
     sweeper.abort();
     follower.abort();
     ai_idle.abort();
+    timed.abort();
     let _ = crate::jobs::lease::release(&state.db, crate::ai::idle::LEASE, &state.node_id).await;
+    let _ = crate::jobs::lease::release(&state.db, automations::timed::LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, crate::media::SWEEP_LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, PUSH_LEASE, &state.node_id).await;
     state.jobs.stop(&state.db).await;
@@ -407,6 +412,9 @@ fn job_kinds() -> Kinds<AppState> {
         .on_give_up(crate::inbox::import::JOB, |state, job, error| async move {
             crate::inbox::transfer_routes::import_gave_up(&state, &job, &error).await
         })
+        .add(automations::run::JOB, automations::run::event)
+        .add(automations::webhook::JOB, automations::webhook::deliver)
+        .on_give_up(automations::webhook::JOB, automations::webhook::gave_up)
         .add(push::kinds::MESSAGE, |state: AppState, job| async move {
             push::send::message(&state.db, senders(&state), job).await
         })
@@ -451,6 +459,21 @@ async fn ai_idle(state: AppState) {
         async move {
             crate::ai::keys::retire_due(&state.db).await?;
             crate::ai::idle::scan(&state.db, state.config.ai.idle_after).await?;
+            Ok(())
+        }
+    })
+    .await;
+}
+
+/// The automations' timed triggers, on whichever node holds the lease.
+async fn automations_timed(state: AppState) {
+    let db = state.db.clone();
+    let holder = state.node_id.clone();
+    let every = state.config.automation_scan;
+    crate::jobs::lease::scheduled(db, holder, automations::timed::LEASE, every, || {
+        let state = state.clone();
+        async move {
+            automations::timed::scan(&state.db).await?;
             Ok(())
         }
     })

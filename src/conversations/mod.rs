@@ -10,3 +10,4 @@ pub mod access;
 pub mod desk;
 pub mod model;
 pub mod store;
+pub mod triggers;

@@ -512,9 +512,10 @@ pub async fn join_channel_conversations(
     Ok(())
 }
 
-/// A customer wrote in these inbox conversations at `at`: the service window moves, and each
+/// A customer wrote in these inbox conversations at `at`: the service window moves, each
 /// one that was not open (closed, pending or snoozed) opens again, records the change and
-/// queues the opened job (auto-assignment, the agents' activity line). Returns the reopened.
+/// queues the opened job (auto-assignment, the agents' activity line), and the automation
+/// rules waiting for customers' messages get the event. Returns the reopened.
 pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<Vec<String>> {
     let mut reopened = Vec::new();
     for id in ids {
@@ -542,15 +543,18 @@ pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<V
             opened(tx, id, true).await?;
             reopened.push(id.clone());
         }
+        super::triggers::emit_for(tx, id, super::triggers::Event::Message).await?;
     }
     Ok(reopened)
 }
 
 /// Queues the job of an inbox conversation that opened: auto-assignment, and with
-/// `reopened` (the customer wrote again) a line telling the agents so.
+/// `reopened` (the customer wrote again) a line telling the agents so; and the event for the
+/// automation rules waiting for conversations to open.
 pub async fn opened(tx: &mut Tx, id: &str, reopened: bool) -> AppResult<()> {
     let payload = serde_json::json!({"conversationId": id, "reopened": reopened});
-    crate::jobs::enqueue(tx, super::model::INBOX_OPENED_JOB, &payload.to_string()).await
+    crate::jobs::enqueue(tx, super::model::INBOX_OPENED_JOB, &payload.to_string()).await?;
+    super::triggers::emit_for(tx, id, super::triggers::Event::Opened).await
 }
 
 /// Makes the workspace's agents (owners, admins, agents) members of a new inbox conversation.

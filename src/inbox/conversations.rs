@@ -34,7 +34,7 @@ impl InboxChange {
     }
 }
 
-async fn name_of(tx: &mut Tx, user_id: &str) -> AppResult<String> {
+pub async fn name_of(tx: &mut Tx, user_id: &str) -> AppResult<String> {
     let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(&mut **tx)
@@ -43,7 +43,7 @@ async fn name_of(tx: &mut Tx, user_id: &str) -> AppResult<String> {
 }
 
 /// The conversation, locked for this transaction, if it is an inbox conversation of the tenant.
-async fn lock_inbox(tx: &mut Tx, t: Tenant<'_>, id: &str) -> AppResult<ConversationRow> {
+pub async fn lock_inbox(tx: &mut Tx, t: Tenant<'_>, id: &str) -> AppResult<ConversationRow> {
     let c = store::lock(tx, id).await?;
     if c.workspace_id != t.workspace_id() {
         return Err(AppError::not_found());
@@ -222,60 +222,24 @@ pub async fn auto_assign(
     agents: Vec<Candidate>,
     online: &HashSet<String>,
 ) -> AppResult<Option<String>> {
-    let eligible: Vec<Candidate> = agents
-        .into_iter()
-        .filter(|c| online.contains(&c.user_id) && c.availability == "online" && c.auto_assign != 0)
-        .collect();
+    let eligible = eligible(agents, online);
     if eligible.is_empty() {
         return Ok(None);
     }
     let mut tx = t.db().begin().await?;
-    sqlx::query("UPDATE workspaces SET updated_at = updated_at WHERE id = $1")
-        .bind(t.workspace_id())
-        .execute(&mut *tx)
-        .await?;
     let c = lock_inbox(&mut tx, t, conversation_id).await?;
     if c.assignee_id.is_some() || c.inbox_status.as_deref() != Some("open") {
         return Ok(None);
     }
-    // Read again under the lock: what other assignments committed meanwhile.
-    let load: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT m.user_id, COALESCE(s.last_assigned_at, 0), \
-         (SELECT COUNT(*) FROM conversations c WHERE c.workspace_id = m.workspace_id \
-          AND c.assignee_id = m.user_id AND c.inbox_status = 'open') \
-         FROM memberships m LEFT JOIN agent_settings s ON s.workspace_id = m.workspace_id AND s.user_id = m.user_id \
-         WHERE m.workspace_id = $1",
-    )
-    .bind(t.workspace_id())
-    .fetch_all(&mut *tx)
-    .await?;
-    let chosen = eligible
-        .iter()
-        .filter_map(|e| {
-            let (_, last, open) = load.iter().find(|(u, _, _)| *u == e.user_id)?;
-            e.capacity
-                .is_none_or(|cap| *open < cap)
-                .then_some((*last, &e.user_id))
-        })
-        .min();
-    let Some((_, agent)) = chosen else {
+    let Some(agent) = choose_agent(&mut tx, t, &eligible).await? else {
         return Ok(None);
     };
-    let now = now_ms();
+    let agent = agent.as_str();
     sqlx::query("UPDATE conversations SET assignee_id = $1 WHERE id = $2")
         .bind(agent)
         .bind(conversation_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO agent_settings (workspace_id, user_id, last_assigned_at, updated_at) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (workspace_id, user_id) DO UPDATE SET last_assigned_at = excluded.last_assigned_at",
-    )
-    .bind(t.workspace_id())
-    .bind(agent)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
     let text = format!(
         "Assigned to {} automatically",
         name_of(&mut tx, agent).await?
@@ -294,6 +258,65 @@ pub async fn auto_assign(
     changes::conversation_updated(&mut tx, conversation_id, None).await?;
     t.db().commit(tx).await?;
     Ok(Some(line))
+}
+
+/// Round-robin: among `eligible` agents, the one under their capacity of open conversations
+/// who has waited longest for one, marked as just given one. The workspace's row is locked
+/// for the choice, so two nodes (or two jobs) never assign past a capacity or assign twice.
+pub async fn choose_agent(
+    tx: &mut Tx,
+    t: Tenant<'_>,
+    eligible: &[Candidate],
+) -> AppResult<Option<String>> {
+    if eligible.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE workspaces SET updated_at = updated_at WHERE id = $1")
+        .bind(t.workspace_id())
+        .execute(&mut **tx)
+        .await?;
+    // Read again under the lock: what other assignments committed meanwhile.
+    let load: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT m.user_id, COALESCE(s.last_assigned_at, 0), \
+         (SELECT COUNT(*) FROM conversations c WHERE c.workspace_id = m.workspace_id \
+          AND c.assignee_id = m.user_id AND c.inbox_status = 'open') \
+         FROM memberships m LEFT JOIN agent_settings s ON s.workspace_id = m.workspace_id AND s.user_id = m.user_id \
+         WHERE m.workspace_id = $1",
+    )
+    .bind(t.workspace_id())
+    .fetch_all(&mut **tx)
+    .await?;
+    let chosen = eligible
+        .iter()
+        .filter_map(|e| {
+            let (_, last, open) = load.iter().find(|(u, _, _)| *u == e.user_id)?;
+            e.capacity
+                .is_none_or(|cap| *open < cap)
+                .then_some((*last, &e.user_id))
+        })
+        .min();
+    let Some((_, agent)) = chosen else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "INSERT INTO agent_settings (workspace_id, user_id, last_assigned_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (workspace_id, user_id) DO UPDATE SET last_assigned_at = excluded.last_assigned_at",
+    )
+    .bind(t.workspace_id())
+    .bind(agent)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(agent.clone()))
+}
+
+/// The agents a round-robin may choose: online (`online`), available and taking automatic
+/// assignments.
+pub fn eligible(agents: Vec<Candidate>, online: &HashSet<String>) -> Vec<Candidate> {
+    agents
+        .into_iter()
+        .filter(|c| online.contains(&c.user_id) && c.availability == "online" && c.auto_assign != 0)
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -317,6 +317,16 @@ pub async fn ensure_tags(tx: &mut Tx, t: Tenant<'_>, names: &[String]) -> AppRes
     Ok(ids)
 }
 
+/// A lead's tag names, in the transaction.
+pub async fn tag_names_in_tx(tx: &mut Tx, lead_id: &str) -> AppResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.name FROM lead_tags lt JOIN tags t ON t.id = lt.tag_id WHERE lt.lead_id = $1",
+    )
+    .bind(lead_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
 /// Replaces a lead's tags.
 pub async fn set_tags(
     tx: &mut Tx,

@@ -78,7 +78,13 @@ pub async fn update_lead(
     check(t, &f).await?;
     let mut tx = t.db().begin().await?;
     let before = leads::find_in_tx(&mut tx, t, id).await?;
+    let tags_before = leads::tag_names_in_tx(&mut tx, id).await?;
     let lead = leads::update(&mut tx, t, &before, &f).await?;
+    let added: Vec<&String> = match &f.tags {
+        Some(tags) => tags.iter().filter(|n| !tags_before.contains(n)).collect(),
+        None => Vec::new(),
+    };
+    lead_events(&mut tx, t, id, (&before.stage, &lead.stage), &added, 0).await?;
     let mut details = serde_json::json!({"fields": changed(&f)});
     if before.stage != lead.stage {
         details["stage"] = serde_json::json!({"from": before.stage, "to": lead.stage});
@@ -98,6 +104,34 @@ pub async fn update_lead(
     .await?;
     t.db().commit(tx).await?;
     view(t, lead).await
+}
+
+/// The events of a lead's change for the automation rules: its stage moved, tags were added.
+pub async fn lead_events(
+    tx: &mut crate::db::Tx,
+    t: Tenant<'_>,
+    lead_id: &str,
+    (from, to): (&str, &str),
+    added: &[&String],
+    depth: i64,
+) -> AppResult<()> {
+    use crate::conversations::triggers::{emit, Event};
+    let on = (None, Some(lead_id));
+    let ws = t.workspace_id();
+    if from != to {
+        let event = Event::StageChanged {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        emit(tx, ws, on, event, depth).await?;
+    }
+    for tag in added {
+        let event = Event::TagAdded {
+            tag: (*tag).clone(),
+        };
+        emit(tx, ws, on, event, depth).await?;
+    }
+    Ok(())
 }
 
 pub async fn delete_lead(t: Tenant<'_>, actor: &str, id: &str) -> AppResult<()> {

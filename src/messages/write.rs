@@ -52,6 +52,61 @@ pub async fn insert_call(
     .await
 }
 
+/// A message the workspace's automations send (its sender is the system), in the caller's
+/// transaction: checked like an agent's send into a channel conversation (an approved
+/// template, or any message inside the 24-hour window; `conversation` read under its lock),
+/// stored with its change, and, to a WhatsApp customer, its send job queued.
+pub async fn insert_automated(
+    tx: &mut Tx,
+    t: Tenant<'_>,
+    conversation: &ConversationRow,
+    content: Content,
+) -> AppResult<MessageRow> {
+    let channel = conversation.kind() == Kind::Channel;
+    let out = Outgoing {
+        client_msg_id: String::new(),
+        content,
+        reply_to_id: None,
+        forwarded: false,
+    };
+    let out = if channel {
+        super::channel::check(t, conversation, out).await?
+    } else if out.content.kind == MessageType::Template {
+        return Err(AppError::invalid_field(
+            "type",
+            "templates go to WhatsApp customers: only in channel conversations",
+        ));
+    } else {
+        out
+    };
+    let seq = conversations::next_seq(tx, &conversation.id).await?;
+    let row = store::insert(
+        tx,
+        NewMessage {
+            conversation_id: &conversation.id,
+            seq,
+            sender_type: "system",
+            sender_id: None,
+            client_msg_id: None,
+            kind: out.content.kind.as_str(),
+            text: out.content.text.as_deref(),
+            media_id: None,
+            reply_to_id: None,
+            forwarded: false,
+            payload: out.content.payload.as_deref(),
+            external_id: None,
+            external_status: channel.then_some("pending"),
+            created_at: None,
+        },
+    )
+    .await?;
+    changes::message_new(tx, &conversation.id, &row.id, seq).await?;
+    if channel {
+        super::channel::queue_send(tx, &row.id).await?;
+    }
+    Ok(row)
+}
+
 /// A message that records an event rather than a send: sent by `sender` (a user), or by the
 /// system when `None`; `actor`'s marks move to it.
 async fn insert_record(

@@ -77,6 +77,17 @@ pub async fn get(t: Tenant<'_>, user_id: &str) -> AppResult<Workspace> {
     Ok(workspace_from_row(&row)?)
 }
 
+/// The workspace's settings (`{}` for a workspace that is gone).
+pub async fn settings(t: Tenant<'_>) -> AppResult<serde_json::Value> {
+    let raw: Option<String> = sqlx::query_scalar("SELECT settings FROM workspaces WHERE id = $1")
+        .bind(t.workspace_id())
+        .fetch_optional(t.db().reader())
+        .await?;
+    Ok(raw
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_else(|| serde_json::json!({})))
+}
+
 pub async fn create(tx: &mut Tx, name: &str, slug: &str, owner_id: &str) -> AppResult<String> {
     let id = new_id();
     let now = now_ms();

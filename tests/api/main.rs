@@ -6,6 +6,7 @@ mod helpers;
 mod ai;
 mod ai_provider;
 mod auth;
+mod automations;
 mod bench;
 mod calls;
 mod chats;

@@ -65,6 +65,7 @@ struct World {
     /// A run of AI analysis of the channel conversation.
     ai_run: String,
     ai_key: String,
+    automation: String,
     /// The owner's push subscription.
     subscription: String,
     tag: String,
@@ -253,8 +254,22 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let automation = call(
+        Method::POST,
+        "/api/v1/automations".into(),
+        Some(
+            json!({"name": "vault", "trigger": {"type": "first_message"},
+                    "actions": [{"type": "add_note", "text": "psst"}]}),
+        ),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
         ai_key,
+        automation,
         subscription,
         tag,
         canned,
@@ -1045,6 +1060,43 @@ fn rows(w: &World) -> Vec<Row> {
         Some(key),
         at("/admin/ai/keys/{}", None),
     );
+    // Automations: the workspace's owners and admins; the hours: its agents.
+    for route in ["/automations", "/inbox/hours"] {
+        row(Method::GET, route, NOT_STAFF, None, plain(route));
+    }
+    row(
+        Method::POST,
+        "/automations",
+        NOT_STAFF,
+        None,
+        Box::new(|_| {
+            (
+                "/api/v1/automations".into(),
+                Some(json!({"name": "x", "trigger": {"type": "first_message"},
+                            "actions": [{"type": "add_tag", "tag": "x"}]})),
+            )
+        }),
+    );
+    let automation = w.automation.as_str();
+    for (method, route, body) in [
+        (Method::GET, "/automations/{id}", None),
+        (
+            Method::PATCH,
+            "/automations/{id}",
+            Some(json!({"enabled": false})),
+        ),
+        (Method::DELETE, "/automations/{id}", None),
+        (Method::GET, "/automations/{id}/runs", None),
+    ] {
+        let path = route.replace("{id}", "{}");
+        row(
+            method,
+            route,
+            ALL,
+            Some(automation),
+            Box::new(move |id| (format!("/api/v1{}", path.replace("{}", id)), body.clone())),
+        );
+    }
     rows
 }
 
