@@ -1,6 +1,6 @@
 //! Leases for scheduled work: on one node or many, at most one node at a time runs a named
 //! piece of periodic work (the unreferenced-upload sweep, the push follower, the AI idle
-//! trigger; the campaign scheduler will use the same). The lease is a database row, so it needs nothing
+//! trigger, the automations' timed triggers; the campaign scheduler will use the same). The lease is a database row, so it needs nothing
 //! besides the database every node already shares, and it works in both modes.
 
 use std::future::Future;

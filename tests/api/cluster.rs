@@ -1254,3 +1254,114 @@ async fn the_ai_idle_trigger_runs_once_across_nodes() {
     drop((a_node, b_node));
     cluster.remove().await;
 }
+
+/// An automation's timed trigger, with both nodes scanning for it (one holds the lease, the
+/// other keeps asking), and a message trigger whose events both nodes' job runners may take:
+/// each fires once per conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automations_fire_once_across_nodes() {
+    let Some(cluster) = Cluster::new(
+        "automations_fire_once_across_nodes",
+        &[("PALAVER_AUTOMATION_SCAN", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    let a_node = cluster.node("a").await;
+    let b_node = cluster.node("b").await;
+    let (a, b) = (a_node.base.clone(), b_node.base.clone());
+    let owner = signup(&a, "owner").await;
+    let mut db = cluster.owner_of_default(&owner).await;
+    patch(
+        &b,
+        "/api/v1/workspaces/default",
+        &owner.token,
+        json!({"settings": {"support": {"enabled": true}}}),
+    )
+    .await;
+    for (name, trigger) in [
+        ("greet", json!({"type": "first_message"})),
+        ("waiting", json!({"type": "no_agent_reply", "minutes": 1})),
+    ] {
+        post(
+            &a,
+            "/api/v1/automations",
+            Some(&owner.token),
+            json!({"name": name, "trigger": trigger, "actions": [{"type": "add_note", "text": name}]}),
+        )
+        .await;
+    }
+    let mut conversations = HashSet::new();
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let p = signup(node, &format!("patient-{i}")).await;
+        let conv = post(
+            node,
+            "/api/v1/support",
+            Some(&p.token),
+            json!({"workspaceId": "default"}),
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        post(
+            node,
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&p.token),
+            json!({"clientMsgId": uuid::Uuid::now_v7().to_string(), "type": "text", "text": "Is my refill ready?"}),
+        )
+        .await;
+        conversations.insert(conv);
+    }
+    // A minute and more passes without an answer.
+    for sql in [
+        "UPDATE conversations SET last_inbound_at = last_inbound_at - 120000 WHERE last_inbound_at IS NOT NULL",
+        "UPDATE messages SET created_at = created_at - 120000",
+        "UPDATE automations SET enabled_at = enabled_at - 3600000",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+    let count = |name: &'static str| {
+        format!("SELECT COUNT(*) FROM notes WHERE kind = 'note' AND text = '{name}'")
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n: i64 = sqlx::query_scalar(&count("waiting"))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if n == 6 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} of 6 timed notes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both nodes keep going for three seconds: nothing fires twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let per_conversation: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT conversation_id, SUM(CASE WHEN text = 'greet' THEN 1 ELSE 0 END)::bigint, \
+         SUM(CASE WHEN text = 'waiting' THEN 1 ELSE 0 END)::bigint FROM notes WHERE kind = 'note' \
+         GROUP BY conversation_id",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(per_conversation.len(), 6, "{per_conversation:?}");
+    for (conv, greet, waiting) in &per_conversation {
+        assert!(conversations.contains(conv));
+        assert_eq!((*greet, *waiting), (1, 1), "{conv}");
+    }
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM automation_runs")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(runs, 12);
+    db.close().await.ok();
+    drop((a_node, b_node));
+    cluster.remove().await;
+}
