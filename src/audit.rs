@@ -27,6 +27,10 @@ pub mod actions {
     pub const AUTOMATION_CREATED: &str = "automation.created";
     pub const AUTOMATION_UPDATED: &str = "automation.updated";
     pub const AUTOMATION_DELETED: &str = "automation.deleted";
+    pub const CAMPAIGN_CREATED: &str = "campaign.created";
+    /// Scheduled, paused, resumed or cancelled (`details.move`).
+    pub const CAMPAIGN_CHANGED: &str = "campaign.changed";
+    pub const CAMPAIGN_DELETED: &str = "campaign.deleted";
     pub const CANNED_CREATED: &str = "canned_response.created";
     pub const CANNED_UPDATED: &str = "canned_response.updated";
     pub const CANNED_DELETED: &str = "canned_response.deleted";

@@ -64,6 +64,7 @@ codes! {
     ShortCodeTaken => (StatusCode::CONFLICT, "short_code_taken", "The workspace has a canned response with this short code."),
     AiNotEnabled => (StatusCode::CONFLICT, "ai_not_enabled", "The workspace has not opted in to AI analysis (`settings.ai.enabled`)."),
     AiKeyNotActive => (StatusCode::CONFLICT, "ai_key_not_active", "Only an active AI key can be rotated (this one is retiring or revoked)."),
+    CampaignState => (StatusCode::CONFLICT, "campaign_state", "The campaign's state does not allow this (e.g. pausing one that is not running, changing one that is no longer a draft)."),
     LastOwner => (StatusCode::CONFLICT, "last_owner", "The workspace would be left without an owner."),
     RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "The Range header asks for bytes past the end of the file (see Content-Range for its size)."),
     RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request took too long to arrive or to be processed."),

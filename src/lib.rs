@@ -37,6 +37,7 @@
 //! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
 //! | [`ai`] | AI analysis: opt-in per workspace, runs (`POST /ai/analyze`, and the idle trigger under a lease) carried out by a durable job, insights for agents (`insight:new`); OpenAI-compatible providers (retries, circuit breaker, checked answers), workspace keys sealed at rest with rotation, usage records and the monthly budget, and the offline analyzer that needs no provider |
 //! | [`automations`] | bot rules: triggers (customers' messages, openings, stage and tag changes from `conversations::triggers`; timed ones from a scan under a lease), conditions, actions carried out with the job's end in one transaction, runs, signed webhooks |
+//! | [`campaigns`] | template campaigns: drafts, states, the audience of opted-in leads, the sender under a lease (paced per channel, claimed with the messages and send jobs in one transaction), the funnel read from the messages |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks (customers become leads), outbound queue, templates, import |
 //! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
 //! | [`calls`] | 1:1 calls: the state machine (ring, answer, busy, missed, failed), the call log and call messages, the ICE servers with short-lived TURN credentials; `realtime::calls` carries the `call:*` events |
@@ -63,8 +64,9 @@
 //!    (the desk's settings); then `ai` (a suggested reply is a canned response filled in for the
 //!    lead), `whatsapp` (its customers are leads), `sync`, `calls`,
 //!    `push`, `ops`, then `realtime` (which carries the call events and pushes an incoming call
-//!    to a callee who is away), and `automations` (its actions send messages, assign, tag and
-//!    write notes through `messages` and `inbox`);
+//!    to a callee who is away), `automations` (its actions send messages, assign, tag and
+//!    write notes through `messages` and `inbox`) and `campaigns` (templates to leads through
+//!    `whatsapp`'s channels and `messages`);
 //! 8. [`app::AppState`], the handles every transport shares; [`server`], the wiring; [`cli`].
 //!
 //! The arrows that point up, on purpose: every transport (routes, job handlers, `http`'s
@@ -90,8 +92,8 @@
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
-//! The capabilities still to come slot in without moving these: campaigns and analytics
-//! beside `automations`. Migrations
+//! The capabilities still to come slot in without moving these: analytics beside
+//! `campaigns`. Migrations
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod ai;
@@ -102,6 +104,7 @@ pub mod automations;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod calls;
+pub mod campaigns;
 pub mod changes;
 pub mod chats;
 pub mod cli;

@@ -72,6 +72,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::ai::routes::router())
         .merge(crate::ai::admin_routes::router())
         .merge(crate::automations::routes::router())
+        .merge(crate::campaigns::routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())
@@ -292,6 +293,7 @@ pub async fn serve(
     let follower = tokio::spawn(push_follower(state.clone()));
     let ai_idle = tokio::spawn(ai_idle(state.clone()));
     let timed = tokio::spawn(automations_timed(state.clone()));
+    let campaigns = tokio::spawn(campaign_sender(state.clone()));
     let sweeper = tokio::spawn(crate::media::sweep(
         state.db.clone(),
         state.node_id.clone(),
@@ -309,8 +311,11 @@ pub async fn serve(
     follower.abort();
     ai_idle.abort();
     timed.abort();
+    campaigns.abort();
     let _ = crate::jobs::lease::release(&state.db, crate::ai::idle::LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, automations::timed::LEASE, &state.node_id).await;
+    let _ =
+        crate::jobs::lease::release(&state.db, crate::campaigns::send::LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, crate::media::SWEEP_LEASE, &state.node_id).await;
     let _ = crate::jobs::lease::release(&state.db, PUSH_LEASE, &state.node_id).await;
     state.jobs.stop(&state.db).await;
@@ -476,6 +481,18 @@ async fn automations_timed(state: AppState) {
             automations::timed::scan(&state.db).await?;
             Ok(())
         }
+    })
+    .await;
+}
+
+/// The campaign sender, once a second on whichever node holds the lease.
+async fn campaign_sender(state: AppState) {
+    let db = state.db.clone();
+    let holder = state.node_id.clone();
+    let lease = crate::campaigns::send::LEASE;
+    crate::jobs::lease::scheduled(db, holder, lease, Duration::from_secs(1), || {
+        let state = state.clone();
+        async move { crate::campaigns::send::tick(&state.db).await }
     })
     .await;
 }

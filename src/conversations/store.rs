@@ -557,6 +557,43 @@ pub async fn opened(tx: &mut Tx, id: &str, reopened: bool) -> AppResult<()> {
     super::triggers::emit_for(tx, id, super::triggers::Event::Opened).await
 }
 
+/// The conversation of a lead on a channel, made (closed, the agents its members) when the
+/// lead has none there yet: a business that writes first (a campaign) does not open work in
+/// the inbox; the customer's answer will.
+pub async fn channel_conversation(
+    tx: &mut Tx,
+    (workspace_id, channel_id): (&str, &str),
+    lead_id: &str,
+    title: &str,
+) -> AppResult<ConversationRow> {
+    let key = format!("{channel_id}:{lead_id}");
+    let now = now_ms();
+    let made: Option<String> = sqlx::query_scalar(
+        "INSERT INTO conversations (id, workspace_id, kind, title, last_seq, last_activity_at, created_at, \
+         updated_at, channel_id, lead_id, channel_key, inbox_status, inbox_at) \
+         VALUES ($1, $2, 'channel', $3, 0, $4, $4, $4, $5, $6, $7, 'closed', $4) \
+         ON CONFLICT (channel_key) WHERE channel_key IS NOT NULL DO NOTHING RETURNING id",
+    )
+    .bind(crate::db::new_id())
+    .bind(workspace_id)
+    .bind(title)
+    .bind(now)
+    .bind(channel_id)
+    .bind(lead_id)
+    .bind(&key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(id) = &made {
+        join_inbox(tx, id).await?;
+        crate::changes::conversation_updated(tx, id, None).await?;
+    }
+    let id: String = sqlx::query_scalar("SELECT id FROM conversations WHERE channel_key = $1")
+        .bind(&key)
+        .fetch_one(&mut **tx)
+        .await?;
+    find_in_tx(tx, &id).await
+}
+
 /// Makes the workspace's agents (owners, admins, agents) members of a new inbox conversation.
 pub async fn join_inbox(tx: &mut Tx, conversation_id: &str) -> AppResult<()> {
     sqlx::query(

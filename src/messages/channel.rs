@@ -80,6 +80,11 @@ pub async fn queue_send(tx: &mut Tx, message_id: &str) -> AppResult<()> {
     jobs::enqueue(tx, kinds::SEND, message_id).await
 }
 
+/// The same, due at `at` (a campaign's paced sends).
+pub async fn queue_send_at(tx: &mut Tx, message_id: &str, at: i64) -> AppResult<()> {
+    jobs::enqueue_at(tx, kinds::SEND, message_id, at).await
+}
+
 /// After an agent's reaction in a channel conversation: queue it for WhatsApp.
 pub async fn queue_reaction(tx: &mut Tx, message_id: &str, emoji: Option<&str>) -> AppResult<()> {
     let payload = json!({"messageId": message_id, "emoji": emoji.unwrap_or("")});

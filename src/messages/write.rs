@@ -11,7 +11,7 @@ use super::views::{one_view, original};
 use crate::changes::{self, kinds, NewChange};
 use crate::conversations::model::{ConversationRow, Kind, MemberRow, RequestState};
 use crate::conversations::store as conversations;
-use crate::db::{is_unique_violation, new_id, Tenant, Tx};
+use crate::db::{is_unique_violation, new_id, now_ms, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 
 /// Writes a system message (group events) and its change. Like sending, it moves the marks of
@@ -79,6 +79,19 @@ pub async fn insert_automated(
     } else {
         out
     };
+    insert_system_send(tx, conversation, &out.content, now_ms()).await
+}
+
+/// Writes a message from the system whose content is checked already (an automation's after
+/// [`insert_automated`]'s checks, a campaign's template checked once for all its recipients),
+/// with its change, and to a WhatsApp customer its send job, due at `send_at`.
+pub async fn insert_system_send(
+    tx: &mut Tx,
+    conversation: &ConversationRow,
+    content: &Content,
+    send_at: i64,
+) -> AppResult<MessageRow> {
+    let channel = conversation.kind() == Kind::Channel;
     let seq = conversations::next_seq(tx, &conversation.id).await?;
     let row = store::insert(
         tx,
@@ -88,12 +101,12 @@ pub async fn insert_automated(
             sender_type: "system",
             sender_id: None,
             client_msg_id: None,
-            kind: out.content.kind.as_str(),
-            text: out.content.text.as_deref(),
+            kind: content.kind.as_str(),
+            text: content.text.as_deref(),
             media_id: None,
             reply_to_id: None,
             forwarded: false,
-            payload: out.content.payload.as_deref(),
+            payload: content.payload.as_deref(),
             external_id: None,
             external_status: channel.then_some("pending"),
             created_at: None,
@@ -102,7 +115,7 @@ pub async fn insert_automated(
     .await?;
     changes::message_new(tx, &conversation.id, &row.id, seq).await?;
     if channel {
-        super::channel::queue_send(tx, &row.id).await?;
+        super::channel::queue_send_at(tx, &row.id, send_at).await?;
     }
     Ok(row)
 }

@@ -34,12 +34,26 @@ pub struct ChannelRow {
     pub verify_token: Option<String>,
     pub graph_base_url: String,
     pub api_version: String,
+    /// Messages a second campaigns send through this channel.
+    pub send_rate: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const COLUMNS: &str = "id, workspace_id, name, phone_number_id, display_phone_number, waba_id, \
-    access_token, app_secret, verify_token, graph_base_url, api_version, created_at, updated_at";
+    access_token, app_secret, verify_token, graph_base_url, api_version, send_rate, created_at, updated_at";
+
+/// Campaigns' messages a second through a channel unless it says otherwise: WhatsApp Cloud
+/// API's default throughput per business number.
+pub const DEFAULT_SEND_RATE: i64 = 80;
+
+fn parse_send_rate(v: i64) -> Result<i64, String> {
+    if (1..=1000).contains(&v) {
+        Ok(v)
+    } else {
+        Err("1 to 1000 messages a second".into())
+    }
+}
 
 impl ChannelRow {
     /// The access token in clear, for calls to the Graph API.
@@ -69,6 +83,7 @@ impl ChannelRow {
             waba_id: self.waba_id,
             graph_base_url: self.graph_base_url,
             api_version: self.api_version,
+            send_rate: self.send_rate,
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
         }
@@ -86,6 +101,8 @@ pub struct ChannelView {
     pub waba_id: Option<String>,
     pub graph_base_url: String,
     pub api_version: String,
+    /// Messages a second campaigns send through this channel.
+    pub send_rate: i64,
     pub access_token_set: bool,
     pub app_secret_set: bool,
     pub verify_token_set: bool,
@@ -109,6 +126,9 @@ pub struct ChannelBody {
     pub graph_base_url: Option<String>,
     /// Default v21.0.
     pub api_version: Option<String>,
+    /// Messages a second campaigns send through this channel, 1 to 1000 (WhatsApp's limit for the number applies) [default: 80].
+    #[schema(minimum = 1, maximum = 1000)]
+    pub send_rate: Option<i64>,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -171,6 +191,7 @@ async fn create_channel(
     Json(b): Json<ChannelBody>,
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
     scope.require_admin("manage channels")?;
+    let rate = optional("sendRate", b.send_rate, parse_send_rate).validate()?;
     let (phone_number_id, name, display, waba, base, version, token, app_secret, verify) = (
         field(
             "phoneNumberId",
@@ -206,6 +227,7 @@ async fn create_channel(
         verify_token: seal(&state, verify).flatten(),
         graph_base_url: base.unwrap_or_else(|| DEFAULT_GRAPH_BASE_URL.into()),
         api_version: version.unwrap_or_else(|| DEFAULT_API_VERSION.into()),
+        send_rate: rate.unwrap_or(DEFAULT_SEND_RATE),
         created_at: now,
         updated_at: now,
     };
@@ -229,8 +251,8 @@ async fn create_channel(
 pub async fn insert(tx: &mut crate::db::Tx, row: &ChannelRow) -> AppResult<()> {
     let done = sqlx::query(
         "INSERT INTO channels (id, workspace_id, name, phone_number_id, display_phone_number, waba_id, \
-         access_token, app_secret, verify_token, graph_base_url, api_version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+         access_token, app_secret, verify_token, graph_base_url, api_version, send_rate, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
     )
     .bind(&row.id)
     .bind(&row.workspace_id)
@@ -243,6 +265,7 @@ pub async fn insert(tx: &mut crate::db::Tx, row: &ChannelRow) -> AppResult<()> {
     .bind(&row.verify_token)
     .bind(&row.graph_base_url)
     .bind(&row.api_version)
+    .bind(row.send_rate)
     .bind(row.created_at)
     .execute(&mut **tx)
     .await;
@@ -354,6 +377,7 @@ async fn update_channel(
     Json(b): Json<ChannelBody>,
 ) -> AppResult<Json<ChannelView>> {
     scope.require_admin("manage channels")?;
+    let rate = optional("sendRate", b.send_rate, parse_send_rate).validate()?;
     let (phone_number_id, name, display, waba, base, version, token, app_secret, verify) = (
         optional("phoneNumberId", b.phone_number_id, |v| parse_id(&v)),
         optional("name", b.name, |v| parse_label(&v)),
@@ -389,6 +413,7 @@ async fn update_channel(
     row.waba_id = waba.or(row.waba_id);
     row.graph_base_url = base.unwrap_or(row.graph_base_url);
     row.api_version = version.unwrap_or(row.api_version);
+    row.send_rate = rate.unwrap_or(row.send_rate);
     if let Some(v) = seal(&state, token) {
         row.access_token = v;
     }
@@ -403,7 +428,7 @@ async fn update_channel(
     let done = sqlx::query(
         "UPDATE channels SET name = $1, phone_number_id = $2, display_phone_number = $3, waba_id = $4, \
          access_token = $5, app_secret = $6, verify_token = $7, graph_base_url = $8, api_version = $9, \
-         updated_at = $10 WHERE id = $11 AND workspace_id = $12",
+         updated_at = $10, send_rate = $13 WHERE id = $11 AND workspace_id = $12",
     )
     .bind(&row.name)
     .bind(&row.phone_number_id)
@@ -417,6 +442,7 @@ async fn update_channel(
     .bind(row.updated_at)
     .bind(&row.id)
     .bind(t.workspace_id())
+    .bind(row.send_rate)
     .execute(&mut *tx)
     .await;
     match done {

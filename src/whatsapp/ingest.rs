@@ -140,6 +140,7 @@ async fn channel_for(
         verify_token: None,
         graph_base_url: channels::DEFAULT_GRAPH_BASE_URL.into(),
         api_version: channels::DEFAULT_API_VERSION.into(),
+        send_rate: channels::DEFAULT_SEND_RATE,
         created_at: now,
         updated_at: now,
     };

@@ -9,6 +9,7 @@ mod auth;
 mod automations;
 mod bench;
 mod calls;
+mod campaigns;
 mod chats;
 mod cluster;
 mod crash;

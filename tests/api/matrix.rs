@@ -66,6 +66,7 @@ struct World {
     ai_run: String,
     ai_key: String,
     automation: String,
+    campaign: String,
     /// The owner's push subscription.
     subscription: String,
     tag: String,
@@ -267,9 +268,20 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let campaign = call(
+        Method::POST,
+        "/api/v1/campaigns".into(),
+        Some(json!({"name": "vault", "channelId": channel, "templateId": template})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     World {
         ai_key,
         automation,
+        campaign,
         subscription,
         tag,
         canned,
@@ -1094,6 +1106,53 @@ fn rows(w: &World) -> Vec<Row> {
             route,
             ALL,
             Some(automation),
+            Box::new(move |id| (format!("/api/v1{}", path.replace("{}", id)), body.clone())),
+        );
+    }
+    // Campaigns: the workspace's owners and admins.
+    row(
+        Method::GET,
+        "/campaigns",
+        NOT_STAFF,
+        None,
+        plain("/campaigns"),
+    );
+    let (channel, template) = (w.channel.clone(), w.template.clone());
+    row(
+        Method::POST,
+        "/campaigns",
+        NOT_STAFF,
+        None,
+        Box::new(move |_| {
+            (
+                "/api/v1/campaigns".into(),
+                Some(json!({"name": "x", "channelId": channel, "templateId": template})),
+            )
+        }),
+    );
+    let campaign = w.campaign.as_str();
+    for (method, route, body) in [
+        (Method::GET, "/campaigns/{id}", None),
+        (
+            Method::PATCH,
+            "/campaigns/{id}",
+            Some(json!({"name": "taken"})),
+        ),
+        (Method::DELETE, "/campaigns/{id}", None),
+        (Method::POST, "/campaigns/{id}/schedule", Some(json!({}))),
+        (Method::POST, "/campaigns/{id}/pause", None),
+        (Method::POST, "/campaigns/{id}/resume", None),
+        (Method::POST, "/campaigns/{id}/cancel", None),
+        (Method::GET, "/campaigns/{id}/preview", None),
+        (Method::GET, "/campaigns/{id}/stats", None),
+        (Method::GET, "/campaigns/{id}/recipients", None),
+    ] {
+        let path = route.replace("{id}", "{}");
+        row(
+            method,
+            route,
+            ALL,
+            Some(campaign),
             Box::new(move |id| (format!("/api/v1{}", path.replace("{}", id)), body.clone())),
         );
     }
