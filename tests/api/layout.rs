@@ -90,6 +90,15 @@ fn named(me: &[String], code: &str, is_module: impl Fn(&[String]) -> bool) -> Ve
     let mut found = Vec::new();
     let mut rest = code;
     while let Some(i) = rest.find("use ") {
+        // A word of its own (not the end of `Pause `).
+        if rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            rest = &rest[i + 4..];
+            continue;
+        }
         let line_start = rest[..i].rfind('\n').map_or(0, |n| n + 1);
         let reexport = rest[line_start..i].trim_start().starts_with("pub");
         let stmt_end = rest[i..].find(';').map_or(rest.len(), |e| i + e);
