@@ -3,11 +3,12 @@
 //! [`crate::client`]), so it measures any server that implements it.
 //!
 //! Scenarios follow quality.md: `chat` (P1, P1L with `--rate`, P7 with `--receivers-url`), `fanout` (P2), `idle` (P3),
-//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import), `ai-idle` (the AI idle trigger's overhead). Each prints a report (throughput, latency percentiles, errors,
+//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import), `ai-idle` (the AI idle trigger's overhead), `campaign` (campaign send rate). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
 
 mod ai;
+mod campaign;
 mod chat;
 mod idle;
 mod inbox;
@@ -133,6 +134,16 @@ pub enum Scenario {
         #[arg(long, default_value_t = 60)]
         duration: u64,
     },
+    /// Campaign sends: `recipients` opted-in leads, a channel paced at `rate` messages a second
+    /// whose Graph API the bench stands in for; the send rate it saw (the server needs
+    /// PALAVER_WORKSPACES=open and PALAVER_OUTBOUND_ALLOW=127.0.0.1)
+    Campaign {
+        #[arg(long, default_value_t = 10_000)]
+        recipients: usize,
+        /// The channel's sendRate, 1 to 1000
+        #[arg(long, default_value_t = 80)]
+        rate: u64,
+    },
     /// P6: conversation list and history page latency, with chat load at `rate` beside them
     Reads {
         /// Conversations of the reading user
@@ -230,6 +241,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             conversations,
             duration,
         } => ai::run(c, conversations, Duration::from_secs(duration)).await?,
+        Scenario::Campaign { recipients, rate } => campaign::run(c, recipients, rate).await?,
         Scenario::Reads {
             conversations,
             rate,

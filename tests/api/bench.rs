@@ -163,6 +163,10 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
     assert_eq!(ai.counts["runs queued while waiting"], 0, "{ai}");
     assert!(ai.counts["scans while waiting"] >= 1, "{ai}");
     assert_eq!(ai.counts["conversations analysed once due"], 30, "{ai}");
+
+    let campaign = run(app, &["campaign", "--recipients", "40", "--rate", "20"]).await;
+    assert_eq!(campaign.counts["leads reached"], 40, "{campaign}");
+    assert_eq!(campaign.counts["leads reached twice"], 0, "{campaign}");
 }
 
 pub fn no_limits(s: &mut palaver::config::Settings) {
