@@ -105,7 +105,11 @@ async fn carry_out(state: &AppState, job: &Job, fired: &Fired) -> AppResult<()> 
     }
     job.finish_in(&mut tx).await?;
     state.db.commit(tx).await?;
-    effects.announce(state, t).await
+    // Done and durable: telling the agents live is best effort (they read the notes anyway).
+    if let Err(e) = effects.announce(state, t).await {
+        tracing::warn!(error = %e, "telling agents of an automation's notes failed");
+    }
+    Ok(())
 }
 
 /// The conversation an event concerns: its own, or for a lead's event the lead's latest inbox
@@ -170,8 +174,17 @@ pub fn customer_clause(m: &str) -> String {
     )
 }
 
-/// Whether a customer's message fires a message rule (before its conditions).
+/// A message counts for a rule written (or enabled) this long after it: WhatsApp's timestamps
+/// are whole seconds and arrive a little late.
+const ENABLED_SLACK_MS: i64 = 60_000;
+
+/// Whether a customer's message fires a message rule (before its conditions). Messages from
+/// before the rule was (last) enabled never do: a rule turned on again does not answer what
+/// the customer wrote while it was off.
 fn message_fires(cx: &Context, rule: &Rule, m: &Inbound) -> bool {
+    if m.created_at + ENABLED_SLACK_MS < rule.enabled_at {
+        return false;
+    }
     match rule.trigger.kind {
         TriggerType::MessageReceived => {
             let regex = rule

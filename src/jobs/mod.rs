@@ -33,6 +33,11 @@ use crate::error::AppResult;
 const LEASE: Duration = Duration::from_secs(60);
 /// How often the runner looks for due jobs when nothing woke it.
 const POLL: Duration = Duration::from_secs(1);
+/// Jobs due within this of each other are claimed together (one commit): a paced campaign's
+/// sends leave in tenths of a second, not one burst a second, and a claim is no more than ten
+/// commits a second. (At 10 ms, a campaign at 80/s cost the server a third of a core in
+/// claims, against an eighth at 1 s.)
+const GATHER: Duration = Duration::from_millis(100);
 /// A job that failed this many times gives up.
 const MAX_ATTEMPTS: i64 = 8;
 /// A job still running after this long is stopped and counts as a failed attempt.
@@ -234,9 +239,12 @@ impl Runner {
             };
             if jobs.is_empty() {
                 drop(first);
+                // Until the next job is due (a paced send, a retry's backoff, a snooze's end),
+                // or a second at most, or a commit queues one.
+                let wait = until_next(state.db()).await;
                 tokio::select! {
                     _ = state.db().jobs_queued() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stopped.changed() => return,
                 }
                 continue;
@@ -292,6 +300,22 @@ impl Runner {
                 tracing::warn!(job = %id, error = %e, "giving back a job's lease");
             }
         }
+    }
+}
+
+/// How long until the next unclaimed job is due: at least [`GATHER`], at most [`POLL`].
+async fn until_next(db: &Db) -> Duration {
+    let next: Result<Option<i64>, _> = sqlx::query_scalar(
+        "SELECT MIN(run_at) FROM jobs WHERE failed_at IS NULL AND (locked_until IS NULL OR locked_until <= $1)",
+    )
+    .bind(now_ms())
+    .fetch_one(db.reader())
+    .await;
+    match next {
+        Ok(Some(at)) => Duration::from_millis(
+            (at - now_ms()).clamp(GATHER.as_millis() as i64, POLL.as_millis() as i64) as u64,
+        ),
+        _ => POLL,
     }
 }
 
