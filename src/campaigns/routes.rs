@@ -315,6 +315,7 @@ async fn ready(t: Tenant<'_>, c: &store::CampaignRow) -> AppResult<()> {
     Ok(())
 }
 
+/// A move someone asks for (owners and admins; 404 for another workspace's campaign).
 async fn transition(
     state: &AppState,
     scope: &Scope,
@@ -322,7 +323,9 @@ async fn transition(
     m: Move,
     at: Option<i64>,
 ) -> AppResult<Json<CampaignView>> {
+    scope.require_admin(ADMIN)?;
     let t = scope.tenant(&state.db);
+    store::find(t, id).await?;
     let mut tx = state.db.begin().await?;
     store::transition(&mut tx, t, id, m, at).await?;
     let details = json!({"move": m.name(), "to": m.to().as_str()});
@@ -348,8 +351,6 @@ async fn pause(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<Json<CampaignView>> {
-    scope.require_admin(ADMIN)?;
-    store::find(scope.tenant(&state.db), &id).await?;
     transition(&state, &scope, &id, Move::Pause, None).await
 }
 
@@ -362,8 +363,6 @@ async fn resume(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<Json<CampaignView>> {
-    scope.require_admin(ADMIN)?;
-    store::find(scope.tenant(&state.db), &id).await?;
     transition(&state, &scope, &id, Move::Resume, None).await
 }
 
@@ -376,8 +375,6 @@ async fn cancel(
     scope: Scope,
     Path(id): Path<String>,
 ) -> AppResult<Json<CampaignView>> {
-    scope.require_admin(ADMIN)?;
-    store::find(scope.tenant(&state.db), &id).await?;
     transition(&state, &scope, &id, Move::Cancel, None).await
 }
 
