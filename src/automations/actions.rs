@@ -68,8 +68,14 @@ pub async fn apply(
     effects: &mut Effects,
 ) -> AppResult<()> {
     let t = cx.t;
-    let depth = cx.fired.depth + 1;
     let by = json!({"automationId": rule.id, "automation": rule.name});
+    let d = Doing {
+        t,
+        rule,
+        c,
+        by: by.clone(),
+        depth: cx.fired.depth + 1,
+    };
     match action {
         Action::SendText { text } => {
             let cx = canned::context(t, c, None).await?;
@@ -113,96 +119,13 @@ pub async fn apply(
             assignee_id,
             round_robin,
         } => {
-            let agent = match (assignee_id, round_robin) {
-                (Some(a), _) => {
-                    crate::inbox::service::require_agent_user(t, a, "assigneeId").await?;
-                    a.clone()
-                }
-                (None, Some(true)) => choose_agent(tx, t, &cx.eligible)
-                    .await?
-                    .ok_or_else(|| refused("no agent is online, available and under capacity"))?,
-                _ => return Err(refused("neither an assignee nor round-robin")),
-            };
-            if c.assignee_id.as_deref() != Some(agent.as_str()) {
-                sqlx::query("UPDATE conversations SET assignee_id = $1 WHERE id = $2")
-                    .bind(&agent)
-                    .bind(&c.id)
-                    .execute(&mut **tx)
-                    .await?;
-                let text = format!(
-                    "Assigned to {} by the rule “{}”",
-                    name_of(tx, &agent).await?,
-                    rule.name
-                );
-                let details =
-                    json!({"event": "assigned", "from": c.assignee_id, "to": agent, "by": by});
-                let action = audited::CONVERSATION_ASSIGNED;
-                line(tx, t, c, action, &text, details, effects).await?;
-            }
+            let to = (assignee_id.as_deref(), *round_robin == Some(true));
+            assign(tx, cx, &d, to, effects).await?
         }
-        Action::AddTag { tag } | Action::RemoveTag { tag } => {
-            let lead = c
-                .lead_id
-                .as_deref()
-                .ok_or_else(|| refused("the conversation has no lead"))?;
-            let have = leads::tag_names_in_tx(tx, lead).await?;
-            let adding = matches!(action, Action::AddTag { .. });
-            let mut names: Vec<String> = have.iter().filter(|n| *n != tag).cloned().collect();
-            if adding {
-                names.push(tag.clone());
-            }
-            if adding != have.contains(tag) {
-                leads::set_tags(tx, t, lead, &names).await?;
-                let added: Vec<&String> = if adding { vec![tag] } else { Vec::new() };
-                let stage = leads::find_in_tx(tx, t, lead).await?.stage;
-                let details = json!({"fields": ["tags"], "tag": tag, "added": adding, "by": by});
-                audit::record(tx, t, None, audited::LEAD_UPDATED, ("lead", lead), details).await?;
-                let moved = (stage.as_str(), stage.as_str());
-                crate::inbox::service::lead_events(tx, t, lead, moved, &added, depth).await?;
-            }
-        }
-        Action::SetStage { stage } => {
-            let lead = c
-                .lead_id
-                .as_deref()
-                .ok_or_else(|| refused("the conversation has no lead"))?;
-            if !catalog::stages(t).await?.contains(stage) {
-                return Err(refused(format!(
-                    "{stage} is no longer a stage of this workspace"
-                )));
-            }
-            let before = leads::find_in_tx(tx, t, lead).await?.stage;
-            if before != *stage {
-                sqlx::query("UPDATE leads SET stage = $1, updated_at = $2 WHERE id = $3")
-                    .bind(stage)
-                    .bind(crate::db::now_ms())
-                    .bind(lead)
-                    .execute(&mut **tx)
-                    .await?;
-                let details =
-                    json!({"fields": ["stage"], "stage": {"from": before, "to": stage}, "by": by});
-                audit::record(tx, t, None, audited::LEAD_UPDATED, ("lead", lead), details).await?;
-                let moved = (before.as_str(), stage.as_str());
-                crate::inbox::service::lead_events(tx, t, lead, moved, &[], depth).await?;
-            }
-        }
-        Action::SetStatus { status } => {
-            let before = c.inbox_status.clone().unwrap_or_else(|| "open".into());
-            if before != *status || c.snoozed_until.is_some() {
-                sqlx::query("UPDATE conversations SET inbox_status = $1, snoozed_until = NULL WHERE id = $2")
-                    .bind(status)
-                    .bind(&c.id)
-                    .execute(&mut **tx)
-                    .await?;
-                let text = format!(
-                    "The rule “{}” changed the status from {before} to {status}",
-                    rule.name
-                );
-                let details = json!({"event": "status", "from": before, "to": status, "by": by});
-                let action = audited::CONVERSATION_STATUS;
-                line(tx, t, c, action, &text, details, effects).await?;
-            }
-        }
+        Action::AddTag { tag } => tagging(tx, &d, tag, true).await?,
+        Action::RemoveTag { tag } => tagging(tx, &d, tag, false).await?,
+        Action::SetStage { stage } => set_stage(tx, &d, stage).await?,
+        Action::SetStatus { status } => set_status(tx, &d, status, effects).await?,
         Action::AddNote { text } => {
             let cxt = canned::context(t, c, None).await?;
             let text = canned::render(text, &cxt).0;
@@ -231,6 +154,132 @@ pub async fn apply(
             webhook::queue(tx, t, (rule, run_id), c, url, sealed).await?;
             effects.jobs = true;
         }
+    }
+    Ok(())
+}
+
+/// What every action of one rule's run knows.
+struct Doing<'a> {
+    t: Tenant<'a>,
+    rule: &'a Rule,
+    c: &'a ConversationRow,
+    /// The rule, as audit entries and activity lines name it.
+    by: serde_json::Value,
+    /// The depth of the events the action causes.
+    depth: i64,
+}
+
+async fn assign(
+    tx: &mut Tx,
+    cx: &Context<'_>,
+    d: &Doing<'_>,
+    (assignee_id, round_robin): (Option<&str>, bool),
+    effects: &mut Effects,
+) -> AppResult<()> {
+    let (t, c, rule, by) = (d.t, d.c, d.rule, &d.by);
+    let agent = match (assignee_id, round_robin) {
+        (Some(a), _) => {
+            crate::inbox::service::require_agent_user(t, a, "assigneeId").await?;
+            a.to_owned()
+        }
+        (None, true) => choose_agent(tx, t, &cx.eligible)
+            .await?
+            .ok_or_else(|| refused("no agent is online, available and under capacity"))?,
+        _ => return Err(refused("neither an assignee nor round-robin")),
+    };
+    if c.assignee_id.as_deref() != Some(agent.as_str()) {
+        sqlx::query("UPDATE conversations SET assignee_id = $1 WHERE id = $2")
+            .bind(&agent)
+            .bind(&c.id)
+            .execute(&mut **tx)
+            .await?;
+        let text = format!(
+            "Assigned to {} by the rule “{}”",
+            name_of(tx, &agent).await?,
+            rule.name
+        );
+        let details = json!({"event": "assigned", "from": c.assignee_id, "to": agent, "by": by});
+        let action = audited::CONVERSATION_ASSIGNED;
+        line(tx, t, c, action, &text, details, effects).await?;
+    }
+    Ok(())
+}
+
+/// Adds (`adding`) or removes a tag of the conversation's lead.
+async fn tagging(tx: &mut Tx, d: &Doing<'_>, tag: &String, adding: bool) -> AppResult<()> {
+    let (t, c, by, depth) = (d.t, d.c, &d.by, d.depth);
+    let lead = c
+        .lead_id
+        .as_deref()
+        .ok_or_else(|| refused("the conversation has no lead"))?;
+    let have = leads::tag_names_in_tx(tx, lead).await?;
+    let mut names: Vec<String> = have.iter().filter(|n| *n != tag).cloned().collect();
+    if adding {
+        names.push(tag.clone());
+    }
+    if adding != have.contains(tag) {
+        leads::set_tags(tx, t, lead, &names).await?;
+        let added: Vec<&String> = if adding { vec![tag] } else { Vec::new() };
+        let stage = leads::find_in_tx(tx, t, lead).await?.stage;
+        let details = json!({"fields": ["tags"], "tag": tag, "added": adding, "by": by});
+        audit::record(tx, t, None, audited::LEAD_UPDATED, ("lead", lead), details).await?;
+        let moved = (stage.as_str(), stage.as_str());
+        crate::inbox::service::lead_events(tx, t, lead, moved, &added, depth).await?;
+    }
+    Ok(())
+}
+
+async fn set_stage(tx: &mut Tx, d: &Doing<'_>, stage: &String) -> AppResult<()> {
+    let (t, c, by, depth) = (d.t, d.c, &d.by, d.depth);
+    let lead = c
+        .lead_id
+        .as_deref()
+        .ok_or_else(|| refused("the conversation has no lead"))?;
+    if !catalog::stages(t).await?.contains(stage) {
+        return Err(refused(format!(
+            "{stage} is no longer a stage of this workspace"
+        )));
+    }
+    let before = leads::find_in_tx(tx, t, lead).await?.stage;
+    if before != *stage {
+        sqlx::query("UPDATE leads SET stage = $1, updated_at = $2 WHERE id = $3")
+            .bind(stage)
+            .bind(crate::db::now_ms())
+            .bind(lead)
+            .execute(&mut **tx)
+            .await?;
+        let details =
+            json!({"fields": ["stage"], "stage": {"from": before, "to": stage}, "by": by});
+        audit::record(tx, t, None, audited::LEAD_UPDATED, ("lead", lead), details).await?;
+        let moved = (before.as_str(), stage.as_str());
+        crate::inbox::service::lead_events(tx, t, lead, moved, &[], depth).await?;
+    }
+    Ok(())
+}
+
+async fn set_status(
+    tx: &mut Tx,
+    d: &Doing<'_>,
+    status: &String,
+    effects: &mut Effects,
+) -> AppResult<()> {
+    let (t, c, rule, by) = (d.t, d.c, d.rule, &d.by);
+    let before = c.inbox_status.clone().unwrap_or_else(|| "open".into());
+    if before != *status || c.snoozed_until.is_some() {
+        sqlx::query(
+            "UPDATE conversations SET inbox_status = $1, snoozed_until = NULL WHERE id = $2",
+        )
+        .bind(status)
+        .bind(&c.id)
+        .execute(&mut **tx)
+        .await?;
+        let text = format!(
+            "The rule “{}” changed the status from {before} to {status}",
+            rule.name
+        );
+        let details = json!({"event": "status", "from": before, "to": status, "by": by});
+        let action = audited::CONVERSATION_STATUS;
+        line(tx, t, c, action, &text, details, effects).await?;
     }
     Ok(())
 }
