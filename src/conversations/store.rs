@@ -512,6 +512,16 @@ pub async fn join_channel_conversations(
     Ok(())
 }
 
+/// What [`customer_wrote`] reads of a conversation (one read serves the reopening and the
+/// automations' event).
+#[derive(sqlx::FromRow)]
+struct Wrote {
+    inbox_status: Option<String>,
+    snoozed_until: Option<i64>,
+    workspace_id: String,
+    lead_id: Option<String>,
+}
+
 /// A customer wrote in these inbox conversations at `at`: the service window moves, each
 /// one that was not open (closed, pending or snoozed) opens again, records the change and
 /// queues the opened job (auto-assignment, the agents' activity line), and the automation
@@ -519,12 +529,19 @@ pub async fn join_channel_conversations(
 pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<Vec<String>> {
     let mut reopened = Vec::new();
     for id in ids {
-        let before: Option<(Option<String>, Option<i64>)> =
-            sqlx::query_as("SELECT inbox_status, snoozed_until FROM conversations WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let Some((status, snoozed)) = before else {
+        let before: Option<Wrote> = sqlx::query_as(
+            "SELECT inbox_status, snoozed_until, workspace_id, lead_id FROM conversations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(Wrote {
+            inbox_status: status,
+            snoozed_until: snoozed,
+            workspace_id,
+            lead_id,
+        }) = before
+        else {
             continue;
         };
         sqlx::query(
@@ -543,7 +560,8 @@ pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<V
             opened(tx, id, true).await?;
             reopened.push(id.clone());
         }
-        super::triggers::emit_for(tx, id, super::triggers::Event::Message).await?;
+        let on = (Some(id.as_str()), lead_id.as_deref());
+        super::triggers::emit(tx, &workspace_id, on, super::triggers::Event::Message, 0).await?;
     }
     Ok(reopened)
 }
