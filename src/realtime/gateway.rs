@@ -27,33 +27,55 @@ pub const SEND_BUFFER: usize = 512;
 /// not reading.
 const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
 
+/// Room a refusal leaves in a device's transport buffer for the server's own events.
+const EVENT_ROOM: usize = 32;
+
 /// Sends an ack. When the device's transport buffer is full (a burst of answers at once), it
 /// waits for room: engineioxide offers no event for that, so it looks again every 2 ms, for
 /// at most [`ACK_ROOM_WAIT`]. A device that has not read by then is disconnected (like a slow
 /// consumer of events), which its client sees at once — an ack is never dropped silently.
 async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
-    let mut packet = Str::from(protocol::ack(id, reply));
+    send_ack(socket, Str::from(protocol::ack(id, reply)), 0).await;
+}
+
+/// Answers a refused event `rate_limited`. A device bursting thousands of events gets
+/// thousands of refusals: they wait while the buffer has less than [`EVENT_ROOM`] free, so
+/// that they never crowd out the events pushed to it meanwhile (a push that finds the buffer
+/// full drops the device at once).
+async fn refuse(socket: &Sock, id: u64, message: &str, retry_after: u64) {
+    let reply = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": message, "retryAfter": retry_after}});
+    send_ack(socket, Str::from(protocol::ack(id, &reply)), EVENT_ROOM).await;
+}
+
+async fn send_ack(socket: &Sock, mut packet: Str, leave: usize) {
     let deadline = tokio::time::Instant::now() + ACK_ROOM_WAIT;
     loop {
-        match socket.emit(packet) {
-            Ok(()) => return,
-            Err(TrySendError::Full(p)) if tokio::time::Instant::now() < deadline => {
-                packet = p;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+        if leave == 0 || has_room(socket, leave + 1) {
+            match socket.emit(packet) {
+                Ok(()) => return,
+                Err(TrySendError::Full(p)) => packet = p,
+                Err(TrySendError::Closed(_)) => return,
             }
-            Err(TrySendError::Full(_)) => {
-                tracing::info!(sid = %socket.id, "a device stopped reading its acks; disconnecting it");
-                metrics::counter!("realtime_slow_consumers_dropped_total").increment(1);
-                socket.close(DisconnectReason::TransportError);
-                return;
-            }
-            Err(TrySendError::Closed(_)) => return,
+        } else if socket.is_closed() {
+            return;
         }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!(sid = %socket.id, "a device stopped reading its acks; disconnecting it");
+            metrics::counter!("realtime_slow_consumers_dropped_total").increment(1);
+            socket.close(DisconnectReason::TransportError);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
-fn rate_limited(message: &str, retry_after: u64) -> Value {
-    serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": message, "retryAfter": retry_after}})
+/// Whether the device's buffer has `n` free slots: reserves them and lets them go at once.
+fn has_room(socket: &Sock, n: usize) -> bool {
+    n == 0
+        || match socket.reserve() {
+            Ok(_slot) => has_room(socket, n - 1),
+            Err(_) => false,
+        }
 }
 
 /// The Engine.IO handler that speaks Socket.IO.
@@ -185,7 +207,7 @@ impl Gateway {
             self.answer_refused(&socket).await;
             if let Err(retry) = self.limit(&session, &socket).await {
                 if let Some(id) = ack {
-                    answer(&socket, id, &rate_limited("too many events", retry)).await;
+                    refuse(&socket, id, "too many events", retry).await;
                 }
                 continue;
             }
@@ -251,7 +273,7 @@ impl Gateway {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         for id in refused {
-            answer(socket, id, &rate_limited("too many events in flight", 1)).await;
+            refuse(socket, id, "too many events in flight", 1).await;
         }
     }
 
