@@ -9,8 +9,9 @@ use super::store::Rule;
 use super::webhook;
 use crate::audit::{self, actions as audited};
 use crate::changes;
+use crate::conversations::facts;
 use crate::conversations::model::ConversationRow;
-use crate::db::{Tenant, Tx};
+use crate::db::{now_ms, Tenant, Tx};
 use crate::error::{AppError, AppResult};
 use crate::inbox::conversations::{choose_agent, name_of};
 use crate::inbox::{canned, catalog, leads, notes};
@@ -193,6 +194,7 @@ async fn assign(
             .bind(&c.id)
             .execute(&mut **tx)
             .await?;
+        facts::assigned(tx, &c.id, &agent, now_ms()).await?;
         let text = format!(
             "Assigned to {} by the rule “{}”",
             name_of(tx, &agent).await?,
@@ -273,6 +275,7 @@ async fn set_status(
         .bind(&c.id)
         .execute(&mut **tx)
         .await?;
+        facts::status_moved(tx, &c.id, Some(&before), status, now_ms()).await?;
         let text = format!(
             "The rule “{}” changed the status from {before} to {status}",
             rule.name

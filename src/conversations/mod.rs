@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod desk;
+pub mod facts;
 pub mod model;
 pub mod store;
 pub mod triggers;

@@ -522,47 +522,54 @@ struct Wrote {
     lead_id: Option<String>,
 }
 
-/// A customer wrote in these inbox conversations at `at`: the service window moves, each
-/// one that was not open (closed, pending or snoozed) opens again, records the change and
-/// queues the opened job (auto-assignment, the agents' activity line), and the automation
-/// rules waiting for customers' messages get the event. Returns the reopened.
-pub async fn customer_wrote(tx: &mut Tx, ids: &[String], at: i64) -> AppResult<Vec<String>> {
-    let mut reopened = Vec::new();
-    for id in ids {
-        let before: Option<Wrote> = sqlx::query_as(
-            "SELECT inbox_status, snoozed_until, workspace_id, lead_id FROM conversations WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(Wrote {
-            inbox_status: status,
-            snoozed_until: snoozed,
-            workspace_id,
-            lead_id,
-        }) = before
-        else {
-            continue;
-        };
-        sqlx::query(
-            "UPDATE conversations SET inbox_status = 'open', snoozed_until = NULL, \
-             last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $2 \
-             THEN $2 ELSE last_inbound_at END, \
-             inbox_at = CASE WHEN inbox_at IS NULL OR inbox_at < $2 THEN $2 ELSE inbox_at END \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
-        if status.as_deref() != Some("open") || snoozed.is_some() {
-            crate::changes::conversation_updated(tx, id, None).await?;
-            opened(tx, id, true).await?;
-            reopened.push(id.clone());
-        }
-        let on = (Some(id.as_str()), lead_id.as_deref());
-        super::triggers::emit(tx, &workspace_id, on, super::triggers::Event::Message, 0).await?;
+/// A customer wrote `count` messages in this inbox conversation at `at`: the service window
+/// moves, a conversation that was not open (closed, pending or snoozed) opens again, records
+/// the change and queues the opened job (auto-assignment, the agents' activity line), the
+/// analytics facts are kept, and the automation rules waiting for customers' messages get the
+/// event. Returns whether it reopened.
+pub async fn customer_wrote(tx: &mut Tx, id: &str, at: i64, count: i64) -> AppResult<bool> {
+    let before: Option<Wrote> = sqlx::query_as(
+        "SELECT inbox_status, snoozed_until, workspace_id, lead_id FROM conversations WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(Wrote {
+        inbox_status: status,
+        snoozed_until: snoozed,
+        workspace_id,
+        lead_id,
+    }) = before
+    else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "UPDATE conversations SET inbox_status = 'open', snoozed_until = NULL, \
+         last_inbound_at = CASE WHEN last_inbound_at IS NULL OR last_inbound_at < $2 \
+         THEN $2 ELSE last_inbound_at END, \
+         inbox_at = CASE WHEN inbox_at IS NULL OR inbox_at < $2 THEN $2 ELSE inbox_at END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    let reopened = status.as_deref() != Some("open") || snoozed.is_some();
+    if reopened {
+        crate::changes::conversation_updated(tx, id, None).await?;
+        opened(tx, id, true).await?;
     }
+    super::facts::status_moved(
+        tx,
+        id,
+        Some(status.as_deref().unwrap_or("open")),
+        "open",
+        at,
+    )
+    .await?;
+    super::facts::wrote(tx, id, super::facts::Writer::Customer, at, count).await?;
+    let on = (Some(id), lead_id.as_deref());
+    super::triggers::emit(tx, &workspace_id, on, super::triggers::Event::Message, 0).await?;
     Ok(reopened)
 }
 

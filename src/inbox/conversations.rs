@@ -10,7 +10,7 @@ use super::notes;
 use crate::audit::{self, actions};
 use crate::changes;
 use crate::conversations::model::{ConversationRow, InboxStatus};
-use crate::conversations::store;
+use crate::conversations::{facts, store};
 use crate::db::{now_ms, Tenant, Timestamp, Tx};
 use crate::error::{AppError, AppResult};
 
@@ -94,6 +94,15 @@ pub async fn change(
     .bind(conversation_id)
     .execute(&mut *tx)
     .await?;
+    let now = now_ms();
+    let was = c.inbox_status.as_deref().unwrap_or("open");
+    facts::status_moved(&mut tx, conversation_id, Some(was), &status, now).await?;
+    if let Some(a) = assignee
+        .as_deref()
+        .filter(|a| Some(*a) != c.assignee_id.as_deref())
+    {
+        facts::assigned(&mut tx, conversation_id, a, now).await?;
+    }
     let actor_name = name_of(&mut tx, actor).await?;
     let mut lines = Vec::new();
     if assignee != c.assignee_id {
@@ -240,6 +249,7 @@ pub async fn auto_assign(
         .bind(conversation_id)
         .execute(&mut *tx)
         .await?;
+    facts::assigned(&mut tx, conversation_id, agent, now_ms()).await?;
     let text = format!(
         "Assigned to {} automatically",
         name_of(&mut tx, agent).await?

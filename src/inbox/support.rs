@@ -113,6 +113,7 @@ async fn make(
     .await?;
     store::join_inbox(tx, &id).await?;
     changes::conversation_updated(tx, &id, None).await?;
+    crate::conversations::facts::status_moved(tx, &id, None, "open", now_ms()).await?;
     store::opened(tx, &id, false).await?;
     Ok(Some(id))
 }

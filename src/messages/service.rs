@@ -102,9 +102,9 @@ pub async fn send_queued(
         };
         return Ok(Queued::Done(Box::new(answer)));
     }
-    // Requests, and the support desk's customer (whose message may reopen the conversation),
-    // go alone.
-    if a.me.request_state() != RequestState::Accepted || a.conversation.is_customer(me) {
+    // Requests, and the support desk (the customer's message may reopen the conversation,
+    // an agent's answers the customer's wait: both keep the analytics' facts), go alone.
+    if a.me.request_state() != RequestState::Accepted || a.conversation.kind() == Kind::Support {
         let (view, created) = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await?
         {
             Some(existing) => original(t.db(), existing, conversation_id).await?,

@@ -9,6 +9,7 @@ use super::model::*;
 use super::store::{self, NewMessage};
 use super::views::{one_view, original};
 use crate::changes::{self, kinds, NewChange};
+use crate::conversations::facts;
 use crate::conversations::model::{ConversationRow, Kind, MemberRow, RequestState};
 use crate::conversations::store as conversations;
 use crate::db::{is_unique_violation, new_id, now_ms, Tenant, Tx};
@@ -116,6 +117,10 @@ pub async fn insert_system_send(
     changes::message_new(tx, &conversation.id, &row.id, seq).await?;
     if channel {
         super::channel::queue_send_at(tx, &row.id, send_at).await?;
+    }
+    if matches!(conversation.kind(), Kind::Channel | Kind::Support) {
+        let writer = facts::Writer::Automated;
+        facts::wrote(tx, &conversation.id, writer, row.created_at, 1).await?;
     }
     Ok(row)
 }
@@ -230,8 +235,10 @@ pub async fn write_one(
     }
     let customer = conversation.is_customer(me);
     if customer {
-        let id = std::slice::from_ref(&conversation.id);
-        conversations::customer_wrote(&mut tx, id, row.created_at).await?;
+        conversations::customer_wrote(&mut tx, &conversation.id, row.created_at, 1).await?;
+    } else if matches!(conversation.kind(), Kind::Channel | Kind::Support) {
+        let writer = facts::Writer::Agent(me);
+        facts::wrote(&mut tx, &conversation.id, writer, row.created_at, 1).await?;
     }
     t.db().commit(tx).await?;
     if channel || customer {

@@ -509,14 +509,18 @@ async fn conversations_of(
 /// Step 2b: a new conversation opens in the inbox; one the customer wrote to again reopens if
 /// it was closed, pending or snoozed (each queues its auto-assignment).
 async fn open_in_inbox(tx: &mut Tx, convs: &[Conv]) -> AppResult<()> {
+    use crate::conversations::{facts, store};
     for c in convs {
+        if c.made {
+            let at = c.inbound_at.unwrap_or_else(now_ms);
+            facts::status_moved(tx, &c.id, None, "open", at).await?;
+        }
         if let Some(at) = c.inbound_at {
             // (A new conversation is open already: this only moves its times.)
-            crate::conversations::store::customer_wrote(tx, std::slice::from_ref(&c.id), at)
-                .await?;
+            store::customer_wrote(tx, &c.id, at, c.count).await?;
         }
         if c.made {
-            crate::conversations::store::opened(tx, &c.id, false).await?;
+            store::opened(tx, &c.id, false).await?;
         }
     }
     Ok(())
