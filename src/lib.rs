@@ -97,6 +97,7 @@
 //! live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod ai;
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -73,6 +73,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::ai::admin_routes::router())
         .merge(crate::automations::routes::router())
         .merge(crate::campaigns::routes::router())
+        .merge(crate::analytics::routes::router())
         .merge(crate::whatsapp::templates::router())
         .merge(crate::calls::routes::router())
         .merge(crate::push::routes::router())

@@ -49,16 +49,6 @@ pub struct CampaignBody {
     pub scheduled_at: Option<String>,
 }
 
-/// The workspace's timezone (UTC when unset).
-async fn timezone(t: Tenant<'_>) -> AppResult<chrono_tz::Tz> {
-    let settings = crate::workspaces::store::settings(t).await?;
-    Ok(settings
-        .get("timezone")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(chrono_tz::UTC))
-}
-
 /// Checks every part given against the workspace (its channels, templates, timezone).
 async fn fields(t: Tenant<'_>, b: CampaignBody) -> AppResult<Fields> {
     let mut errors = Vec::new();
@@ -103,7 +93,7 @@ async fn fields(t: Tenant<'_>, b: CampaignBody) -> AppResult<Fields> {
         }
     }
     if let Some(at) = b.scheduled_at {
-        match parse_start(&at, timezone(t).await?) {
+        match parse_start(&at, crate::workspaces::store::timezone(t).await?) {
             Ok(at) => f.scheduled_at = Some(at),
             Err(m) => errors.push(FieldError::new("scheduledAt", m)),
         }
@@ -271,7 +261,8 @@ async fn schedule(
     let c = store::find(t, &id).await?;
     let at = match body.and_then(|Json(b)| b.at) {
         Some(raw) => Some(
-            parse_start(&raw, timezone(t).await?).map_err(|m| AppError::invalid_field("at", m))?,
+            parse_start(&raw, crate::workspaces::store::timezone(t).await?)
+                .map_err(|m| AppError::invalid_field("at", m))?,
         ),
         None => c.scheduled_at,
     };

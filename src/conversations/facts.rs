@@ -137,7 +137,8 @@ pub enum Writer<'a> {
     Customer,
     /// An agent: answers the wait, if any.
     Agent(&'a str),
-    /// An automation's or a campaign's send: answers nothing.
+    /// An automation's or a campaign's send, or the business's own from its WhatsApp app:
+    /// answers nothing.
     Automated,
 }
 

@@ -355,6 +355,8 @@ struct Conv {
     key: String,
     title: String,
     count: i64,
+    /// Of `count`, the customer's (the others are the business's own, sent from its phone).
+    inbound: i64,
     inbound_at: Option<i64>,
     id: String,
     made: bool,
@@ -427,6 +429,7 @@ async fn conversations_of(
         match convs.iter_mut().find(|c| c.key == key) {
             Some(c) => {
                 c.count += 1;
+                c.inbound += i64::from(at.is_some());
                 c.title = title;
                 c.inbound_at = c.inbound_at.max(at);
             }
@@ -434,6 +437,7 @@ async fn conversations_of(
                 key,
                 title,
                 count: 1,
+                inbound: i64::from(at.is_some()),
                 inbound_at: at,
                 id: new_id(),
                 made: false,
@@ -517,7 +521,11 @@ async fn open_in_inbox(tx: &mut Tx, convs: &[Conv]) -> AppResult<()> {
         }
         if let Some(at) = c.inbound_at {
             // (A new conversation is open already: this only moves its times.)
-            store::customer_wrote(tx, &c.id, at, c.count).await?;
+            store::customer_wrote(tx, &c.id, at, c.inbound).await?;
+        }
+        if c.count > c.inbound {
+            let from_phone = facts::Writer::Automated;
+            facts::wrote(tx, &c.id, from_phone, now_ms(), c.count - c.inbound).await?;
         }
         if c.made {
             store::opened(tx, &c.id, false).await?;

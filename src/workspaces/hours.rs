@@ -153,6 +153,39 @@ impl BusinessHours {
             .map(|(date, open)| self.instant(date, open))
             .find(|opening| *opening > at)
     }
+
+    /// The open spans (UTC milliseconds) that overlap `[from, to)`, clipped to it, in order:
+    /// each day's intervals at the instants its wall clock reaches them, so a day of a
+    /// daylight-saving change is as long as it really was.
+    pub fn open_spans(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let local = |ms: i64| {
+            DateTime::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .with_timezone(&self.timezone)
+                .date_naive()
+        };
+        let (first, last) = (local(from).pred_opt(), local(to));
+        let mut spans = Vec::new();
+        let days = first
+            .into_iter()
+            .flat_map(|d| d.iter_days())
+            .take_while(|d| *d <= last);
+        for date in days {
+            for (open, close) in self.day(date) {
+                let start = self.instant(date, *open).timestamp_millis();
+                let end = match close {
+                    Some(c) => self.instant(date, *c),
+                    None => self.instant(date.succ_opt().unwrap_or(date), NaiveTime::MIN),
+                }
+                .timestamp_millis();
+                let (start, end) = (start.max(from), end.min(to));
+                if start < end {
+                    spans.push((start, end));
+                }
+            }
+        }
+        spans
+    }
 }
 
 #[cfg(test)]
@@ -229,5 +262,33 @@ mod tests {
         );
         let closed = hours(json!({"businessHours": {}}));
         assert_eq!(closed.next_opening(utc("2026-12-02T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn open_spans_follow_the_wall_clock_across_a_change() {
+        let h = hours(json!({"timezone": "Europe/Lisbon",
+            "businessHours": {"sat": [{"open": "22:00", "close": "24:00"}],
+                "sun": [{"open": "00:00", "close": "03:00"}, {"open": "09:00", "close": "17:00"}]}}));
+        let ms = |s: &str| utc(s).timestamp_millis();
+        // Saturday 2026-03-28 22:00 (UTC+0) to Sunday 03:00 (UTC+1, after the 01:00 jump):
+        // 2 h + 2 h of a Sunday night that lost an hour; then 09:00–17:00 summer time.
+        let spans = h.open_spans(ms("2026-03-28T00:00:00Z"), ms("2026-03-30T00:00:00Z"));
+        assert_eq!(
+            spans,
+            vec![
+                (ms("2026-03-28T22:00:00Z"), ms("2026-03-29T00:00:00Z")),
+                (ms("2026-03-29T00:00:00Z"), ms("2026-03-29T02:00:00Z")),
+                (ms("2026-03-29T08:00:00Z"), ms("2026-03-29T16:00:00Z")),
+            ]
+        );
+        // Clipped to the range asked for.
+        let spans = h.open_spans(ms("2026-03-29T01:00:00Z"), ms("2026-03-29T09:00:00Z"));
+        assert_eq!(
+            spans,
+            vec![
+                (ms("2026-03-29T01:00:00Z"), ms("2026-03-29T02:00:00Z")),
+                (ms("2026-03-29T08:00:00Z"), ms("2026-03-29T09:00:00Z")),
+            ]
+        );
     }
 }

@@ -88,6 +88,16 @@ pub async fn settings(t: Tenant<'_>) -> AppResult<serde_json::Value> {
         .unwrap_or_else(|| serde_json::json!({})))
 }
 
+/// The workspace's timezone (`settings.timezone`; UTC when unset).
+pub async fn timezone(t: Tenant<'_>) -> AppResult<chrono_tz::Tz> {
+    let settings = settings(t).await?;
+    Ok(settings
+        .get("timezone")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(chrono_tz::UTC))
+}
+
 pub async fn create(tx: &mut Tx, name: &str, slug: &str, owner_id: &str) -> AppResult<String> {
     let id = new_id();
     let now = now_ms();

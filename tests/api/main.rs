@@ -5,6 +5,7 @@ mod helpers;
 
 mod ai;
 mod ai_provider;
+mod analytics;
 mod auth;
 mod automations;
 mod bench;
