@@ -31,7 +31,8 @@ for n in $(seq 1 "$RUNS"); do
     curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
     sleep 0.1
   done
-  "$BIN" bench --url "http://127.0.0.1:$PORT" --pid "$pid" --json "$@" \
+  # (The data dir too: the analytics scenario writes its inbox straight into the database.)
+  PALAVER_DATA_DIR="$data" "$BIN" bench --url "http://127.0.0.1:$PORT" --pid "$pid" --json "$@" \
     > "bench/results/$SCENARIO-$n.json"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$data"

@@ -25,7 +25,7 @@
 //! | [`auth`] | signup, login, OTP, refresh-token rotation, sessions, email verification, signing keys, JWKS, the caller's own account (`/users/me`: changes, erasure) |
 //! | [`users`] | profiles and privacy, others' public profiles, search, contacts, blocks |
 //! | [`workspaces`] | tenants, memberships, roles, invitations |
-//! | [`conversations`] | conversations as data: rows of conversations and members, their queries, the one access check, and the events automation rules wait for (queued in the transaction of the change) |
+//! | [`conversations`] | conversations as data: rows of conversations and members, their queries, the one access check, the events automation rules wait for (queued in the transaction of the change), and the facts analytics reads (written likewise) |
 //! | [`chats`] | what a user does with conversations: direct chats, groups, members and roles (with their system messages), message requests, settings, the list with last messages, message search |
 //! | [`messages`] | parsing a send (`model`), checks (`service`), the one-row write (`write`), the batched write (`pipeline`), views (`views`), history, edits, deletion, reactions, receipts, sends to WhatsApp customers (`channel`: window, templates, the jobs that carry them out) and the templates themselves |
 //! | [`sync`] | pages of a user's change stream (`GET /sync`, `sync:request`) and the wire shape of a change (`envelope`) |
@@ -37,6 +37,7 @@
 //! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
 //! | [`ai`] | AI analysis: opt-in per workspace, runs (`POST /ai/analyze`, and the idle trigger under a lease) carried out by a durable job, insights for agents (`insight:new`); OpenAI-compatible providers (retries, circuit breaker, checked answers), workspace keys sealed at rest with rotation, usage records and the monthly budget, and the offline analyzer that needs no provider |
 //! | [`automations`] | bot rules: triggers (customers' messages, openings, stage and tag changes from `conversations::triggers`; timed ones from a scan under a lease), conditions, actions carried out with the job's end in one transaction, runs, signed webhooks |
+//! | [`analytics`] | reports of the inbox, its agents, channels and campaigns over a range, per day in the workspace's timezone, in wall time and business hours, as JSON and CSV, from the facts `conversations::facts` writes in the transaction of each change |
 //! | [`campaigns`] | template campaigns: drafts, states, the audience of opted-in leads, the sender under a lease (paced per channel, claimed with the messages and send jobs in one transaction), the funnel read from the messages |
 //! | [`whatsapp`] | the Cloud API bridge: channels, webhooks (customers become leads), outbound queue, templates, import |
 //! | [`push`] | push notifications for devices that are not connected: subscriptions, VAPID, the change-log follower, Web Push and gateway webhooks |
@@ -65,8 +66,9 @@
 //!    lead), `whatsapp` (its customers are leads), `sync`, `calls`,
 //!    `push`, `ops`, then `realtime` (which carries the call events and pushes an incoming call
 //!    to a callee who is away), `automations` (its actions send messages, assign, tag and
-//!    write notes through `messages` and `inbox`) and `campaigns` (templates to leads through
-//!    `whatsapp`'s channels and `messages`);
+//!    write notes through `messages` and `inbox`), `campaigns` (templates to leads through
+//!    `whatsapp`'s channels and `messages`) and `analytics` (which reads the facts
+//!    `conversations::facts` keeps, the workspace's hours and the campaigns' funnels);
 //! 8. [`app::AppState`], the handles every transport shares; [`server`], the wiring; [`cli`].
 //!
 //! The arrows that point up, on purpose: every transport (routes, job handlers, `http`'s
@@ -92,9 +94,7 @@
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
 //! device through `realtime::hub`: the peer's `message:new`.
 //!
-//! The capabilities still to come slot in without moving these: analytics beside
-//! `campaigns`. Migrations
-//! live in `migrations/sqlite` and `migrations/postgres`.
+//! Migrations live in `migrations/sqlite` and `migrations/postgres`.
 
 pub mod ai;
 pub mod analytics;

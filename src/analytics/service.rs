@@ -1,13 +1,13 @@
 //! The reports: the facts of a range gathered once, then tallied by day, channel or agent with
 //! one builder ([`Tally::figures`]) for every row that shows the inbox's figures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::model::{local_date, Clock, Range, Samples, Times};
-use super::store::{self, Event, Traffic};
+use super::model::{day_start, Clock, Range, Samples, Times};
+use super::store::{self, By, Took};
 use crate::campaigns::store::Stats;
 use crate::db::{Tenant, Timestamp};
 use crate::error::AppResult;
@@ -48,31 +48,23 @@ struct Tally {
 }
 
 impl Tally {
-    fn event(&mut self, e: &Event, clock: &Clock) {
-        let took = |since: i64| (e.at - since, clock.open_ms(since, e.at));
-        match e.kind.as_str() {
-            "opened" => self.opened += 1,
-            "reopened" => self.reopened += 1,
-            "closed" => {
-                self.closed += 1;
-                if let Some((wall, business)) = e.since.map(took) {
-                    self.resolution.push(wall, business);
-                }
-            }
-            "response" if e.first == 1 => {
-                if let Some((wall, business)) = e.since.map(took) {
-                    self.first.push(wall, business);
-                }
-            }
+    fn count(&mut self, kind: &str, n: i64) {
+        match kind {
+            "opened" => self.opened += n,
+            "reopened" => self.reopened += n,
+            "closed" => self.closed += n,
+            "in" => self.messages_in += n,
+            "out" => self.messages_out += n,
             _ => {}
         }
     }
 
-    fn traffic(&mut self, t: &Traffic) {
-        if t.direction == "in" {
-            self.messages_in += t.messages;
-        } else {
-            self.messages_out += t.messages;
+    fn took(&mut self, t: &Took, clock: &Clock) {
+        let (wall, business) = (t.at - t.since, clock.open_ms(t.since, t.at));
+        match (t.kind.as_str(), t.first) {
+            ("closed", _) => self.resolution.push(wall, business),
+            ("response", 1) => self.first.push(wall, business),
+            _ => {}
         }
     }
 
@@ -89,34 +81,20 @@ impl Tally {
     }
 }
 
-/// The facts of a range and the clock to measure their durations with.
-struct Gathered {
-    events: Vec<Event>,
-    traffic: Vec<Traffic>,
-    clock: Clock,
-}
-
 /// The workspace's business hours (`None`: none set, or settings that no longer parse).
 async fn hours(t: Tenant<'_>) -> AppResult<Option<BusinessHours>> {
     let settings = crate::workspaces::store::settings(t).await?;
     Ok(BusinessHours::of_settings(&settings).ok().flatten())
 }
 
-async fn gather(t: Tenant<'_>, r: &Range) -> AppResult<Gathered> {
-    let events = store::events(t, r.from, r.to).await?;
-    let traffic = store::traffic(t, r.from, r.to).await?;
-    let earliest = events
-        .iter()
-        .filter_map(|e| e.since)
-        .min()
-        .unwrap_or(r.from);
+/// The durations of a range and the clock to measure them with (laid out from the earliest
+/// start, at most [`LOOKBACK_MS`] before the range).
+async fn durations(t: Tenant<'_>, r: &Range, every_answer: bool) -> AppResult<(Vec<Took>, Clock)> {
+    let took = store::durations(t, r.from, r.to, every_answer).await?;
+    let earliest = took.iter().map(|d| d.since).min().unwrap_or(r.from);
     let from = earliest.clamp(r.from - LOOKBACK_MS, r.from);
     let clock = Clock::new(hours(t).await?.as_ref(), from, r.to);
-    Ok(Gathered {
-        events,
-        traffic,
-        clock,
-    })
+    Ok((took, clock))
 }
 
 /// What every report says of its range.
@@ -161,30 +139,46 @@ pub struct Overview {
 }
 
 pub async fn overview(t: Tenant<'_>, r: Range) -> AppResult<Overview> {
-    let g = gather(t, &r).await?;
-    let mut total = Tally::default();
-    let mut days: BTreeMap<chrono::NaiveDate, Tally> = r
-        .days()
-        .into_iter()
-        .map(|d| (d, Tally::default()))
-        .collect();
-    for e in &g.events {
-        total.event(e, &g.clock);
-        days.entry(local_date(r.tz, e.at))
-            .or_default()
-            .event(e, &g.clock);
+    let days = r.days();
+    // The slices: each local day's first instant (the range's own ends first and last).
+    let mut bounds: Vec<i64> = days.iter().map(|d| day_start(r.tz, *d)).collect();
+    bounds[0] = r.from;
+    bounds.push(r.to);
+    let mut tallies: Vec<Tally> = days.iter().map(|_| Tally::default()).collect();
+    let counts = store::events(t, &bounds, By::Nothing).await?;
+    let traffic = store::traffic(t, &bounds, By::Nothing).await?;
+    for c in counts.iter().chain(&traffic) {
+        if let Some(day) = tallies.get_mut(c.slice as usize) {
+            day.count(&c.kind, c.n);
+        }
     }
-    for x in &g.traffic {
-        total.traffic(x);
-        days.entry(local_date(r.tz, x.bucket))
-            .or_default()
-            .traffic(x);
+    let (took, clock) = durations(t, &r, false).await?;
+    for d in &took {
+        let slice = bounds.partition_point(|b| *b <= d.at).saturating_sub(1);
+        if let Some(day) = tallies.get_mut(slice) {
+            day.took(d, &clock);
+        }
+    }
+    let mut total = Tally::default();
+    for day in &tallies {
+        for (kind, n) in [
+            ("opened", day.opened),
+            ("reopened", day.reopened),
+            ("closed", day.closed),
+            ("in", day.messages_in),
+            ("out", day.messages_out),
+        ] {
+            total.count(kind, n);
+        }
+        total.first.0.extend_from_slice(&day.first.0);
+        total.resolution.0.extend_from_slice(&day.resolution.0);
     }
     Ok(Overview {
         span: Span::of(&r),
         totals: total.figures(),
         days: days
             .into_iter()
+            .zip(&tallies)
             .map(|(d, t)| Day {
                 date: d.to_string(),
                 figures: t.figures(),
@@ -214,14 +208,17 @@ pub struct Channels {
 }
 
 pub async fn channels(t: Tenant<'_>, r: Range) -> AppResult<Channels> {
-    let g = gather(t, &r).await?;
+    let bounds = [r.from, r.to];
     let mut by: HashMap<String, Tally> = HashMap::new();
-    for e in &g.events {
-        let key = e.channel_id.clone().unwrap_or_default();
-        by.entry(key).or_default().event(e, &g.clock);
+    let counts = store::events(t, &bounds, By::Channel).await?;
+    let traffic = store::traffic(t, &bounds, By::Channel).await?;
+    for c in counts.into_iter().chain(traffic) {
+        by.entry(c.key).or_default().count(&c.kind, c.n);
     }
-    for x in &g.traffic {
-        by.entry(x.channel_id.clone()).or_default().traffic(x);
+    let (took, clock) = durations(t, &r, false).await?;
+    for d in &took {
+        let key = d.channel_id.clone().unwrap_or_default();
+        by.entry(key).or_default().took(d, &clock);
     }
     let mut rows = vec![ChannelFigures {
         channel_id: None,
@@ -291,29 +288,31 @@ struct AgentTally {
 
 /// The agents' rows; `only` keeps one agent's.
 pub async fn agents(t: Tenant<'_>, r: Range, only: Option<&str>) -> AppResult<Agents> {
-    let g = gather(t, &r).await?;
-    let mut by: HashMap<&str, AgentTally> = HashMap::new();
-    for e in &g.events {
-        let Some(agent) = e.agent_id.as_deref() else {
-            continue;
-        };
-        let a = by.entry(agent).or_default();
-        match (e.kind.as_str(), e.since) {
-            ("assigned", _) => a.assigned += 1,
-            ("closed", _) => a.closed += 1,
-            ("response", Some(since)) => {
-                let (wall, business) = (e.at - since, g.clock.open_ms(since, e.at));
-                a.responses.push(wall, business);
-                if e.first == 1 {
-                    a.first.push(wall, business);
-                }
-            }
+    let bounds = [r.from, r.to];
+    let mut by: HashMap<String, AgentTally> = HashMap::new();
+    for c in store::events(t, &bounds, By::Agent).await? {
+        let a = by.entry(c.key).or_default();
+        match c.kind.as_str() {
+            "assigned" => a.assigned += c.n,
+            "closed" => a.closed += c.n,
             _ => {}
         }
     }
-    for x in g.traffic.iter().filter(|x| x.direction == "out") {
-        if !x.agent_id.is_empty() {
-            by.entry(&x.agent_id).or_default().replied += x.messages;
+    for c in store::traffic(t, &bounds, By::Agent).await? {
+        if c.kind == "out" && !c.key.is_empty() {
+            by.entry(c.key).or_default().replied += c.n;
+        }
+    }
+    let (took, clock) = durations(t, &r, true).await?;
+    for d in took.iter().filter(|d| d.kind == "response") {
+        let Some(agent) = &d.agent_id else {
+            continue;
+        };
+        let (wall, business) = (d.at - d.since, clock.open_ms(d.since, d.at));
+        let a = by.entry(agent.clone()).or_default();
+        a.responses.push(wall, business);
+        if d.first == 1 {
+            a.first.push(wall, business);
         }
     }
     let rows = store::agents(t)
@@ -321,7 +320,7 @@ pub async fn agents(t: Tenant<'_>, r: Range, only: Option<&str>) -> AppResult<Ag
         .into_iter()
         .filter(|(id, _, _)| only.is_none_or(|o| o == id))
         .map(|(user_id, name, role)| {
-            let a = by.remove(user_id.as_str()).unwrap_or_default();
+            let a = by.remove(&user_id).unwrap_or_default();
             AgentFigures {
                 assigned: a.assigned,
                 replied: a.replied,

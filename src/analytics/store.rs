@@ -1,53 +1,136 @@
-//! The queries analytics reads: the facts `conversations::facts` keeps, in a range, and the
-//! names they point at. Each is one indexed range scan of the workspace.
+//! The queries analytics reads: the facts `conversations::facts` keeps. Counts are summed by
+//! the database per slice of the range (the report's local days, passed as their first
+//! instants) and per channel or agent, each slice one range of an index; only durations come
+//! back row by row, for exact medians.
 
 use crate::db::Tenant;
 use crate::error::AppResult;
 
-/// A row of `inbox_events`.
+/// What a report splits its counts by, besides the slices of its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Nothing,
+    Channel,
+    Agent,
+}
+
+impl By {
+    /// The column of events this splits by (`''`: none; PostgreSQL refuses to group by a
+    /// text constant, so [`By::group`] leaves it out).
+    fn events(self) -> &'static str {
+        match self {
+            By::Nothing => "''",
+            By::Channel => "COALESCE(e.channel_id, '')",
+            By::Agent => "COALESCE(e.agent_id, '')",
+        }
+    }
+
+    fn group(self, column: &str) -> String {
+        match self {
+            By::Nothing => String::new(),
+            _ => format!(", {column}"),
+        }
+    }
+
+    fn traffic(self) -> &'static str {
+        match self {
+            By::Nothing => "''",
+            By::Channel => "t.channel_id",
+            By::Agent => "t.agent_id",
+        }
+    }
+}
+
+/// `WITH d (i, a, b)`: slice `i` is `[bounds[i], bounds[i + 1])`, its bounds `$2`….
+fn slices(bounds: &[i64]) -> String {
+    let rows: Vec<String> = (0..bounds.len().saturating_sub(1))
+        .map(|i| format!("({i}, ${}, ${})", i + 2, i + 3))
+        .collect();
+    format!("WITH d (i, a, b) AS (VALUES {})", rows.join(", "))
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::QueryAs<'q, sqlx::Any, Count, sqlx::any::AnyArguments<'q>>,
+    workspace: &'q str,
+    bounds: &'q [i64],
+) -> sqlx::query::QueryAs<'q, sqlx::Any, Count, sqlx::any::AnyArguments<'q>> {
+    q = q.bind(workspace);
+    for b in bounds {
+        q = q.bind(*b);
+    }
+    q
+}
+
+/// A count of a slice: events of a kind, or messages of a direction, by channel or agent.
 #[derive(Debug, sqlx::FromRow)]
-pub struct Event {
+pub struct Count {
+    pub slice: i64,
     pub kind: String,
+    pub key: String,
+    pub n: i64,
+}
+
+/// Openings, reopenings, closings and assignments per slice (and `by`).
+pub async fn events(t: Tenant<'_>, bounds: &[i64], by: By) -> AppResult<Vec<Count>> {
+    let sql = format!(
+        "{} SELECT CAST(d.i AS BIGINT) AS slice, e.kind AS kind, {} AS key, CAST(COUNT(*) AS BIGINT) AS n \
+         FROM d JOIN inbox_events e ON e.workspace_id = $1 \
+         AND e.kind IN ('opened', 'reopened', 'closed', 'assigned') AND e.at >= d.a AND e.at < d.b \
+         GROUP BY d.i, e.kind{}",
+        slices(bounds),
+        by.events(),
+        by.group(by.events())
+    );
+    let q = bind_all(sqlx::query_as(&sql), t.workspace_id(), bounds);
+    Ok(q.fetch_all(t.db().reader()).await?)
+}
+
+/// Messages per slice, direction (`kind`: `in` or `out`) and `by`.
+pub async fn traffic(t: Tenant<'_>, bounds: &[i64], by: By) -> AppResult<Vec<Count>> {
+    let sql = format!(
+        "{} SELECT CAST(d.i AS BIGINT) AS slice, t.direction AS kind, {} AS key, \
+         CAST(SUM(t.messages) AS BIGINT) AS n \
+         FROM d JOIN inbox_traffic t ON t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
+         GROUP BY d.i, t.direction{}",
+        slices(bounds),
+        by.traffic(),
+        by.group(by.traffic())
+    );
+    let q = bind_all(sqlx::query_as(&sql), t.workspace_id(), bounds);
+    Ok(q.fetch_all(t.db().reader()).await?)
+}
+
+/// A duration's fact: a closing (`since`: its opening) or an answer (`since`: the wait's start).
+#[derive(Debug, sqlx::FromRow)]
+pub struct Took {
+    pub kind: String,
+    pub first: i64,
     pub channel_id: Option<String>,
     pub agent_id: Option<String>,
     pub at: i64,
-    pub since: Option<i64>,
-    pub first: i64,
+    pub since: i64,
 }
 
-pub async fn events(t: Tenant<'_>, from: i64, to: i64) -> AppResult<Vec<Event>> {
-    Ok(sqlx::query_as(
-        "SELECT kind, channel_id, agent_id, at, since, first FROM inbox_events \
-         WHERE workspace_id = $1 AND at >= $2 AND at < $3",
-    )
-    .bind(t.workspace_id())
-    .bind(from)
-    .bind(to)
-    .fetch_all(t.db().reader())
-    .await?)
-}
-
-/// A row of `inbox_traffic` (`channel_id` and `agent_id` are `''` for none).
-#[derive(Debug, sqlx::FromRow)]
-pub struct Traffic {
-    pub bucket: i64,
-    pub channel_id: String,
-    pub agent_id: String,
-    pub direction: String,
-    pub messages: i64,
-}
-
-/// The quarter hours that start in `[from, to)`.
-pub async fn traffic(t: Tenant<'_>, from: i64, to: i64) -> AppResult<Vec<Traffic>> {
-    Ok(sqlx::query_as(
-        "SELECT bucket, channel_id, agent_id, direction, messages FROM inbox_traffic \
-         WHERE workspace_id = $1 AND bucket >= $2 AND bucket < $3",
-    )
-    .bind(t.workspace_id())
-    .bind(from)
-    .bind(to)
-    .fetch_all(t.db().reader())
-    .await?)
+/// Closings and first answers in `[from, to)`; with `every_answer`, every answer.
+pub async fn durations(
+    t: Tenant<'_>,
+    from: i64,
+    to: i64,
+    every_answer: bool,
+) -> AppResult<Vec<Took>> {
+    let answers = if every_answer { "" } else { " AND first = 1" };
+    let sql = format!(
+        "SELECT kind, first, channel_id, agent_id, at, since FROM inbox_events \
+         WHERE workspace_id = $1 AND kind = 'closed' AND at >= $2 AND at < $3 AND since IS NOT NULL \
+         UNION ALL SELECT kind, first, channel_id, agent_id, at, since FROM inbox_events \
+         WHERE workspace_id = $1 AND kind = 'response' AND at >= $2 AND at < $3 AND since IS NOT NULL{answers}"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(t.workspace_id())
+        .bind(from)
+        .bind(to)
+        .fetch_all(t.db().reader())
+        .await?)
 }
 
 /// The workspace's owners, admins and agents: id, name, role.

@@ -83,7 +83,11 @@ pub async fn run(
 }
 
 /// The owner and `agents - 1` more, each an agent of the workspace.
-async fn team(api: &Api, ch: &webhooks::Channel, agents: usize) -> anyhow::Result<Vec<User>> {
+pub(super) async fn team(
+    api: &Api,
+    ch: &webhooks::Channel,
+    agents: usize,
+) -> anyhow::Result<Vec<User>> {
     let others = api.users("inbox-agent", agents.saturating_sub(1)).await?;
     parallel(others.iter().map(|u| async move {
         api.call_in(

@@ -3,11 +3,12 @@
 //! [`crate::client`]), so it measures any server that implements it.
 //!
 //! Scenarios follow quality.md: `chat` (P1, P1L with `--rate`, P7 with `--receivers-url`), `fanout` (P2), `idle` (P3),
-//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import), `ai-idle` (the AI idle trigger's overhead), `campaign` (campaign send rate). Each prints a report (throughput, latency percentiles, errors,
+//! `catchup` (P4), `webhooks` (P5), `reads` (P6), `push` (push fan-out), `inbox` (views, counts, CSV import), `ai-idle` (the AI idle trigger's overhead), `campaign` (campaign send rate), `analytics` (report latency on a big inbox). Each prints a report (throughput, latency percentiles, errors,
 //! duplicates, gaps, order, server RSS and CPU when given `--pid`) as text, or as JSON with
 //! `--json`. The server must run with `PALAVER_RATE_LIMITS=off`.
 
 mod ai;
+mod analytics;
 mod campaign;
 mod chat;
 mod idle;
@@ -144,6 +145,24 @@ pub enum Scenario {
         #[arg(long, default_value_t = 80)]
         rate: u64,
     },
+    /// Analytics latency on a big inbox: `messages` messages in `conversations` WhatsApp
+    /// conversations over `days` days with their facts, written straight into the server's
+    /// database (DATABASE_URL or PALAVER_DATA_DIR); then `requests` of each report
+    Analytics {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 25_000)]
+        conversations: usize,
+        #[arg(long, default_value_t = 20)]
+        agents: usize,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+        /// The server's database [default: DATABASE_URL, else PALAVER_DATA_DIR's SQLite file]
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// P6: conversation list and history page latency, with chat load at `rate` beside them
     Reads {
         /// Conversations of the reading user
@@ -242,6 +261,24 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             duration,
         } => ai::run(c, conversations, Duration::from_secs(duration)).await?,
         Scenario::Campaign { recipients, rate } => campaign::run(c, recipients, rate).await?,
+        Scenario::Analytics {
+            messages,
+            conversations,
+            agents,
+            days,
+            requests,
+            database_url,
+        } => {
+            let size = analytics::Size {
+                messages,
+                conversations,
+                agents,
+                days,
+                requests,
+                database_url,
+            };
+            analytics::run(c, size).await?
+        }
         Scenario::Reads {
             conversations,
             rate,

@@ -167,6 +167,38 @@ async fn bench_scenarios_run_clean(app: &TestApp) {
     let campaign = run(app, &["campaign", "--recipients", "40", "--rate", "20"]).await;
     assert_eq!(campaign.counts["leads reached"], 40, "{campaign}");
     assert_eq!(campaign.counts["leads reached twice"], 0, "{campaign}");
+
+    let url = app.state.config.database_url.expose().to_owned();
+    let analytics = run(
+        app,
+        &[
+            "analytics",
+            "--messages",
+            "400",
+            "--conversations",
+            "20",
+            "--agents",
+            "3",
+            "--days",
+            "10",
+            "--requests",
+            "2",
+            "--database-url",
+            &url,
+        ],
+    )
+    .await;
+    let counts = &analytics.counts;
+    assert!(counts["messages written"] > 100, "{analytics}");
+    assert_eq!(
+        counts["overview: messages in"] + counts["overview: messages out"],
+        counts["messages written"],
+        "{analytics}"
+    );
+    assert_eq!(
+        counts["overview: first responses"], counts["first responses written"],
+        "{analytics}"
+    );
 }
 
 pub fn no_limits(s: &mut palaver::config::Settings) {

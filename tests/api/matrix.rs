@@ -1156,6 +1156,19 @@ fn rows(w: &World) -> Vec<Row> {
             Box::new(move |id| (format!("/api/v1{}", path.replace("{}", id)), body.clone())),
         );
     }
+    // Analytics: the workspace's owners and admins (an agent reads their own row of `agents`).
+    for route in [
+        "/analytics/overview",
+        "/analytics/overview.csv",
+        "/analytics/agents",
+        "/analytics/agents.csv",
+        "/analytics/campaigns",
+        "/analytics/campaigns.csv",
+        "/analytics/channels",
+        "/analytics/channels.csv",
+    ] {
+        row(Method::GET, route, NOT_STAFF, None, plain(route));
+    }
     rows
 }
 
