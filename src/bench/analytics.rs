@@ -225,7 +225,7 @@ async fn conversation(
     let now = now_ms();
     let (mut t, mut rows, mut firsts) = (start, Vec::new(), 0);
     let mut open = true;
-    while rows.len() < per && t < now {
+    while rows.len() < per && t + 2 * MINUTE_MS < now {
         if !open {
             facts::status_moved(tx, &id, Some("closed"), "open", t).await?;
             open = true;
@@ -239,6 +239,10 @@ async fn conversation(
         } else {
             rng.gen_range(MINUTE_MS..20 * 60 * MINUTE_MS)
         };
+        if t + MINUTE_MS >= now {
+            // Not answered yet.
+            break;
+        }
         let m = rng.gen_range(1..=2);
         let first: Option<i64> = sqlx::query_scalar(
             "SELECT CASE WHEN waiting_since IS NOT NULL AND answered = 0 THEN 1 ELSE 0 END FROM conversations WHERE id = $1",
