@@ -24,7 +24,7 @@ CREATE TABLE inbox_events (
     first            INTEGER NOT NULL DEFAULT 0
 );
 -- Reports read one kind over a range; the index carries every column they read.
-CREATE INDEX inbox_events_kind ON inbox_events (workspace_id, kind, at, first, since, agent_id, channel_id);
+CREATE INDEX inbox_events_kind ON inbox_events (workspace_id, kind, first, at, since, agent_id, channel_id);
 
 -- Messages in inbox conversations per quarter hour (any timezone's days are whole quarter
 -- hours), channel ('' for the support desk), sender ('' for customers and automated sends) and

@@ -89,8 +89,13 @@ async fn hours(t: Tenant<'_>) -> AppResult<Option<BusinessHours>> {
 
 /// The durations of a range and the clock to measure them with (laid out from the earliest
 /// start, at most [`LOOKBACK_MS`] before the range).
-async fn durations(t: Tenant<'_>, r: &Range, every_answer: bool) -> AppResult<(Vec<Took>, Clock)> {
-    let took = store::durations(t, r.from, r.to, every_answer).await?;
+async fn durations(
+    t: Tenant<'_>,
+    r: &Range,
+    every_answer: bool,
+    by: By,
+) -> AppResult<(Vec<Took>, Clock)> {
+    let took = store::durations(t, (r.from, r.to), every_answer, by).await?;
     let earliest = took.iter().map(|d| d.since).min().unwrap_or(r.from);
     let from = earliest.clamp(r.from - LOOKBACK_MS, r.from);
     let clock = Clock::new(hours(t).await?.as_ref(), from, r.to);
@@ -152,7 +157,7 @@ pub async fn overview(t: Tenant<'_>, r: Range) -> AppResult<Overview> {
             day.count(&c.kind, c.n);
         }
     }
-    let (took, clock) = durations(t, &r, false).await?;
+    let (took, clock) = durations(t, &r, false, By::Nothing).await?;
     for d in &took {
         let slice = bounds.partition_point(|b| *b <= d.at).saturating_sub(1);
         if let Some(day) = tallies.get_mut(slice) {
@@ -215,7 +220,7 @@ pub async fn channels(t: Tenant<'_>, r: Range) -> AppResult<Channels> {
     for c in counts.into_iter().chain(traffic) {
         by.entry(c.key).or_default().count(&c.kind, c.n);
     }
-    let (took, clock) = durations(t, &r, false).await?;
+    let (took, clock) = durations(t, &r, false, By::Channel).await?;
     for d in &took {
         let key = d.channel_id.clone().unwrap_or_default();
         by.entry(key).or_default().took(d, &clock);
@@ -303,7 +308,7 @@ pub async fn agents(t: Tenant<'_>, r: Range, only: Option<&str>) -> AppResult<Ag
             by.entry(c.key).or_default().replied += c.n;
         }
     }
-    let (took, clock) = durations(t, &r, true).await?;
+    let (took, clock) = durations(t, &r, true, By::Agent).await?;
     for d in took.iter().filter(|d| d.kind == "response") {
         let Some(agent) = &d.agent_id else {
             continue;

@@ -70,32 +70,65 @@ pub struct Count {
     pub n: i64,
 }
 
-/// Openings, reopenings, closings and assignments per slice (and `by`).
+/// The kinds of events that are counted.
+const COUNTED: [&str; 4] = ["opened", "reopened", "closed", "assigned"];
+
+/// Openings, reopenings, closings and assignments per slice (and `by`). Per slice alone, each
+/// count is its own index range (no sort); split by channel or agent, one grouped scan.
 pub async fn events(t: Tenant<'_>, bounds: &[i64], by: By) -> AppResult<Vec<Count>> {
-    let sql = format!(
-        "{} SELECT CAST(d.i AS BIGINT) AS slice, e.kind AS kind, {} AS key, CAST(COUNT(*) AS BIGINT) AS n \
-         FROM d JOIN inbox_events e ON e.workspace_id = $1 \
-         AND e.kind IN ('opened', 'reopened', 'closed', 'assigned') AND e.at >= d.a AND e.at < d.b \
-         GROUP BY d.i, e.kind{}",
-        slices(bounds),
-        by.events(),
-        by.group(by.events())
-    );
+    let sql = if by == By::Nothing {
+        let counts: Vec<String> = COUNTED
+            .iter()
+            .map(|kind| {
+                format!(
+                    "SELECT CAST(d.i AS BIGINT) AS slice, '{kind}' AS kind, '' AS key, \
+                     (SELECT CAST(COUNT(*) AS BIGINT) FROM inbox_events e WHERE e.workspace_id = $1 \
+                     AND e.kind = '{kind}' AND e.first = 0 AND e.at >= d.a AND e.at < d.b) AS n FROM d"
+                )
+            })
+            .collect();
+        format!("{} {}", slices(bounds), counts.join(" UNION ALL "))
+    } else {
+        format!(
+            "{} SELECT CAST(d.i AS BIGINT) AS slice, e.kind AS kind, {} AS key, CAST(COUNT(*) AS BIGINT) AS n \
+             FROM d JOIN inbox_events e ON e.workspace_id = $1 \
+             AND e.kind IN ('opened', 'reopened', 'closed', 'assigned') AND e.first = 0 \
+             AND e.at >= d.a AND e.at < d.b GROUP BY d.i, e.kind{}",
+            slices(bounds),
+            by.events(),
+            by.group(by.events())
+        )
+    };
     let q = bind_all(sqlx::query_as(&sql), t.workspace_id(), bounds);
     Ok(q.fetch_all(t.db().reader()).await?)
 }
 
 /// Messages per slice, direction (`kind`: `in` or `out`) and `by`.
 pub async fn traffic(t: Tenant<'_>, bounds: &[i64], by: By) -> AppResult<Vec<Count>> {
-    let sql = format!(
-        "{} SELECT CAST(d.i AS BIGINT) AS slice, t.direction AS kind, {} AS key, \
-         CAST(SUM(t.messages) AS BIGINT) AS n \
-         FROM d JOIN inbox_traffic t ON t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
-         GROUP BY d.i, t.direction{}",
-        slices(bounds),
-        by.traffic(),
-        by.group(by.traffic())
-    );
+    let sql = if by == By::Nothing {
+        let sums: Vec<String> = ["in", "out"]
+            .iter()
+            .map(|direction| {
+                format!(
+                    "SELECT CAST(d.i AS BIGINT) AS slice, '{direction}' AS kind, '' AS key, \
+                     (SELECT CAST(COALESCE(SUM(t.messages), 0) AS BIGINT) FROM inbox_traffic t \
+                     WHERE t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
+                     AND t.direction = '{direction}') AS n FROM d"
+                )
+            })
+            .collect();
+        format!("{} {}", slices(bounds), sums.join(" UNION ALL "))
+    } else {
+        format!(
+            "{} SELECT CAST(d.i AS BIGINT) AS slice, t.direction AS kind, {} AS key, \
+             CAST(SUM(t.messages) AS BIGINT) AS n \
+             FROM d JOIN inbox_traffic t ON t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
+             GROUP BY d.i, t.direction{}",
+            slices(bounds),
+            by.traffic(),
+            by.group(by.traffic())
+        )
+    };
     let q = bind_all(sqlx::query_as(&sql), t.workspace_id(), bounds);
     Ok(q.fetch_all(t.db().reader()).await?)
 }
@@ -129,22 +162,41 @@ struct Packed {
 /// row took 150 ms of a 250 ms report on a million messages (BENCHMARKS.md).
 pub async fn durations(
     t: Tenant<'_>,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
     every_answer: bool,
+    by: By,
 ) -> AppResult<Vec<Took>> {
-    let answers = if every_answer { "" } else { " AND first = 1" };
+    let answers = if every_answer {
+        " AND first IN (0, 1)"
+    } else {
+        " AND first = 1"
+    };
     let pairs = match t.db().backend() {
         Backend::Sqlite => "group_concat(since || ':' || at, ',')",
         Backend::Postgres => "string_agg(CAST(since AS TEXT) || ':' || CAST(at AS TEXT), ',')",
     };
+    // Grouped in the index's order (no sort) unless split by channel or agent.
+    let (columns, group) = match by {
+        By::Nothing => (
+            "NULL AS channel_id, NULL AS agent_id",
+            "GROUP BY kind, first",
+        ),
+        By::Channel => (
+            "channel_id, NULL AS agent_id",
+            "GROUP BY kind, first, channel_id",
+        ),
+        By::Agent => (
+            "NULL AS channel_id, agent_id",
+            "GROUP BY kind, first, agent_id",
+        ),
+    };
     let select = format!(
-        "SELECT kind, first, channel_id, agent_id, {pairs} AS pairs FROM inbox_events \
+        "SELECT kind, first, {columns}, {pairs} AS pairs FROM inbox_events \
          WHERE workspace_id = $1 AND at >= $2 AND at < $3 AND since IS NOT NULL"
     );
-    let group = "GROUP BY kind, first, channel_id, agent_id";
     let sql = format!(
-        "{select} AND kind = 'closed' {group} UNION ALL {select} AND kind = 'response'{answers} {group}"
+        "{select} AND kind = 'closed' AND first = 0 {group} \
+         UNION ALL {select} AND kind = 'response'{answers} {group}"
     );
     let packed: Vec<Packed> = sqlx::query_as(&sql)
         .bind(t.workspace_id())
