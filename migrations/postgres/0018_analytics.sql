@@ -27,16 +27,22 @@ CREATE TABLE inbox_events (
 CREATE INDEX inbox_events_kind ON inbox_events (workspace_id, kind, first, at, since, agent_id, channel_id);
 
 -- Messages in inbox conversations per quarter hour (any timezone's days are whole quarter
--- hours), channel ('' for the support desk), sender ('' for customers and automated sends) and
--- direction. Each row moves in the transaction that writes its messages.
+-- hours), channel ('' for the support desk) and direction; and agents' messages per quarter
+-- hour and agent. Each row moves in the transaction that writes its messages.
 CREATE TABLE inbox_traffic (
     workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     bucket        BIGINT NOT NULL,
     channel_id    TEXT NOT NULL,
-    agent_id      TEXT NOT NULL,
     direction     TEXT NOT NULL CHECK (direction IN ('in', 'out')),
     messages      BIGINT NOT NULL,
-    PRIMARY KEY (workspace_id, bucket, channel_id, agent_id, direction)
+    PRIMARY KEY (workspace_id, bucket, channel_id, direction)
+);
+CREATE TABLE inbox_replies (
+    workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    bucket        BIGINT NOT NULL,
+    agent_id      TEXT NOT NULL,
+    messages      BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, bucket, agent_id)
 );
 
 -- What the data already holds: the openings of today's inbox conversations and their traffic.
@@ -46,13 +52,17 @@ UPDATE conversations SET opened_at = created_at
 INSERT INTO inbox_events (workspace_id, conversation_id, channel_id, kind, at)
 SELECT workspace_id, id, channel_id, 'opened', created_at FROM conversations
  WHERE kind IN ('channel', 'support') AND inbox_status IS NOT NULL;
-INSERT INTO inbox_traffic (workspace_id, bucket, channel_id, agent_id, direction, messages)
+INSERT INTO inbox_traffic (workspace_id, bucket, channel_id, direction, messages)
 SELECT c.workspace_id, m.created_at - m.created_at % 900000, COALESCE(c.channel_id, ''),
-       CASE WHEN m.sender_type = 'user' AND NOT (c.kind = 'support' AND m.sender_id = c.created_by)
-            THEN m.sender_id ELSE '' END,
        CASE WHEN m.sender_type = 'lead' OR (c.kind = 'support' AND m.sender_id = c.created_by)
             THEN 'in' ELSE 'out' END,
        COUNT(*)
   FROM messages m JOIN conversations c ON c.id = m.conversation_id
  WHERE c.kind IN ('channel', 'support')
- GROUP BY 1, 2, 3, 4, 5;
+ GROUP BY 1, 2, 3, 4;
+INSERT INTO inbox_replies (workspace_id, bucket, agent_id, messages)
+SELECT c.workspace_id, m.created_at - m.created_at % 900000, m.sender_id, COUNT(*)
+  FROM messages m JOIN conversations c ON c.id = m.conversation_id
+ WHERE c.kind IN ('channel', 'support') AND m.sender_type = 'user' AND m.sender_id IS NOT NULL
+   AND NOT (c.kind = 'support' AND m.sender_id = c.created_by)
+ GROUP BY 1, 2, 3;

@@ -31,14 +31,6 @@ impl By {
             _ => format!(", {column}"),
         }
     }
-
-    fn traffic(self) -> &'static str {
-        match self {
-            By::Nothing => "''",
-            By::Channel => "t.channel_id",
-            By::Agent => "t.agent_id",
-        }
-    }
 }
 
 /// `WITH d (i, a, b)`: slice `i` is `[bounds[i], bounds[i + 1])`, its bounds `$2`….
@@ -103,31 +95,38 @@ pub async fn events(t: Tenant<'_>, bounds: &[i64], by: By) -> AppResult<Vec<Coun
     Ok(q.fetch_all(t.db().reader()).await?)
 }
 
-/// Messages per slice, direction (`kind`: `in` or `out`) and `by`.
+/// Messages per slice and direction (`kind`: `in` or `out`), each sum its own index range;
+/// split by channel, one grouped scan; by agent, the agents' messages (`kind`: `out`).
 pub async fn traffic(t: Tenant<'_>, bounds: &[i64], by: By) -> AppResult<Vec<Count>> {
-    let sql = if by == By::Nothing {
-        let sums: Vec<String> = ["in", "out"]
-            .iter()
-            .map(|direction| {
-                format!(
-                    "SELECT CAST(d.i AS BIGINT) AS slice, '{direction}' AS kind, '' AS key, \
-                     (SELECT CAST(COALESCE(SUM(t.messages), 0) AS BIGINT) FROM inbox_traffic t \
-                     WHERE t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
-                     AND t.direction = '{direction}') AS n FROM d"
-                )
-            })
-            .collect();
-        format!("{} {}", slices(bounds), sums.join(" UNION ALL "))
-    } else {
-        format!(
-            "{} SELECT CAST(d.i AS BIGINT) AS slice, t.direction AS kind, {} AS key, \
+    let sql = match by {
+        By::Nothing => {
+            let sums: Vec<String> = ["in", "out"]
+                .iter()
+                .map(|direction| {
+                    format!(
+                        "SELECT CAST(d.i AS BIGINT) AS slice, '{direction}' AS kind, '' AS key, \
+                         (SELECT CAST(COALESCE(SUM(t.messages), 0) AS BIGINT) FROM inbox_traffic t \
+                         WHERE t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
+                         AND t.direction = '{direction}') AS n FROM d"
+                    )
+                })
+                .collect();
+            format!("{} {}", slices(bounds), sums.join(" UNION ALL "))
+        }
+        By::Channel => format!(
+            "{} SELECT CAST(d.i AS BIGINT) AS slice, t.direction AS kind, t.channel_id AS key, \
              CAST(SUM(t.messages) AS BIGINT) AS n \
              FROM d JOIN inbox_traffic t ON t.workspace_id = $1 AND t.bucket >= d.a AND t.bucket < d.b \
-             GROUP BY d.i, t.direction{}",
-            slices(bounds),
-            by.traffic(),
-            by.group(by.traffic())
-        )
+             GROUP BY d.i, t.direction, t.channel_id",
+            slices(bounds)
+        ),
+        By::Agent => format!(
+            "{} SELECT CAST(d.i AS BIGINT) AS slice, 'out' AS kind, r.agent_id AS key, \
+             CAST(SUM(r.messages) AS BIGINT) AS n \
+             FROM d JOIN inbox_replies r ON r.workspace_id = $1 AND r.bucket >= d.a AND r.bucket < d.b \
+             GROUP BY d.i, r.agent_id",
+            slices(bounds)
+        ),
     };
     let q = bind_all(sqlx::query_as(&sql), t.workspace_id(), bounds);
     Ok(q.fetch_all(t.db().reader()).await?)

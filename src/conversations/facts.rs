@@ -1,9 +1,10 @@
 //! The facts the inbox's analytics read, written in the transaction of the change they
 //! record, so that they hold exactly what the data holds: a rolled-back change leaves no fact,
 //! a committed one its fact. `inbox_events` keeps one row per opening, reopening, closing,
-//! assignment and answered wait; `inbox_traffic` the messages per quarter hour, channel,
-//! sender and direction (a message is counted by the statement that writes it, and messages
-//! are never taken back: deleting one for everyone keeps its row). Read by `analytics`.
+//! assignment and answered wait; `inbox_traffic` the messages per quarter hour, channel and
+//! direction, `inbox_replies` the agents' per quarter hour and agent (a message is counted by
+//! the statement that writes it, and messages are never taken back: deleting one for everyone
+//! keeps its row). Read by `analytics`.
 
 use crate::db::Tx;
 use crate::error::AppResult;
@@ -153,24 +154,36 @@ pub async fn wrote(
     let Some(c) = facts(tx, id).await? else {
         return Ok(());
     };
-    let (agent, direction) = match writer {
-        Writer::Customer => ("", "in"),
-        Writer::Agent(a) => (a, "out"),
-        Writer::Automated => ("", "out"),
+    let direction = match writer {
+        Writer::Customer => "in",
+        Writer::Agent(_) | Writer::Automated => "out",
     };
+    let bucket = at - at.rem_euclid(BUCKET_MS);
     sqlx::query(
-        "INSERT INTO inbox_traffic (workspace_id, bucket, channel_id, agent_id, direction, messages) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id, bucket, channel_id, agent_id, direction) \
+        "INSERT INTO inbox_traffic (workspace_id, bucket, channel_id, direction, messages) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id, bucket, channel_id, direction) \
          DO UPDATE SET messages = inbox_traffic.messages + excluded.messages",
     )
     .bind(&c.workspace_id)
-    .bind(at - at.rem_euclid(BUCKET_MS))
+    .bind(bucket)
     .bind(c.channel_id.as_deref().unwrap_or(""))
-    .bind(agent)
     .bind(direction)
     .bind(count)
     .execute(&mut **tx)
     .await?;
+    if let Writer::Agent(agent) = writer {
+        sqlx::query(
+            "INSERT INTO inbox_replies (workspace_id, bucket, agent_id, messages) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id, bucket, agent_id) \
+             DO UPDATE SET messages = inbox_replies.messages + excluded.messages",
+        )
+        .bind(&c.workspace_id)
+        .bind(bucket)
+        .bind(agent)
+        .bind(count)
+        .execute(&mut **tx)
+        .await?;
+    }
     match writer {
         Writer::Customer if c.waiting_since.is_none() => {
             sqlx::query("UPDATE conversations SET waiting_since = $1 WHERE id = $2")

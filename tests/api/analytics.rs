@@ -286,24 +286,38 @@ async fn fixed_facts(app: &TestApp, x: &str, y: &str) {
         .unwrap();
     }
     let traffic = [
-        ("2026-03-27T23:45:00Z", "", "", "in", 9),
-        ("2026-03-28T23:30:00Z", "", "", "in", 5),
-        ("2026-03-29T00:45:00Z", "", "", "in", 2),
-        ("2026-03-29T09:00:00Z", "", x, "out", 4),
-        ("2026-03-29T23:45:00Z", "ch-gone", "", "in", 3),
-        ("2026-03-30T12:00:00Z", "ch-gone", y, "out", 1),
-        ("2026-03-30T23:00:00Z", "", "", "in", 7),
+        ("2026-03-27T23:45:00Z", "", "in", 9),
+        ("2026-03-28T23:30:00Z", "", "in", 5),
+        ("2026-03-29T00:45:00Z", "", "in", 2),
+        ("2026-03-29T09:00:00Z", "", "out", 4),
+        ("2026-03-29T23:45:00Z", "ch-gone", "in", 3),
+        ("2026-03-30T12:00:00Z", "ch-gone", "out", 1),
+        ("2026-03-30T23:00:00Z", "", "in", 7),
     ];
-    for (bucket, channel, agent, direction, n) in traffic {
+    for (bucket, channel, direction, n) in traffic {
         sqlx::query(
-            "INSERT INTO inbox_traffic (workspace_id, bucket, channel_id, agent_id, direction, messages) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO inbox_traffic (workspace_id, bucket, channel_id, direction, messages) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&workspace)
         .bind(ms(bucket))
         .bind(channel)
-        .bind(agent)
         .bind(direction)
+        .bind(n as i64)
+        .execute(ws.writer())
+        .await
+        .unwrap();
+    }
+    for (bucket, agent, n) in [
+        ("2026-03-29T09:00:00Z", x, 4),
+        ("2026-03-30T12:00:00Z", y, 1),
+    ] {
+        sqlx::query(
+            "INSERT INTO inbox_replies (workspace_id, bucket, agent_id, messages) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&workspace)
+        .bind(ms(bucket))
+        .bind(agent)
         .bind(n as i64)
         .execute(ws.writer())
         .await
