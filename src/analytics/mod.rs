@@ -5,9 +5,9 @@
 //!
 //! Read from the facts `conversations::facts` writes in the transaction of each change (so
 //! they hold what the data holds: no counter is moved anywhere else): the inbox's events, one
-//! row each, and its messages per quarter hour. A report reads two indexed range scans of the
-//! workspace and tallies them in memory; business time is measured against the hours as they
-//! are set now, laid out once per report.
+//! row each, and its messages per quarter hour. The database sums the counts per local day
+//! (each an index range); durations come back one by one, for exact percentiles, and are
+//! measured against the business hours as they are set now, laid out once per report.
 
 pub mod csv;
 pub mod model;

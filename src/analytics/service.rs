@@ -1,5 +1,5 @@
-//! The reports: the facts of a range gathered once, then tallied by day, channel or agent with
-//! one builder ([`Tally::figures`]) for every row that shows the inbox's figures.
+//! The reports: the counts of a range by day, channel or agent, and its durations, tallied
+//! with one builder ([`Tally::figures`]) for every row that shows the inbox's figures.
 
 use std::collections::HashMap;
 
