@@ -209,7 +209,7 @@ pub async fn durations(
             let Some((since, at)) = pair.split_once(':') else {
                 continue;
             };
-            let (Ok(since), Ok(at)) = (since.parse(), at.parse()) else {
+            let (Ok(since), Ok(at)) = (since.parse::<i64>(), at.parse::<i64>()) else {
                 continue;
             };
             took.push(Took {
@@ -218,7 +218,9 @@ pub async fn durations(
                 channel_id: p.channel_id.clone(),
                 agent_id: p.agent_id.clone(),
                 at,
-                since,
+                // A customer's message carries WhatsApp's clock, an answer the server's: a
+                // wait never counts as less than nothing.
+                since: since.min(at),
             });
         }
     }

@@ -1315,17 +1315,31 @@ async fn automations_fire_once_across_nodes() {
         .await;
         conversations.insert(conv);
     }
-    // A minute and more passes without an answer.
-    for sql in [
-        "UPDATE conversations SET last_inbound_at = last_inbound_at - 120000 WHERE last_inbound_at IS NOT NULL",
-        "UPDATE messages SET created_at = created_at - 120000",
-        "UPDATE automations SET enabled_at = enabled_at - 3600000",
-    ] {
-        sqlx::query(sql).execute(&mut db).await.unwrap();
-    }
     let count = |name: &'static str| {
         format!("SELECT COUNT(*) FROM notes WHERE kind = 'note' AND text = '{name}'")
     };
+    // Each greeting first: a message moved back in time before its rule is would count as
+    // written before the rule was enabled, and be ignored.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n: i64 = sqlx::query_scalar(&count("greet"))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if n == 6 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{n} of 6 greetings");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A minute and more passes without an answer (the rules' time first, for the same reason).
+    for sql in [
+        "UPDATE automations SET enabled_at = enabled_at - 3600000",
+        "UPDATE conversations SET last_inbound_at = last_inbound_at - 120000 WHERE last_inbound_at IS NOT NULL",
+        "UPDATE messages SET created_at = created_at - 120000",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let n: i64 = sqlx::query_scalar(&count("waiting"))
