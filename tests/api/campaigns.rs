@@ -369,11 +369,17 @@ async fn a_schedule_is_in_the_workspace_clock_and_a_campaign_stops_when_told(app
     )
     .await
     .assert_ok();
+    // Running, and its first recipients handed to the outbound queue (the start and the
+    // first claims are transactions of their own).
     eventually(std::time::Duration::from_secs(30), || async {
-        let c = campaign(app, &owner, &slow).await;
-        match c["status"].as_str() {
-            Some("running") => Ok(()),
-            _ => Err(c.to_string()),
+        let stats = app
+            .get(&format!("/api/v1/campaigns/{slow}/stats"), &owner.token)
+            .await
+            .assert_ok()
+            .body;
+        match stats["queued"].as_i64() {
+            Some(n) if n >= 1 => Ok(()),
+            _ => Err(stats.to_string()),
         }
     })
     .await;
