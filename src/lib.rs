@@ -32,6 +32,7 @@
 //! | [`realtime`] | the Socket.IO gateway (`gateway`), the device registry (`hub`), presence, client events, the dispatcher that pushes the change log live |
 //! | [`notify`] | SMS and mail senders |
 //! | [`ops`] | health, readiness, metrics, `/docs` |
+//! | [`web`] | the web app at `/` (messenger, inbox, admin): the built files of `web/`, embedded |
 //! | [`media`] | uploads (`upload`), storage (directory or S3), sniffing, thumbnails, durations, PDF text, OCR, transcription, protected downloads |
 //! | [`jobs`] | the durable background job runner (leases, retries with backoff; kinds handed in by `server`) and leases for scheduled work |
 //! | [`inbox`] | the team inbox and support desk: leads (stages, tags, opt-in, attributes, CSV import and export), support conversations, status, snooze, assignment and auto-assignment, notes, canned responses, the audit log's route |
@@ -64,7 +65,7 @@
 //! 7. `inbox`, on `chats` (an inbox conversation is viewed like any other) and `workspaces`
 //!    (the desk's settings); then `ai` (a suggested reply is a canned response filled in for the
 //!    lead), `whatsapp` (its customers are leads), `sync`, `calls`,
-//!    `push`, `ops`, then `realtime` (which carries the call events and pushes an incoming call
+//!    `push`, `ops`, `web` (files only), then `realtime` (which carries the call events and pushes an incoming call
 //!    to a callee who is away), `automations` (its actions send messages, assign, tag and
 //!    write notes through `messages` and `inbox`), `campaigns` (templates to leads through
 //!    `whatsapp`'s channels and `messages`) and `analytics` (which reads the facts
@@ -135,5 +136,6 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod users;
+pub mod web;
 pub mod whatsapp;
 pub mod workspaces;

@@ -183,6 +183,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(api_routes)
         .merge(crate::ops::router())
+        .merge(crate::web::router())
         .merge(crate::whatsapp::webhook::router())
         .route(
             "/api/v1/openapi.json",

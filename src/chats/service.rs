@@ -746,6 +746,11 @@ pub async fn answer_request(
     let mut tx = t.db().begin().await?;
     store::set_request_state(&mut tx, conversation_id, me, state).await?;
     changes::conversation_updated(&mut tx, conversation_id, Some(me)).await?;
+    // Reads made while the request was pending were kept private: accepting tells them.
+    let untold_read = a.me.read_seq;
+    if accept && untold_read > 0 && a.me.request_state() == RequestState::Pending {
+        changes::message_status(&mut tx, conversation_id, Some(me), "read", untold_read).await?;
+    }
     t.db().commit(tx).await?;
     if accept {
         Ok(Some(reload(t, conversation_id, me).await?))

@@ -98,6 +98,10 @@ async fn a_stranger_starts_a_message_request(app: &TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(app.history(&alice, &conv).await[0]["status"], "delivered");
+    let before = app.get("/api/v1/sync", &alice.token).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let r = app
         .post(
@@ -109,6 +113,22 @@ async fn a_stranger_starts_a_message_request(app: &TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["requestState"], "accepted");
     assert_eq!(app.history(&alice, &conv).await[0]["status"], "read");
+    // The read kept private is told once accepted, live and in Alice's stream.
+    let events = app
+        .get(&format!("/api/v1/sync?cursor={before}"), &alice.token)
+        .await
+        .body["events"]
+        .clone();
+    let told: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "message:status")
+        .collect();
+    assert_eq!(told.len(), 1, "{events}");
+    assert_eq!(told[0]["data"]["status"], "read");
+    assert_eq!(told[0]["data"]["upToSeq"], 1);
+    assert_eq!(told[0]["data"]["userId"], bob.id.as_str());
     assert_eq!(
         app.get("/api/v1/conversations", &bob.token).await.body["items"][0]["id"],
         conv.as_str()

@@ -1,0 +1,160 @@
+// The web app in a real browser: Debian's Chromium driven by playwright-core, two people in two
+// browser contexts against the real binary. Waits are on what the page shows, never on time.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+import { startServer } from "./harness.js";
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = process.env.PALAVER_SCREENSHOTS; // a folder: the README's pictures are taken here
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer("sqlite");
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+  });
+  if (SHOTS && !existsSync(SHOTS)) mkdirSync(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function person(name, viewport = { width: 1200, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.log(`[${name}] page error: ${e.message}`));
+  await page.goto(server.base + "/");
+  return { name, context, page };
+}
+
+async function signUp(p) {
+  const { page } = p;
+  await page.getByRole("button", { name: "Create an account" }).click();
+  await page.getByLabel("Your name").fill(p.name);
+  p.email = `${p.name.toLowerCase()}-${Math.random().toString(36).slice(2)}@example.com`;
+  await page.getByLabel("Email").fill(p.email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("navigation", { name: "Chats" }).waitFor();
+}
+
+async function shot(p, file) {
+  if (SHOTS) await p.page.screenshot({ path: `${SHOTS}/${file}` });
+}
+
+const bubble = (page, text) => page.locator("li.bubble", { hasText: text });
+
+test("the app is served with its files, a CSP and gzip", async () => {
+  const res = await fetch(server.base + "/", { headers: { "accept-encoding": "gzip" } });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /text\/html/);
+  assert.match(res.headers.get("content-security-policy"), /default-src 'self'/);
+  const js = await fetch(server.base + "/app.js");
+  assert.equal(js.status, 200);
+  const again = await fetch(server.base + "/app.js", { headers: { "if-none-match": js.headers.get("etag") } });
+  assert.equal(again.status, 304);
+  const reset = await fetch(server.base + "/reset-password?token=x");
+  assert.equal(reset.status, 200);
+});
+
+test("two people sign up and chat: ticks move to read, typing shows, a reload loses nothing", async () => {
+  const alice = await person("Alice");
+  const bob = await person("Bob");
+  await signUp(alice);
+  await signUp(bob);
+
+  // Alice finds Bob and writes; Bob gets it as a message request.
+  await alice.page.getByRole("button", { name: "New chat" }).click();
+  await alice.page.getByLabel("Name, phone or email").fill("Bob");
+  await alice.page.getByRole("dialog").getByText("Bob", { exact: true }).click();
+  await alice.page.getByRole("button", { name: "Start chat" }).click();
+  await alice.page.getByLabel("Type a message").fill("Hi Bob!");
+  await alice.page.keyboard.press("Enter");
+  await bubble(alice.page, "Hi Bob!").locator('[data-status="delivered"]').waitFor();
+
+  await bob.page.getByRole("button", { name: /Message requests/ }).click();
+  await bob.page.getByRole("link", { name: /Alice/ }).click();
+  await bubble(bob.page, "Hi Bob!").waitFor();
+  await bob.page.getByRole("button", { name: "Accept" }).click();
+  await bubble(alice.page, "Hi Bob!").locator('[data-status="read"]').waitFor();
+
+  // Typing shows on the other side, and goes away when the message is sent.
+  await bob.page.getByLabel("Type a message").pressSequentially("Hello Al", { delay: 20 });
+  await alice.page.locator(".chat-head .subtitle", { hasText: "typing…" }).waitFor();
+  await bob.page.getByLabel("Type a message").pressSequentially("ice", { delay: 20 });
+  await bob.page.keyboard.press("Enter");
+  await bubble(alice.page, "Hello Alice").waitFor();
+  await alice.page.locator(".chat-head .subtitle", { hasText: "typing…" }).waitFor({ state: "detached" });
+  // Bob is in the chat and looking at it: his own message, then Alice's answer, read at once.
+  await alice.page.getByLabel("Type a message").fill("How are you?");
+  await alice.page.keyboard.press("Enter");
+  await bubble(alice.page, "How are you?").locator('[data-status="read"]').waitFor();
+  await shot(alice, "messenger.png");
+
+  // A reload loses nothing: the chat, the messages and their ticks come back.
+  await alice.page.reload();
+  await bubble(alice.page, "How are you?").locator('[data-status="read"]').waitFor();
+  await bubble(alice.page, "Hi Bob!").waitFor();
+  await bubble(alice.page, "Hello Alice").waitFor();
+  assert.equal(await alice.page.locator("li.bubble").count(), 3);
+
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test("a message sent while one side is offline appears after it reconnects", async () => {
+  const carol = await person("Carol");
+  const dave = await person("Dave", { width: 390, height: 780 });
+  await signUp(carol);
+  await signUp(dave);
+  await carol.page.getByRole("button", { name: "New chat" }).click();
+  await carol.page.getByLabel("Name, phone or email").fill("Dave");
+  await carol.page.getByRole("dialog").getByText("Dave", { exact: true }).click();
+  await carol.page.getByRole("button", { name: "Start chat" }).click();
+  await carol.page.getByLabel("Type a message").fill("first");
+  await carol.page.keyboard.press("Enter");
+  await accepts(dave, "Carol");
+
+  // Dave's connection drops; Carol writes twice; Dave comes back and has both, in order.
+  await dave.context.setOffline(true);
+  await dave.page.getByRole("status").filter({ hasText: /Offline|Connecting/ }).waitFor();
+  await carol.page.getByLabel("Type a message").fill("second");
+  await carol.page.keyboard.press("Enter");
+  await carol.page.getByLabel("Type a message").fill("third");
+  await carol.page.keyboard.press("Enter");
+  await bubble(carol.page, "third").locator('[data-status="sent"]').waitFor();
+  await dave.context.setOffline(false);
+  await bubble(dave.page, "third").waitFor();
+  const texts = await dave.page.locator("li.bubble .text").allTextContents();
+  assert.deepEqual(texts, ["first", "second", "third"]);
+  await bubble(carol.page, "third").locator('[data-status="read"]').waitFor();
+  await shot(dave, "messenger-phone.png");
+
+  // Written while offline: sent once the connection is back, exactly once.
+  await dave.context.setOffline(true);
+  await dave.page.getByRole("status").filter({ hasText: /Offline|Connecting/ }).waitFor();
+  await dave.page.getByLabel("Type a message").fill("written offline");
+  await dave.page.keyboard.press("Enter");
+  await dave.page.locator("li.bubble.pending", { hasText: "written offline" }).waitFor();
+  await dave.context.setOffline(false);
+  await bubble(carol.page, "written offline").waitFor();
+  await dave.page.locator("li.bubble.pending").waitFor({ state: "detached" });
+  assert.equal(await bubble(carol.page, "written offline").count(), 1);
+
+  await carol.context.close();
+  await dave.context.close();
+});
+
+async function accepts(p, from) {
+  await p.page.getByRole("button", { name: /Message requests/ }).click();
+  await p.page.getByRole("link", { name: new RegExp(from) }).click();
+  await p.page.getByRole("button", { name: "Accept" }).click();
+  await p.page.getByRole("button", { name: "Accept" }).waitFor({ state: "detached" });
+}

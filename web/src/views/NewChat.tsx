@@ -1,0 +1,104 @@
+// Starting a chat: find people by name, phone or email (and among contacts); one person opens a
+// direct chat, several with a name make a group.
+
+import { useEffect, useRef, useState } from "preact/hooks";
+import { get, post, Problem, type User } from "../api";
+import * as s from "../state";
+import { t } from "../strings";
+import { Avatar } from "./bits";
+import { Icon } from "./icons";
+
+export function NewChat({ onClose }: { onClose: () => void }) {
+  const [q, setQ] = useState("");
+  const [found, setFound] = useState<User[]>([]);
+  const [picked, setPicked] = useState<User[]>([]);
+  const [title, setTitle] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const dialog = useRef<HTMLDialogElement>(null);
+
+  useEffect(() => {
+    dialog.current?.showModal();
+    get<{ items: User[] }>("/contacts").then((r) => q || setFound(r.items)).catch(() => undefined);
+  }, []);
+
+  useEffect(() => {
+    const needle = q.trim();
+    if (!needle) return;
+    const timer = setTimeout(() => {
+      get<{ items: User[] }>(`/users/search?q=${encodeURIComponent(needle)}`)
+        .then((r) => {
+          s.remember(r.items);
+          setFound(r.items.filter((u) => u.id !== s.me()));
+        })
+        .catch(() => setFound([]));
+    }, 200);
+    return () => clearTimeout(timer);
+  }, [q]);
+
+  const open = (id: string) => {
+    onClose();
+    location.hash = `#/c/${id}`;
+  };
+
+  const start = async () => {
+    setError(null);
+    try {
+      if (picked.length === 1 && !title.trim()) {
+        const c = await post<s.Conversation>("/conversations/direct", { userId: picked[0].id });
+        s.upsertConversation(c);
+        open(c.id);
+      } else {
+        const c = await post<s.Conversation>("/conversations/groups", { title: title.trim(), memberIds: picked.map((u) => u.id) });
+        s.upsertConversation(c);
+        open(c.id);
+      }
+    } catch (e) {
+      setError(e instanceof Problem ? e.message : t.problem);
+    }
+  };
+
+  const toggle = (u: User) => setPicked(picked.some((p) => p.id === u.id) ? picked.filter((p) => p.id !== u.id) : picked.concat(u));
+  const group = picked.length > 1;
+
+  return (
+    <dialog ref={dialog} class="sheet" aria-label={t.newChat} onClose={onClose}>
+      <div class="toolbar">
+        <h2>{group ? t.newGroup : t.newChat}</h2>
+        <button class="icon" aria-label={t.close} onClick={onClose}><Icon name="close" /></button>
+      </div>
+      <input type="search" autofocus aria-label={t.findPeople} placeholder={t.findPeople} value={q} onInput={(e) => setQ(e.currentTarget.value)} />
+      {picked.length > 0 && (
+        <p class="chips">
+          {picked.map((u) => (
+            <button class="chip" onClick={() => toggle(u)} aria-label={t.removeFrom(u.displayName)}>{u.displayName} ✕</button>
+          ))}
+        </p>
+      )}
+      <ul class="rows" role="list">
+        {found.map((u) => (
+          <li>
+            <label class="row">
+              <input type="checkbox" checked={picked.some((p) => p.id === u.id)} onChange={() => toggle(u)} />
+              <Avatar id={u.id} name={u.displayName} size={36} />
+              <span class="row-main">
+                <span class="row-title">{u.displayName}</span>
+                <span class="muted">{u.about || u.phone || ""}</span>
+              </span>
+            </label>
+          </li>
+        ))}
+      </ul>
+      {q && !found.length && <p class="muted">{t.noneFound}</p>}
+      {group && (
+        <label>
+          {t.groupTitle}
+          <input value={title} required onInput={(e) => setTitle(e.currentTarget.value)} />
+        </label>
+      )}
+      {error && <p role="alert" class="error">{error}</p>}
+      <button class="primary" disabled={!picked.length || (group && !title.trim())} onClick={start}>
+        {group ? t.createGroup : t.startChat}
+      </button>
+    </dialog>
+  );
+}
