@@ -435,6 +435,7 @@ fn extension(content_type: &str) -> &'static str {
         "audio/ogg" => "ogg",
         "audio/mpeg" => "mp3",
         "audio/x-wav" => "wav",
+        "audio/webm" | "video/webm" => "webm",
         "video/mp4" => "mp4",
         "application/pdf" => "pdf",
         t if t.starts_with("text/plain") => "txt",

@@ -105,6 +105,7 @@ const AUDIO: &[&str] = &[
     "audio/amr",
     "audio/x-aiff",
     "audio/opus",
+    "audio/webm",
 ];
 const VIDEO: &[&str] = &[
     "video/mp4",
@@ -145,6 +146,9 @@ pub fn sniff(head: &[u8]) -> Sniffed {
     let listed = |list: &[&'static str]| found.and_then(|m| list.iter().copied().find(|&l| l == m));
     if head.starts_with(b"OggS") {
         return ogg(head);
+    }
+    if found == Some("video/webm") {
+        return webm(head);
     }
     if let Some(content_type) = listed(IMAGES) {
         return Sniffed {
@@ -217,6 +221,25 @@ fn ogg(head: &[u8]) -> Sniffed {
     }
 }
 
+/// WebM is Matroska: its track entries name their codecs (`V_VP8`, `A_OPUS`…) near the start.
+/// Without a video track it is audio — a browser's recorded voice note is WebM with Opus.
+fn webm(head: &[u8]) -> Sniffed {
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    let video = [&b"V_VP8"[..], b"V_VP9", b"V_AV1", b"V_MPEG4", b"V_MPEGH", b"V_THEORA"];
+    if video.iter().any(|codec| has(codec)) || !has(b"A_") {
+        return Sniffed {
+            content_type: "video/webm",
+            class: Class::Video,
+            opus: false,
+        };
+    }
+    Sniffed {
+        content_type: "audio/webm",
+        class: Class::Audio,
+        opus: has(b"A_OPUS"),
+    }
+}
+
 /// UTF-8 (a character cut at the end of the head is fine) without NUL or other binary controls.
 fn is_text(head: &[u8]) -> bool {
     if head.is_empty() {
@@ -268,6 +291,23 @@ mod tests {
             ("audio/ogg", Class::Audio, true)
         );
         assert_eq!(Kind::default_for(&s), Kind::Voice);
+    }
+
+    #[test]
+    fn webm_without_video_is_audio() {
+        // The EBML header of a WebM file, then a track entry's codec.
+        let mut head = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x84webm\x42\x87\x81\x04\x42\x85\x81\x02".to_vec();
+        let padding = vec![0xec; 300]; // a Void element's body: files are longer than their head
+        let audio = [head.clone(), b"\x86\x86A_OPUS".to_vec(), padding.clone()].concat();
+        let s = sniff(&audio);
+        assert_eq!(
+            (s.content_type, s.class, s.opus),
+            ("audio/webm", Class::Audio, true)
+        );
+        assert_eq!(Kind::default_for(&s), Kind::Voice);
+        head.extend_from_slice(b"\x86\x85V_VP8\x86\x86A_OPUS");
+        head.extend_from_slice(&padding);
+        assert_eq!(sniff(&head).class, Class::Video);
     }
 
     #[test]
