@@ -73,8 +73,7 @@ test("two people sign up and chat: ticks move to read, typing shows, a reload lo
   // Alice finds Bob and writes; Bob gets it as a message request.
   await alice.page.getByRole("button", { name: "New chat" }).click();
   await alice.page.getByLabel("Name, phone or email").fill("Bob");
-  await alice.page.getByRole("dialog").getByText("Bob", { exact: true }).click();
-  await alice.page.getByRole("button", { name: "Start chat" }).click();
+  await alice.page.getByRole("dialog").getByRole("button", { name: /Bob/ }).click();
   await alice.page.getByLabel("Type a message").fill("Hi Bob!");
   await alice.page.keyboard.press("Enter");
   await bubble(alice.page, "Hi Bob!").locator('[data-status="delivered"]').waitFor();
@@ -116,8 +115,7 @@ test("a message sent while one side is offline appears after it reconnects", asy
   await signUp(dave);
   await carol.page.getByRole("button", { name: "New chat" }).click();
   await carol.page.getByLabel("Name, phone or email").fill("Dave");
-  await carol.page.getByRole("dialog").getByText("Dave", { exact: true }).click();
-  await carol.page.getByRole("button", { name: "Start chat" }).click();
+  await carol.page.getByRole("dialog").getByRole("button", { name: /Dave/ }).click();
   await carol.page.getByLabel("Type a message").fill("first");
   await carol.page.keyboard.press("Enter");
   await accepts(dave, "Carol");
@@ -151,6 +149,75 @@ test("a message sent while one side is offline appears after it reconnects", asy
   await carol.context.close();
   await dave.context.close();
 });
+
+test("a group: members, a voice note, a forward, search, chat settings and the account", async () => {
+  const eve = await person("Eve");
+  const frank = await person("Frank");
+  const grace = await person("Grace");
+  for (const p of [eve, frank, grace]) await signUp(p);
+
+  // Eve makes a group of the three.
+  await eve.page.getByRole("button", { name: "New chat" }).click();
+  await eve.page.getByRole("button", { name: "New group" }).click();
+  for (const name of ["Frank", "Grace"]) {
+    await eve.page.getByLabel("Name, phone or email").fill(name);
+    await eve.page.getByRole("dialog").getByRole("checkbox", { name: new RegExp(name) }).check();
+  }
+  await eve.page.getByLabel("Group name").fill("Weekend");
+  await eve.page.getByRole("button", { name: "Create group" }).click();
+  await eve.page.getByLabel("Type a message").fill("Pizza on Saturday?");
+  await eve.page.keyboard.press("Enter");
+  await bubble(eve.page, "Pizza on Saturday?").locator('[data-status="delivered"]').waitFor();
+
+  // Frank answers with a voice note (Chromium's fake microphone), which Eve can play.
+  await frank.page.getByRole("link", { name: /Weekend/ }).click();
+  await bubble(frank.page, "Pizza on Saturday?").waitFor();
+  await frank.page.getByRole("button", { name: "Record a voice message" }).click();
+  await frank.page.getByRole("status").filter({ hasText: /Recording… [1-9]/ }).waitFor();
+  await frank.page.getByRole("button", { name: "Stop and send" }).click();
+  await eve.page.locator("li.bubble.theirs audio").waitFor();
+  const voice = await eve.page.locator("li.bubble.theirs").last().getAttribute("data-id");
+  const seen = await server.call("GET", `/conversations/${eve.page.url().split("/c/")[1]}/messages`, await token(eve));
+  assert.equal(seen.body.items.find((m) => m.id === voice).type, "voice");
+
+  // Eve forwards her question into the same group; everyone sees it marked forwarded.
+  await bubble(eve.page, "Pizza on Saturday?").first().getByRole("button", { name: "Message actions" }).click();
+  await eve.page.getByRole("menuitem", { name: "Forward" }).click();
+  await eve.page.getByRole("dialog").getByRole("checkbox", { name: /Weekend/ }).check();
+  await eve.page.getByRole("dialog").getByRole("button", { name: "Forward" }).click();
+  await grace.page.getByRole("link", { name: /Weekend/ }).click();
+  await grace.page.locator("li.bubble", { hasText: "Forwarded" }).waitFor();
+
+  // Search finds the message across chats.
+  await grace.page.getByLabel("Search chats").fill("pizza");
+  await grace.page.getByRole("region", { name: "Messages" }).getByRole("link", { name: /Weekend/ }).first().waitFor();
+  await grace.page.getByLabel("Search chats").fill("");
+
+  // The group's info: Eve renames it (all see the new name) and pins it.
+  await eve.page.getByRole("button", { name: "About Weekend" }).click();
+  await eve.page.getByRole("dialog").getByLabel("Group name").fill("Weekend plans");
+  await eve.page.getByRole("dialog").getByRole("button", { name: "Save" }).click();
+  await grace.page.locator(".chat-head h2", { hasText: "Weekend plans" }).waitFor();
+  await eve.page.getByRole("dialog").getByRole("button", { name: "Pin chat" }).click();
+  await eve.page.getByRole("dialog").getByRole("button", { name: "Unpin chat" }).waitFor();
+  await eve.page.getByRole("dialog").getByRole("button", { name: "Close" }).click();
+  await eve.page.getByRole("img", { name: "Pinned" }).waitFor();
+  await shot(eve, "group.png");
+
+  // Her account: this device is listed; a new "about" is saved.
+  await eve.page.getByRole("button", { name: "Settings" }).click();
+  await eve.page.getByRole("dialog").getByText("this device").waitFor();
+  await eve.page.getByRole("dialog").getByLabel("About").fill("Out on weekends");
+  await eve.page.getByRole("dialog").getByRole("button", { name: "Save" }).click();
+  await eve.page.getByRole("dialog").getByText("Saved.").waitFor();
+  const me = await server.call("GET", "/users/me", await token(eve));
+  assert.equal(me.body.about, "Out on weekends");
+
+  for (const p of [eve, frank, grace]) await p.context.close();
+});
+
+/** The access token the page holds. */
+const token = (p) => p.page.evaluate(() => JSON.parse(localStorage.getItem("palaver.session")).accessToken);
 
 async function accepts(p, from) {
   await p.page.getByRole("button", { name: /Message requests/ }).click();

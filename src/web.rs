@@ -42,6 +42,7 @@ const FILES: &[File] = &[
     file!("app.css", "text/css; charset=utf-8"),
     file!("icon.svg", "image/svg+xml"),
     file!("manifest.webmanifest", "application/manifest+json"),
+    file!("sw.js", "text/javascript; charset=utf-8"),
 ];
 
 /// The pages the app answers itself (the links of Palaver's mails among them).

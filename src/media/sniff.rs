@@ -225,7 +225,14 @@ fn ogg(head: &[u8]) -> Sniffed {
 /// Without a video track it is audio — a browser's recorded voice note is WebM with Opus.
 fn webm(head: &[u8]) -> Sniffed {
     let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
-    let video = [&b"V_VP8"[..], b"V_VP9", b"V_AV1", b"V_MPEG4", b"V_MPEGH", b"V_THEORA"];
+    let video = [
+        &b"V_VP8"[..],
+        b"V_VP9",
+        b"V_AV1",
+        b"V_MPEG4",
+        b"V_MPEGH",
+        b"V_THEORA",
+    ];
     if video.iter().any(|codec| has(codec)) || !has(b"A_") {
         return Sniffed {
             content_type: "video/webm",

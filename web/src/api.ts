@@ -108,6 +108,8 @@ interface Options {
   body?: unknown;
   form?: FormData;
   workspace?: string;
+  /** Makes a create safe to retry (`Idempotency-Key`). */
+  idempotencyKey?: string;
 }
 
 async function send(method: string, path: string, o: Options): Promise<Response> {
@@ -115,6 +117,7 @@ async function send(method: string, path: string, o: Options): Promise<Response>
   const token = session.value?.accessToken;
   if (token) headers.authorization = `Bearer ${token}`;
   if (o.workspace) headers["palaver-workspace"] = o.workspace;
+  if (o.idempotencyKey) headers["idempotency-key"] = o.idempotencyKey;
   let body: BodyInit | undefined;
   if (o.form) body = o.form;
   else if (o.body !== undefined) {

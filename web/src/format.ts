@@ -40,8 +40,29 @@ export function hueOf(id: string): number {
   return h % 360;
 }
 
+/** What a system message records, in words ("Eve added Frank"). */
+export function systemText(m: Message, name: (id: string | null | undefined) => string): string {
+  const p = (m.payload ?? {}) as Record<string, any>;
+  const actor = name(p.actorId);
+  switch (p.event) {
+    case "created":
+      return t.system.created(actor, p.title ?? "");
+    case "member_added":
+      return t.system.added(actor, (p.userIds ?? []).map(name).join(", "));
+    case "member_removed":
+      return t.system.removed(actor, name(p.userId));
+    case "member_left":
+      return t.system.left(name(p.userId));
+    case "title_changed":
+      return t.system.renamed(actor, p.title ?? "");
+    default:
+      return m.text ?? t.system.changed;
+  }
+}
+
 /** One line saying what a message is, for the chat list and replies. */
-export function preview(m: Message): string {
+export function preview(m: Message, name?: (id: string | null | undefined) => string): string {
+  if (m.type === "system" && name) return systemText(m, name);
   if (m.deletedAt) return t.deleted;
   if (m.text) return m.text;
   if (m.media?.fileName && m.type === "document") return m.media.fileName;

@@ -13,6 +13,9 @@ import { MailLink, SignIn } from "./views/Auth";
 import { ChatList } from "./views/ChatList";
 import { Chat } from "./views/Chat";
 import { NewChat } from "./views/NewChat";
+import { Settings } from "./views/Settings";
+import { registerWorker } from "./views/Push";
+import { Icon } from "./views/icons";
 
 const route = signal(location.hash);
 addEventListener("hashchange", () => (route.value = location.hash));
@@ -26,7 +29,10 @@ effect(() => {
   if (user === connectedAs) return;
   if (connectedAs) disconnect();
   connectedAs = user;
-  if (user) connect();
+  if (user) {
+    connect();
+    void registerWorker();
+  }
 });
 
 function StatusBar() {
@@ -41,6 +47,7 @@ function StatusBar() {
 
 function Messenger() {
   const [composing, setComposing] = useState(false);
+  const [settings, setSettings] = useState(false);
   const match = /^#\/c\/([^/?]+)/.exec(route.value);
   const openId = match?.[1] ?? null;
   const user = session.value!.user;
@@ -53,7 +60,10 @@ function Messenger() {
       <aside class="side">
         <header class="me">
           <strong>{user.displayName}</strong>
-          <button class="link" onClick={() => void signOut()}>{t.signOut}</button>
+          <span>
+            <button class="icon" aria-label={t.settings} title={t.settings} onClick={() => setSettings(true)}><Icon name="gear" /></button>
+            <button class="link" onClick={() => void signOut()}>{t.signOut}</button>
+          </span>
         </header>
         <ChatList onNew={() => setComposing(true)} />
       </aside>
@@ -61,6 +71,7 @@ function Messenger() {
         {openId ? <Chat key={openId} id={openId} /> : <div class="welcome"><img src="/icon.svg" alt="" width={96} height={96} /><p class="muted">{t.tagline}</p></div>}
       </main>
       {composing && <NewChat onClose={() => setComposing(false)} />}
+      {settings && <Settings onClose={() => setSettings(false)} />}
     </div>
   );
 }

@@ -4,6 +4,7 @@
 
 import { signal, computed } from "@preact/signals";
 import { get, session, type User } from "./api";
+import { t } from "./strings";
 
 export interface Party {
   type: "user" | "lead" | "system";
@@ -217,6 +218,13 @@ export function remember(users: User[]) {
   const next = { ...people.value };
   for (const u of users) next[u.id] = { ...next[u.id], ...u };
   people.value = next;
+}
+
+/** A person's name on screen ("You" for the caller). */
+export function nameOf(id: string | null | undefined): string {
+  if (!id) return "…";
+  if (id === me()) return t.you;
+  return person(id)?.displayName ?? "…";
 }
 
 /** A conversation's name on screen. */

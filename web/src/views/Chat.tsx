@@ -12,6 +12,7 @@ import { Avatar } from "./bits";
 import { Icon } from "./icons";
 import { Bubble, PendingBubble } from "./Message";
 import { Composer } from "./Composer";
+import { ChatInfo } from "./ChatInfo";
 
 const PAGE = 50;
 
@@ -78,6 +79,7 @@ export function Chat({ id }: { id: string }) {
   const stick = useRef(true);
   const [replyTo, setReplyTo] = useState<s.Message | null>(null);
   const [editing, setEditing] = useState<s.Message | null>(null);
+  const [info, setInfo] = useState(false);
 
   useEffect(() => {
     s.openId.value = id;
@@ -122,12 +124,15 @@ export function Chat({ id }: { id: string }) {
     <section class="chat" aria-label={title}>
       <header class="chat-head">
         <a href="#/" class="icon back" aria-label={t.back}><Icon name="back" /></a>
-        <Avatar id={c.id} name={title} online={peer ? s.presence.value[peer]?.online : false} size={40} />
-        <div class="chat-who">
-          <h2>{title}</h2>
-          <p class="muted subtitle" aria-live="polite">{subtitle(c)}</p>
-        </div>
+        <button class="chat-who" aria-label={t.aboutChat(title)} onClick={() => setInfo(true)} disabled={c.kind === "channel"}>
+          <Avatar id={c.id} name={title} online={peer ? s.presence.value[peer]?.online : false} size={40} />
+          <span class="who-text">
+            <h2>{title}</h2>
+            <span class="muted subtitle" aria-live="polite">{subtitle(c)}</span>
+          </span>
+        </button>
       </header>
+      {info && <ChatInfo c={c} onClose={() => setInfo(false)} />}
       <div
         class="messages"
         role="log"

@@ -1,7 +1,8 @@
 // The chat list: pinned first, then by last activity; unread counts, the last message with its
 // ticks, who is typing, online dots; a filter box; the requests and archived folders.
 
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
+import { get } from "../api";
 import * as s from "../state";
 import { t } from "../strings";
 import { preview, shortTime } from "../format";
@@ -24,8 +25,8 @@ function Row({ c, selected }: { c: s.Conversation; selected: boolean }) {
   const typers = (s.typing.value[c.id] ?? []).filter((u) => u !== s.me());
   const last = c.lastMessage;
   const mine = last?.sender.type === "user" && last.sender.id === s.me();
-  let line = last ? preview(last) : "";
-  if (last && c.kind === "group" && !mine && last.sender.type === "user") line = `${s.person(last.sender.id)?.displayName ?? "…"}: ${line}`;
+  let line = last ? preview(last, s.nameOf) : "";
+  if (last && c.kind === "group" && !mine && last.sender.type === "user" && last.type !== "system") line = `${s.person(last.sender.id)?.displayName ?? "…"}: ${line}`;
   return (
     <li>
       <a href={`#/c/${c.id}`} class={"row" + (selected ? " selected" : "")} aria-current={selected ? "page" : undefined} data-conversation={c.id}>
@@ -57,9 +58,29 @@ function Row({ c, selected }: { c: s.Conversation; selected: boolean }) {
   );
 }
 
+interface Hit {
+  message: s.Message;
+  conversation: s.Conversation;
+}
+
+/** Messages matching the filter box, over all the caller's chats (the server's full-text search). */
+function useMessageSearch(q: string): Hit[] {
+  const [hits, setHits] = useState<Hit[]>([]);
+  useEffect(() => {
+    const needle = q.trim();
+    if (needle.length < 2) return setHits([]);
+    const timer = setTimeout(() => {
+      get<{ items: Hit[] }>(`/search/messages?q=${encodeURIComponent(needle)}&limit=20`).then((r) => setHits(r.items)).catch(() => setHits([]));
+    }, 250);
+    return () => clearTimeout(timer);
+  }, [q]);
+  return hits;
+}
+
 export function ChatList({ onNew }: { onNew: () => void }) {
   const [folder, setFolder] = useState<Folder>("chats");
   const [filter, setFilter] = useState("");
+  const hits = useMessageSearch(filter);
   const all = s.sortedConversations.value;
   const requests = all.filter((c) => inFolder(c, "requests")).length;
   const archived = all.filter((c) => inFolder(c, "archived")).length;
@@ -84,7 +105,27 @@ export function ChatList({ onNew }: { onNew: () => void }) {
       <ul class="rows" role="list">
         {shown.map((c) => <Row key={c.id} c={c} selected={s.openId.value === c.id} />)}
       </ul>
-      {!shown.length && folder === "chats" && <p class="muted empty">{t.noChats}</p>}
+      {!shown.length && !needle && folder === "chats" && <p class="muted empty">{t.noChats}</p>}
+      {hits.length > 0 && (
+        <section class="hits" aria-label={t.searchMessages}>
+          <h3>{t.searchMessages}</h3>
+          <ul class="rows" role="list">
+            {hits.map((h) => (
+              <li>
+                <a class="row" href={`#/c/${h.conversation.id}`}>
+                  <span class="row-main">
+                    <span class="row-top">
+                      <span class="row-title">{s.titleOf(h.conversation)}</span>
+                      <time dateTime={h.message.createdAt}>{shortTime(h.message.createdAt)}</time>
+                    </span>
+                    <span class="row-preview">{preview(h.message)}</span>
+                  </span>
+                </a>
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
     </nav>
   );
 }

@@ -10,10 +10,49 @@ import { t } from "../strings";
 import { preview } from "../format";
 import { Icon } from "./icons";
 
-async function upload(file: File): Promise<{ id: string; kind: string }> {
+async function upload(file: Blob, name: string, kind?: string): Promise<{ id: string; kind: string }> {
   const form = new FormData();
-  form.append("file", file, file.name);
+  if (kind) form.append("kind", kind);
+  form.append("file", file, name);
   return call("POST", "/media", { form });
+}
+
+/** A voice message in the making: the microphone through a MediaRecorder (Opus in Ogg or WebM). */
+function useRecorder(onDone: (audio: Blob) => void, onError: (message: string) => void) {
+  const [seconds, setSeconds] = useState<number | null>(null);
+  const recorder = useRef<MediaRecorder | null>(null);
+  const keep = useRef(true);
+  useEffect(() => {
+    if (seconds === null) return;
+    const timer = setTimeout(() => setSeconds(seconds + 1), 1000);
+    return () => clearTimeout(timer);
+  }, [seconds]);
+  const start = async () => {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const type = ["audio/ogg;codecs=opus", "audio/webm;codecs=opus"].find((x) => MediaRecorder.isTypeSupported(x));
+      const rec = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+      const chunks: Blob[] = [];
+      rec.ondataavailable = (e) => e.data.size && chunks.push(e.data);
+      rec.onstop = () => {
+        stream.getTracks().forEach((tr) => tr.stop());
+        setSeconds(null);
+        if (keep.current && chunks.length) onDone(new Blob(chunks, { type: rec.mimeType }));
+      };
+      keep.current = true;
+      recorder.current = rec;
+      rec.start();
+      setSeconds(0);
+    } catch {
+      onError(t.micDenied);
+    }
+  };
+  const stop = (send: boolean) => {
+    keep.current = send;
+    recorder.current?.stop();
+    recorder.current = null;
+  };
+  return { seconds, start, stop };
 }
 
 const TYPE_OF_KIND: Record<string, string> = { image: "image", video: "video", audio: "audio", voice: "voice" };
@@ -46,11 +85,16 @@ export function Composer({ c, replyTo, editing, onDone }: { c: s.Conversation; r
     onDone();
   };
 
-  const attach = async (f: File) => {
+  const recorder = useRecorder(
+    (audio) => void attach(audio, audio.type.includes("ogg") ? "voice.ogg" : "voice.webm", "voice"),
+    setError,
+  );
+
+  const attach = async (f: Blob, name: string, kind?: string) => {
     setUploading(true);
     setError(null);
     try {
-      const media = await upload(f);
+      const media = await upload(f, name, kind);
       enqueue({ conversationId: c.id, type: TYPE_OF_KIND[media.kind] ?? "document", mediaId: media.id, replyToId: replyTo?.id });
       onDone();
     } catch (e: any) {
@@ -77,8 +121,11 @@ export function Composer({ c, replyTo, editing, onDone }: { c: s.Conversation; r
         <input ref={file} type="file" hidden accept="image/*,application/pdf,audio/*,video/*,.doc,.docx,.xls,.xlsx,.txt" onChange={(e) => {
           const f = e.currentTarget.files?.[0];
           e.currentTarget.value = "";
-          if (f) void attach(f);
+          if (f) void attach(f, f.name);
         }} />
+        {recorder.seconds !== null ? (
+          <p class="recording" role="status">{t.recording(recorder.seconds)}</p>
+        ) : (
         <textarea
           ref={box}
           rows={1}
@@ -95,7 +142,17 @@ export function Composer({ c, replyTo, editing, onDone }: { c: s.Conversation; r
           }}
           onBlur={() => typingIn(c.id, false)}
         />
-        <button class="send primary" aria-label={t.send} disabled={!text.trim()}><Icon name="send" /></button>
+        )}
+        {recorder.seconds !== null ? (
+          <>
+            <button type="button" class="icon" aria-label={t.cancel} onClick={() => recorder.stop(false)}><Icon name="close" /></button>
+            <button type="button" class="send primary" aria-label={t.stopRecording} onClick={() => recorder.stop(true)}><Icon name="stop" /></button>
+          </>
+        ) : text.trim() || editing ? (
+          <button class="send primary" aria-label={t.send} disabled={!text.trim()}><Icon name="send" /></button>
+        ) : (
+          <button type="button" class="send primary" aria-label={t.record} disabled={uploading} onClick={recorder.start}><Icon name="mic" /></button>
+        )}
       </div>
     </form>
   );

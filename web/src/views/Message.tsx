@@ -6,9 +6,10 @@ import { request } from "../realtime";
 import { discard, type Pending } from "../outbox";
 import * as s from "../state";
 import { t } from "../strings";
-import { bytes, clock, hueOf, preview } from "../format";
+import { bytes, clock, hueOf, preview, systemText } from "../format";
 import { Ticks, useBlob } from "./bits";
 import { Icon } from "./icons";
+import { Forward } from "./Forward";
 
 const REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 const EDIT_WINDOW = 15 * 60e3;
@@ -41,7 +42,7 @@ function MediaView({ m }: { m: s.Message }) {
   );
 }
 
-function Actions({ c, m, mine, onReply, onEdit }: { c: s.Conversation; m: s.Message; mine: boolean; onReply: (m: s.Message) => void; onEdit: (m: s.Message) => void }) {
+function Actions({ c, m, mine, onReply, onEdit, onForward }: { c: s.Conversation; m: s.Message; mine: boolean; onReply: (m: s.Message) => void; onEdit: (m: s.Message) => void; onForward: () => void }) {
   const age = Date.now() - new Date(m.createdAt).getTime();
   const isAdmin = c.members.find((x) => x.userId === s.me())?.role !== "member" && c.kind === "group";
   const run = (event: string, payload: unknown) => request(event, payload).catch((e) => alert(e.message));
@@ -53,6 +54,7 @@ function Actions({ c, m, mine, onReply, onEdit }: { c: s.Conversation; m: s.Mess
         ))}
       </div>
       <button role="menuitem" onClick={() => onReply(m)}>{t.reply}</button>
+      {m.type !== "call" && <button role="menuitem" onClick={onForward}>{t.forward}</button>}
       {mine && m.type === "text" && age < EDIT_WINDOW && <button role="menuitem" onClick={() => onEdit(m)}>{t.edit}</button>}
       <button role="menuitem" onClick={() => run("message:delete", { messageId: m.id, for: "me" }).then(() => hideLocally(m))}>{t.deleteForMe}</button>
       {(mine || isAdmin) && age < DELETE_WINDOW && (
@@ -69,8 +71,9 @@ function hideLocally(m: s.Message) {
 
 export function Bubble({ c, m, prev, onReply, onEdit }: { c: s.Conversation; m: s.Message; prev?: s.Message; onReply: (m: s.Message) => void; onEdit: (m: s.Message) => void }) {
   const [menu, setMenu] = useState(false);
+  const [forwarding, setForwarding] = useState(false);
   if (m.type === "system") {
-    return <li class="system">{m.text}</li>;
+    return <li class="system">{systemText(m, s.nameOf)}</li>;
   }
   const mine = m.sender.type === "user" && m.sender.id === s.me();
   const showName = c.kind !== "direct" && !mine && (prev?.sender.id !== m.sender.id || prev?.type === "system");
@@ -111,7 +114,8 @@ export function Bubble({ c, m, prev, onReply, onEdit }: { c: s.Conversation; m: 
       {!m.deletedAt && (
         <button class="more" aria-label={t.messageActions} aria-expanded={menu} onClick={() => setMenu(!menu)}><Icon name="more" size={18} /></button>
       )}
-      {menu && <Actions c={c} m={m} mine={mine} onReply={(x) => (setMenu(false), onReply(x))} onEdit={(x) => (setMenu(false), onEdit(x))} />}
+      {menu && <Actions c={c} m={m} mine={mine} onReply={(x) => (setMenu(false), onReply(x))} onEdit={(x) => (setMenu(false), onEdit(x))} onForward={() => (setMenu(false), setForwarding(true))} />}
+      {forwarding && <Forward m={m} onClose={() => setForwarding(false)} />}
     </li>
   );
 }

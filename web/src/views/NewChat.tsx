@@ -13,6 +13,7 @@ export function NewChat({ onClose }: { onClose: () => void }) {
   const [found, setFound] = useState<User[]>([]);
   const [picked, setPicked] = useState<User[]>([]);
   const [title, setTitle] = useState("");
+  const [group, setGroup] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const dialog = useRef<HTMLDialogElement>(null);
 
@@ -40,25 +41,20 @@ export function NewChat({ onClose }: { onClose: () => void }) {
     location.hash = `#/c/${id}`;
   };
 
-  const start = async () => {
+  const guard = async (fn: () => Promise<s.Conversation>) => {
     setError(null);
     try {
-      if (picked.length === 1 && !title.trim()) {
-        const c = await post<s.Conversation>("/conversations/direct", { userId: picked[0].id });
-        s.upsertConversation(c);
-        open(c.id);
-      } else {
-        const c = await post<s.Conversation>("/conversations/groups", { title: title.trim(), memberIds: picked.map((u) => u.id) });
-        s.upsertConversation(c);
-        open(c.id);
-      }
+      const c = await fn();
+      s.upsertConversation(c);
+      open(c.id);
     } catch (e) {
       setError(e instanceof Problem ? e.message : t.problem);
     }
   };
+  const direct = (u: User) => guard(() => post("/conversations/direct", { userId: u.id }));
+  const create = () => guard(() => post("/conversations/groups", { title: title.trim(), memberIds: picked.map((u) => u.id) }));
 
   const toggle = (u: User) => setPicked(picked.some((p) => p.id === u.id) ? picked.filter((p) => p.id !== u.id) : picked.concat(u));
-  const group = picked.length > 1;
 
   return (
     <dialog ref={dialog} class="sheet" aria-label={t.newChat} onClose={onClose}>
@@ -66,6 +62,7 @@ export function NewChat({ onClose }: { onClose: () => void }) {
         <h2>{group ? t.newGroup : t.newChat}</h2>
         <button class="icon" aria-label={t.close} onClick={onClose}><Icon name="close" /></button>
       </div>
+      {!group && <button class="folder" onClick={() => setGroup(true)}>{t.newGroup}</button>}
       <input type="search" autofocus aria-label={t.findPeople} placeholder={t.findPeople} value={q} onInput={(e) => setQ(e.currentTarget.value)} />
       {picked.length > 0 && (
         <p class="chips">
@@ -75,18 +72,29 @@ export function NewChat({ onClose }: { onClose: () => void }) {
         </p>
       )}
       <ul class="rows" role="list">
-        {found.map((u) => (
-          <li>
-            <label class="row">
-              <input type="checkbox" checked={picked.some((p) => p.id === u.id)} onChange={() => toggle(u)} />
+        {found.map((u) => {
+          const who = (
+            <>
               <Avatar id={u.id} name={u.displayName} size={36} />
               <span class="row-main">
                 <span class="row-title">{u.displayName}</span>
                 <span class="muted">{u.about || u.phone || ""}</span>
               </span>
-            </label>
-          </li>
-        ))}
+            </>
+          );
+          return (
+            <li>
+              {group ? (
+                <label class="row">
+                  <input type="checkbox" checked={picked.some((p) => p.id === u.id)} onChange={() => toggle(u)} />
+                  {who}
+                </label>
+              ) : (
+                <button class="row plain" onClick={() => direct(u)}>{who}</button>
+              )}
+            </li>
+          );
+        })}
       </ul>
       {q && !found.length && <p class="muted">{t.noneFound}</p>}
       {group && (
@@ -96,9 +104,11 @@ export function NewChat({ onClose }: { onClose: () => void }) {
         </label>
       )}
       {error && <p role="alert" class="error">{error}</p>}
-      <button class="primary" disabled={!picked.length || (group && !title.trim())} onClick={start}>
-        {group ? t.createGroup : t.startChat}
-      </button>
+      {group && (
+        <button class="primary" disabled={!picked.length || !title.trim()} onClick={create}>
+          {t.createGroup}
+        </button>
+      )}
     </dialog>
   );
 }

@@ -13,6 +13,8 @@ const PATHS = {
   pin: "M9 4h6l-1 6 3 3H7l3-3zM12 13v7",
   search: "M11 4a7 7 0 1 1 0 14 7 7 0 0 1 0-14zM16.5 16.5L21 21",
   file: "M7 3h7l5 5v13H7zM14 3v5h5",
+  gear: "M12 9a3 3 0 1 1 0 6 3 3 0 0 1 0-6zM12 2v3M12 19v3M2 12h3M19 12h3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M4.9 19.1L7 17M17 7l2.1-2.1",
+  forward: "M14 5l6 6-6 6M20 11H9a5 5 0 0 0-5 5v3",
 };
 
 export type IconName = keyof typeof PATHS;
