@@ -16,7 +16,9 @@ before(async () => {
   server = await startServer("sqlite");
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+    // Fake camera and microphone, granted without a prompt; host candidates as plain addresses
+    // (not mDNS names), so that two contexts on this machine reach each other.
+    args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--disable-features=WebRtcHideLocalIpsWithMdns"],
   });
   if (SHOTS && !existsSync(SHOTS)) mkdirSync(SHOTS, { recursive: true });
 });
@@ -214,6 +216,42 @@ test("a group: members, a voice note, a forward, search, chat settings and the a
   assert.equal(me.body.about, "Out on weekends");
 
   for (const p of [eve, frank, grace]) await p.context.close();
+});
+
+test("a video call between two browsers reaches connected, and is logged in the chat", async () => {
+  const henry = await person("Henry");
+  const ivy = await person("Ivy");
+  await signUp(henry);
+  await signUp(ivy);
+  // A chat both have accepted (through the API: the chat screens are tested above).
+  const [h, i] = [await token(henry), await token(ivy)];
+  const ivyId = await ivy.page.evaluate(() => JSON.parse(localStorage.getItem("palaver.session")).user.id);
+  const conv = (await server.call("POST", "/conversations/direct", h, { userId: ivyId })).body.id;
+  await server.call("POST", `/conversations/${conv}/messages`, h, { clientMsgId: "c1", type: "text", text: "call you?" });
+  assert.equal((await server.call("POST", `/conversations/${conv}/accept`, i)).status, 200);
+
+  await henry.page.getByRole("link", { name: /Ivy/ }).click();
+  await henry.page.getByRole("button", { name: "Video call" }).click();
+  const ringing = ivy.page.getByRole("dialog", { name: "Call with Henry" });
+  await ringing.getByText("Incoming video call").waitFor();
+  await shot(ivy, "call-incoming.png");
+  await ringing.getByRole("button", { name: "Answer" }).click();
+  await henry.page.locator('.call[data-phase="connected"]').waitFor();
+  await ivy.page.locator('.call[data-phase="connected"]').waitFor();
+  // The fake camera's frames arrive: the other's video plays.
+  await henry.page.waitForFunction(() => document.querySelector(".call video.remote")?.videoWidth > 0);
+  await shot(henry, "call.png");
+
+  await henry.page.getByRole("button", { name: "Hang up" }).click();
+  await ivy.page.locator('.call[data-phase="ended"]').waitFor();
+  await henry.page.locator("li.bubble", { hasText: "Outgoing video call" }).waitFor();
+  await ivy.page.getByRole("link", { name: /Henry/ }).click();
+  await ivy.page.locator("li.bubble", { hasText: "Incoming video call" }).waitFor();
+  const log = await server.call("GET", "/calls", i);
+  assert.equal(log.body.items[0].outcome, "answered");
+
+  await henry.context.close();
+  await ivy.context.close();
 });
 
 /** The access token the page holds. */

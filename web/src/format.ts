@@ -1,7 +1,7 @@
 // Small helpers for what the screens show: times, initials, colours, previews.
 
 import { t } from "./strings";
-import type { Message } from "./state";
+import { me, type Message } from "./state";
 
 const sameDay = (a: Date, b: Date) => a.toDateString() === b.toDateString();
 
@@ -64,9 +64,15 @@ export function systemText(m: Message, name: (id: string | null | undefined) => 
 export function preview(m: Message, name?: (id: string | null | undefined) => string): string {
   if (m.type === "system" && name) return systemText(m, name);
   if (m.deletedAt) return t.deleted;
+  if (m.call) return t.calls.log(m.call.media, m.call.outcome, m.sender.id !== me());
   if (m.text) return m.text;
   if (m.media?.fileName && m.type === "document") return m.media.fileName;
   return t.media[m.type] ?? m.type;
+}
+
+export function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
 export function bytes(n: number): string {

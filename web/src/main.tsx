@@ -16,6 +16,7 @@ import { NewChat } from "./views/NewChat";
 import { Settings } from "./views/Settings";
 import { registerWorker } from "./views/Push";
 import { Icon } from "./views/icons";
+import { CallScreen } from "./views/Call";
 
 const route = signal(location.hash);
 addEventListener("hashchange", () => (route.value = location.hash));
@@ -72,6 +73,7 @@ function Messenger() {
       </main>
       {composing && <NewChat onClose={() => setComposing(false)} />}
       {settings && <Settings onClose={() => setSettings(false)} />}
+      <CallScreen />
     </div>
   );
 }

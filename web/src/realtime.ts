@@ -9,6 +9,13 @@ import * as s from "./state";
 const CURSOR_KEY = "palaver.cursor";
 let socket: Socket | null = null;
 const onlineHooks: (() => void)[] = [];
+const listeners: [string, (data: any) => void][] = [];
+
+/** Handles a server event on this socket and every later one (calls, inbox events). */
+export function listen(event: string, fn: (data: any) => void) {
+  listeners.push([event, fn]);
+  socket?.on(event, fn);
+}
 
 /** Runs `fn` each time the socket is connected and caught up. */
 export function whenOnline(fn: () => void) {
@@ -126,6 +133,7 @@ export function connect() {
       apply(type, data, s.connection.value === "online");
     });
   }
+  for (const [event, fn] of listeners) sock.on(event, fn);
   sock.on("typing", (e: { conversationId: string; userId: string; typing: boolean }) => s.setTyping(e.conversationId, e.userId, e.typing));
   sock.on("presence", (e) => s.setPresence(e));
 }
@@ -146,7 +154,7 @@ export function disconnect() {
   s.reset();
 }
 
-function emit(event: string, payload: unknown) {
+export function emit(event: string, payload: unknown) {
   socket?.connected && socket.emit(event, payload);
 }
 

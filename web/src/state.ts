@@ -41,6 +41,7 @@ export interface Message {
   status: "pending" | "sent" | "delivered" | "read" | "failed";
   clientMsgId: string | null;
   payload?: unknown;
+  call?: { callId: string; media: "audio" | "video"; outcome: string; durationMs: number };
 }
 
 export interface Conversation {

@@ -150,6 +150,31 @@ export const t = {
     renamed: (who: string, title: string) => `${who} renamed the group to “${title}”`,
     changed: "The group was changed",
   },
+  calls: {
+    voice: "Voice call",
+    video: "Video call",
+    incoming: (media: string) => (media === "video" ? "Incoming video call" : "Incoming voice call"),
+    calling: "Calling…",
+    connecting: "Connecting…",
+    with: (name: string) => `Call with ${name}`,
+    ended: (reason: string) =>
+      ({ rejected: "Declined", missed: "No answer", busy: "Busy", failed: "Call failed", answered_elsewhere: "Answered on another device", not_allowed: "Calls are not possible in this chat" } as Record<string, string>)[reason] ?? "Call ended",
+    answer: "Answer",
+    decline: "Decline",
+    hangUp: "Hang up",
+    mute: "Mute microphone",
+    unmute: "Unmute microphone",
+    cameraOff: "Turn camera off",
+    cameraOn: "Turn camera on",
+    log: (media: string, outcome: string, incoming: boolean) => {
+      const kind = media === "video" ? "video call" : "voice call";
+      if (outcome === "answered") return `${incoming ? "Incoming" : "Outgoing"} ${kind}`;
+      if (outcome === "missed") return incoming ? `Missed ${kind}` : `Unanswered ${kind}`;
+      if (outcome === "rejected") return `Declined ${kind}`;
+      if (outcome === "busy") return `Busy — ${kind}`;
+      return `Failed ${kind}`;
+    },
+  },
   // Errors
   problem: "Something went wrong. Please try again.",
   sessionEnded: "Your session ended. Please sign in again.",

@@ -13,6 +13,7 @@ import { Icon } from "./icons";
 import { Bubble, PendingBubble } from "./Message";
 import { Composer } from "./Composer";
 import { ChatInfo } from "./ChatInfo";
+import * as calls from "../calls";
 
 const PAGE = 50;
 
@@ -131,6 +132,12 @@ export function Chat({ id }: { id: string }) {
             <span class="muted subtitle" aria-live="polite">{subtitle(c)}</span>
           </span>
         </button>
+        {peer && c.requestState === "accepted" && (
+          <>
+            <button class="icon" aria-label={t.calls.voice} title={t.calls.voice} onClick={() => void calls.start(c.id, { id: peer, displayName: title }, "audio")}><Icon name="phone" /></button>
+            <button class="icon" aria-label={t.calls.video} title={t.calls.video} onClick={() => void calls.start(c.id, { id: peer, displayName: title }, "video")}><Icon name="video" /></button>
+          </>
+        )}
       </header>
       {info && <ChatInfo c={c} onClose={() => setInfo(false)} />}
       <div

@@ -6,7 +6,7 @@ import { request } from "../realtime";
 import { discard, type Pending } from "../outbox";
 import * as s from "../state";
 import { t } from "../strings";
-import { bytes, clock, hueOf, preview, systemText } from "../format";
+import { bytes, clock, duration, hueOf, preview, systemText } from "../format";
 import { Ticks, useBlob } from "./bits";
 import { Icon } from "./icons";
 import { Forward } from "./Forward";
@@ -96,8 +96,14 @@ export function Bubble({ c, m, prev, onReply, onEdit }: { c: s.Conversation; m: 
         ) : (
           <>
             {m.media && <MediaView m={m} />}
+            {m.call && (
+              <p class={"text call-log " + m.call.outcome}>
+                <Icon name={m.call.media === "video" ? "video" : "phone"} size={16} /> {preview(m)}
+                {m.call.outcome === "answered" && <small> · {duration(m.call.durationMs)}</small>}
+              </p>
+            )}
             {m.text && <p class="text">{m.text}</p>}
-            {!m.text && !m.media && <p class="text">{preview(m)}</p>}
+            {!m.text && !m.media && !m.call && <p class="text">{preview(m)}</p>}
           </>
         )}
         <div class="meta">
