@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
 import { startServer } from "./harness.js";
+import { b64u, browserKeys, decrypt, pushService } from "./webpush.js";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = process.env.PALAVER_SCREENSHOTS; // a folder: the README's pictures are taken here
@@ -13,7 +14,8 @@ let server;
 let browser;
 
 before(async () => {
-  server = await startServer("sqlite");
+  // The stand-in push service listens on this machine.
+  server = await startServer("sqlite", { PALAVER_OUTBOUND_ALLOW: "127.0.0.1" });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     // Fake camera and microphone, granted without a prompt; host candidates as plain addresses
@@ -252,6 +254,45 @@ test("a video call between two browsers reaches connected, and is logged in the 
 
   await henry.context.close();
   await ivy.context.close();
+});
+
+test("a Web Push notification for a device that is away shows through the service worker", async () => {
+  const service = await pushService();
+  const jack = await person("Jack");
+  await signUp(jack);
+  await jack.context.grantPermissions(["notifications"], { origin: server.base });
+  await jack.page.waitForFunction(async () => !!(await navigator.serviceWorker.getRegistration())?.active);
+  const kate = await server.signup("Kate");
+  const jackToken = await token(jack);
+  const jackId = await jack.page.evaluate(() => JSON.parse(localStorage.getItem("palaver.session")).user.id);
+  const conv = (await server.call("POST", "/conversations/direct", kate.token, { userId: jackId })).body.id;
+  await server.call("POST", `/conversations/${conv}/messages`, kate.token, { clientMsgId: "k1", type: "text", text: "hello" });
+  await server.call("POST", `/conversations/${conv}/accept`, jackToken);
+
+  // The subscription of Jack's session. Chromium's own would come from pushManager.subscribe,
+  // whose push service is Google's (out of reach here): the keys are the test's, the endpoint
+  // the stand-in, and what reaches it is handed to the service worker as Chromium would.
+  const keys = browserKeys();
+  const sub = { endpoint: `${service.base}/send/jack`, keys: { p256dh: b64u(keys.ecdh.getPublicKey()), auth: b64u(keys.auth) } };
+  assert.equal((await server.call("POST", "/push/subscriptions", jackToken, sub)).status, 201);
+  await jack.context.setOffline(true);
+  await jack.page.getByRole("status").filter({ hasText: /Offline|Connecting/ }).waitFor();
+
+  await server.call("POST", `/conversations/${conv}/messages`, kate.token, { clientMsgId: "k2", type: "text", text: "dinner at 8?" });
+  const note = decrypt(keys, (await service.next()).body);
+  assert.equal(note.body, "dinner at 8?");
+  const cdp = await jack.context.newCDPSession(jack.page);
+  const registration = new Promise((resolve) => cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => e.registrations.length && resolve(e.registrations[0])));
+  await cdp.send("ServiceWorker.enable");
+  const { registrationId } = await registration;
+  await cdp.send("ServiceWorker.deliverPushMessage", { origin: server.base, registrationId, data: JSON.stringify(note) });
+  const shown = await jack.page.waitForFunction(async () => {
+    const list = await (await navigator.serviceWorker.ready).getNotifications();
+    return list.length && { title: list[0].title, body: list[0].body, url: list[0].data.url };
+  });
+  assert.deepEqual(await shown.jsonValue(), { title: "Kate", body: "dinner at 8?", url: `/#/c/${conv}` });
+  service.close();
+  await jack.context.close();
 });
 
 /** The access token the page holds. */
