@@ -3,6 +3,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
+import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
 import { chromium } from "playwright-core";
 import { startServer } from "./harness.js";
 import { b64u, browserKeys, decrypt, pushService } from "./webpush.js";
@@ -294,6 +296,128 @@ test("a Web Push notification for a device that is away shows through the servic
   service.close();
   await jack.context.close();
 });
+
+/** A stand-in Graph API: records the messages Palaver sends to WhatsApp customers. */
+async function fakeGraph() {
+  const sent = [];
+  const waiting = [];
+  const srv = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const m = /^\/v[\d.]+\/([^/]+)\/messages$/.exec(req.url);
+      res.setHeader("content-type", "application/json");
+      if (req.method !== "POST" || !m) return res.writeHead(404).end("{}");
+      const entry = { phoneNumberId: m[1], body: JSON.parse(body) };
+      sent.push(entry);
+      waiting.splice(0).forEach((w) => w());
+      res.end(JSON.stringify({ messaging_product: "whatsapp", contacts: [{ wa_id: entry.body.to }], messages: [{ id: `wamid.out${sent.length}` }] }));
+    });
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    base: `http://127.0.0.1:${srv.address().port}`,
+    /** The first message sent whose text `test` accepts. */
+    async sentText(test) {
+      for (;;) {
+        const found = sent.find((e) => test(e.body.text?.body ?? ""));
+        if (found) return found;
+        await new Promise((r) => waiting.push(r));
+      }
+    },
+    close: () => srv.close(),
+  };
+}
+
+async function signIn(p, email) {
+  p.email = email;
+  await p.page.getByLabel("Email").fill(email);
+  await p.page.getByLabel("Password").fill("correct horse battery");
+  await p.page.getByRole("button", { name: "Sign in" }).click();
+  await p.page.getByRole("navigation", { name: "Chats" }).waitFor();
+}
+
+test("an agent works the inbox: a patient's support chat and a WhatsApp customer, notes, canned replies, AI", async () => {
+  const graph = await fakeGraph();
+  const admin = await server.admin("Admin");
+  const patch = (path, body) => server.call("PATCH", path, admin.token, body);
+  assert.equal((await patch("/workspaces/default", { settings: { support: { enabled: true, whoMayWrite: "members", showAgentNames: true }, ai: { enabled: true } } })).status, 200);
+  const secret = "app-secret-for-the-test";
+  const channel = await server.call("POST", "/channels", admin.token, {
+    name: "Shop", phoneNumberId: "1098765432101", displayPhoneNumber: "+1 555 000 1111", wabaId: "WABA1",
+    accessToken: "graph-token", appSecret: secret, verifyToken: "verify-me", graphBaseUrl: graph.base,
+  });
+  assert.equal(channel.status, 201, JSON.stringify(channel.body));
+  await server.call("POST", "/canned-responses", admin.token, { shortCode: "thanks", text: "Thanks {{lead.name}}, we are on it." });
+  await server.call("POST", "/canned-responses", admin.token, { shortCode: "stock", text: "Hi {{lead.name}}, that size is in stock." });
+  const pia = await server.signup("Pia");
+  assert.equal((await patch(`/workspaces/default/members/${pia.id}`, { role: "agent" })).status, 200);
+
+  const agent = await person("Pia", { width: 1440, height: 900 });
+  await signIn(agent, pia.email);
+  await agent.page.getByRole("link", { name: "Inbox" }).click();
+  await agent.page.getByRole("navigation", { name: "Inbox views" }).waitFor();
+
+  // A patient writes to the pharmacy from the messenger.
+  const pat = await person("Pat");
+  await signUp(pat);
+  await pat.page.getByRole("button", { name: "New chat" }).click();
+  await pat.page.getByRole("button", { name: /Write to/ }).click();
+  await pat.page.getByLabel("Type a message").fill("Can I take ibuprofen with amlodipine?");
+  await pat.page.keyboard.press("Enter");
+
+  // It reaches the agent (assigned to her at once: she is the one agent online); she notes,
+  // answers with a canned reply, closes.
+  await agent.page.getByRole("link", { name: /Mine/ }).click();
+  await agent.page.getByRole("link", { name: /Pat/ }).click();
+  await bubble(agent.page, "ibuprofen").waitFor();
+  await agent.page.getByLabel("A note for the team (@ to mention)").fill("Check the blood pressure first");
+  await agent.page.getByRole("button", { name: "Add note" }).click();
+  await agent.page.locator(".note", { hasText: "Check the blood pressure first" }).waitFor();
+  await agent.page.getByLabel("Type a message").fill("/than");
+  await agent.page.getByRole("option", { name: /thanks/ }).waitFor();
+  await agent.page.keyboard.press("Enter");
+  await composerHolds(agent.page, "Thanks Pat, we are on it.");
+  await agent.page.keyboard.press("Enter");
+  await bubble(pat.page, "Thanks Pat, we are on it.").waitFor();
+  assert.equal(await pat.page.getByText("Check the blood pressure first").count(), 0, "notes never reach the customer");
+  await agent.page.getByRole("group", { name: "Status" }).getByRole("button", { name: "Closed" }).click();
+  await agent.page.getByRole("group", { name: "Status" }).getByRole("button", { name: "Closed", pressed: true }).waitFor();
+
+  // A WhatsApp customer writes (the webhook, signed as Meta signs it).
+  const body = JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: "WABA1", changes: [{ field: "messages", value: {
+    messaging_product: "whatsapp", metadata: { display_phone_number: "15550001111", phone_number_id: "1098765432101" },
+    contacts: [{ profile: { name: "Ana" }, wa_id: "15550002222" }],
+    messages: [{ from: "15550002222", id: "wamid.in1", timestamp: String(Math.floor(Date.now() / 1000)), type: "text", text: { body: "Do you have size 38 in stock?" } }],
+  } }] }] });
+  const signature = "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
+  const hook = await fetch(server.base + "/webhooks/whatsapp", { method: "POST", headers: { "content-type": "application/json", "x-hub-signature-256": signature }, body });
+  assert.equal(hook.status, 200);
+  await agent.page.getByRole("link", { name: /All open/ }).click();
+  await agent.page.getByRole("link", { name: /Ana/ }).click();
+  await bubble(agent.page, "size 38").waitFor();
+  await agent.page.locator(".panel").getByText("+15550002222").waitFor();
+
+  // The AI's analysis (the offline analyzer) offers a reply; the agent edits it and sends.
+  await agent.page.getByRole("button", { name: "Analyze now" }).click();
+  await agent.page.getByRole("button", { name: "Use this reply" }).click();
+  const suggested = await agent.page.locator(".suggested p").textContent();
+  await composerHolds(agent.page, suggested);
+  await agent.page.getByLabel("Type a message").fill("Yes, size 38 is in stock.");
+  await agent.page.keyboard.press("Enter");
+  const out = await graph.sentText((text) => text === "Yes, size 38 is in stock.");
+  assert.equal(out.phoneNumberId, "1098765432101");
+  assert.equal(out.body.to, "15550002222");
+  await shot(agent, "inbox.png");
+
+  graph.close();
+  await agent.context.close();
+  await pat.context.close();
+});
+
+/** Waits until the composer holds this text (filled in by a request, not typed). */
+const composerHolds = (page, text) =>
+  page.waitForFunction((want) => document.querySelector('textarea[aria-label="Type a message"]')?.value === want, text);
 
 /** The access token the page holds. */
 const token = (p) => p.page.evaluate(() => JSON.parse(localStorage.getItem("palaver.session")).accessToken);

@@ -116,7 +116,8 @@ async function send(method: string, path: string, o: Options): Promise<Response>
   const headers: Record<string, string> = {};
   const token = session.value?.accessToken;
   if (token) headers.authorization = `Bearer ${token}`;
-  if (o.workspace) headers["palaver-workspace"] = o.workspace;
+  const workspace = o.workspace ?? localStorage.getItem("palaver.workspace");
+  if (workspace) headers["palaver-workspace"] = workspace;
   if (o.idempotencyKey) headers["idempotency-key"] = o.idempotencyKey;
   let body: BodyInit | undefined;
   if (o.form) body = o.form;
@@ -162,5 +163,6 @@ export function signedIn(answer: { accessToken: string; refreshToken: string; us
 export async function signOut() {
   await post("/auth/logout").catch(() => undefined);
   localStorage.removeItem("palaver.cursor");
+  localStorage.removeItem("palaver.workspace");
   saveSession(null);
 }

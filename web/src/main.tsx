@@ -1,5 +1,5 @@
-// The app's entry: which screen to show (signed out, a mail link, the messenger) and the
-// messenger's layout — the chat list beside the open chat, one at a time on a phone.
+// The app's entry: which screen to show (signed out, a mail link, the messenger, the inbox)
+// and the messenger's layout — the chat list beside the open chat, one at a time on a phone.
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
@@ -9,6 +9,7 @@ import { connect, disconnect, whenOnline } from "./realtime";
 import { flush } from "./outbox";
 import * as s from "./state";
 import { t } from "./strings";
+import { choose, current, isStaff, loadWorkspaces, workspaceId, workspaces } from "./workspace";
 import { MailLink, SignIn } from "./views/Auth";
 import { ChatList } from "./views/ChatList";
 import { Chat } from "./views/Chat";
@@ -17,22 +18,31 @@ import { Settings } from "./views/Settings";
 import { registerWorker } from "./views/Push";
 import { Icon } from "./views/icons";
 import { CallScreen } from "./views/Call";
+import { Inbox } from "./inbox/Inbox";
 
 const route = signal(location.hash);
 addEventListener("hashchange", () => (route.value = location.hash));
 
 whenOnline(() => void flush());
 
-// One socket while signed in; none, and nothing remembered, when signed out.
+// One socket while signed in, acting in the chosen workspace; none, and nothing remembered,
+// when signed out.
 let connectedAs: string | null = null;
 effect(() => {
-  const user = session.value?.user.id ?? null;
-  if (user === connectedAs) return;
+  const key = session.value ? `${session.value.user.id}/${workspaceId.value}` : null;
+  if (key === connectedAs) return;
+  const first = !connectedAs?.startsWith(session.value?.user.id ?? "-");
   if (connectedAs) disconnect();
-  connectedAs = user;
-  if (user) {
+  connectedAs = key;
+  if (!key) return;
+  if (first) {
+    // Which workspaces, and the role in each, before the first connection.
+    loadWorkspaces().catch(() => undefined).finally(() => {
+      if (connectedAs === key) connect();
+      void registerWorker();
+    });
+  } else {
     connect();
-    void registerWorker();
   }
 });
 
@@ -46,32 +56,56 @@ function StatusBar() {
   );
 }
 
+function TopBar({ onSettings }: { onSettings: () => void }) {
+  const user = session.value!.user;
+  const inInbox = route.value.startsWith("#/inbox");
+  return (
+    <header class="me">
+      <strong>{user.displayName}</strong>
+      <span class="top-actions">
+        {workspaces.value.length > 1 && (
+          <select aria-label={t.workspace} value={workspaceId.value ?? ""} onChange={(e) => choose(e.currentTarget.value)}>
+            {workspaces.value.map((w) => <option value={w.id}>{w.name}</option>)}
+          </select>
+        )}
+        {isStaff.value && (
+          <a class="switch-link" href={inInbox ? "#/" : "#/inbox/mine"}>{inInbox ? t.inbox.chats : t.inbox.open}</a>
+        )}
+        <button class="icon" aria-label={t.settings} title={t.settings} onClick={onSettings}><Icon name="gear" /></button>
+        <button class="link" onClick={() => void signOut()}>{t.signOut}</button>
+      </span>
+    </header>
+  );
+}
+
 function Messenger() {
   const [composing, setComposing] = useState(false);
   const [settings, setSettings] = useState(false);
+  const inbox = /^#\/inbox(?:\/([^/?]+))?(?:\/([^/?]+))?/.exec(route.value);
   const match = /^#\/c\/([^/?]+)/.exec(route.value);
-  const openId = match?.[1] ?? null;
-  const user = session.value!.user;
+  const openId = inbox ? inbox[2] ?? null : match?.[1] ?? null;
   useEffect(() => {
-    document.title = openId && s.conversations.value[openId] ? `${s.titleOf(s.conversations.value[openId])} — ${t.appName}` : t.appName;
+    const c = openId ? s.conversations.value[openId] : null;
+    document.title = c ? `${s.titleOf(c)} — ${t.appName}` : inbox ? `${t.inbox.title} — ${t.appName}` : t.appName;
   });
-  return (
+  const body = inbox && isStaff.value ? (
+    <Inbox view={inbox[1] ?? "mine"} openId={openId} />
+  ) : (
     <div class={"messenger" + (openId ? " has-chat" : "")}>
-      <StatusBar />
       <aside class="side">
-        <header class="me">
-          <strong>{user.displayName}</strong>
-          <span>
-            <button class="icon" aria-label={t.settings} title={t.settings} onClick={() => setSettings(true)}><Icon name="gear" /></button>
-            <button class="link" onClick={() => void signOut()}>{t.signOut}</button>
-          </span>
-        </header>
         <ChatList onNew={() => setComposing(true)} />
       </aside>
       <main class="main">
         {openId ? <Chat key={openId} id={openId} /> : <div class="welcome"><img src="/icon.svg" alt="" width={96} height={96} /><p class="muted">{t.tagline}</p></div>}
       </main>
-      {composing && <NewChat onClose={() => setComposing(false)} />}
+    </div>
+  );
+  return (
+    <div class="shell">
+      <StatusBar />
+      <TopBar onSettings={() => setSettings(true)} />
+      {body}
+      {composing && <NewChat onClose={() => setComposing(false)} support={current.value} />}
       {settings && <Settings onClose={() => setSettings(false)} />}
       <CallScreen />
     </div>

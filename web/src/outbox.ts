@@ -13,6 +13,7 @@ export interface Pending {
   text?: string;
   mediaId?: string;
   replyToId?: string;
+  template?: { name: string; language: string; parameters: string[] };
   createdAt: string;
   failed?: string;
 }

@@ -11,10 +11,16 @@ let socket: Socket | null = null;
 const onlineHooks: (() => void)[] = [];
 const listeners: [string, (data: any) => void][] = [];
 
-/** Handles a server event on this socket and every later one (calls, inbox events). */
-export function listen(event: string, fn: (data: any) => void) {
-  listeners.push([event, fn]);
+/** Handles a server event on this socket and every later one (calls, inbox events); the
+ *  answer stops it. */
+export function listen(event: string, fn: (data: any) => void): () => void {
+  const entry: [string, (data: any) => void] = [event, fn];
+  listeners.push(entry);
   socket?.on(event, fn);
+  return () => {
+    listeners.splice(listeners.indexOf(entry), 1);
+    socket?.off(event, fn);
+  };
 }
 
 /** Runs `fn` each time the socket is connected and caught up. */
@@ -98,7 +104,7 @@ export function connect() {
   s.connection.value = "connecting";
   const sock = io({
     transports: ["websocket"],
-    auth: (cb) => cb({ token: session.value?.accessToken }),
+    auth: (cb) => cb({ token: session.value?.accessToken, workspace: localStorage.getItem("palaver.workspace") ?? undefined }),
   });
   socket = sock;
   sock.on("connect", () => {

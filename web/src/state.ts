@@ -46,7 +46,7 @@ export interface Message {
 
 export interface Conversation {
   id: string;
-  kind: "direct" | "group" | "channel";
+  kind: "direct" | "group" | "channel" | "support";
   title: string | null;
   description: string | null;
   lastActivityAt: string;
@@ -58,7 +58,10 @@ export interface Conversation {
   settings: { mutedUntil: string | null; archived: boolean; pinned: boolean };
   status?: string;
   assigneeId?: string | null;
-  lead?: { id: string; waId: string; name: string | null };
+  snoozedUntil?: string | null;
+  windowExpiresAt?: string | null;
+  channel?: { id: string; phoneNumberId: string };
+  lead?: { id: string; waId?: string; userId?: string; name: string | null };
 }
 
 /** The loaded stretch of one conversation's messages, ascending by seq without gaps. */
@@ -231,7 +234,7 @@ export function nameOf(id: string | null | undefined): string {
 /** A conversation's name on screen. */
 export function titleOf(c: Conversation): string {
   if (c.title) return c.title;
-  if (c.lead) return c.lead.name || "+" + c.lead.waId;
+  if (c.lead) return c.lead.name || (c.lead.waId ? "+" + c.lead.waId : "…");
   const other = c.members.find((m) => m.userId !== me());
   return person(other?.userId)?.displayName ?? "…";
 }

@@ -54,7 +54,9 @@ function subtitle(c: s.Conversation): string {
     if (p?.lastSeenAt) return t.lastSeen(when(p.lastSeenAt));
     return "";
   }
-  return t.members(c.memberCount);
+  if (c.kind === "channel") return c.lead?.waId ? `WhatsApp · +${c.lead.waId}` : "WhatsApp";
+  if (c.kind === "support" && c.status) return t.inbox.supportDesk;
+  return c.kind === "group" ? t.members(c.memberCount) : "";
 }
 
 function RequestBanner({ c }: { c: s.Conversation }) {
@@ -73,7 +75,7 @@ function RequestBanner({ c }: { c: s.Conversation }) {
   );
 }
 
-export function Chat({ id }: { id: string }) {
+export function Chat({ id, back = "#/" }: { id: string; back?: string }) {
   const c = s.conversations.value[id];
   const timeline = s.timelines.value[id];
   const list = useRef<HTMLDivElement>(null);
@@ -124,8 +126,8 @@ export function Chat({ id }: { id: string }) {
   return (
     <section class="chat" aria-label={title}>
       <header class="chat-head">
-        <a href="#/" class="icon back" aria-label={t.back}><Icon name="back" /></a>
-        <button class="chat-who" aria-label={t.aboutChat(title)} onClick={() => setInfo(true)} disabled={c.kind === "channel"}>
+        <a href={back} class="icon back" aria-label={t.back}><Icon name="back" /></a>
+        <button class="chat-who" aria-label={t.aboutChat(title)} onClick={() => setInfo(true)} disabled={c.kind === "channel" || c.kind === "support"}>
           <Avatar id={c.id} name={title} online={peer ? s.presence.value[peer]?.online : false} size={40} />
           <span class="who-text">
             <h2>{title}</h2>

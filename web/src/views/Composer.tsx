@@ -9,6 +9,8 @@ import * as s from "../state";
 import { t } from "../strings";
 import { preview } from "../format";
 import { Icon } from "./icons";
+import { offered } from "../inbox/draft";
+import { CannedMenu, TemplatePicker, windowClosed } from "../inbox/Tools";
 
 async function upload(file: Blob, name: string, kind?: string): Promise<{ id: string; kind: string }> {
   const form = new FormData();
@@ -62,6 +64,17 @@ export function Composer({ c, replyTo, editing, onDone }: { c: s.Conversation; r
   const [error, setError] = useState<string | null>(null);
   const [uploading, setUploading] = useState(false);
   const box = useRef<HTMLTextAreaElement>(null);
+  const menuKeys = useRef<((e: KeyboardEvent) => boolean) | null>(null);
+  const staffSide = (c.kind === "channel" || c.kind === "support") && !!c.status;
+
+  // A reply offered from elsewhere (the AI's suggestion) lands here, to edit or send.
+  const offer = offered.value;
+  useEffect(() => {
+    if (offer?.conversationId === c.id) {
+      setText(offer.text);
+      box.current?.focus();
+    }
+  }, [offer?.n]);
   const file = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
@@ -105,8 +118,10 @@ export function Composer({ c, replyTo, editing, onDone }: { c: s.Conversation; r
   };
 
   if (c.requestState === "declined") return null;
+  if (staffSide && windowClosed(c)) return <div class="composer"><TemplatePicker c={c} /></div>;
   return (
     <form class="composer" onSubmit={submit}>
+      {staffSide && <CannedMenu c={c} text={text} keys={menuKeys} onPick={(x) => (setText(x), box.current?.focus())} />}
       {(replyTo || editing) && (
         <div class="replying">
           <span>
@@ -137,6 +152,7 @@ export function Composer({ c, replyTo, editing, onDone }: { c: s.Conversation; r
             typingIn(c.id, e.currentTarget.value.length > 0);
           }}
           onKeyDown={(e) => {
+            if (menuKeys.current?.(e)) return;
             if (e.key === "Enter" && !e.shiftKey && !e.isComposing) void submit(e);
             if (e.key === "Escape" && (editing || replyTo)) (setText(""), onDone());
           }}

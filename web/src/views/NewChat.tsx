@@ -7,8 +7,9 @@ import * as s from "../state";
 import { t } from "../strings";
 import { Avatar } from "./bits";
 import { Icon } from "./icons";
+import type { Workspace } from "../workspace";
 
-export function NewChat({ onClose }: { onClose: () => void }) {
+export function NewChat({ onClose, support }: { onClose: () => void; support: Workspace | null }) {
   const [q, setQ] = useState("");
   const [found, setFound] = useState<User[]>([]);
   const [picked, setPicked] = useState<User[]>([]);
@@ -54,6 +55,9 @@ export function NewChat({ onClose }: { onClose: () => void }) {
   const direct = (u: User) => guard(() => post("/conversations/direct", { userId: u.id }));
   const create = () => guard(() => post("/conversations/groups", { title: title.trim(), memberIds: picked.map((u) => u.id) }));
 
+  const desk = support?.settings?.support?.enabled ? support : null;
+  const writeToDesk = () => guard(() => post("/support", { workspaceId: desk!.id }));
+
   const toggle = (u: User) => setPicked(picked.some((p) => p.id === u.id) ? picked.filter((p) => p.id !== u.id) : picked.concat(u));
 
   return (
@@ -63,6 +67,7 @@ export function NewChat({ onClose }: { onClose: () => void }) {
         <button class="icon" aria-label={t.close} onClick={onClose}><Icon name="close" /></button>
       </div>
       {!group && <button class="folder" onClick={() => setGroup(true)}>{t.newGroup}</button>}
+      {!group && desk && <button class="folder" onClick={writeToDesk}>{t.inbox.writeToSupport(desk.name)}</button>}
       <input type="search" autofocus aria-label={t.findPeople} placeholder={t.findPeople} value={q} onInput={(e) => setQ(e.currentTarget.value)} />
       {picked.length > 0 && (
         <p class="chips">
