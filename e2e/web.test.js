@@ -415,6 +415,92 @@ test("an agent works the inbox: a patient's support chat and a WhatsApp customer
   await pat.context.close();
 });
 
+test("an admin runs the workspace: members, a channel with write-only secrets, templates, automations, campaigns, analytics, AI keys, audit", async () => {
+  const boss = await server.admin("Boss");
+  const sam = await server.signup("Sam");
+  const admin = await person("Boss", { width: 1440, height: 900 });
+  await signIn(admin, boss.email);
+  const page = admin.page;
+  await page.getByRole("link", { name: "Admin" }).click();
+
+  // Members: Sam becomes an agent.
+  await page.getByLabel("Role of Sam").selectOption("agent");
+  await page.waitForFunction(async (id) => {
+    const s = JSON.parse(localStorage.getItem("palaver.session"));
+    const r = await fetch("/api/v1/workspaces/default/members?limit=100", { headers: { authorization: `Bearer ${s.accessToken}` } });
+    return (await r.json()).items.find((m) => m.userId === id)?.role === "agent";
+  }, sam.id);
+
+  // A channel: the secrets go in and never come back out.
+  await page.getByRole("link", { name: "WhatsApp and templates" }).click();
+  await page.getByRole("button", { name: "Connect a number" }).click();
+  const form = page.getByRole("form", { name: "Connect a number" });
+  await form.getByLabel("Name").fill("Front desk");
+  await form.getByLabel("Phone number id").fill("2098765432101");
+  await form.getByLabel("Access token").fill("EAAG-very-secret-token");
+  await form.getByLabel("App secret").fill("app-secret-value");
+  await form.getByLabel("Verify token").fill("verify-token-value");
+  await form.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("cell", { name: "Front desk", exact: true }).waitFor();
+  const channels = await server.call("GET", "/channels", boss.token);
+  assert.equal(channels.body.items[0].accessTokenSet, true);
+  const everything = JSON.stringify(channels.body) + (await page.content());
+  for (const secret of ["EAAG-very-secret-token", "app-secret-value", "verify-token-value"]) assert.ok(!everything.includes(secret), `${secret} is never shown`);
+
+  // A template written here.
+  await page.getByRole("region", { name: "Templates" }).getByLabel("Name").fill("order_ready");
+  await page.getByRole("region", { name: "Templates" }).getByLabel("Text").fill("Hi {{1}}, your order is ready.");
+  await page.getByRole("region", { name: "Templates" }).getByRole("button", { name: "Add" }).click();
+  await page.getByRole("cell", { name: "order_ready", exact: true }).waitFor();
+
+  // An automation: greet on a first message; then switch it off.
+  await page.getByRole("link", { name: "Automations" }).click();
+  await page.getByRole("button", { name: "New rule" }).click();
+  await page.getByRole("form", { name: "New rule" }).getByLabel("Name").fill("Greeting");
+  await page.getByRole("form", { name: "New rule" }).getByRole("button", { name: "Save" }).click();
+  await page.getByRole("cell", { name: "Greeting", exact: true }).waitFor();
+  await page.getByRole("switch", { name: "Greeting is on" }).uncheck();
+  await page.waitForFunction(async () => {
+    const s = JSON.parse(localStorage.getItem("palaver.session"));
+    const r = await fetch("/api/v1/automations", { headers: { authorization: `Bearer ${s.accessToken}` } });
+    return (await r.json())[0]?.enabled === false;
+  });
+
+  // A campaign to opted-in leads tagged "vip": a draft, started, its funnel.
+  const vera = await server.call("POST", "/leads", boss.token, { name: "Vera", phone: "+15550003333", tags: ["vip"], optIn: { status: "opted_in" } });
+  assert.equal(vera.status, 201, JSON.stringify(vera.body));
+  await page.getByRole("link", { name: "Campaigns" }).click();
+  await page.getByRole("button", { name: "New campaign" }).click();
+  const draft = page.getByRole("form", { name: "New campaign" });
+  await draft.getByLabel("Name").fill("Ready notices");
+  await draft.getByLabel("Channel").selectOption({ label: "Front desk" });
+  await draft.getByLabel("Template").selectOption({ label: "order_ready (en_US)" });
+  await draft.getByLabel(/Parameters/).fill("{{lead.name}}");
+  await draft.getByLabel("Leads with any of these tags").fill("vip");
+  await draft.getByRole("button", { name: "Save draft" }).click();
+  await page.getByRole("cell", { name: "Ready notices", exact: true }).waitFor();
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.locator('td[data-status="running"], td[data-status="completed"], td[data-status="scheduled"]').first().waitFor();
+  await page.getByRole("button", { name: "Funnel" }).click();
+  await page.locator('dd[data-step="audience"]', { hasText: "1" }).waitFor();
+
+  // Analytics, AI keys (masked), the audit log.
+  await page.getByRole("link", { name: "Analytics" }).click();
+  await page.locator('[data-kpi="opened"]').waitFor();
+  await shot(admin, "analytics.png");
+  await page.getByRole("link", { name: "AI", exact: true }).click();
+  const key = page.getByRole("form", { name: "Add a key" });
+  await key.getByLabel("Name").fill("Main");
+  await key.getByLabel("Key").fill("sk-test-abcdefghijklmnop1234");
+  await key.getByRole("button", { name: "Add" }).click();
+  await page.getByRole("cell", { name: "Main", exact: true }).waitFor();
+  assert.ok(!(await page.content()).includes("sk-test-abcdefghijklmnop1234"), "the key is shown masked");
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByRole("cell", { name: /member/ }).first().waitFor();
+  await shot(admin, "admin.png");
+  await admin.context.close();
+});
+
 /** Waits until the composer holds this text (filled in by a request, not typed). */
 const composerHolds = (page, text) =>
   page.waitForFunction((want) => document.querySelector('textarea[aria-label="Type a message"]')?.value === want, text);

@@ -9,7 +9,7 @@ import { connect, disconnect, whenOnline } from "./realtime";
 import { flush } from "./outbox";
 import * as s from "./state";
 import { t } from "./strings";
-import { choose, current, isStaff, loadWorkspaces, workspaceId, workspaces } from "./workspace";
+import { choose, current, isAdmin, isStaff, loadWorkspaces, workspaceId, workspaces } from "./workspace";
 import { MailLink, SignIn } from "./views/Auth";
 import { ChatList } from "./views/ChatList";
 import { Chat } from "./views/Chat";
@@ -19,6 +19,7 @@ import { registerWorker } from "./views/Push";
 import { Icon } from "./views/icons";
 import { CallScreen } from "./views/Call";
 import { Inbox } from "./inbox/Inbox";
+import { Admin } from "./admin/Admin";
 
 const route = signal(location.hash);
 addEventListener("hashchange", () => (route.value = location.hash));
@@ -58,7 +59,7 @@ function StatusBar() {
 
 function TopBar({ onSettings }: { onSettings: () => void }) {
   const user = session.value!.user;
-  const inInbox = route.value.startsWith("#/inbox");
+  const at = route.value.startsWith("#/inbox") ? "inbox" : route.value.startsWith("#/admin") ? "admin" : "chats";
   return (
     <header class="me">
       <strong>{user.displayName}</strong>
@@ -69,7 +70,11 @@ function TopBar({ onSettings }: { onSettings: () => void }) {
           </select>
         )}
         {isStaff.value && (
-          <a class="switch-link" href={inInbox ? "#/" : "#/inbox/mine"}>{inInbox ? t.inbox.chats : t.inbox.open}</a>
+          <nav class="sections" aria-label={t.sections}>
+            <a class="switch-link" href="#/" aria-current={at === "chats" ? "page" : undefined}>{t.inbox.chats}</a>
+            <a class="switch-link" href="#/inbox/mine" aria-current={at === "inbox" ? "page" : undefined}>{t.inbox.open}</a>
+            {isAdmin.value && <a class="switch-link" href="#/admin/members" aria-current={at === "admin" ? "page" : undefined}>{t.admin.open}</a>}
+          </nav>
         )}
         <button class="icon" aria-label={t.settings} title={t.settings} onClick={onSettings}><Icon name="gear" /></button>
         <button class="link" onClick={() => void signOut()}>{t.signOut}</button>
@@ -88,7 +93,10 @@ function Messenger() {
     const c = openId ? s.conversations.value[openId] : null;
     document.title = c ? `${s.titleOf(c)} — ${t.appName}` : inbox ? `${t.inbox.title} — ${t.appName}` : t.appName;
   });
-  const body = inbox && isStaff.value ? (
+  const admin = /^#\/admin(?:\/([^/?]+))?/.exec(route.value);
+  const body = admin && isAdmin.value ? (
+    <Admin section={admin[1] ?? "members"} />
+  ) : inbox && isStaff.value ? (
     <Inbox view={inbox[1] ?? "mine"} openId={openId} />
   ) : (
     <div class={"messenger" + (openId ? " has-chat" : "")}>
