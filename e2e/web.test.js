@@ -14,6 +14,8 @@ const SHOTS = process.env.PALAVER_SCREENSHOTS; // a folder: the README's picture
 
 let server;
 let browser;
+/** Requests any page made to another host (there must be none: no CDN, no fonts from afar). */
+const foreign = [];
 
 before(async () => {
   // The stand-in push service listens on this machine.
@@ -36,6 +38,10 @@ async function person(name, viewport = { width: 1200, height: 800 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("pageerror", (e) => console.log(`[${name}] page error: ${e.message}`));
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (!["data:", "blob:"].includes(url.protocol) && url.origin !== server.base) foreign.push(r.url());
+  });
   await page.goto(server.base + "/");
   return { name, context, page };
 }
@@ -68,6 +74,17 @@ test("the app is served with its files, a CSP and gzip", async () => {
   assert.equal(again.status, 304);
   const reset = await fetch(server.base + "/reset-password?token=x");
   assert.equal(reset.status, 200);
+
+  // Installable as an app: Chromium finds nothing missing (manifest, icons, service worker).
+  const p = await person("Visitor");
+  await p.page.getByRole("button", { name: "Sign in" }).waitFor();
+  const cdp = await p.context.newCDPSession(p.page);
+  const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+  // The test's contexts are incognito ones, where Chromium never installs anything: that one
+  // is the browser's, not the app's.
+  assert.deepEqual(installabilityErrors.filter((e) => e.errorId !== "in-incognito"), []);
+  await shot(p, "sign-in.png");
+  await p.context.close();
 });
 
 test("two people sign up and chat: ticks move to read, typing shows, a reload loses nothing", async () => {
@@ -514,3 +531,7 @@ async function accepts(p, from) {
   await p.page.getByRole("button", { name: "Accept" }).click();
   await p.page.getByRole("button", { name: "Accept" }).waitFor({ state: "detached" });
 }
+
+test("no page asked any other host for anything", () => {
+  assert.deepEqual(foreign, []);
+});

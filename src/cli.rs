@@ -201,8 +201,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    let address = listener.local_addr()?;
+    // Where a browser finds the web app: the public URL when one was set (the default names
+    // the configured address, whose port may be 0).
+    let web_app = if state.config.public_url == format!("http://{listen}") {
+        format!("http://{address}/")
+    } else {
+        format!("{}/", state.config.public_url.trim_end_matches('/'))
+    };
     tracing::info!(
-        address = %listener.local_addr()?,
+        address = %address,
+        web_app = %web_app,
         database = ?state.db.backend(),
         data_dir = %state.config.data_dir.display(),
         "Palaver is ready"

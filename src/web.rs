@@ -41,6 +41,8 @@ const FILES: &[File] = &[
     file!("app.js", "text/javascript; charset=utf-8"),
     file!("app.css", "text/css; charset=utf-8"),
     file!("icon.svg", "image/svg+xml"),
+    file!("icon-192.png", "image/png"),
+    file!("icon-512.png", "image/png"),
     file!("manifest.webmanifest", "application/manifest+json"),
     file!("sw.js", "text/javascript; charset=utf-8"),
 ];

@@ -1,7 +1,7 @@
 // Palaver's service worker: the app shell from the cache when the network is away, and the
 // notifications the server pushes while no tab of this device is connected.
 const SHELL = "palaver-shell-v1";
-const FILES = ["/", "/app.js", "/app.css", "/icon.svg", "/manifest.webmanifest"];
+const FILES = ["/", "/app.js", "/app.css", "/icon.svg", "/icon-192.png", "/manifest.webmanifest"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(SHELL).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
@@ -48,7 +48,7 @@ self.addEventListener("push", (event) => {
     body: n.type === "call" ? (n.media === "video" ? "Video call" : "Voice call") : n.body || "",
     tag: n.type === "call" ? `call-${n.callId}` : `conversation-${n.conversationId || ""}`,
     renotify: true,
-    icon: "/icon.svg",
+    icon: "/icon-192.png",
     data: { url: conversation },
   };
   event.waitUntil(self.registration.showNotification(title, options));
