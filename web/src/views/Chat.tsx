@@ -127,7 +127,8 @@ export function Chat({ id, back = "#/" }: { id: string; back?: string }) {
     <section class="chat" aria-label={title}>
       <header class="chat-head">
         <a href={back} class="icon back" aria-label={t.back}><Icon name="back" /></a>
-        <button class="chat-who" aria-label={t.aboutChat(title)} onClick={() => setInfo(true)} disabled={c.kind === "channel" || c.kind === "support"}>
+        <button class="chat-who" title={t.aboutChat(title)} onClick={() => setInfo(true)} disabled={c.kind === "channel" || c.kind === "support"}>
+          <span class="sr-only">{t.about} </span>
           <Avatar id={c.id} name={title} online={peer ? s.presence.value[peer]?.online : false} size={40} />
           <span class="who-text">
             <h2>{title}</h2>

@@ -83,7 +83,7 @@ export function Bubble({ c, m, prev, onReply, onEdit }: { c: s.Conversation; m: 
   return (
     <li class={"bubble " + (mine ? "mine" : "theirs")} data-seq={m.seq} data-id={m.id}>
       <div class="bubble-body">
-        {showName && <div class="sender" style={{ color: `hsl(${hueOf(m.sender.id ?? "")} 55% 40%)` }}>{name}</div>}
+        {showName && <div class="sender" style={{ color: `hsl(${hueOf(m.sender.id ?? "")} 55% 28%)` }}>{name}</div>}
         {m.forwarded && <div class="forwarded">↪ {t.forwarded}</div>}
         {m.replyTo && (
           <div class="quote">

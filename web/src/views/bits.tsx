@@ -8,7 +8,7 @@ import { t } from "../strings";
 
 export function Avatar({ id, name, online, size = 44 }: { id: string; name: string; online?: boolean; size?: number }) {
   return (
-    <span class="avatar" style={{ width: `${size}px`, height: `${size}px`, background: `hsl(${hueOf(id)} 45% 42%)` }} aria-hidden="true">
+    <span class="avatar" style={{ width: `${size}px`, height: `${size}px`, background: `hsl(${hueOf(id)} 45% 32%)` }} aria-hidden="true">
       {initials(name)}
       {online && <span class="dot" />}
     </span>
