@@ -54,6 +54,8 @@ pub struct ListConversationsQuery {
     pub channel: Option<String>,
     /// Inbox views: only those with messages the caller has not read.
     pub unread: Option<bool>,
+    /// Inbox views: the conversations of this lead (a customer's WhatsApp and support chats).
+    pub lead: Option<String>,
     #[param(minimum = 1)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -84,15 +86,18 @@ async fn list_conversations(
         Some(KindFilter::Inbox) => &["channel", "support"],
         _ => &[],
     };
-    let inbox_only =
-        q.tag.is_some() || q.stage.is_some() || q.channel.is_some() || q.unread.is_some();
+    let inbox_only = q.tag.is_some()
+        || q.stage.is_some()
+        || q.channel.is_some()
+        || q.unread.is_some()
+        || q.lead.is_some();
     if !inbox_kinds.is_empty() {
         return Ok(Json(inbox_view(&state, &scope, q, inbox_kinds).await?));
     }
     if inbox_only {
         return Err(AppError::invalid_field(
             "kind",
-            "tag, stage, channel and unread filter the inbox: kind=channel, support or inbox",
+            "tag, stage, channel, unread and lead filter the inbox: kind=channel, support or inbox",
         ));
     }
     let paging = ListQuery {
@@ -177,6 +182,7 @@ async fn inbox_view(
         tags,
         stage: q.stage,
         channel_id: q.channel,
+        lead_id: q.lead,
         unread: q.unread.unwrap_or(false),
         after: paging.position()?,
         limit,

@@ -647,6 +647,8 @@ pub struct InboxFilter {
     pub tags: Vec<String>,
     pub stage: Option<String>,
     pub channel_id: Option<String>,
+    /// The conversations of one lead.
+    pub lead_id: Option<String>,
     /// Only those with messages the user has not read.
     pub unread: bool,
     pub after: Option<(i64, String)>,
@@ -708,6 +710,9 @@ pub async fn list_inbox(
     }
     if let Some(ch) = &f.channel_id {
         sql += &format!(" AND c.channel_id = {}", bind(text(ch), &mut params));
+    }
+    if let Some(lead) = &f.lead_id {
+        sql += &format!(" AND c.lead_id = {}", bind(text(lead), &mut params));
     }
     if f.unread {
         sql += " AND c.last_seq > m.read_seq AND c.last_seq > m.joined_seq";

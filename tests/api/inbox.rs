@@ -1380,6 +1380,20 @@ async fn inbox_views_filter_by_the_lead_and_sort_by_the_customer(app: &TestApp) 
     assert_eq!(view("&tag=vip").await, [ids[0].clone()]);
     assert_eq!(view("&stage=won").await, [ids[0].clone()]);
     assert!(view("&stage=lost").await.is_empty());
+    // The lead's conversations (the inbox panel's "other conversations").
+    let of_lead = app
+        .get(
+            &format!("/api/v1/conversations?kind=inbox&lead={lead}"),
+            &agent.token,
+        )
+        .await
+        .assert_ok()
+        .body;
+    assert_eq!(of_lead["items"].as_array().unwrap().len(), 1);
+    assert_eq!(of_lead["items"][0]["id"], ids[0].as_str());
+    app.get(&format!("/api/v1/conversations?lead={lead}"), &agent.token)
+        .await
+        .assert_problem(422, "validation_failed");
     // Paging walks the same order.
     let r = app
         .get("/api/v1/conversations?kind=support&limit=2", &agent.token)

@@ -201,6 +201,7 @@ export const t = {
     snooze: "Snooze",
     snoozed: (w: string) => `Snoozed until ${w}`,
     lead: "Customer",
+    otherConversations: "Other conversations",
     removeTag: (tag: string) => `Remove tag ${tag}`,
     addTag: "Add a tag",
     optIn: (status: string) => ({ opted_in: "Opted in to messages", opted_out: "Opted out of messages" } as Record<string, string>)[status] ?? "Opt-in unknown",

@@ -160,7 +160,7 @@ export function Inbox({ view, openId }: { view: string; openId: string | null })
       {openId ? (
         <>
           <div class="inbox-chat"><Chat key={openId} id={openId} back={`#/inbox/${view}`} /></div>
-          <Panel key={openId} id={openId} />
+          <Panel key={openId} id={openId} view={view} />
         </>
       ) : (
         <div class="welcome"><p class="muted">{t.inbox.pick}</p></div>

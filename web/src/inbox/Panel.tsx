@@ -91,6 +91,29 @@ function State({ c, agents }: { c: s.Conversation; agents: Agent[] }) {
   );
 }
 
+/** The lead's other conversations (a customer may write on WhatsApp and at the desk). */
+function Others({ leadId, id, view }: { leadId: string; id: string; view: string }) {
+  const [items, setItems] = useState<s.Conversation[]>([]);
+  useEffect(() => {
+    get<{ items: s.Conversation[] }>(`/conversations?kind=inbox&lead=${encodeURIComponent(leadId)}&limit=20`)
+      .then((r) => setItems(r.items.filter((c) => c.id !== id)))
+      .catch(() => undefined);
+  }, [leadId, id]);
+  if (!items.length) return null;
+  return (
+    <div>
+      <span class="label">{t.inbox.otherConversations}</span>
+      <ul class="plain-list">
+        {items.map((c) => (
+          <li>
+            <a href={`#/inbox/${view}/${c.id}`}>{c.kind === "support" ? t.inbox.supportDesk : "WhatsApp"} · {t.inbox.statuses[c.status ?? "open"]}</a>
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
 function LeadCard({ leadId }: { leadId: string }) {
   const [lead, setLead] = useState<Lead | null>(null);
   const [stages, setStages] = useState<string[]>([]);
@@ -254,7 +277,7 @@ function Insights({ id }: { id: string }) {
   );
 }
 
-export function Panel({ id }: { id: string }) {
+export function Panel({ id, view }: { id: string; view: string }) {
   const c = s.conversations.value[id];
   const [agents, setAgents] = useState<Agent[]>([]);
   useEffect(() => {
@@ -265,6 +288,7 @@ export function Panel({ id }: { id: string }) {
     <aside class="panel" aria-label={t.inbox.details}>
       <State c={c} agents={agents} />
       {c.lead && <LeadCard leadId={c.lead.id} />}
+      {c.lead && <Others leadId={c.lead.id} id={id} view={view} />}
       <Notes id={id} agents={agents} />
       <Insights id={id} />
     </aside>
