@@ -7,5 +7,6 @@ rmSync("dist", { recursive: true, force: true });
 mkdirSync("dist");
 const common = { bundle: true, minify: true, target: "es2022", legalComments: "none", logLevel: "warning" };
 await build({ ...common, entryPoints: ["src/main.tsx"], outfile: "dist/app.js", format: "esm" });
+await build({ ...common, entryPoints: ["src/sw.ts"], outfile: "dist/sw.js", format: "iife" });
 await build({ ...common, entryPoints: ["src/app.css"], outfile: "dist/app.css" });
 cpSync("static", "dist", { recursive: true });

@@ -155,6 +155,7 @@ export const t = {
     video: "Video call",
     incoming: (media: string) => (media === "video" ? "Incoming video call" : "Incoming voice call"),
     calling: "Calling…",
+    isCalling: (name: string) => `${name} is calling`,
     connecting: "Connecting…",
     with: (name: string) => `Call with ${name}`,
     ended: (reason: string) =>
@@ -186,6 +187,7 @@ export const t = {
     channel: "Channel",
     any: "Any",
     supportDesk: "Support desk",
+    whatsapp: "WhatsApp",
     stage: "Stage",
     tag: "Tag",
     tags: "Tags",

@@ -136,7 +136,7 @@ function Conversations({ view, filters, openId }: { view: string; filters: Filte
                   </span>
                   <span class="row-bottom">
                     <span class="row-preview">{live.lastMessage ? preview(live.lastMessage, s.nameOf) : ""}</span>
-                    <span class={"tag kind-" + c.kind}>{c.kind === "support" ? t.inbox.supportDesk : "WhatsApp"}</span>
+                    <span class={"tag kind-" + c.kind}>{c.kind === "support" ? t.inbox.supportDesk : t.inbox.whatsapp}</span>
                     {live.unreadCount > 0 && <span class="badge">{live.unreadCount}</span>}
                   </span>
                   <span class="muted small">{live.assigneeId ? t.inbox.assignedTo(s.nameOf(live.assigneeId)) : t.inbox.unassigned}</span>

@@ -106,7 +106,7 @@ function Others({ leadId, id, view }: { leadId: string; id: string; view: string
       <ul class="plain-list">
         {items.map((c) => (
           <li>
-            <a href={`#/inbox/${view}/${c.id}`}>{c.kind === "support" ? t.inbox.supportDesk : "WhatsApp"} · {t.inbox.statuses[c.status ?? "open"]}</a>
+            <a href={`#/inbox/${view}/${c.id}`}>{c.kind === "support" ? t.inbox.supportDesk : t.inbox.whatsapp} · {t.inbox.statuses[c.status ?? "open"]}</a>
           </li>
         ))}
       </ul>

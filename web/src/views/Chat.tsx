@@ -54,7 +54,7 @@ function subtitle(c: s.Conversation): string {
     if (p?.lastSeenAt) return t.lastSeen(when(p.lastSeenAt));
     return "";
   }
-  if (c.kind === "channel") return c.lead?.waId ? `WhatsApp · +${c.lead.waId}` : "WhatsApp";
+  if (c.kind === "channel") return c.lead?.waId ? `${t.inbox.whatsapp} · +${c.lead.waId}` : t.inbox.whatsapp;
   if (c.kind === "support" && c.status) return t.inbox.supportDesk;
   return c.kind === "group" ? t.members(c.memberCount) : "";
 }
