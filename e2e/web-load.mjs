@@ -28,7 +28,7 @@ async function load(page) {
 }
 
 const stat = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   return `median ${s[Math.floor(s.length / 2)].toFixed(1)} (min ${s[0].toFixed(1)}, max ${s[s.length - 1].toFixed(1)})`;
 };
 
