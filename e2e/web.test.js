@@ -378,10 +378,10 @@ async function fakeGraph() {
   await new Promise((r) => srv.listen(0, "127.0.0.1", r));
   return {
     base: `http://127.0.0.1:${srv.address().port}`,
-    /** The first message sent whose text `test` accepts. */
-    async sentText(test) {
+    /** The first message sent whose body `test` accepts (waits for it). */
+    async sent(test) {
       for (;;) {
-        const found = sent.find((e) => test(e.body.text?.body ?? ""));
+        const found = sent.find((e) => test(e.body));
         if (found) return found;
         await new Promise((r) => waiting.push(r));
       }
@@ -410,6 +410,8 @@ scenario("an agent works the inbox: a patient's support chat and a WhatsApp cust
     accessToken: "graph-token", appSecret: secret, verifyToken: "verify-me", graphBaseUrl: graph.base,
   });
   assert.equal(channel.status, 201, JSON.stringify(channel.body));
+  const made = await server.call("POST", "/templates", admin.token, { name: "order_ready", language: "en_US", category: "UTILITY", components: [{ type: "BODY", text: "Hi {{1}}, your order {{2}} is ready." }] });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
   await server.call("POST", "/canned-responses", admin.token, { shortCode: "thanks", text: "Thanks {{lead.name}}, we are on it." });
   await server.call("POST", "/canned-responses", admin.token, { shortCode: "stock", text: "Hi {{lead.name}}, that size is in stock." });
   const pia = await server.signup("Pia");
@@ -447,14 +449,17 @@ scenario("an agent works the inbox: a patient's support chat and a WhatsApp cust
   await agent.page.getByRole("group", { name: "Status" }).getByRole("button", { name: "Closed", pressed: true }).waitFor();
 
   // A WhatsApp customer writes (the webhook, signed as Meta signs it).
-  const body = JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: "WABA1", changes: [{ field: "messages", value: {
-    messaging_product: "whatsapp", metadata: { display_phone_number: "15550001111", phone_number_id: "1098765432101" },
-    contacts: [{ profile: { name: "Ana" }, wa_id: "15550002222" }],
-    messages: [{ from: "15550002222", id: "wamid.in1", timestamp: String(Math.floor(Date.now() / 1000)), type: "text", text: { body: "Do you have size 38 in stock?" } }],
-  } }] }] });
-  const signature = "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
-  const hook = await fetch(server.base + "/webhooks/whatsapp", { method: "POST", headers: { "content-type": "application/json", "x-hub-signature-256": signature }, body });
-  assert.equal(hook.status, 200);
+  const customerWrites = async (name, waId, wamid, text, secondsAgo) => {
+    const body = JSON.stringify({ object: "whatsapp_business_account", entry: [{ id: "WABA1", changes: [{ field: "messages", value: {
+      messaging_product: "whatsapp", metadata: { display_phone_number: "15550001111", phone_number_id: "1098765432101" },
+      contacts: [{ profile: { name }, wa_id: waId }],
+      messages: [{ from: waId, id: wamid, timestamp: String(Math.floor(Date.now() / 1000) - secondsAgo), type: "text", text: { body: text } }],
+    } }] }] });
+    const signature = "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
+    const hook = await fetch(server.base + "/webhooks/whatsapp", { method: "POST", headers: { "content-type": "application/json", "x-hub-signature-256": signature }, body });
+    assert.equal(hook.status, 200);
+  };
+  await customerWrites("Ana", "15550002222", "wamid.in1", "Do you have size 38 in stock?", 0);
   await agent.page.getByRole("link", { name: /All open/ }).click();
   await agent.page.getByRole("link", { name: /Ana/ }).click();
   await bubble(agent.page, "size 38").waitFor();
@@ -467,10 +472,23 @@ scenario("an agent works the inbox: a patient's support chat and a WhatsApp cust
   await composerHolds(agent.page, suggested);
   await agent.page.getByLabel("Type a message").fill("Yes, size 38 is in stock.");
   await agent.page.keyboard.press("Enter");
-  const out = await graph.sentText((text) => text === "Yes, size 38 is in stock.");
+  const out = await graph.sent((b) => b.text?.body === "Yes, size 38 is in stock.");
   assert.equal(out.phoneNumberId, "1098765432101");
   assert.equal(out.body.to, "15550002222");
   await shot(agent, "inbox.png");
+
+  // A customer who wrote more than 24 hours ago: the composer says why only a template may go.
+  await customerWrites("Ben", "15550004444", "wamid.in2", "Is my order ready?", 25 * 3600);
+  await agent.page.getByRole("link", { name: /Ben/ }).click();
+  await agent.page.getByRole("note").filter({ hasText: "24 hours" }).waitFor();
+  await agent.page.getByLabel("Template").selectOption({ label: "order_ready (en_US)" });
+  await agent.page.getByLabel("{{1}}").fill("Ben");
+  await agent.page.getByLabel("{{2}}").fill("#42");
+  await agent.page.getByRole("button", { name: "Send template" }).click();
+  const template = await graph.sent((b) => b.type === "template");
+  assert.equal(template.body.template.name, "order_ready");
+  assert.equal(template.body.to, "15550004444");
+  assert.deepEqual(template.body.template.components[0].parameters.map((p) => p.text), ["Ben", "#42"]);
   await accessible(agent.page, "the inbox");
 
   await agent.context.close();
