@@ -31,6 +31,13 @@ before(async () => {
   if (SHOTS && !existsSync(SHOTS)) mkdirSync(SHOTS, { recursive: true });
 });
 
+/** `promise`, or a failure naming `what` after `ms` (a test fails rather than hangs). */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** Stand-in services to stop at the end, whatever happened. */
 const closers = [];
 
@@ -268,10 +275,11 @@ scenario("a group: members, a voice note, a forward, search, chat settings and t
 
   // Her account: this device is listed; a new "about" is saved.
   await eve.page.getByRole("button", { name: "Settings" }).click();
-  await eve.page.getByRole("dialog").getByText("this device").waitFor();
-  await eve.page.getByRole("dialog").getByLabel("About").fill("Out on weekends");
-  await eve.page.getByRole("dialog").getByRole("button", { name: "Save" }).click();
-  await eve.page.getByRole("dialog").getByText("Saved.").waitFor();
+  const settings = eve.page.getByRole("dialog", { name: "Settings" });
+  await settings.locator("li", { hasText: "this device" }).waitFor();
+  await settings.getByLabel("About").fill("Out on weekends");
+  await settings.getByRole("button", { name: "Save" }).click();
+  await settings.getByText("Saved.").waitFor();
   const me = await server.call("GET", "/users/me", await token(eve));
   assert.equal(me.body.about, "Out on weekends");
 
@@ -320,7 +328,8 @@ scenario("a Web Push notification for a device that is away shows through the se
   const jack = await person("Jack");
   await signUp(jack);
   await jack.context.grantPermissions(["notifications"], { origin: server.base });
-  await jack.page.waitForFunction(async () => !!(await navigator.serviceWorker.getRegistration())?.active);
+  // Signed in, the app registers its service worker; `ready` is when one is active.
+  assert.ok(await jack.page.evaluate(async () => !!(await navigator.serviceWorker.ready).active));
   const kate = await server.signup("Kate");
   const jackToken = await token(jack);
   const jackId = await jack.page.evaluate(() => JSON.parse(localStorage.getItem("palaver.session")).user.id);
@@ -341,18 +350,25 @@ scenario("a Web Push notification for a device that is away shows through the se
   const note = decrypt(keys, (await service.next()).body);
   assert.equal(note.body, "dinner at 8?");
   const cdp = await jack.context.newCDPSession(jack.page);
-  const registration = new Promise((resolve) => cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => e.registrations.length && resolve(e.registrations[0])));
+  // This page's registration (the browser may also report deleted ones of closed contexts).
+  const registration = new Promise((resolve) =>
+    cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => {
+      const mine = e.registrations.find((r) => !r.isDeleted && r.scopeURL === server.base + "/");
+      if (mine) resolve(mine);
+    }),
+  );
   await cdp.send("ServiceWorker.enable");
-  const { registrationId } = await registration;
+  const { registrationId } = await within(registration, 15_000, "the service worker's registration");
   await cdp.send("ServiceWorker.deliverPushMessage", { origin: server.base, registrationId, data: JSON.stringify(note) });
   // The page has no event for a notification shown by its worker: it asks until there is one.
   const shown = await jack.page.evaluate(async () => {
     const reg = await navigator.serviceWorker.ready;
-    for (;;) {
+    for (let waited = 0; waited < 15_000; waited += 50) {
       const list = await reg.getNotifications();
       if (list.length) return { title: list[0].title, body: list[0].body, url: list[0].data.url };
       await new Promise((r) => setTimeout(r, 50));
     }
+    return null;
   });
   assert.deepEqual(shown, { title: "Kate", body: "dinner at 8?", url: `/#/c/${conv}` });
   await jack.context.close();
@@ -528,10 +544,10 @@ scenario("an admin runs the workspace: members, a channel with write-only secret
   for (const secret of ["EAAG-very-secret-token", "app-secret-value", "verify-token-value"]) assert.ok(!everything.includes(secret), `${secret} is never shown`);
 
   // A template written here.
-  await page.getByRole("region", { name: "Templates" }).getByLabel("Name").fill("order_ready");
+  await page.getByRole("region", { name: "Templates" }).getByLabel("Name").fill("ready_notice");
   await page.getByRole("region", { name: "Templates" }).getByLabel("Text").fill("Hi {{1}}, your order is ready.");
   await page.getByRole("region", { name: "Templates" }).getByRole("button", { name: "Add" }).click();
-  await page.getByRole("cell", { name: "order_ready", exact: true }).waitFor();
+  await page.getByRole("cell", { name: "ready_notice", exact: true }).waitFor();
 
   // An automation: greet on a first message; then switch it off.
   await page.getByRole("link", { name: "Automations" }).click();
@@ -555,7 +571,7 @@ scenario("an admin runs the workspace: members, a channel with write-only secret
   const draft = page.getByRole("form", { name: "New campaign" });
   await draft.getByLabel("Name").fill("Ready notices");
   await draft.getByLabel("Channel").selectOption({ label: "Front desk" });
-  await draft.getByLabel("Template").selectOption({ label: "order_ready (en_US)" });
+  await draft.getByLabel("Template").selectOption({ label: "ready_notice (en_US)" });
   await draft.getByLabel(/Parameters/).fill("{{lead.name}}");
   await draft.getByLabel("Leads with any of these tags").fill("vip");
   await draft.getByRole("button", { name: "Save draft" }).click();

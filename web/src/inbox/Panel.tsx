@@ -3,7 +3,8 @@
 // @mentions (never sent to the customer), and the AI's insights with a reply to use.
 
 import { useEffect, useState } from "preact/hooks";
-import { get, patch, post, Problem } from "../api";
+import { get, patch, post } from "../api";
+import { useGuard } from "../guard";
 import { listen } from "../realtime";
 import * as s from "../state";
 import { t } from "../strings";
@@ -49,17 +50,8 @@ interface Insight {
   createdAt: string;
 }
 
-function useError() {
-  const [error, setError] = useState<string | null>(null);
-  const guard = (fn: () => Promise<unknown>) => () => {
-    setError(null);
-    fn().catch((e) => setError(e instanceof Problem ? e.message : t.problem));
-  };
-  return { error, guard };
-}
-
 function State({ c, agents }: { c: s.Conversation; agents: Agent[] }) {
-  const { error, guard } = useError();
+  const { error, guard } = useGuard();
   const change = (body: Record<string, unknown>) => guard(async () => s.upsertConversation(await patch(`/conversations/${c.id}`, body)));
   const [snooze, setSnooze] = useState("");
   return (
@@ -120,7 +112,7 @@ function LeadCard({ leadId }: { leadId: string }) {
   const [tag, setTag] = useState("");
   const [key, setKey] = useState("");
   const [value, setValue] = useState("");
-  const { error, guard } = useError();
+  const { error, guard } = useGuard();
   useEffect(() => {
     get<Lead>(`/leads/${leadId}`).then(setLead).catch(() => undefined);
     get<{ stages: string[] }>("/leads/stages").then((r) => setStages(r.stages)).catch(() => undefined);
@@ -178,7 +170,7 @@ function LeadCard({ leadId }: { leadId: string }) {
 function Notes({ id, agents }: { id: string; agents: Agent[] }) {
   const [notes, setNotes] = useState<Note[]>([]);
   const [text, setText] = useState("");
-  const { error, guard } = useError();
+  const { error, guard } = useGuard();
   useEffect(() => {
     get<{ items: Note[] }>(`/conversations/${id}/notes?limit=100`).then((r) => setNotes(r.items)).catch(() => undefined);
   }, [id]);
@@ -228,7 +220,7 @@ function Notes({ id, agents }: { id: string; agents: Agent[] }) {
 function Insights({ id }: { id: string }) {
   const [items, setItems] = useState<Insight[]>([]);
   const [asked, setAsked] = useState(false);
-  const { error, guard } = useError();
+  const { error, guard } = useGuard();
   useEffect(() => {
     get<{ items: Insight[] }>(`/conversations/${id}/insights?limit=5`).then((r) => setItems(r.items)).catch(() => undefined);
     return listen("insight:new", (e: { conversationId: string; insight: Insight }) => {

@@ -2,28 +2,17 @@
 // sent by SMS; and the two pages mails link to (password reset, email verification).
 
 import { useState } from "preact/hooks";
-import { call, deviceId, deviceName, Problem, signedIn } from "../api";
+import { call, deviceId, deviceName, signedIn } from "../api";
+import { useGuard } from "../guard";
 import { t } from "../strings";
 
-function errorText(e: unknown): string {
-  if (e instanceof Problem) return e.errors.length ? e.errors.map((x) => `${x.field}: ${x.message}`).join("; ") : e.message;
-  return t.problem;
-}
-
+/** A form's submit: busy while it runs, the problem's words when it fails. */
 function useSubmit() {
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  const run = (fn: () => Promise<void>) => async (ev: Event) => {
-    ev.preventDefault();
+  const { error, guard } = useGuard();
+  const run = (fn: () => Promise<void>) => (ev: Event) => {
     setBusy(true);
-    setError(null);
-    try {
-      await fn();
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setBusy(false);
-    }
+    return guard(fn)(ev).finally(() => setBusy(false));
   };
   return { busy, error, run };
 }

@@ -2,7 +2,10 @@
 // (name, description, members and their roles, adding, removing, leaving).
 
 import { useEffect, useRef, useState } from "preact/hooks";
-import { call, del, get, patch, post, Problem, type User } from "../api";
+import { call, del, get, patch, post, type User } from "../api";
+import { useGuard } from "../guard";
+
+type Guard = ReturnType<typeof useGuard>["guard"];
 import * as s from "../state";
 import { t } from "../strings";
 import { when } from "../format";
@@ -15,20 +18,11 @@ const MUTES: [string, number | null][] = [
   [t.muteAlways, null],
 ];
 
-function useErrors() {
-  const [error, setError] = useState<string | null>(null);
-  const guard = (fn: () => Promise<unknown>) => () => {
-    setError(null);
-    fn().catch((e) => setError(e instanceof Problem ? e.message : t.problem));
-  };
-  return { error, guard };
-}
-
 async function settings(c: s.Conversation, change: Record<string, unknown>) {
   s.upsertConversation(await patch<s.Conversation>(`/conversations/${c.id}/settings`, change));
 }
 
-function Mine({ c, guard }: { c: s.Conversation; guard: (fn: () => Promise<unknown>) => () => void }) {
+function Mine({ c, guard }: { c: s.Conversation; guard: Guard }) {
   const muted = c.settings.mutedUntil && new Date(c.settings.mutedUntil) > new Date();
   return (
     <section aria-label={t.chatSettings} class="stack">
@@ -49,7 +43,7 @@ function Mine({ c, guard }: { c: s.Conversation; guard: (fn: () => Promise<unkno
   );
 }
 
-function Person({ c, guard }: { c: s.Conversation; guard: (fn: () => Promise<unknown>) => () => void }) {
+function Person({ c, guard }: { c: s.Conversation; guard: Guard }) {
   const peer = s.peerOf(c)!;
   const p = s.person(peer);
   const [blocked, setBlocked] = useState<boolean | null>(null);
@@ -70,7 +64,7 @@ function Person({ c, guard }: { c: s.Conversation; guard: (fn: () => Promise<unk
   );
 }
 
-function Group({ c, guard }: { c: s.Conversation; guard: (fn: () => Promise<unknown>) => () => void }) {
+function Group({ c, guard }: { c: s.Conversation; guard: Guard }) {
   const mine = c.members.find((m) => m.userId === s.me());
   const admin = mine && mine.role !== "member";
   const [title, setTitle] = useState(c.title ?? "");
@@ -149,7 +143,7 @@ function Group({ c, guard }: { c: s.Conversation; guard: (fn: () => Promise<unkn
 
 export function ChatInfo({ c, onClose }: { c: s.Conversation; onClose: () => void }) {
   const dialog = useRef<HTMLDialogElement>(null);
-  const { error, guard } = useErrors();
+  const { error, guard } = useGuard();
   useEffect(() => dialog.current?.showModal(), []);
   const title = s.titleOf(c);
   return (

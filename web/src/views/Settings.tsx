@@ -2,7 +2,8 @@
 // or all), the people they blocked, and notifications on this device.
 
 import { useEffect, useRef, useState } from "preact/hooks";
-import { del, get, patch, post, Problem, session, saveSession, signOut, type User } from "../api";
+import { del, get, patch, post, session, saveSession, signOut, type User } from "../api";
+import { useGuard } from "../guard";
 import { t } from "../strings";
 import { when } from "../format";
 import { Icon } from "./icons";
@@ -27,8 +28,7 @@ export function Settings({ onClose }: { onClose: () => void }) {
   const [me, setMe] = useState<Me | null>(null);
   const [sessions, setSessions] = useState<SessionRow[]>([]);
   const [blocked, setBlocked] = useState<User[]>([]);
-  const [status, setStatus] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const { error, status, guard } = useGuard();
 
   const load = () => {
     get<Me>("/users/me").then(setMe).catch(() => undefined);
@@ -40,23 +40,12 @@ export function Settings({ onClose }: { onClose: () => void }) {
     load();
   }, []);
 
-  const guard = (fn: () => Promise<unknown>) => async () => {
-    setError(null);
-    setStatus(null);
-    try {
-      await fn();
-    } catch (e) {
-      setError(e instanceof Problem ? e.message : t.problem);
-    }
-  };
-
   const save = guard(async () => {
     const updated = await patch<Me>("/users/me", { displayName: me!.displayName, about: me!.about, privacy: { lastSeen: me!.privacy.lastSeen } });
     setMe(updated);
     const s = session.value!;
     saveSession({ ...s, user: { ...s.user, displayName: updated.displayName } });
-    setStatus(t.saved);
-  });
+  }, t.saved);
 
   return (
     <dialog ref={dialog} class="sheet" aria-label={t.settings} onClose={onClose}>
