@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 /// Scripts, styles, images, media, sockets and workers from this origin only; images and
@@ -53,7 +54,7 @@ const PAGES: &[&str] = &["/", "/reset-password", "/verify-email"];
 struct Prepared {
     file: &'static File,
     etag: HeaderValue,
-    gzip: Option<Vec<u8>>,
+    gzip: Option<Bytes>,
 }
 
 fn prepared() -> &'static HashMap<&'static str, Prepared> {
@@ -79,11 +80,11 @@ fn prepared() -> &'static HashMap<&'static str, Prepared> {
 }
 
 /// A gzip copy, when it is worth sending instead.
-fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+fn gzip(bytes: &[u8]) -> Option<Bytes> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes).ok()?;
     let packed = encoder.finish().ok()?;
-    (packed.len() + 256 < bytes.len()).then_some(packed)
+    (packed.len() + 256 < bytes.len()).then(|| Bytes::from(packed))
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -123,6 +124,7 @@ fn answer(path: &str, headers: &HeaderMap) -> Response {
             });
         match (&p.gzip, takes_gzip) {
             (Some(packed), true) => {
+                // (A `Bytes` clone shares the buffer.)
                 let mut r = packed.clone().into_response();
                 r.headers_mut()
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));

@@ -31,5 +31,6 @@ mod search;
 mod senders;
 mod sync;
 mod users;
+mod web;
 mod whatsapp;
 mod workspaces;
