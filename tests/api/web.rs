@@ -8,7 +8,9 @@ use crate::helpers::{spawn, Backend};
 // The files do not touch the database: SQLite alone.
 #[tokio::test]
 async fn the_web_app_is_served_from_the_binary() {
-    let app = spawn(Backend::Sqlite, |_| {}).await.expect("a SQLite server");
+    let app = spawn(Backend::Sqlite, |_| {})
+        .await
+        .expect("a SQLite server");
     for page in ["/", "/reset-password", "/verify-email"] {
         let r = app.client.get(app.url(page)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{page}");
