@@ -6,7 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { effect, signal } from "@preact/signals";
 import { session, signOut } from "./api";
 import { connect, disconnect, whenOnline } from "./realtime";
-import { flush } from "./outbox";
+import { clear, flush } from "./outbox";
 import * as s from "./state";
 import { t } from "./strings";
 import { choose, current, isAdmin, isStaff, loadWorkspaces, workspaceId, workspaces } from "./workspace";
@@ -35,7 +35,7 @@ effect(() => {
   const first = !connectedAs?.startsWith(session.value?.user.id ?? "-");
   if (connectedAs) disconnect();
   connectedAs = key;
-  if (!key) return;
+  if (!key) return clear();
   if (first) {
     // Which workspaces, and the role in each, before the first connection.
     loadWorkspaces().catch(() => undefined).finally(() => {

@@ -66,6 +66,11 @@ export async function flush() {
   for (const p of outbox.value) if (!p.failed) await deliver(p);
 }
 
+/** Signed out: what waits belongs to the account that wrote it, not to the next one. */
+export function clear() {
+  save([]);
+}
+
 export function discard(clientMsgId: string) {
   save(outbox.value.filter((x) => x.clientMsgId !== clientMsgId));
 }
