@@ -36,12 +36,16 @@ function saveCursor(cursor: string | undefined) {
   if (cursor) localStorage.setItem(CURSOR_KEY, cursor);
 }
 
-/** Applies one change, live or replayed from the stream. */
-function apply(type: string, data: any, advance = true) {
+/** Applies one change, live or replayed from the stream (whose receipts are told once per
+ *  conversation, by `caughtUp`, instead of once per message). */
+function apply(type: string, data: any, advance = true, replayed?: Map<string, number>) {
   switch (type) {
     case "message:new":
       s.putMessage(data.message, true);
-      delivered(data.message);
+      if (replayed) {
+        const m: s.Message = data.message;
+        if (m.sender.id !== s.me()) replayed.set(m.conversationId, Math.max(replayed.get(m.conversationId) ?? 0, m.seq));
+      } else delivered(data.message);
       break;
     case "message:updated":
       s.putMessage(data.message, false);
@@ -84,6 +88,7 @@ async function catchUp(sock: Socket) {
     return;
   }
   let from = cursor;
+  const replayed = new Map<string, number>();
   for (;;) {
     const page: any = await sock.emitWithAck("sync:request", { cursor: from, limit: 500 });
     if (!page.ok) {
@@ -92,11 +97,12 @@ async function catchUp(sock: Socket) {
       synced = false;
       return catchUp(sock);
     }
-    for (const e of page.events) apply(e.type, e.data);
+    for (const e of page.events) apply(e.type, e.data, true, replayed);
     saveCursor(page.cursor);
     from = page.cursor;
     if (!page.hasMore) break;
   }
+  for (const [conversationId, seq] of replayed) sock.emit("message:delivered", { conversationId, seq });
 }
 
 export function connect() {
