@@ -129,6 +129,11 @@ scenario("the app is served with its files, a CSP and gzip", async () => {
   assert.deepEqual(installabilityErrors.filter((e) => e.errorId !== "in-incognito"), []);
   await shot(p, "sign-in.png");
   await accessible(p.page, "the sign-in screen");
+  // A forgotten password: the same answer whether or not the address has an account.
+  await p.page.getByRole("button", { name: "Forgot password?" }).click();
+  await p.page.getByLabel("Email").fill("nobody@example.com");
+  await p.page.getByRole("button", { name: "Send me a link" }).click();
+  await p.page.getByRole("status").filter({ hasText: "a link to choose a new password" }).waitFor();
   await p.context.close();
 });
 
@@ -282,6 +287,24 @@ scenario("a group: members, a voice note, a forward, search, chat settings and t
   await settings.getByText("Saved.").waitFor();
   const me = await server.call("GET", "/users/me", await token(eve));
   assert.equal(me.body.about, "Out on weekends");
+  // A new address, confirmed by the account's password; unverified until its link is opened.
+  const changing = settings.getByRole("form", { name: "Change email" });
+  await changing.getByLabel("New email address").fill(`eve-new-${Date.now()}@example.com`);
+  await changing.getByLabel("Current password").fill("correct horse battery");
+  await changing.getByRole("button", { name: "Change email" }).click();
+  await changing.getByRole("status").waitFor();
+  const changed = await server.call("GET", "/users/me", await token(eve));
+  assert.match(changed.body.email, /^eve-new-/);
+  assert.equal(changed.body.emailVerified, false);
+
+  // Grace erases her account: signed out, and her password no longer opens anything.
+  await grace.page.getByRole("button", { name: "Settings" }).click();
+  const erase = grace.page.getByRole("form", { name: "Delete my account" });
+  await erase.getByLabel(/Type DELETE/).fill("DELETE");
+  await erase.getByRole("button", { name: "Erase" }).click();
+  await grace.page.getByRole("button", { name: "Sign in" }).waitFor();
+  const login = await server.call("POST", "/auth/login", null, { email: grace.email, password: "correct horse battery" });
+  assert.equal(login.status, 401);
 
   for (const p of [eve, frank, grace]) await p.context.close();
 });

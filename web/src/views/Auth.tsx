@@ -17,8 +17,37 @@ function useSubmit() {
   return { busy, error, run };
 }
 
+/** "Forgot password?": a reset link by mail (the answer is the same whether or not the address has an account). */
+function Forgot({ onBack }: { onBack: () => void }) {
+  const [email, setEmail] = useState("");
+  const [sent, setSent] = useState(false);
+  const { busy, error, run } = useSubmit();
+  const submit = run(async () => {
+    await call("POST", "/auth/password/forgot", { body: { email } });
+    setSent(true);
+  });
+  return (
+    <form onSubmit={submit} class="stack" aria-label={t.forgot}>
+      {sent ? (
+        <p role="status">{t.resetSent}</p>
+      ) : (
+        <>
+          <label>
+            {t.email}
+            <input name="email" type="email" required autocomplete="email" value={email} onInput={(e) => setEmail(e.currentTarget.value)} />
+          </label>
+          {error && <p role="alert" class="error">{error}</p>}
+          <button class="primary" disabled={busy}>{t.sendResetLink}</button>
+        </>
+      )}
+      <button type="button" class="link" onClick={onBack}>{t.haveAccount}</button>
+    </form>
+  );
+}
+
 function EmailForm() {
   const [creating, setCreating] = useState(false);
+  const [forgot, setForgot] = useState(false);
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [name, setName] = useState("");
@@ -30,6 +59,7 @@ function EmailForm() {
       : await call("POST", "/auth/login", { body: { email, password, ...device } });
     signedIn(answer);
   });
+  if (forgot) return <Forgot onBack={() => setForgot(false)} />;
   return (
     <form onSubmit={submit} class="stack">
       {creating && (
@@ -51,6 +81,7 @@ function EmailForm() {
       <button type="button" class="link" onClick={() => setCreating(!creating)}>
         {creating ? t.haveAccount : t.noAccount}
       </button>
+      {!creating && <button type="button" class="link" onClick={() => setForgot(true)}>{t.forgot}</button>}
     </form>
   );
 }

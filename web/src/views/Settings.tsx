@@ -23,6 +23,46 @@ interface SessionRow {
   current: boolean;
 }
 
+/** A new address (with the password, when the account has one); verified by a mailed link. */
+function EmailChange() {
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const { error, status, guard } = useGuard();
+  const save = guard(async () => {
+    await patch("/users/me", { email, currentPassword: password || undefined });
+    setEmail("");
+    setPassword("");
+  }, t.emailChanged);
+  return (
+    <form class="stack" onSubmit={save} aria-label={t.changeEmail}>
+      <h3>{t.changeEmail}</h3>
+      {error && <p role="alert" class="error">{error}</p>}
+      {status && <p role="status">{status}</p>}
+      <label>{t.newEmail}<input type="email" required autocomplete="email" value={email} onInput={(e) => setEmail(e.currentTarget.value)} /></label>
+      <label>{t.currentPassword}<input type="password" autocomplete="current-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} /></label>
+      <button>{t.changeEmail}</button>
+    </form>
+  );
+}
+
+/** Erasing the account (GDPR), after typing DELETE. */
+function Erase() {
+  const [word, setWord] = useState("");
+  const { error, guard } = useGuard();
+  const erase = guard(async () => {
+    await del("/users/me");
+    await signOut();
+  });
+  return (
+    <form class="stack" onSubmit={erase} aria-label={t.eraseAccount}>
+      <h3>{t.eraseAccount}</h3>
+      {error && <p role="alert" class="error">{error}</p>}
+      <label>{t.eraseConfirm}<input value={word} onInput={(e) => setWord(e.currentTarget.value)} /></label>
+      <button class="danger" disabled={word !== "DELETE"}>{t.erase}</button>
+    </form>
+  );
+}
+
 export function Settings({ onClose }: { onClose: () => void }) {
   const dialog = useRef<HTMLDialogElement>(null);
   const [me, setMe] = useState<Me | null>(null);
@@ -86,6 +126,7 @@ export function Settings({ onClose }: { onClose: () => void }) {
           ))}
         </ul>
         <button onClick={guard(async () => (await post("/auth/logout-all"), await signOut()))}>{t.signOutEverywhere}</button>
+        <EmailChange />
         <h3>{t.blocked}</h3>
         {!blocked.length && <p class="muted">{t.noneBlocked}</p>}
         <ul class="rows" role="list">
@@ -96,6 +137,7 @@ export function Settings({ onClose }: { onClose: () => void }) {
             </li>
           ))}
         </ul>
+        <Erase />
       </div>
     </dialog>
   );
