@@ -46,10 +46,14 @@ async function deliver(p: Pending) {
     putMessage(ack.message, false);
     save(outbox.value.filter((x) => x.clientMsgId !== p.clientMsgId));
   } catch (e: any) {
-    // Refused for good (not a member, blocked, declined…): say so and keep it for the user to see.
     if (e.code && e.code !== "rate_limited" && e.code !== "unavailable") {
+      // Refused for good (not a member, blocked, declined…): say so and keep it for the user to see.
       save(outbox.value.map((x) => (x.clientMsgId === p.clientMsgId ? { ...x, failed: e.message } : x)));
+    } else if (online()) {
+      // Not now (a limit, a busy server, no ack in time): again after the wait the server names.
+      setTimeout(() => outbox.value.some((x) => x.clientMsgId === p.clientMsgId) && void deliver(p), (e.retryAfter ?? 2) * 1000);
     }
+    // Offline: the reconnect's flush sends it.
   } finally {
     inFlight.delete(p.clientMsgId);
   }

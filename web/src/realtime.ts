@@ -1,6 +1,8 @@
 // The Socket.IO side: one socket per signed-in tab, live events into the state, and catch-up.
 // The last cursor seen is kept in local storage; after a dropped connection the app asks for
-// everything after it (`sync:request`) before trusting live events again, so nothing is missed.
+// everything after it (`sync:request`), so nothing is missed. Applying a change twice does
+// nothing, so live events are applied as they come; only the sync's pages move the cursor
+// until the catch-up is done.
 
 import { io, type Socket } from "socket.io-client";
 import { get, refresh, session, signOut } from "./api";
@@ -27,6 +29,7 @@ export function listen(event: string, fn: (data: any) => void): () => void {
 export function whenOnline(fn: () => void) {
   onlineHooks.push(fn);
 }
+
 /** Whether this tab has taken a snapshot yet (a reload starts from a fresh one). */
 let synced = false;
 
@@ -36,8 +39,8 @@ function saveCursor(cursor: string | undefined) {
   if (cursor) localStorage.setItem(CURSOR_KEY, cursor);
 }
 
-/** Applies one change, live or replayed from the stream (whose receipts are told once per
- *  conversation, by `caughtUp`, instead of once per message). */
+/** Applies one change, live or replayed from the stream (a replayed message's delivery is told
+ *  once per conversation at the end of the catch-up, not once per message). */
 function apply(type: string, data: any, advance = true, replayed?: Map<string, number>) {
   switch (type) {
     case "message:new":
@@ -120,7 +123,11 @@ export function connect() {
         if (s.openId.value) markRead(s.openId.value);
         for (const fn of onlineHooks) fn();
       })
-      .catch(() => sock.disconnect().connect());
+      // The server could not answer the catch-up: try again shortly, not in a tight loop.
+      .catch(() => {
+        sock.disconnect();
+        setTimeout(() => socket === sock && sock.connect(), 2000);
+      });
   });
   sock.on("disconnect", () => (s.connection.value = "offline"));
   sock.on("connect_error", async (err: any) => {
@@ -139,11 +146,7 @@ export function connect() {
     }
   });
   for (const type of ["message:new", "message:updated", "message:status", "conversation:updated"]) {
-    sock.on(type, (data) => {
-      // Applying a change twice does nothing, so live events are applied at once; but until the
-      // catch-up is done the cursor follows the sync's pages (a live one may run ahead of them).
-      apply(type, data, s.connection.value === "online");
-    });
+    sock.on(type, (data) => apply(type, data, s.connection.value === "online"));
   }
   for (const [event, fn] of listeners) sock.on(event, fn);
   sock.on("typing", (e: { conversationId: string; userId: string; typing: boolean }) => s.setTyping(e.conversationId, e.userId, e.typing));
@@ -174,7 +177,7 @@ export function emit(event: string, payload: unknown) {
 export async function request<T>(event: string, payload: unknown): Promise<T> {
   if (!socket?.connected) throw new Error("offline");
   const ack = (await socket.timeout(15000).emitWithAck(event, payload)) as Ack<T>;
-  if (!ack.ok) throw Object.assign(new Error(ack.error.message), { code: ack.error.code });
+  if (!ack.ok) throw Object.assign(new Error(ack.error.message), { code: ack.error.code, retryAfter: ack.error.retryAfter });
   return ack as T;
 }
 
