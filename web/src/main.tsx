@@ -1,5 +1,6 @@
-// The app's entry: which screen to show (signed out, a mail link, the messenger, the inbox)
-// and the messenger's layout — the chat list beside the open chat, one at a time on a phone.
+// The app's entry: which screen to show (signed out, a mail link, the messenger, the inbox,
+// the admin) and the messenger's layout — the chat list beside the open chat, one at a time on
+// a phone.
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";

@@ -1,6 +1,7 @@
 // Beside an inbox conversation: who has it and its state (assign, open / pending / closed,
-// snooze), the customer as a lead (stage, tags, attributes, opt-in), the internal notes with
-// @mentions (never sent to the customer), and the AI's insights with a reply to use.
+// snooze), the customer as a lead (stage, tags, attributes, opt-in, other conversations), the
+// internal notes with @mentions (never sent to the customer), and the AI's insights with a
+// reply to use.
 
 import { useEffect, useState } from "preact/hooks";
 import { get, patch, post } from "../api";

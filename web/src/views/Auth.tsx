@@ -1,5 +1,6 @@
-// Signing in: email and password (sign in or create an account) or a phone number and a code
-// sent by SMS; and the two pages mails link to (password reset, email verification).
+// Signing in: email and password (sign in, create an account, or have a reset link mailed) or
+// a phone number and a code sent by SMS; and the two pages mails link to (password reset,
+// email verification).
 
 import { useState } from "preact/hooks";
 import { call, deviceId, deviceName, signedIn } from "../api";

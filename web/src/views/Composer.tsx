@@ -1,5 +1,7 @@
 // Writing: text (Enter sends, Shift+Enter breaks the line), a reply or an edit under way,
-// attachments (photos and documents, uploaded first, then sent by id), typing events.
+// attachments (photos and documents, uploaded first, then sent by id), voice notes recorded
+// here, typing events; for agents, canned responses on `/`, an offered (AI) reply, and the
+// template picker when a WhatsApp customer's window is closed.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { call } from "../api";

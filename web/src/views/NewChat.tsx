@@ -1,5 +1,5 @@
-// Starting a chat: find people by name, phone or email (and among contacts); one person opens a
-// direct chat, several with a name make a group.
+// Starting a chat: find people by name, phone or email (contacts first); a person opens a direct
+// chat, "New group" picks several and a name; "Write to …" opens the workspace's support desk.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { get, post, Problem, type User } from "../api";

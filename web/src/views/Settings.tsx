@@ -1,5 +1,6 @@
-// The caller's own account: profile, last-seen privacy, the signed-in devices (sign one out,
-// or all), the people they blocked, and notifications on this device.
+// The caller's own account: profile, last-seen privacy, notifications on this device, the
+// signed-in devices (sign one out, or all), a new email, the people they blocked, and erasing
+// the account.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { del, get, patch, post, session, saveSession, signOut, type User } from "../api";
