@@ -46,6 +46,31 @@ for (const backend of backends) {
       assert.deepEqual(seen[2].seen.map((e) => e.data.message.seq), [1, 2]);
     });
 
+    it("works over long-polling alone, and after an upgrade from it", async () => {
+      const cat = await server.signup("Cat");
+      const dan = await server.signup("Dan");
+      const conv = await server.direct(cat, dan);
+      const polling = await server.connect(cat, { transports: ["polling"] });
+      const upgraded = await server.connect(dan, { transports: ["polling", "websocket"] });
+      await new Promise((resolve) => {
+        if (upgraded.io.engine.transport.name === "websocket") resolve();
+        else upgraded.io.engine.once("upgrade", resolve);
+      });
+      const atCat = record(polling, "message:new");
+      const atDan = record(upgraded, "message:new");
+      for (let i = 1; i <= 20; i++) {
+        const ack = await polling.emitWithAck("message:send", { conversationId: conv, clientMsgId: `p${i}`, type: "text", text: `from polling ${i}` });
+        assert.equal(ack.ok, true);
+      }
+      const back = await upgraded.emitWithAck("message:send", { conversationId: conv, clientMsgId: "u1", type: "text", text: "from a websocket" });
+      assert.equal(back.ok, true);
+      await atDan.waitFor((e) => e.data.message.text === "from polling 20");
+      await atCat.waitFor((e) => e.data.message.text === "from a websocket");
+      assert.deepEqual(atDan.seen.map((e) => e.data.message.seq), Array.from({ length: 20 }, (_, i) => i + 1));
+      assert.equal(polling.io.engine.transport.name, "polling");
+      assert.equal(upgraded.io.engine.transport.name, "websocket");
+    });
+
     it("answers a retried clientMsgId with the original and no new event", async () => {
       const a = await server.signup("Ann");
       const b = await server.signup("Ben");

@@ -163,7 +163,12 @@ impl AppState {
     }
 
     /// Sends one encoded event to some devices of a user, on every node.
-    pub fn emit_to(&self, user: &str, devices: crate::cluster::Devices, packet: engineioxide::Str) {
+    pub fn emit_to(
+        &self,
+        user: &str,
+        devices: crate::cluster::Devices,
+        packet: crate::engineio::Str,
+    ) {
         self.hub.send_to(user, &packet, &devices);
         if let Some(c) = &self.cluster {
             c.emit_to(vec![user.to_owned()], devices, packet.to_string());
@@ -173,7 +178,7 @@ impl AppState {
     /// Sends an event to every device of these users, on every node (encoded once).
     pub fn emit_event(&self, users: Vec<String>, name: &str, data: &impl serde::Serialize) {
         if !users.is_empty() {
-            self.emit(users, crate::realtime::protocol::event(name, data).into());
+            self.emit(users, crate::realtime::protocol::event(name, data));
         }
     }
 
@@ -183,7 +188,7 @@ impl AppState {
     }
 
     /// Sends one encoded event to every device of these users, on every node.
-    pub fn emit(&self, users: Vec<String>, packet: engineioxide::Str) {
+    pub fn emit(&self, users: Vec<String>, packet: crate::engineio::Str) {
         for u in &users {
             self.hub.send(u, &packet, None);
         }

@@ -16,6 +16,7 @@
 //! | [`config`] | settings from `palaver.toml`, the environment and flags |
 //! | [`error`] | the one error type and the list of problem codes |
 //! | [`events`] | every Socket.IO event name |
+//! | [`engineio`] | Engine.IO v4, the server side: WebSocket and long-polling sessions, the upgrade, heartbeats, bounded per-session queues of shared packets |
 //! | [`http`] | extractors (JSON, query, auth, workspace scope, client IP), pagination, middleware, the connection loop (header read timeout) |
 //! | [`outbound`] | the one HTTP client for requests to the outside world: no loopback, private or link-local targets (after DNS, on redirects), capped answers |
 //! | [`db`] | the data-access layer over SQLite or PostgreSQL, migrations, the tenant scope and the caller's role in it |
@@ -52,7 +53,7 @@
 //! folder imports one that imports it back (`tests/api/layout.rs` reads the `use` lines and
 //! fails on a loop, naming it). From the ground up:
 //!
-//! 1. `config`, `error`, `events`, `outbound`, `telemetry`, `notify`, `db` (with the tenant
+//! 1. `config`, `error`, `events`, `engineio`, `outbound`, `telemetry`, `notify`, `db` (with the tenant
 //!    scope, [`db::Role`] and the membership lookups every transport uses), `changes`, `audit`,
 //!    `jobs`, `cluster`, `ratelimit`;
 //! 2. `http`: extractors, validation, pagination;
@@ -93,7 +94,8 @@
 //! (`handlers::send_finish`). The commit wakes `realtime::dispatch`, which reads the
 //! `changes`, works out who is connected and may see each, builds the views once
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every
-//! device through `realtime::hub`: the peer's `message:new`.
+//! device through `realtime::hub`: the peer's `message:new`, queued on its `engineio::Socket`
+//! and written by its connection's task.
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres`.
 
@@ -117,6 +119,7 @@ pub mod config;
 pub mod conversations;
 pub mod db;
 pub mod demo;
+pub mod engineio;
 pub mod error;
 pub mod events;
 #[cfg(test)]

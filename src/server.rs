@@ -227,8 +227,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // Outermost: Socket.IO traffic (under /socket.io/) goes straight to the gateway.
-        .layer(engineioxide::layer::EngineIoLayer::from_config(gateway, crate::realtime::Gateway::config()))
-        .layer(tower::util::MapRequestLayer::new(crate::realtime::own_request_head::<axum::body::Body>))
+        .layer(crate::engineio::Layer::new(crate::engineio::Engine::new(gateway, crate::realtime::Gateway::config())))
         // Outermost of all: the security headers reach every answer, errors, panics and
         // /socket.io included.
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -349,7 +348,7 @@ impl crate::cluster::Node for AppState {
         &self,
         users: &[String],
         devices: &crate::cluster::Devices,
-        packet: engineioxide::Str,
+        packet: crate::engineio::Str,
     ) {
         for u in users {
             self.hub.send_to(u, &packet, devices);

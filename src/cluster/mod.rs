@@ -492,7 +492,7 @@ fn timeout_error() -> redis::RedisError {
 /// this module knows none of them.
 pub trait Node: Clone + Send + Sync + 'static {
     /// Sends an encoded event to this node's devices of these users.
-    fn deliver(&self, users: &[String], devices: &Devices, packet: engineioxide::Str);
+    fn deliver(&self, users: &[String], devices: &Devices, packet: crate::engineio::Str);
     /// These sessions were revoked on another node: forget them and close their sockets here.
     fn close_sessions(&self, sessions: &[String]);
     /// A user left a workspace on another node: close their sockets acting in it here.

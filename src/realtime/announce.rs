@@ -129,7 +129,7 @@ pub async fn snapshot(state: AppState, session: super::hub::Session) {
                     &json!({"userId": p, "online": true, "lastSeenAt": null}),
                 );
                 let only = crate::cluster::Devices::Only(session.session_id.clone());
-                state.emit_to(&session.user_id, only, packet.into());
+                state.emit_to(&session.user_id, only, packet);
             }
         }
         Ok(())
@@ -158,11 +158,10 @@ pub async fn announce(state: AppState, user_id: String, online: bool) {
         if state.presence.is_online(&state.hub, &user_id).await != online {
             return Ok(());
         }
-        let packet: engineioxide::Str = protocol::event(
+        let packet: crate::engineio::Str = protocol::event(
             events::PRESENCE,
             &json!({"userId": user_id, "online": online, "lastSeenAt": last_seen}),
-        )
-        .into();
+        );
         state.emit(audience(&state, &user_id).await?, packet);
         Ok(())
     }

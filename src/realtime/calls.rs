@@ -146,7 +146,7 @@ async fn push_if_away(state: &AppState, ring: &Signal) {
 pub fn send(state: &AppState, signals: Vec<Signal>) {
     for s in signals {
         let packet = protocol::event(s.event, &s.data);
-        state.emit_to(&s.user_id, s.devices, packet.into());
+        state.emit_to(&s.user_id, s.devices, packet);
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engineioxide::Str;
+use crate::engineio::Str;
 use futures_util::StreamExt;
 
 use super::protocol;
@@ -295,7 +295,7 @@ async fn push(state: &AppState, row: &ChangeRow, to: Vec<String>, views: &Views)
                 let Some(data) = envelope::data(row, &cursor, None, Some(view)) else {
                     continue;
                 };
-                let packet: Str = protocol::event(kinds::CONVERSATION_UPDATED, &data).into();
+                let packet: Str = protocol::event(kinds::CONVERSATION_UPDATED, &data);
                 let kind = kinds::CONVERSATION_UPDATED;
                 fan_out(state, std::slice::from_ref(&key.1), kind, &packet, None);
             }
@@ -311,7 +311,7 @@ fn fan_out_as_seen(
     row: &ChangeRow,
     to: &[String],
     data: &envelope::EventData,
-    except: Option<engineioxide::sid::Sid>,
+    except: Option<crate::engineio::Sid>,
     views: &Views,
 ) {
     let face = views
@@ -319,14 +319,14 @@ fn fan_out_as_seen(
         .get(&row.conversation_id)
         .filter(|f| to.contains(&f.customer));
     let Some(face) = face else {
-        let packet: Str = protocol::event(&row.kind, data).into();
+        let packet: Str = protocol::event(&row.kind, data);
         fan_out(state, to, &row.kind, &packet, except);
         return;
     };
     let team: Vec<String> = to.iter().filter(|u| face.hides(u)).cloned().collect();
-    let packet: Str = protocol::event(&row.kind, data).into();
+    let packet: Str = protocol::event(&row.kind, data);
     fan_out(state, &team, &row.kind, &packet, except);
-    let packet: Str = protocol::event(&row.kind, &data.disguised(face)).into();
+    let packet: Str = protocol::event(&row.kind, &data.disguised(face));
     fan_out(
         state,
         std::slice::from_ref(&face.customer),
@@ -342,7 +342,7 @@ async fn after_the_senders_ack(
     state: &AppState,
     kind: &str,
     view: &MessageView,
-) -> Option<engineioxide::sid::Sid> {
+) -> Option<crate::engineio::Sid> {
     if kind != kinds::MESSAGE_NEW {
         return None;
     }
@@ -360,7 +360,7 @@ fn fan_out(
     users: &[String],
     kind: &str,
     packet: &Str,
-    except: Option<engineioxide::sid::Sid>,
+    except: Option<crate::engineio::Sid>,
 ) {
     let mut sent = 0;
     for u in users {

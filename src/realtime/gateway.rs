@@ -5,22 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use engineioxide::handler::EngineIoHandler;
-use engineioxide::{DisconnectReason, Str};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::hub::{end, Conn, Event, Session, Sock, Working, REFUSED_MAX};
 use super::{announce, calls, handlers, protocol, typing, SOCKET_PATH};
 use crate::app::AppState;
+use crate::engineio::{DisconnectReason, SendError, Str};
 use crate::events;
 
 /// Per-device events waiting to be handled, at most this many; more are refused.
 const EVENT_QUEUE: usize = 64;
 /// Sends of one device queued but not yet acked, at most; its next send waits for room.
 const SENDS_IN_FLIGHT: usize = 64;
-/// Engine.IO packets buffered for one device before it counts as not reading.
+/// Engine.IO packets queued for one device before it counts as not reading.
 pub const SEND_BUFFER: usize = 512;
 
 /// How long an ack waits for room in a device's transport buffer before the device counts as
@@ -31,11 +29,11 @@ const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
 const EVENT_ROOM: usize = 32;
 
 /// Sends an ack. When the device's transport buffer is full (a burst of answers at once), it
-/// waits for room: engineioxide offers no event for that, so it looks again every 2 ms, for
+/// waits for room: it looks again every 2 ms (a full buffer is rare: a burst of answers), for
 /// at most [`ACK_ROOM_WAIT`]. A device that has not read by then is disconnected (like a slow
 /// consumer of events), which its client sees at once — an ack is never dropped silently.
 async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
-    send_ack(socket, Str::from(protocol::ack(id, reply)), 0).await;
+    send_ack(socket, protocol::ack(id, reply), 0).await;
 }
 
 /// Answers a refused event `rate_limited`. A device bursting thousands of events gets
@@ -44,17 +42,17 @@ async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
 /// full drops the device at once).
 async fn refuse(socket: &Sock, id: u64, message: &str, retry_after: u64) {
     let reply = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": message, "retryAfter": retry_after}});
-    send_ack(socket, Str::from(protocol::ack(id, &reply)), EVENT_ROOM).await;
+    send_ack(socket, protocol::ack(id, &reply), EVENT_ROOM).await;
 }
 
 async fn send_ack(socket: &Sock, mut packet: Str, leave: usize) {
     let deadline = tokio::time::Instant::now() + ACK_ROOM_WAIT;
     loop {
-        if leave == 0 || has_room(socket, leave + 1) {
+        if leave == 0 || socket.room() > leave {
             match socket.emit(packet) {
                 Ok(()) => return,
-                Err(TrySendError::Full(p)) => packet = p,
-                Err(TrySendError::Closed(_)) => return,
+                Err(SendError::Full(p)) => packet = p,
+                Err(SendError::Closed(_)) => return,
             }
         } else if socket.is_closed() {
             return;
@@ -67,15 +65,6 @@ async fn send_ack(socket: &Sock, mut packet: Str, leave: usize) {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-/// Whether the device's buffer has `n` free slots: reserves them and lets them go at once.
-fn has_room(socket: &Sock, n: usize) -> bool {
-    n == 0
-        || match socket.reserve() {
-            Ok(_slot) => has_room(socket, n - 1),
-            Err(_) => false,
-        }
 }
 
 /// The Engine.IO handler that speaks Socket.IO.
@@ -95,16 +84,18 @@ impl Gateway {
         Self { state }
     }
 
-    /// The Engine.IO configuration: bounded buffers, payloads like the JSON limit.
-    pub fn config() -> engineioxide::config::EngineIoConfig {
-        engineioxide::config::EngineIoConfig::builder()
-            .req_path(SOCKET_PATH)
-            .max_buffer_size(SEND_BUFFER)
-            .ws_read_buffer_size(1024)
-            .max_payload(crate::app::JSON_BODY_LIMIT as u64)
-            .ping_interval(Duration::from_secs(25))
-            .ping_timeout(Duration::from_secs(20))
-            .build()
+    /// The Engine.IO configuration: bounded queues, payloads like the JSON limit, small
+    /// read buffers (client frames are small; a larger one grows the buffer while it lasts).
+    pub fn config() -> crate::engineio::Config {
+        crate::engineio::Config {
+            path: SOCKET_PATH,
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: crate::app::JSON_BODY_LIMIT,
+            queue: SEND_BUFFER,
+            read_buffer: 512,
+            write_buffer: 16 * 1024,
+        }
     }
 
     async fn connect(self, socket: Sock, namespace: String, auth: Option<Value>) {
@@ -154,7 +145,7 @@ impl Gateway {
         let first_here = self.state.hub.add(
             &session.user_id,
             socket.clone(),
-            protocol::connect_ok(&socket.id.to_string()),
+            protocol::connect_ok(socket.id.as_str()),
         );
         if self
             .state
@@ -285,7 +276,7 @@ impl Gateway {
             return Ok(());
         }
         limiter
-            .check(&limits::SOCKET_EVENTS_PER_DEVICE, &socket.id.to_string())
+            .check(&limits::SOCKET_EVENTS_PER_DEVICE, socket.id.as_str())
             .await?;
         limiter
             .check(&limits::SOCKET_EVENTS_PER_USER, &session.user_id)
@@ -320,14 +311,12 @@ fn token_expiry(state: &AppState, token: &str) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(left)
 }
 
-impl EngineIoHandler for Gateway {
+impl crate::engineio::Handler for Gateway {
     type Data = Conn;
 
-    fn on_connect(self: Arc<Self>, _socket: Sock) {}
-
-    fn on_disconnect(&self, socket: Sock, _reason: DisconnectReason) {
+    fn on_disconnect(&self, socket: &Sock, _reason: DisconnectReason) {
         if let Some(session) = socket.data.session.get() {
-            let last_here = self.state.hub.remove(&session.user_id, &socket);
+            let last_here = self.state.hub.remove(&session.user_id, socket);
             let state = self.state.clone();
             let user_id = session.user_id.clone();
             tokio::spawn(async move {
@@ -348,10 +337,10 @@ impl EngineIoHandler for Gateway {
         }
     }
 
-    fn on_message(self: &Arc<Self>, msg: Str, socket: Sock) {
-        match protocol::decode(msg.as_str()) {
+    fn on_message(self: &Arc<Self>, msg: &str, socket: &Sock) {
+        match protocol::decode(msg) {
             protocol::Incoming::Connect { namespace, auth } => {
-                tokio::spawn(Gateway::clone(self).connect(socket, namespace, auth));
+                tokio::spawn(Gateway::clone(self).connect(socket.clone(), namespace, auth));
             }
             protocol::Incoming::Event {
                 ack, name, data, ..
@@ -384,7 +373,7 @@ impl EngineIoHandler for Gateway {
         }
     }
 
-    fn on_binary(self: &Arc<Self>, _data: bytes::Bytes, socket: Sock) {
+    fn on_binary(self: &Arc<Self>, _data: Vec<u8>, socket: &Sock) {
         // Binary attachments are not part of this API.
         socket.close(DisconnectReason::PacketParsingError);
     }

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use engineioxide::{DisconnectReason, Socket, Str};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::protocol;
 use crate::cluster::Devices;
+use crate::engineio::{DisconnectReason, Socket, Str};
 use crate::events;
 
 /// Who a connected socket is.
@@ -101,7 +101,7 @@ impl Hub {
     /// Adds a device and queues `greeting` (the CONNECT answer) to it first: it is queued under
     /// the write lock, and senders take the device list under the read lock, so no event can
     /// reach the socket before its CONNECT answer.
-    pub(super) fn add(&self, user_id: &str, socket: Sock, greeting: String) -> bool {
+    pub(super) fn add(&self, user_id: &str, socket: Sock, greeting: Str) -> bool {
         let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
         let _ = socket.emit(greeting);
         let list = users.entry(user_id.to_owned()).or_default();
@@ -224,15 +224,9 @@ impl Hub {
     /// buffer is full stopped reading: it is dropped from the hub at once (nothing more is
     /// queued for it) and closed; it will sync when it returns.
     ///
-    /// Dropping does not wait for Engine.IO's disconnect callback: engineioxide's WebSocket
-    /// writer cannot be cancelled while a peer keeps its TCP window shut, so that callback may
-    /// come late. Until then the stalled transport holds at most its bounded buffer.
-    pub fn send(
-        &self,
-        user_id: &str,
-        packet: &Str,
-        except: Option<engineioxide::sid::Sid>,
-    ) -> usize {
+    /// Dropping does not wait for Engine.IO's disconnect callback, which comes once the
+    /// transport has given up its write.
+    pub fn send(&self, user_id: &str, packet: &Str, except: Option<crate::engineio::Sid>) -> usize {
         self.send_where(user_id, packet, |s| Some(s.id) != except)
     }
 
@@ -289,7 +283,7 @@ impl Hub {
         &self,
         sender: &str,
         client_msg_id: &str,
-        sid: engineioxide::sid::Sid,
+        sid: crate::engineio::Sid,
     ) -> bool {
         let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         if origins.len() > 10_000 {
@@ -337,7 +331,7 @@ pub struct Typing {
 }
 
 /// The device sending a message and the signal of its ack.
-type Origin = (engineioxide::sid::Sid, Arc<AckSignal>);
+type Origin = (crate::engineio::Sid, Arc<AckSignal>);
 
 /// Set once the sending device's ack went out: the others' `message:new` waits for it, so the
 /// sender hears of its message before (or with) everyone else.
@@ -407,14 +401,14 @@ mod tests {
     #[test]
     fn only_the_send_that_noted_an_origin_owns_it() {
         let hub = Hub::default();
-        let device = engineioxide::sid::Sid::new();
+        let device = crate::engineio::Sid::new();
         assert!(hub.note_origin("u", "c-1", device), "the first send notes");
         let (sid, signal) = hub.origin("u", "c-1").expect("noted");
         assert_eq!(sid, device);
 
         // The retry, from the same device or another, notes nothing and keeps the original.
         assert!(!hub.note_origin("u", "c-1", device));
-        assert!(!hub.note_origin("u", "c-1", engineioxide::sid::Sid::new()));
+        assert!(!hub.note_origin("u", "c-1", crate::engineio::Sid::new()));
         let (sid, same) = hub.origin("u", "c-1").expect("still noted");
         assert_eq!(sid, device);
         assert!(

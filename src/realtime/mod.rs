@@ -1,5 +1,5 @@
-//! The real-time gateway: Socket.IO (protocol 5) on the HTTP port, over engineioxide's
-//! Engine.IO (WebSocket and long-polling).
+//! The real-time gateway: Socket.IO (protocol 5) on the HTTP port, over [`crate::engineio`]
+//! (WebSocket and long-polling).
 //!
 //! - A socket is one device of one user: the handshake's `auth.token` is an access token
 //!   (checked like HTTP), `auth.workspace` picks the workspace. Refusal is a `connect_error` with
@@ -11,12 +11,12 @@
 //!   change, in log order, to the connected devices of the users who may see it, serialized
 //!   once per event. So nothing is pushed before it is durable, and the cursor in each event is
 //!   the one `sync:request` continues from.
-//! - Back-pressure: Engine.IO's per-socket buffer is bounded; a device that stops reading is
+//! - Back-pressure: Engine.IO's per-socket queue is bounded; a device that stops reading is
 //!   disconnected (it syncs when it comes back).
 //!
 //! Files: `gateway.rs` (the handshake and each device's worker), `handlers.rs` (client
-//! events), `hub.rs` (the connected devices, sending to them; names no state), `head.rs`
-//! (the request-head copy), `presence.rs` (who is online) and `announce.rs` (telling who may
+//! events), `hub.rs` (the connected devices, sending to them; names no state),
+//! `presence.rs` (who is online) and `announce.rs` (telling who may
 //! know), `typing.rs`, `dispatch.rs`, `protocol.rs` (Socket.IO packets).
 
 pub mod announce;
@@ -24,14 +24,12 @@ pub mod calls;
 pub mod dispatch;
 mod gateway;
 mod handlers;
-mod head;
 pub mod hub;
 pub mod presence;
 pub mod protocol;
 mod typing;
 
 pub use gateway::{Gateway, SEND_BUFFER};
-pub use head::own_request_head;
 pub use hub::{Hub, Session};
 
 /// Where Engine.IO listens.

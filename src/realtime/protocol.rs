@@ -4,9 +4,12 @@
 //!
 //! Written here rather than taken from socketioxide because the contract needs a
 //! `connect_error` that carries `data` (`{"message", "data": {"code"}}`), which socketioxide's
-//! packet type cannot express; Engine.IO (transports, heartbeats, buffers) stays engineioxide's.
+//! packet type cannot express. The builders write whole Engine.IO message packets (their `4`
+//! first), so a packet is serialized once, into the buffer every recipient's transport sends.
 
 use serde_json::Value;
+
+use crate::engineio::Str;
 
 /// A packet from a client.
 #[derive(Debug, PartialEq)]
@@ -85,40 +88,47 @@ pub fn decode(msg: &str) -> Incoming {
     }
 }
 
-/// `0{"sid": …}`: the namespace accepted the connection.
-pub fn connect_ok(sid: &str) -> String {
-    format!("0{}", serde_json::json!({ "sid": sid }))
+/// `40{"sid": …}`: the namespace accepted the connection.
+pub fn connect_ok(sid: &str) -> Str {
+    format!("40{}", serde_json::json!({ "sid": sid })).into()
 }
 
-/// `4{"message", "data"}`: the connection is refused; clients see `err.message` and `err.data`.
-pub fn connect_error(namespace: &str, message: &str, data: Value) -> String {
+/// `44{"message", "data"}`: the connection is refused; clients see `err.message` and `err.data`.
+pub fn connect_error(namespace: &str, message: &str, data: Value) -> Str {
     let body = serde_json::json!({ "message": message, "data": data });
     if namespace == "/" {
-        format!("4{body}")
+        format!("44{body}").into()
     } else {
-        format!("4{namespace},{body}")
+        format!("44{namespace},{body}").into()
     }
 }
 
-/// `2["name", data]`.
-pub fn event(name: &str, data: &impl serde::Serialize) -> String {
-    let mut out = String::with_capacity(64);
-    out.push('2');
-    out.push_str(&serde_json::to_string(&(name, data)).unwrap_or_else(|_| "[]".into()));
-    out
+/// `42["name", data]`.
+pub fn event(name: &str, data: &impl serde::Serialize) -> Str {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"42");
+    if serde_json::to_writer(&mut out, &(name, data)).is_err() {
+        out.truncate(2);
+        out.extend_from_slice(b"[]");
+    }
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out)
+        .unwrap_or_else(|_| "42[]".into())
+        .into()
 }
 
-/// `3<id>[data]`.
-pub fn ack(id: u64, data: &impl serde::Serialize) -> String {
+/// `43<id>[data]`.
+pub fn ack(id: u64, data: &impl serde::Serialize) -> Str {
     format!(
-        "3{id}{}",
+        "43{id}{}",
         serde_json::to_string(&[data]).unwrap_or_else(|_| "[]".into())
     )
+    .into()
 }
 
-/// `1`: the server ends the connection (clients do not reconnect on their own).
-pub fn disconnect() -> &'static str {
-    "1"
+/// `41`: the server ends the connection (clients do not reconnect on their own).
+pub fn disconnect() -> Str {
+    Str::message("1")
 }
 
 #[cfg(test)]
@@ -223,14 +233,15 @@ mod tests {
     #[test]
     fn encodings_follow_the_protocol() {
         assert_eq!(
-            event("message:new", &json!({"a": 1})),
-            r#"2["message:new",{"a":1}]"#
+            event("message:new", &json!({"a": 1})).as_str(),
+            r#"42["message:new",{"a":1}]"#
         );
-        assert_eq!(ack(7, &json!({"ok": true})), r#"37[{"ok":true}]"#);
+        assert_eq!(ack(7, &json!({"ok": true})).as_str(), r#"437[{"ok":true}]"#);
         assert_eq!(
-            connect_error("/", "unauthorized", json!({"code": "unauthorized"})),
-            r#"4{"data":{"code":"unauthorized"},"message":"unauthorized"}"#
+            connect_error("/", "unauthorized", json!({"code": "unauthorized"})).as_str(),
+            r#"44{"data":{"code":"unauthorized"},"message":"unauthorized"}"#
         );
-        assert_eq!(connect_ok("abc"), r#"0{"sid":"abc"}"#);
+        assert_eq!(connect_ok("abc").as_str(), r#"40{"sid":"abc"}"#);
+        assert_eq!(disconnect().as_str(), "41");
     }
 }

@@ -68,12 +68,11 @@ async fn audience(
 }
 
 fn emit(state: &AppState, session: &Session, conversation_id: &str, a: Audience, typing: bool) {
-    let event = |user_id: &str| -> engineioxide::Str {
+    let event = |user_id: &str| -> crate::engineio::Str {
         protocol::event(
             events::TYPING,
             &json!({"conversationId": conversation_id, "userId": user_id, "typing": typing}),
         )
-        .into()
     };
     let me = session.user_id.as_str();
     match a.face.filter(|f| f.hides(me)) {
