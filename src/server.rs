@@ -286,6 +286,7 @@ pub async fn serve(
         crate::realtime::calls::ended_by_restart(&state).await;
     }
     let dispatcher = tokio::spawn(crate::realtime::dispatch::run(state.clone()));
+    let expiry = tokio::spawn(crate::realtime::expire_tokens(state.clone()));
     let workers = tokio::spawn(crate::jobs::Runner::work(
         state.clone(),
         Arc::new(job_kinds()),
@@ -308,6 +309,7 @@ pub async fn serve(
     // The calls of this node's devices end while the devices and the cluster still hear it.
     crate::realtime::calls::node_gone(state.clone(), state.node_id.clone()).await;
     dispatcher.abort();
+    expiry.abort();
     sweeper.abort();
     follower.abort();
     ai_idle.abort();

@@ -1,14 +1,14 @@
 //! The gateway: Engine.IO's handler that speaks Socket.IO. The handshake (an access token,
-//! a workspace), then one worker per device that runs its client events in order, and the
-//! acks.
+//! a workspace), then a worker per device while it has events, which runs them in order, and
+//! the acks. An idle device has no task of its own here: its events queue on its socket, and
+//! access tokens expire by one look a second at every device ([`expire_tokens`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::hub::{end, Conn, Event, Session, Sock, Working, REFUSED_MAX};
+use super::hub::{Conn, Event, Session, Sock, Working, REFUSED_MAX};
 use super::{announce, calls, handlers, protocol, typing, SOCKET_PATH};
 use crate::app::AppState;
 use crate::engineio::{DisconnectReason, SendError, Str};
@@ -16,8 +16,6 @@ use crate::events;
 
 /// Per-device events waiting to be handled, at most this many; more are refused.
 const EVENT_QUEUE: usize = 64;
-/// Sends of one device queued but not yet acked, at most; its next send waits for room.
-const SENDS_IN_FLIGHT: usize = 64;
 /// Engine.IO packets queued for one device before it counts as not reading.
 pub const SEND_BUFFER: usize = 512;
 
@@ -137,8 +135,9 @@ impl Gateway {
                 return;
             }
         };
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        if socket.data.session.set(session.clone()).is_err() || socket.data.events.set(tx).is_err()
+        let expires = token_expiry(&self.state, token);
+        if socket.data.expires.set(expires).is_err()
+            || socket.data.session.set(session.clone()).is_err()
         {
             return;
         }
@@ -161,42 +160,63 @@ impl Gateway {
         }
         tokio::spawn(calls::ring_here(self.state.clone(), session.clone()));
         tokio::spawn(announce::snapshot(self.state.clone(), session.clone()));
-        let expires = token_expiry(&self.state, token);
-        tokio::spawn(self.clone().work(socket, session, rx, expires));
     }
 
-    /// Handles one device's events in the order they came, and ends the socket when its
-    /// access token expires (the client refreshes and reconnects). One task per device.
-    async fn work(
-        self,
-        socket: Sock,
-        session: Session,
-        mut rx: mpsc::Receiver<Box<Event>>,
-        expires: tokio::time::Instant,
-    ) {
-        let _working = Working::new(&self.state.hub);
-        // Sends queued but not yet acked, at most this many per device.
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(SENDS_IN_FLIGHT));
-        let expiry = tokio::time::sleep_until(expires);
-        tokio::pin!(expiry);
-        loop {
-            let event = tokio::select! {
-                event = rx.recv() => match event {
-                    Some(event) => event,
-                    None => break,
-                },
-                () = &mut expiry => {
-                    end(&socket, "token_expired", None);
-                    break;
+    /// Queues a client event on its device; starts the device's worker if none runs.
+    fn queue(self: &Arc<Self>, socket: &Sock, event: Event) {
+        if socket.data.session.get().is_none() {
+            return;
+        }
+        let mut inbox = socket.data.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        if inbox.events.len() >= EVENT_QUEUE {
+            // Answered `rate_limited` by the worker, which is busy with that full queue.
+            if let Some(id) = event.ack {
+                if inbox.refused.len() >= REFUSED_MAX {
+                    drop(inbox);
+                    tracing::info!(sid = %socket.id, "a device ignores back-pressure; disconnecting it");
+                    socket.close(DisconnectReason::TransportError);
+                } else {
+                    inbox.refused.push(id);
                 }
-                // The queue's sender lives in the socket this task holds, so the queue never
-                // closes on its own: a closed socket ends the task.
-                () = socket.closed() => break,
+            }
+            return;
+        }
+        inbox.events.push_back(event);
+        if !inbox.working {
+            inbox.working = true;
+            drop(inbox);
+            tokio::spawn(Gateway::clone(self).work(socket.clone()));
+        }
+    }
+
+    /// Handles a device's queued events in the order they came, until none is left (or the
+    /// socket has closed).
+    async fn work(self, socket: Sock) {
+        let Some(session) = socket.data.session.get() else {
+            return;
+        };
+        let _working = Working::new(&self.state.hub);
+        loop {
+            let next = {
+                let mut inbox = socket.data.inbox.lock().unwrap_or_else(|p| p.into_inner());
+                if socket.is_closed() {
+                    inbox.events.clear();
+                }
+                let next = inbox.events.pop_front();
+                if next.is_none() {
+                    inbox.working = false;
+                    // The queue's memory goes too: an idle device keeps none.
+                    inbox.events = std::collections::VecDeque::new();
+                }
+                next
             };
-            let Event { ack, name, data } = *event;
+            let Some(Event { ack, name, data }) = next else {
+                self.answer_refused(&socket).await;
+                return;
+            };
             let started = std::time::Instant::now();
             self.answer_refused(&socket).await;
-            if let Err(retry) = self.limit(&session, &socket).await {
+            if let Err(retry) = self.limit(session, &socket).await {
                 if let Some(id) = ack {
                     refuse(&socket, id, "too many events", retry).await;
                 }
@@ -206,10 +226,12 @@ impl Gateway {
                 .increment(1);
             if name == events::MESSAGE_SEND {
                 // Queued in order; acked when durable, while the next events are handled.
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break;
+                let Ok(permit) = socket.data.in_flight.acquire().await else {
+                    return;
                 };
-                match Box::pin(handlers::send_queued(&self.state, &session, &socket, data)).await {
+                // Given back by the task that acks the send.
+                permit.forget();
+                match Box::pin(handlers::send_queued(&self.state, session, &socket, data)).await {
                     Ok(sending) => {
                         let (state, session, socket) =
                             (self.state.clone(), session.clone(), socket.clone());
@@ -222,10 +244,11 @@ impl Gateway {
                                     .record(started.elapsed().as_secs_f64());
                             }
                             state.hub.acked(&session.user_id, &client_msg_id);
-                            drop(permit);
+                            socket.data.in_flight.add_permits(1);
                         });
                     }
                     Err(reply) => {
+                        socket.data.in_flight.add_permits(1);
                         if let Some(id) = ack {
                             answer(&socket, id, &reply).await;
                         }
@@ -235,21 +258,18 @@ impl Gateway {
             }
             if calls::is_call_event(&name) {
                 let (reply, signals) =
-                    Box::pin(calls::handle(&self.state, &session, &name, data)).await;
+                    Box::pin(calls::handle(&self.state, session, &name, data)).await;
                 if let Some(id) = ack {
                     answer(&socket, id, &reply).await;
                 }
                 calls::send(&self.state, signals);
                 continue;
             }
-            let reply = Box::pin(handlers::handle(&self.state, &session, &name, data)).await;
+            let reply = Box::pin(handlers::handle(&self.state, session, &name, data)).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
                 answer(&socket, id, &reply).await;
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
                     .record(started.elapsed().as_secs_f64());
-            }
-            if socket.is_closed() {
-                break;
             }
         }
     }
@@ -257,11 +277,12 @@ impl Gateway {
     /// Answers the events refused while the queue was full.
     async fn answer_refused(&self, socket: &Sock) {
         let refused = std::mem::take(
-            &mut *socket
+            &mut socket
                 .data
-                .refused
+                .inbox
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()),
+                .unwrap_or_else(|p| p.into_inner())
+                .refused,
         );
         for id in refused {
             refuse(socket, id, "too many events in flight", 1).await;
@@ -299,6 +320,17 @@ fn event_label(name: &str) -> &'static str {
     .into_iter()
     .find(|n| *n == name)
     .unwrap_or("other")
+}
+
+/// Ends the sockets whose access token has expired (the client refreshes and reconnects): one
+/// look a second at every device of this node, instead of a timer per device.
+pub async fn expire_tokens(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.hub.end_expired(tokio::time::Instant::now());
+    }
 }
 
 /// When the socket's access token expires (now if it does not verify: it did a moment ago).
@@ -344,30 +376,7 @@ impl crate::engineio::Handler for Gateway {
             }
             protocol::Incoming::Event {
                 ack, name, data, ..
-            } => {
-                let Some(events) = socket.data.events.get() else {
-                    return;
-                };
-                if events
-                    .try_send(Box::new(Event { ack, name, data }))
-                    .is_err()
-                {
-                    if let Some(id) = ack {
-                        let mut refused = socket
-                            .data
-                            .refused
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
-                        if refused.len() >= REFUSED_MAX {
-                            drop(refused);
-                            tracing::info!(sid = %socket.id, "a device ignores back-pressure; disconnecting it");
-                            socket.close(DisconnectReason::TransportError);
-                        } else {
-                            refused.push(id);
-                        }
-                    }
-                }
-            }
+            } => self.queue(socket, Event { ack, name, data }),
             protocol::Incoming::Disconnect { .. } => socket.close(DisconnectReason::TransportClose),
             protocol::Incoming::Unsupported => {}
         }

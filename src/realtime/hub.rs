@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::protocol;
 use crate::cluster::Devices;
@@ -23,23 +22,47 @@ pub struct Session {
     pub workspace_id: String,
 }
 
-/// A client event waiting for the device's worker. Boxed in the queue: a queue allocates its
-/// first 32 slots up front, and every idle device has one.
+/// A client event waiting for the device's worker.
 pub(super) struct Event {
     pub(super) ack: Option<u64>,
     pub(super) name: String,
     pub(super) data: Value,
 }
 
+/// Sends of one device queued but not yet acked, at most; its next send waits for room.
+const SENDS_IN_FLIGHT: usize = 64;
+
 /// Engine.IO socket data: set once the Socket.IO handshake succeeded.
-#[derive(Default)]
 pub struct Conn {
     pub(super) session: OnceLock<Session>,
-    pub(super) events: OnceLock<mpsc::Sender<Box<Event>>>,
-    /// Ack ids of events refused because the device's queue was full, answered `rate_limited`
-    /// by its worker (which is busy with that full queue, so it gets to them soon). Bounded
-    /// by [`REFUSED_MAX`].
-    pub(super) refused: Mutex<Vec<u64>>,
+    /// When the access token of the handshake expires.
+    pub(super) expires: OnceLock<tokio::time::Instant>,
+    pub(super) inbox: Mutex<Inbox>,
+    /// Room for sends queued but not yet acked.
+    pub(super) in_flight: tokio::sync::Semaphore,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn {
+            session: OnceLock::new(),
+            expires: OnceLock::new(),
+            inbox: Mutex::default(),
+            in_flight: tokio::sync::Semaphore::new(SENDS_IN_FLIGHT),
+        }
+    }
+}
+
+/// A device's client events waiting for its worker (bounded by the gateway; allocated only
+/// while there are some), and whether a worker runs.
+#[derive(Default)]
+pub(super) struct Inbox {
+    pub(super) events: std::collections::VecDeque<Event>,
+    pub(super) working: bool,
+    /// Ack ids of events refused because the queue was full, answered `rate_limited` by the
+    /// worker (which is busy with that full queue, so it gets to them soon). Bounded by
+    /// [`REFUSED_MAX`].
+    pub(super) refused: Vec<u64>,
 }
 
 /// A device with more refused events than this waiting for their answer does not wait for
@@ -128,7 +151,8 @@ impl Hub {
         false
     }
 
-    /// Device workers running: one per connected device, and none once its socket has closed.
+    /// Device workers running: one per device with client events being handled, none once
+    /// they are (and none for a closed socket).
     pub fn device_workers(&self) -> usize {
         self.workers.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -166,6 +190,22 @@ impl Hub {
             if there {
                 end(&socket, "removed_from_workspace", Some(workspace_id));
             }
+        }
+    }
+
+    /// Ends the sockets whose access token expired by `now`.
+    pub fn end_expired(&self, now: tokio::time::Instant) {
+        let expired: Vec<Sock> = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flatten()
+            .filter(|s| s.data.expires.get().is_some_and(|at| *at <= now))
+            .cloned()
+            .collect();
+        for socket in expired {
+            end(&socket, "token_expired", None);
         }
     }
 

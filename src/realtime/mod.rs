@@ -29,7 +29,7 @@ pub mod presence;
 pub mod protocol;
 mod typing;
 
-pub use gateway::{Gateway, SEND_BUFFER};
+pub use gateway::{expire_tokens, Gateway, SEND_BUFFER};
 pub use hub::{Hub, Session};
 
 /// Where Engine.IO listens.

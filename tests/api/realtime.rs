@@ -556,13 +556,25 @@ async fn a_closed_socket_leaves_nothing_running(backend: crate::helpers::Backend
                 .ok_or(format!("{running} device workers running, expected {n}"))
         }
     };
-    crate::helpers::eventually(WAIT, workers(3)).await;
+    // A device has a worker only while it has events to handle.
+    for (socket, _) in &sockets {
+        let page = socket.call("sync:request", &json!({}), WAIT).await.unwrap();
+        assert_eq!(page["ok"], true);
+    }
+    crate::helpers::eventually(WAIT, workers(0)).await;
+    assert!(app.state.hub.is_online(&a.id), "idle, still connected");
     for (socket, _) in &sockets {
         socket.close().await;
     }
-    // Each device's worker held its own socket, and so the sender of its own queue: it waited
+    // Once a worker held its own socket, and so the sender of its own queue: it waited
     // forever once the socket closed (found measuring P3: ~14 KiB kept per closed socket).
     crate::helpers::eventually(WAIT, workers(0)).await;
+    crate::helpers::eventually(WAIT, || async {
+        (!app.state.hub.is_online(&a.id))
+            .then_some(())
+            .ok_or("still registered".to_owned())
+    })
+    .await;
     app.stop().await;
 }
 
