@@ -154,6 +154,11 @@ async fn a_websocket_session_echoes_pings_and_ends_when_pongs_stop() {
 
     say(&mut ws, "4hello").await;
     assert_eq!(next_text(&mut ws).await.unwrap(), "4hello");
+    // The server's packets are not bound by the client's payload limit (a sync page).
+    let socket = server.echo.sockets.lock().unwrap()[0].clone();
+    let big = "x".repeat(3 << 20);
+    socket.emit(Str::message(&big)).unwrap();
+    assert_eq!(next_text(&mut ws).await.unwrap().len(), big.len() + 1);
     ws.send(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();

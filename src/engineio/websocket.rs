@@ -51,8 +51,9 @@ impl<H: Handler> Engine<H> {
             };
             let config = WebSocketConfig::default()
                 .read_buffer_size(self.config.read_buffer)
+                // No cap on what waits to be written beyond the queue's own bound: a packet
+                // the server built (a sync page) may be larger than anything a client may send.
                 .write_buffer_size(self.config.write_buffer)
-                .max_write_buffer_size(self.config.write_buffer + self.config.max_payload * 2)
                 .max_message_size(Some(self.config.max_payload))
                 .max_frame_size(Some(self.config.max_payload));
             let mut ws = WebSocketStream::from_raw_socket(

@@ -265,7 +265,10 @@ async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply>
     } else {
         payload(data)?
     };
-    let limit = p.limit.unwrap_or(500).clamp(1, 1000);
+    let limit = p
+        .limit
+        .unwrap_or(crate::sync::DEFAULT_LIMIT)
+        .clamp(1, crate::sync::MAX_LIMIT);
     let cursor = p
         .cursor
         .as_deref()

@@ -119,11 +119,19 @@ pub fn event(name: &str, data: &impl serde::Serialize) -> Str {
 
 /// `43<id>[data]`.
 pub fn ack(id: u64, data: &impl serde::Serialize) -> Str {
-    format!(
-        "43{id}{}",
-        serde_json::to_string(&[data]).unwrap_or_else(|_| "[]".into())
-    )
-    .into()
+    // Written straight into the packet's buffer: a sync page is hundreds of KB, not to be
+    // copied again to prefix it.
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(format!("43{id}").as_bytes());
+    let prefix = out.len();
+    if serde_json::to_writer(&mut out, &[data]).is_err() {
+        out.truncate(prefix);
+        out.extend_from_slice(b"[]");
+    }
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out)
+        .unwrap_or_else(|_| format!("43{id}[]"))
+        .into()
 }
 
 /// `41`: the server ends the connection (clients do not reconnect on their own).

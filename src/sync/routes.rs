@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct SyncQuery {
     /// The cursor of the last event seen; absent: a snapshot and the current cursor.
     pub cursor: Option<String>,
-    /// At most this many events (default 500, at most 1000).
+    /// At most this many events (default 500, at most 5000).
     #[param(minimum = 1)]
     pub limit: Option<i64>,
 }
@@ -38,9 +38,9 @@ async fn sync(
     Query(q): Query<SyncQuery>,
 ) -> AppResult<Json<SyncPage>> {
     let limit = match q.limit {
-        None => 500,
+        None => super::DEFAULT_LIMIT,
         Some(n) if n < 1 => return Err(AppError::invalid_field("limit", "must be at least 1")),
-        Some(n) => n.min(1000),
+        Some(n) => n.min(super::MAX_LIMIT),
     };
     let cursor = q
         .cursor
