@@ -27,7 +27,7 @@ const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
 const EVENT_ROOM: usize = 32;
 
 /// Sends an ack. When the device's transport buffer is full (a burst of answers at once), it
-/// waits for room: it looks again every 2 ms (a full buffer is rare: a burst of answers), for
+/// waits for room, looking again every 2 ms (a full queue is rare), for
 /// at most [`ACK_ROOM_WAIT`]. A device that has not read by then is disconnected (like a slow
 /// consumer of events), which its client sees at once — an ack is never dropped silently.
 async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
@@ -83,7 +83,7 @@ impl Gateway {
     }
 
     /// The Engine.IO configuration: bounded queues, payloads like the JSON limit, small
-    /// read buffers (client frames are small; a larger one grows the buffer while it lasts).
+    /// read buffers (client frames are small; a larger frame grows the buffer).
     pub fn config() -> crate::engineio::Config {
         crate::engineio::Config {
             path: SOCKET_PATH,

@@ -201,7 +201,7 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .flatten()
-            .filter(|s| s.data.expires.get().is_some_and(|at| *at <= now))
+            .filter(|s| !s.is_closed() && s.data.expires.get().is_some_and(|at| *at <= now))
             .cloned()
             .collect();
         for socket in expired {
