@@ -171,6 +171,9 @@ impl<H: Handler> Engine<H> {
                         Some(Packet::Message(msg)) => self.handler.on_message(msg, socket),
                         Some(Packet::Pong(_)) => {
                             awaiting_pong = false;
+                            // (Also the answer to a ping the long-polling heartbeat sent
+                            // while the session was moving here.)
+                            socket.alive.store(true, Ordering::SeqCst);
                             ping.as_mut().reset(tokio::time::Instant::now() + self.config.ping_interval);
                         }
                         Some(Packet::Binary(data)) => self.handler.on_binary(data, socket),
