@@ -37,10 +37,8 @@ impl<H: Handler> Engine<H> {
     /// time. Stops, leaving the session to its WebSocket, once it has upgraded.
     async fn heartbeat(self: Arc<Self>, socket: Arc<Socket<H::Data>>) {
         let reason = loop {
-            let wait = tokio::time::sleep(self.config.ping_interval);
-            tokio::select! {
-                () = wait => {}
-                () = socket.closed() => break None,
+            if closes_within(&socket, self.config.ping_interval).await {
+                break None;
             }
             if socket.transport() == WEBSOCKET {
                 return;
@@ -49,10 +47,8 @@ impl<H: Handler> Engine<H> {
             if socket.emit(PING).is_err() && !socket.is_closed() {
                 break Some(DisconnectReason::TransportError);
             }
-            let wait = tokio::time::sleep(self.config.ping_timeout);
-            tokio::select! {
-                () = wait => {}
-                () = socket.closed() => break None,
+            if closes_within(&socket, self.config.ping_timeout).await {
+                break None;
             }
             if socket.transport() == WEBSOCKET {
                 return;
@@ -139,6 +135,11 @@ impl<H: Handler> Engine<H> {
         }
         text(StatusCode::OK, "ok")
     }
+}
+
+/// Waits `wait`; `true` if the session ended meanwhile.
+async fn closes_within<D>(socket: &Socket<D>, wait: std::time::Duration) -> bool {
+    tokio::time::timeout(wait, socket.closed()).await.is_ok()
 }
 
 /// Joins queued packets into one payload of at most `max` bytes (always at least one packet);

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -123,26 +123,6 @@ pub enum DisconnectReason {
     ClosingServer,
 }
 
-impl DisconnectReason {
-    fn code(self) -> u8 {
-        self as u8 + 1
-    }
-
-    fn from_code(code: u8) -> Option<Self> {
-        use DisconnectReason::*;
-        [
-            TransportClose,
-            TransportError,
-            HeartbeatTimeout,
-            PacketParsingError,
-            MultipleHttpPolling,
-            ClosingServer,
-        ]
-        .get(usize::from(code).checked_sub(1)?)
-        .copied()
-    }
-}
-
 /// Why a packet was not queued; the packet comes back.
 #[derive(Debug)]
 pub enum SendError {
@@ -167,8 +147,8 @@ pub struct Socket<D> {
     /// Something was queued, the session closed, or (polling) an upgrade began.
     pub(super) wake: Notify,
     closed: Notify,
-    /// 0 while open, else the [`DisconnectReason`]'s code.
-    reason: AtomicU8,
+    /// Why it ended; unset while open (the first reason counts).
+    reason: OnceLock<DisconnectReason>,
     pub(super) transport: AtomicU8,
     /// A pong came since the last ping.
     pub(super) alive: AtomicBool,
@@ -187,7 +167,7 @@ impl<D> Socket<D> {
             capacity,
             wake: Notify::new(),
             closed: Notify::new(),
-            reason: AtomicU8::new(0),
+            reason: OnceLock::new(),
             transport: AtomicU8::new(transport),
             alive: AtomicBool::new(true),
             polled: AtomicBool::new(false),
@@ -234,22 +214,18 @@ impl<D> Socket<D> {
     /// Ends the session: the transport sends what is queued (if the client still reads) and
     /// closes. The first reason counts.
     pub fn close(&self, reason: DisconnectReason) {
-        if self
-            .reason
-            .compare_exchange(0, reason.code(), Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
+        if self.reason.set(reason).is_ok() {
             self.closed.notify_waiters();
             self.wake.notify_one();
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.reason.load(Ordering::SeqCst) != 0
+        self.reason.get().is_some()
     }
 
     pub(super) fn reason(&self) -> Option<DisconnectReason> {
-        DisconnectReason::from_code(self.reason.load(Ordering::SeqCst))
+        self.reason.get().copied()
     }
 
     /// Waits until the session has ended.
