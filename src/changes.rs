@@ -221,7 +221,7 @@ pub struct ChangeRow {
     pub created_at: i64,
 }
 
-crate::db::lite::lite_row!(ChangeRow {
+crate::db::lite::lite_row!(with_any ChangeRow {
     pos,
     txid,
     conversation_id,
@@ -266,15 +266,18 @@ fn after_position(db: &Db, ch: &str, t: u8, p: u8, h: u8) -> String {
     }
 }
 
-/// The user's changes after `after`, oldest first: changes of conversations they are a member
-/// of, within their visibility window, plus changes addressed to them alone.
-pub async fn changes_after(
+/// The statement that reads the user's changes after `after`, oldest first, and its
+/// parameters: changes of conversations they are a member of, within their visibility window,
+/// plus changes addressed to them alone; its columns are [`ChangeRow`]'s and `$1` is the user.
+/// A statement rather than rows, so that its reader can join what the changes name (sync
+/// reads each change's message in the same statement).
+pub async fn changes_after_query(
     db: &Db,
     user_id: &str,
     workspace_id: &str,
     after: Position,
     limit: i64,
-) -> AppResult<Vec<ChangeRow>> {
+) -> AppResult<(String, Vec<crate::db::lite::Value>)> {
     let sql = format!(
         "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, ch.status, ch.created_at \
          FROM conversation_members m \
@@ -297,7 +300,7 @@ pub async fn changes_after(
         Value::Integer(horizon),
         Value::Integer(limit),
     ];
-    db.rows(sql, params, ChangeRow::from_lite).await
+    Ok((sql, params))
 }
 
 /// The position of the newest change a reader may see now: a cursor from which sync starts.

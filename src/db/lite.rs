@@ -176,7 +176,29 @@ impl Writer {
 /// `Type::from_lite` (and `from_lite_at`), which takes the fields from the row's columns in
 /// that order. The column names are checked against the fields in debug builds, so a statement
 /// whose column list does not match fails every test that reads through it.
+///
+/// `lite_row!(with_any Type { … })` also implements `Type::from_any_at`, the same by position
+/// from an engine-neutral row (PostgreSQL's side of a join whose column names repeat, which
+/// sqlx's by-name `FromRow` cannot tell apart).
 macro_rules! lite_row {
+    (with_any $ty:ident { $($field:ident $(= $column:literal)?),+ $(,)? }) => {
+        $crate::db::lite::lite_row!($ty { $($field $(= $column)?),+ });
+
+        impl $ty {
+            /// From the row's columns starting at `at`, by position.
+            pub fn from_any_at(row: &sqlx::any::AnyRow, at: usize) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                let mut _i = at;
+                Ok($ty {
+                    $($field: {
+                        let v = row.try_get(_i)?;
+                        _i += 1;
+                        v
+                    },)+
+                })
+            }
+        }
+    };
     ($ty:ident { $($field:ident $(= $column:literal)?),+ $(,)? }) => {
         impl $ty {
             /// How many columns the row takes.

@@ -206,7 +206,7 @@ pub const MESSAGE_COLUMNS: &str = "msg.id, msg.conversation_id, msg.seq, msg.sen
     msg.client_msg_id, msg.type, msg.text, msg.media_id, msg.reply_to_id, msg.forwarded, msg.payload, \
     msg.edited_at, msg.deleted_at, msg.created_at, msg.external_id, msg.external_status, msg.external_error";
 
-crate::db::lite::lite_row!(MessageRow {
+crate::db::lite::lite_row!(with_any MessageRow {
     id,
     conversation_id,
     seq,

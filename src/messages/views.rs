@@ -66,8 +66,19 @@ pub async fn build_views(
     floors: &HashMap<String, (i64, i64)>,
 ) -> AppResult<Vec<MessageView>> {
     let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
+    build_views_with(db, rows, floors, &ids).await
+}
+
+/// [`build_views`] for a reader that already knows which of the messages have reactions
+/// (`reacted`; the others have none): no query for the reactions of the rest.
+pub async fn build_views_with(
+    db: &Db,
+    rows: Vec<MessageRow>,
+    floors: &HashMap<String, (i64, i64)>,
+    reacted: &[String],
+) -> AppResult<Vec<MessageView>> {
     let mut reactions: HashMap<String, Vec<ReactionView>> = HashMap::new();
-    for (message_id, reactor_type, reactor_id, emoji) in store::reactions(db, &ids).await? {
+    for (message_id, reactor_type, reactor_id, emoji) in store::reactions(db, reacted).await? {
         let kind = if reactor_type == "lead" {
             SenderType::Lead
         } else {

@@ -11,3 +11,4 @@ pub const MAX_LIMIT: i64 = 5000;
 pub mod envelope;
 pub mod routes;
 pub mod service;
+pub mod store;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{self, Envelope};
-use crate::changes::{self, Position};
+use crate::changes::{self, ChangeRow, Position};
 use crate::chats::model::ConversationView;
 use crate::chats::service as chats;
 use crate::db::Tenant;
@@ -64,27 +64,43 @@ pub async fn page(
             conversations: Some(conversations),
         });
     };
-    let mut rows = changes::changes_after(db, user_id, t.workspace_id(), after, limit + 1).await?;
+    let mut rows = super::store::page_rows(t, user_id, after, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
 
     // Messages and conversations are shown as they are now: an edited or deleted message
-    // replays with its current (erased) content.
-    let message_ids: Vec<String> = rows.iter().filter_map(|r| r.message_id.clone()).collect();
-    let hidden = hidden_for(db, user_id, &message_ids).await?;
-    let rows_found = crate::messages::store::find_many(db, &message_ids).await?;
-    let mut in_conversations: Vec<String> = rows_found
-        .iter()
-        .map(|m| m.conversation_id.clone())
-        .collect();
+    // replays with its current (erased) content. A message hidden for the reader (deleted for
+    // them) is not replayed. A message named twice in a page is viewed once.
+    let (rows, found): (Vec<ChangeRow>, Vec<_>) = rows
+        .into_iter()
+        .map(|r| (r.change, (r.message, r.hidden, r.reacted)))
+        .unzip();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut stored = Vec::new();
+    let mut reacted = Vec::new();
+    for (r, (message, hidden, has_reactions)) in rows.iter().zip(found) {
+        let (Some(m), Some(id)) = (message.filter(|_| !hidden), r.message_id.as_deref()) else {
+            continue;
+        };
+        if index.contains_key(id) {
+            continue;
+        }
+        if has_reactions {
+            reacted.push(m.id.clone());
+        }
+        stored.push(m);
+        index.insert(id, stored.len() - 1);
+    }
+    let mut in_conversations: Vec<String> =
+        stored.iter().map(|m| m.conversation_id.clone()).collect();
     in_conversations.sort();
     in_conversations.dedup();
     let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
-    let messages: HashMap<String, Arc<MessageView>> =
-        crate::messages::views::build_views(db, rows_found, &floors)
+    let messages: Vec<Arc<MessageView>> =
+        crate::messages::views::build_views_with(db, stored, &floors, &reacted)
             .await?
             .into_iter()
-            .map(|v| (v.id.clone(), Arc::new(v)))
+            .map(Arc::new)
             .collect();
     // Where the reader is a support desk's customer and the desk hides its agents.
     let mut page_conversations: Vec<String> =
@@ -95,12 +111,11 @@ pub async fn page(
     let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
     for r in &rows {
-        // A message hidden for the reader (deleted for them) is not replayed.
         let message = r
             .message_id
-            .as_ref()
-            .filter(|id| !hidden.contains(*id))
-            .and_then(|id| messages.get(id));
+            .as_deref()
+            .and_then(|id| index.get(id))
+            .map(|&i| &messages[i]);
         let conversation = if r.kind == crate::changes::kinds::CONVERSATION_UPDATED {
             if !conversations.contains_key(&r.conversation_id) {
                 let Ok(v) = chats::reload(t, &r.conversation_id, user_id).await else {
@@ -135,23 +150,4 @@ pub async fn page(
         has_more,
         conversations: None,
     })
-}
-
-async fn hidden_for(
-    db: &crate::db::Db,
-    user_id: &str,
-    ids: &[String],
-) -> AppResult<std::collections::HashSet<String>> {
-    if ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let mut slots = db.slots();
-    let mut params = vec![crate::db::lite::text(user_id)];
-    let sql = format!(
-        "SELECT message_id FROM message_hidden WHERE user_id = {} AND message_id IN ({})",
-        slots.take(),
-        slots.in_list(ids, &mut params)
-    );
-    let found: Vec<(String,)> = db.rows_once(sql, params, |r| Ok((r.get(0)?,))).await?;
-    Ok(found.into_iter().map(|(id,)| id).collect())
 }

@@ -129,6 +129,64 @@ async fn sync_pages_every_change_once_in_order(app: &TestApp) {
     assert_eq!(once.len(), expected);
 }
 
+dual_test!(replays_show_reactions_and_leave_out_what_the_reader_hid);
+/// A page reads each change's message in the same statement as the change: a message the
+/// reader deleted for themselves is not replayed (its later edit neither), a reacted message
+/// replays with its reactions, a message named twice in a page is the same view twice.
+async fn replays_show_reactions_and_leave_out_what_the_reader_hid(app: &TestApp) {
+    let a = app.signup("ra@example.com", "Ra").await;
+    let b = app.signup("rb@example.com", "Rb").await;
+    let conv = app.direct(&a, &b).await;
+    let start = app.sync_start(&b).await;
+    let hidden = app.say(&a, &conv, "hidden from b").await;
+    let liked = app.say(&a, &conv, "liked by a").await;
+    let id = |m: &Value| m["id"].as_str().unwrap().to_owned();
+    app.delete(
+        &format!("/api/v1/messages/{}?for=me", id(&hidden)),
+        &b.token,
+    )
+    .await;
+    app.patch(
+        &format!("/api/v1/messages/{}", id(&hidden)),
+        &a.token,
+        json!({"text": "edited, still hidden from b"}),
+    )
+    .await
+    .assert_ok();
+    app.put(
+        &format!("/api/v1/messages/{}/reactions", id(&liked)),
+        &a.token,
+        json!({"emoji": "👍"}),
+    )
+    .await
+    .assert_ok();
+    for limit in [1, 500] {
+        let (events, _) = drain(app, &b, start.clone(), limit).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["data"]["message"]["id"] == id(&hidden)),
+            "limit {limit}: {events:?}"
+        );
+        let liked_events: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["data"]["message"]["id"] == id(&liked))
+            .collect();
+        assert_eq!(liked_events.len(), 2, "new and updated (the reaction)");
+        for e in liked_events {
+            assert_eq!(
+                e["data"]["message"]["reactions"],
+                json!([{"emoji": "👍", "by": {"type": "user", "id": a.id}}])
+            );
+        }
+    }
+    // A's own replay still has both.
+    let (mine, _) = drain(app, &a, start, 500).await;
+    assert!(mine
+        .iter()
+        .any(|e| e["data"]["message"]["text"] == "edited, still hidden from b"));
+}
+
 dual_test!(a_removed_member_stops_receiving_changes);
 async fn a_removed_member_stops_receiving_changes(app: &TestApp) {
     let a = app.signup("ra@example.com", "Ra").await;

@@ -1,0 +1,79 @@
+//! A sync page's rows: the user's changes after a cursor with, in the same statement, the
+//! message each names as it is stored now and two facts about it (hidden for this reader, has
+//! reactions). One read for the page instead of one for the changes and one per fact, each
+//! with the page's message ids as a list (SQLite builds a temporary index of such a list).
+
+use crate::changes::{self, ChangeRow, Position};
+use crate::db::Tenant;
+use crate::error::AppResult;
+use crate::messages::model::{MessageRow, MESSAGE_COLUMNS};
+
+/// One change of a page and what it names.
+pub struct PageRow {
+    pub change: ChangeRow,
+    /// The message a message change names (`None` for other kinds, or a message gone).
+    pub message: Option<MessageRow>,
+    /// The reader deleted the message for themselves.
+    pub hidden: bool,
+    /// The message has reactions (their rows are read only for such messages).
+    pub reacted: bool,
+}
+
+/// Where the message's columns start, and the two facts after them.
+const MESSAGE_AT: usize = ChangeRow::LITE_COLUMNS;
+const FACTS_AT: usize = MESSAGE_AT + MessageRow::LITE_COLUMNS;
+
+impl PageRow {
+    fn from_lite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let present: Option<String> = row.get(MESSAGE_AT)?;
+        Ok(PageRow {
+            change: ChangeRow::from_lite_at(row, 0)?,
+            message: match present {
+                Some(_) => Some(MessageRow::from_lite_at(row, MESSAGE_AT)?),
+                None => None,
+            },
+            hidden: row.get::<_, i64>(FACTS_AT)? > 0,
+            reacted: row.get::<_, i64>(FACTS_AT + 1)? > 0,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for PageRow {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        let present: Option<String> = row.try_get(MESSAGE_AT)?;
+        Ok(PageRow {
+            change: ChangeRow::from_any_at(row, 0)?,
+            message: match present {
+                Some(_) => Some(MessageRow::from_any_at(row, MESSAGE_AT)?),
+                None => None,
+            },
+            hidden: row.try_get::<i64, _>(FACTS_AT)? > 0,
+            reacted: row.try_get::<i64, _>(FACTS_AT + 1)? > 0,
+        })
+    }
+}
+
+/// Up to `limit` of the user's changes after `after`, oldest first, with their messages. The
+/// changes are picked (and limited) first, then joined: the join never runs for changes the
+/// limit leaves out.
+pub async fn page_rows(
+    t: Tenant<'_>,
+    user_id: &str,
+    after: Position,
+    limit: i64,
+) -> AppResult<Vec<PageRow>> {
+    let db = t.db();
+    let (changes, params) =
+        changes::changes_after_query(db, user_id, t.workspace_id(), after, limit).await?;
+    let sql = format!(
+        "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, \
+         ch.status, ch.created_at, {MESSAGE_COLUMNS}, \
+         (SELECT COUNT(*) FROM message_hidden h \
+          WHERE h.user_id = $1 AND h.message_id = ch.message_id) AS hidden, \
+         (SELECT COUNT(*) FROM reactions r WHERE r.message_id = ch.message_id) AS reacted \
+         FROM ({changes}) ch LEFT JOIN messages msg ON msg.id = ch.message_id \
+         ORDER BY ch.txid, ch.pos"
+    );
+    db.rows(sql, params, PageRow::from_lite).await
+}
