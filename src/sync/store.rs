@@ -56,7 +56,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for PageRow {
 
 /// Up to `limit` of the user's changes after `after`, oldest first, with their messages. The
 /// changes are picked (and limited) first, then joined: the join never runs for changes the
-/// limit leaves out.
+/// limit leaves out. Oldest first.
 pub async fn page_rows(
     t: Tenant<'_>,
     user_id: &str,
@@ -72,8 +72,12 @@ pub async fn page_rows(
          (SELECT COUNT(*) FROM message_hidden h \
           WHERE h.user_id = $1 AND h.message_id = ch.message_id) AS hidden, \
          (SELECT COUNT(*) FROM reactions r WHERE r.message_id = ch.message_id) AS reacted \
-         FROM ({changes}) ch LEFT JOIN messages msg ON msg.id = ch.message_id \
-         ORDER BY ch.txid, ch.pos"
+         FROM ({changes}) ch LEFT JOIN messages msg ON msg.id = ch.message_id"
     );
-    db.rows(sql, params, PageRow::from_lite).await
+    // Put in order here rather than by the statement: an ORDER BY there would sort the wide
+    // joined rows again (SQLite copies each into a temporary B-tree, ~20% of the statement),
+    // and here they mostly come in order already, which the sort only checks.
+    let mut rows = db.rows(sql, params, PageRow::from_lite).await?;
+    rows.sort_by_key(|r| r.change.position());
+    Ok(rows)
 }
