@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
-use super::views::{build_views_with, original};
+use super::views::{build_views, original};
 pub use super::write::Job;
 use super::write::{counts, Plan};
 use crate::db::{now_ms, Db, Slots, Tx};
@@ -137,10 +137,8 @@ async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written
             Written::Existing(row) => pending.push((reply, Some(row))),
         }
     }
-    // New messages: nobody else has them yet, so their status is "sent" and they have no
-    // reactions (no query for them; one that races this answer comes as its own
-    // `message:updated`).
-    let mut views = match build_views_with(db, new_rows, &HashMap::new(), &[]).await {
+    // New messages: nobody else has them yet, so their status is "sent".
+    let mut views = match build_views(db, new_rows, &HashMap::new()).await {
         Ok(views) => Some(views.into_iter()),
         Err(e) => {
             tracing::warn!(error = %e, "building views of sent messages failed");
