@@ -77,9 +77,9 @@ pub async fn page_rows(
          (SELECT COUNT(*) FROM reactions r WHERE r.message_id = ch.message_id) AS reacted \
          FROM ({changes}) ch LEFT JOIN messages msg ON msg.id = ch.message_id"
     );
-    // Put in order here rather than by the statement: an ORDER BY there would sort the wide
-    // joined rows again (SQLite copies each into a temporary B-tree, ~20% of the statement),
-    // and here they mostly come in order already, which the sort only checks.
+    // Put in order here rather than by the statement: an ORDER BY there sorts the wide joined
+    // rows again (SQLite copies each into a temporary B-tree; P4's catch-up took 6% less
+    // without it), and here they come in order already, which the sort only checks.
     let mut rows = db.rows(sql, params, PageRow::from_lite).await?;
     rows.sort_by_key(|r| r.change.position());
     Ok(rows)

@@ -134,18 +134,20 @@ dual_test!(replays_show_reactions_and_leave_out_what_the_reader_hid);
 /// reader deleted for themselves is not replayed (its later edit neither), a reacted message
 /// replays with its reactions, a message named twice in a page is the same view twice.
 async fn replays_show_reactions_and_leave_out_what_the_reader_hid(app: &TestApp) {
-    let a = app.signup("ra@example.com", "Ra").await;
-    let b = app.signup("rb@example.com", "Rb").await;
+    let a = app.signup("ha@example.com", "Ha").await;
+    let b = app.signup("hb@example.com", "Hb").await;
     let conv = app.direct(&a, &b).await;
     let start = app.sync_start(&b).await;
     let hidden = app.say(&a, &conv, "hidden from b").await;
     let liked = app.say(&a, &conv, "liked by a").await;
     let id = |m: &Value| m["id"].as_str().unwrap().to_owned();
-    app.delete(
-        &format!("/api/v1/messages/{}?for=me", id(&hidden)),
-        &b.token,
-    )
-    .await;
+    let r = app
+        .delete(
+            &format!("/api/v1/messages/{}?for=me", id(&hidden)),
+            &b.token,
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::NO_CONTENT);
     app.patch(
         &format!("/api/v1/messages/{}", id(&hidden)),
         &a.token,
