@@ -285,6 +285,23 @@ mod tests {
         (dir, path)
     }
 
+    /// `.cargo/config.toml` builds SQLite without its two process-wide mutexes (the shared
+    /// page-cache group and the allocator's statistics); a build that lost the setting would
+    /// serialize every connection's page fetches again, silently.
+    #[test]
+    fn sqlite_is_built_without_its_process_wide_mutexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+    }
+
     #[tokio::test]
     async fn parameters_bind_like_sqlx_and_rows_check_their_columns() {
         let (_dir, path) = database(
