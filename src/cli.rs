@@ -202,6 +202,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
+    // Signals are heard from here on, before anyone is told the server is ready.
+    let shutdown = crate::server::shutdown_signal();
     // Where a browser finds the web app: the public URL when one was set (the default names
     // the configured address, whose port may be 0).
     let web_app = if state.config.public_url == format!("http://{listen}") {
@@ -216,7 +218,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir = %state.config.data_dir.display(),
         "Palaver is ready"
     );
-    crate::server::serve(listener, state, crate::server::shutdown_signal()).await
+    crate::server::serve(listener, state, shutdown).await
 }
 
 async fn create_admin(

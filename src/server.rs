@@ -500,21 +500,26 @@ async fn campaign_sender(state: AppState) {
     .await;
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Listens for SIGTERM and SIGINT from the call on, and resolves on the first. Call it before
+/// the server says it is ready: a signal that came while it was still starting (before the
+/// returned future was first polled) would otherwise find no handler and kill the process
+/// without a graceful stop.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn first(s: std::io::Result<Signal>) {
+        match s {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        tokio::select! {
+            _ = first(term) => {},
+            _ = first(int) => {},
+        }
     }
 }

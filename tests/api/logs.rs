@@ -244,8 +244,8 @@ async fn the_log_sender_warns_at_start_and_writes_the_code() {
     let line = server.wait_for("one-time code").await;
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["code"].as_str().map(str::len), Some(6));
-    let (status, _) = server.terminate().await;
-    assert!(status.success());
+    let (status, seen) = server.terminate().await;
+    assert!(status.success(), "{status:?}; the server wrote: {seen:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
