@@ -57,8 +57,33 @@ impl MessageType {
         }
     }
 
+    /// Every type, in declaration order.
+    pub const ALL: [MessageType; 16] = [
+        Self::Text,
+        Self::Image,
+        Self::Audio,
+        Self::Voice,
+        Self::Video,
+        Self::Document,
+        Self::Sticker,
+        Self::Location,
+        Self::Contact,
+        Self::Template,
+        Self::Interactive,
+        Self::System,
+        Self::Call,
+        Self::Button,
+        Self::Order,
+        Self::Unsupported,
+    ];
+
+    /// The stored name's type (`unsupported` for a name this build does not know). A scan of
+    /// the names rather than serde's parse: every message view goes through here.
     pub fn from_db(s: &str) -> MessageType {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Self::Unsupported)
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .unwrap_or(Self::Unsupported)
     }
 
     /// What an upload must be to be sent as this type (media types only).
@@ -229,14 +254,17 @@ crate::db::lite::lite_row!(with_any MessageRow {
 
 impl MessageRow {
     pub fn party(&self) -> Party {
-        let kind = match self.sender_type.as_str() {
+        Party {
+            kind: self.sender_kind(),
+            id: self.sender_id.clone(),
+        }
+    }
+
+    pub fn sender_kind(&self) -> SenderType {
+        match self.sender_type.as_str() {
             "lead" => SenderType::Lead,
             "system" => SenderType::System,
             _ => SenderType::User,
-        };
-        Party {
-            kind,
-            id: self.sender_id.clone(),
         }
     }
 
@@ -372,14 +400,12 @@ mod tests {
 
     #[test]
     fn types_round_trip_through_the_database_names() {
-        for t in [
-            MessageType::Text,
-            MessageType::Voice,
-            MessageType::Unsupported,
-            MessageType::System,
-        ] {
+        for t in MessageType::ALL {
             assert_eq!(MessageType::from_db(t.as_str()), t);
+            // The stored name, the wire name and serde's name are one.
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
+        assert_eq!(MessageType::from_db("hologram"), MessageType::Unsupported);
     }
 }
 

@@ -141,10 +141,14 @@ pub async fn build_views_with(
                 Some("failed") => Status::Failed,
                 _ => status_of(m.seq, floor),
             };
+            let sender = m.sender_kind();
             MessageView {
                 status,
                 external,
-                sender: m.party(),
+                sender: Party {
+                    kind: sender,
+                    id: m.sender_id,
+                },
                 reply_to: m
                     .reply_to_id
                     .as_ref()

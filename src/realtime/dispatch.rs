@@ -13,10 +13,9 @@ use futures_util::StreamExt;
 use super::protocol;
 use crate::app::AppState;
 use crate::changes::kinds;
-use crate::changes::{self, ChangeRow, Position};
+use crate::changes::{self, ChangeRow};
 use crate::chats::model::ConversationView;
 use crate::conversations::desk::TeamFace;
-use crate::http::pagination::encode_cursor;
 use crate::messages::model::MessageView;
 use crate::sync::envelope;
 
@@ -258,7 +257,7 @@ struct Views {
 /// Sends one change's event to `to`, encoded once (a conversation's once per member, and a
 /// message's or receipt's once more for a customer who sees the team as one party).
 async fn push(state: &AppState, row: &ChangeRow, to: Vec<String>, views: &Views) {
-    let cursor = encode_cursor(&Position(row.txid, row.pos));
+    let cursor = envelope::cursor_after(row);
     match row.kind.as_str() {
         kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => {
             let Some(view) = row

@@ -22,7 +22,9 @@ pub struct Envelope {
     /// The live event's payload.
     #[schema(value_type = Object)]
     pub data: EventData,
-    pub cursor: String,
+    /// The same text as the payload's (one allocation for both).
+    #[schema(value_type = String)]
+    pub cursor: Arc<str>,
 }
 
 /// The payload of a change's event (typed, so a page is written to JSON once, without an
@@ -32,7 +34,7 @@ pub struct Envelope {
 pub enum EventData {
     Message {
         message: Arc<MessageView>,
-        cursor: String,
+        cursor: Arc<str>,
     },
     #[serde(rename_all = "camelCase")]
     Status {
@@ -41,11 +43,11 @@ pub enum EventData {
         status: Option<String>,
         up_to_seq: Option<i64>,
         at: Timestamp,
-        cursor: String,
+        cursor: Arc<str>,
     },
     Conversation {
         conversation: Arc<ConversationView>,
-        cursor: String,
+        cursor: Arc<str>,
     },
 }
 
@@ -88,16 +90,21 @@ impl EventData {
     }
 }
 
+/// The cursor just after `row`: where a reader who has its event goes on from.
+pub fn cursor_after(row: &ChangeRow) -> Arc<str> {
+    crate::http::pagination::encode_pair_cursor(row.txid, row.pos)
+}
+
 /// The payload of `row`'s event, `cursor` being the position just after it; `message` and
 /// `conversation` are the views the change names, as its reader sees them. `None`: nothing to
 /// send (the view is gone, or the kind is unknown).
 pub fn data(
     row: &ChangeRow,
-    cursor: &str,
+    cursor: &Arc<str>,
     message: Option<&Arc<MessageView>>,
     conversation: Option<&Arc<ConversationView>>,
 ) -> Option<EventData> {
-    let cursor = cursor.to_owned();
+    let cursor = cursor.clone();
     Some(match row.kind.as_str() {
         kinds::MESSAGE_NEW | kinds::MESSAGE_UPDATED => EventData::Message {
             message: message?.clone(),

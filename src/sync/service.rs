@@ -2,7 +2,7 @@
 //! with the messages and conversations they name as they are now. Shared by `GET /sync` and
 //! the socket's `sync:request`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -75,26 +75,22 @@ pub async fn page(
         .into_iter()
         .map(|r| (r.change, (r.message, r.hidden, r.reacted)))
         .unzip();
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut stored = Vec::new();
     let mut reacted = Vec::new();
     for (r, (message, hidden, has_reactions)) in rows.iter().zip(found) {
         let (Some(m), Some(id)) = (message.filter(|_| !hidden), r.message_id.as_deref()) else {
             continue;
         };
-        if index.contains_key(id) {
+        if !seen.insert(id) {
             continue;
         }
         if has_reactions {
             reacted.push(m.id.clone());
         }
         stored.push(m);
-        index.insert(id, stored.len() - 1);
     }
-    let mut in_conversations: Vec<String> =
-        stored.iter().map(|m| m.conversation_id.clone()).collect();
-    in_conversations.sort();
-    in_conversations.dedup();
+    let in_conversations = distinct(stored.iter().map(|m| m.conversation_id.as_str()));
     let floors = crate::messages::store::receipt_floors(db, &in_conversations).await?;
     let messages: Vec<Arc<MessageView>> =
         crate::messages::views::build_views_with(db, stored, &floors, &reacted)
@@ -102,15 +98,21 @@ pub async fn page(
             .into_iter()
             .map(Arc::new)
             .collect();
+    let index: HashMap<&str, usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i))
+        .collect();
     // Where the reader is a support desk's customer and the desk hides its agents.
-    let mut page_conversations: Vec<String> =
-        rows.iter().map(|r| r.conversation_id.clone()).collect();
-    page_conversations.sort();
-    page_conversations.dedup();
+    let page_conversations = distinct(rows.iter().map(|r| r.conversation_id.as_str()));
     let faces = crate::conversations::store::team_faces(db, &page_conversations).await?;
     let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
-    for r in &rows {
+    let cursor = match rows.last() {
+        Some(r) => envelope::cursor_after(r).to_string(),
+        None => encode_cursor(&after),
+    };
+    for r in rows {
         let message = r
             .message_id
             .as_deref()
@@ -127,27 +129,31 @@ pub async fn page(
         } else {
             None
         };
-        let cursor = encode_cursor(&r.position());
-        if let Some(mut data) = envelope::data(r, &cursor, message, conversation) {
+        let cursor = envelope::cursor_after(&r);
+        if let Some(mut data) = envelope::data(&r, &cursor, message, conversation) {
             let face = faces.get(&r.conversation_id);
             if let Some(face) = face.filter(|f| f.customer == user_id) {
                 data = data.disguised(face);
             }
             events.push(Envelope {
-                kind: r.kind.clone(),
+                kind: r.kind,
                 data,
                 cursor,
             });
         }
     }
-    let cursor = rows
-        .last()
-        .map(|r| encode_cursor(&r.position()))
-        .unwrap_or_else(|| encode_cursor(&after));
     Ok(SyncPage {
         events,
         cursor,
         has_more,
         conversations: None,
     })
+}
+
+/// The distinct values of `items`, sorted, copied once each.
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut items: Vec<&str> = items.collect();
+    items.sort_unstable();
+    items.dedup();
+    items.into_iter().map(str::to_owned).collect()
 }

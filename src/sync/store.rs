@@ -25,12 +25,12 @@ const FACTS_AT: usize = MESSAGE_AT + MessageRow::LITE_COLUMNS;
 
 impl PageRow {
     fn from_lite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        let present: Option<String> = row.get(MESSAGE_AT)?;
+        let present = row.get_ref(MESSAGE_AT)? != rusqlite::types::ValueRef::Null;
         Ok(PageRow {
             change: ChangeRow::from_lite_at(row, 0)?,
             message: match present {
-                Some(_) => Some(MessageRow::from_lite_at(row, MESSAGE_AT)?),
-                None => None,
+                true => Some(MessageRow::from_lite_at(row, MESSAGE_AT)?),
+                false => None,
             },
             hidden: row.get::<_, i64>(FACTS_AT)? > 0,
             reacted: row.get::<_, i64>(FACTS_AT + 1)? > 0,
