@@ -116,6 +116,13 @@ fn config(file: Option<&PathBuf>, settings: Settings) -> anyhow::Result<Config> 
     Config::build(settings.or(file_settings))
 }
 
+impl Cli {
+    /// This run is the server (`palaver` or `palaver serve`).
+    pub fn serves(&self) -> bool {
+        matches!(self.command, None | Some(Command::Serve(_)))
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(config(cli.config.as_ref(), cli.settings)?).await,

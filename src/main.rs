@@ -1,8 +1,10 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    tune_allocator();
     let cli = palaver::cli::Cli::parse();
+    if cli.serves() {
+        tune_allocator();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,11 +33,14 @@ fn main() -> std::process::ExitCode {
 /// same session, alternating: P4's catch-up used 17% less CPU (0.94–0.98 s against
 /// 1.13–1.21 s for 20 catch-ups) and P1 was no worse (median 6,976 against 6,679 msg/s).
 /// Same effect as `GLIBC_TUNABLES=glibc.malloc.mxfast=0`, without asking every user to set it.
+/// The server only: the load generator (`palaver bench`) keeps glibc's default, so that two
+/// builds compared with it are measured by the same generator.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_allocator() {
     // SAFETY: `mallopt` takes two integers and changes a setting of the allocator; it is
-    // called before any other thread of the process exists, and a refusal (0) leaves glibc's
+    // called before any other thread of the process exists (blocks freed before it are
+    // merged later as before), and a refusal (0) leaves glibc's
     // default in place, which is correct too.
     unsafe {
         libc::mallopt(libc::M_MXFAST, 0);
