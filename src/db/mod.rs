@@ -533,19 +533,7 @@ impl Timestamp {
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
-}
 
-impl serde::Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut text = *b"0000-00-00T00:00:00.000Z";
-        match self.write_rfc3339(&mut text) {
-            Some(text) => s.serialize_str(text),
-            None => s.serialize_str(&self.rfc3339()),
-        }
-    }
-}
-
-impl Timestamp {
     /// [`Timestamp::rfc3339`] written over `text`'s digits, for the years 0 to 9999 (`None`
     /// for others). Every message view has one or more, and chrono's formatter with its
     /// `String` was ~6% of a catch-up's CPU.
@@ -569,6 +557,16 @@ impl Timestamp {
             }
         }
         std::str::from_utf8(text).ok()
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        match self.write_rfc3339(&mut text) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&self.rfc3339()),
+        }
     }
 }
 

@@ -108,7 +108,7 @@ pub async fn page(
     let faces = crate::conversations::store::team_faces(db, &page_conversations).await?;
     let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
-    let cursor = match rows.last() {
+    let next_cursor = match rows.last() {
         Some(r) => envelope::cursor_after(r).to_string(),
         None => encode_cursor(&after),
     };
@@ -144,7 +144,7 @@ pub async fn page(
     }
     Ok(SyncPage {
         events,
-        cursor,
+        cursor: next_cursor,
         has_more,
         conversations: None,
     })

@@ -28,9 +28,10 @@ impl PageRow {
         let present = row.get_ref(MESSAGE_AT)? != rusqlite::types::ValueRef::Null;
         Ok(PageRow {
             change: ChangeRow::from_lite_at(row, 0)?,
-            message: match present {
-                true => Some(MessageRow::from_lite_at(row, MESSAGE_AT)?),
-                false => None,
+            message: if present {
+                Some(MessageRow::from_lite_at(row, MESSAGE_AT)?)
+            } else {
+                None
             },
             hidden: row.get::<_, i64>(FACTS_AT)? > 0,
             reacted: row.get::<_, i64>(FACTS_AT + 1)? > 0,
