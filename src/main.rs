@@ -29,9 +29,10 @@ fn main() -> std::process::ExitCode {
 /// large allocation. The server frees rows in bulk on one thread that another thread made
 /// (a sync page's ~10,000 strings, a batch's views), so every parked block was merged later
 /// anyway, by whoever asked next for a block of 1 KiB or more: 10% of a catch-up's CPU in a
-/// profile (`malloc_consolidate`, mostly under the statement cache's key). Measured without
-/// them, alternating with the build before: P4's catch-up 9–17% less CPU in three series, P1
-/// no worse (BENCHMARKS.md, step 4). The same as `GLIBC_TUNABLES=glibc.malloc.mxfast=0`,
+/// profile (`malloc_consolidate`, mostly under the statement cache's key). Measured
+/// alternating with the build before: the setting alone (as the variable below) took 17% off
+/// the CPU of P4's catch-ups, and with the sync page's other cuts 9–12% in two later series;
+/// P1 no worse (BENCHMARKS.md, step 4). The same as `GLIBC_TUNABLES=glibc.malloc.mxfast=0`,
 /// without asking every user to set it. The server only: the load generator (`palaver bench`)
 /// keeps glibc's default, so that two builds compared with it are measured by the same one.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
