@@ -511,7 +511,10 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             Ok(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for a shutdown signal");
+                std::future::pending::<()>().await
+            }
         }
     }
     let term = signal(SignalKind::terminate());

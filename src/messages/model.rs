@@ -406,6 +406,18 @@ mod tests {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
         assert_eq!(MessageType::from_db("hologram"), MessageType::Unsupported);
+        // `ALL` lists every type the API documents: a type added to the enum but not to the
+        // list would read back from the database as `unsupported`.
+        let schema =
+            serde_json::to_value(<MessageType as utoipa::PartialSchema>::schema()).unwrap();
+        let documented: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("the type's schema lists its names")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let listed: Vec<&str> = MessageType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(documented, listed);
     }
 }
 
