@@ -786,6 +786,21 @@ pub async fn inbox_counts(t: Tenant<'_>, user_id: &str) -> AppResult<(i64, i64, 
     ))
 }
 
+const FACES: &str = "SELECT c.id, c.created_by, w.id, w.settings FROM conversations c \
+     JOIN workspaces w ON w.id = c.workspace_id \
+     WHERE c.id IN ({}) AND c.kind = 'support'";
+
+/// A row of [`FACES`]: the face, if the conversation's desk hides its agents' names.
+fn face_of(customer: Option<String>, team: String, settings: &str) -> Option<TeamFace> {
+    if DeskSettings::of_workspace(settings).show_agent_names {
+        return None;
+    }
+    Some(TeamFace {
+        customer: customer?,
+        team,
+    })
+}
+
 /// The team's face for each support conversation among `ids` whose desk hides its agents'
 /// names, by conversation (one query; nothing for other kinds).
 pub async fn team_faces(db: &Db, ids: &[String]) -> AppResult<HashMap<String, TeamFace>> {
@@ -793,12 +808,7 @@ pub async fn team_faces(db: &Db, ids: &[String]) -> AppResult<HashMap<String, Te
         return Ok(HashMap::new());
     }
     let mut params = Vec::new();
-    let sql = format!(
-        "SELECT c.id, c.created_by, w.id, w.settings FROM conversations c \
-         JOIN workspaces w ON w.id = c.workspace_id \
-         WHERE c.id IN ({}) AND c.kind = 'support'",
-        db.slots().in_list(ids, &mut params)
-    );
+    let sql = FACES.replace("{}", &db.slots().in_list(ids, &mut params));
     let rows: Vec<(String, Option<String>, String, String)> = db
         .rows_once(sql, params, |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -806,17 +816,27 @@ pub async fn team_faces(db: &Db, ids: &[String]) -> AppResult<HashMap<String, Te
         .await?;
     Ok(rows
         .into_iter()
-        .filter(|(_, _, _, settings)| !DeskSettings::of_workspace(settings).show_agent_names)
-        .filter_map(|(id, customer, team, _)| {
-            Some((
-                id,
-                TeamFace {
-                    customer: customer?,
-                    team,
-                },
-            ))
+        .filter_map(|(id, customer, team, settings)| {
+            Some((id, face_of(customer, team, &settings)?))
         })
         .collect())
+}
+
+/// [`team_faces`] of one conversation on a SQLite reader already held (a sync page written
+/// as it is read).
+pub fn team_face_on(
+    conn: &rusqlite::Connection,
+    conversation_id: &str,
+) -> rusqlite::Result<Option<TeamFace>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| FACES.replace("{}", "?1"));
+    let mut stmt = conn.prepare_cached(&SQL)?;
+    let mut rows = stmt.query([conversation_id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let settings: String = row.get(3)?;
+    Ok(face_of(row.get(1)?, row.get(2)?, &settings))
 }
 
 /// How `viewer` sees the team of `c`: `Some` only for the customer of a support conversation

@@ -243,7 +243,7 @@ pub(crate) use {column, lite_row};
 
 /// Binds parameters the way sqlx does on SQLite: `$N` and `?N` take the N-th value, a bare
 /// `?` the next one.
-fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
+pub fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
     for i in 1..=stmt.parameter_count() {
         let n = stmt
             .parameter_name(i)

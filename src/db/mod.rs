@@ -293,6 +293,12 @@ impl Db {
         Ok(q.fetch_all(&self.read).await?)
     }
 
+    /// SQLite: the direct readers, for a read that works with the connection itself (a sync
+    /// page written as its rows are read). `None` on PostgreSQL.
+    pub fn lite_readers(&self) -> Option<&lite::Readers> {
+        self.lite.as_deref()
+    }
+
     /// The pool for single-statement writes (SQLite: the one writer).
     pub fn writer(&self) -> &AnyPool {
         &self.write

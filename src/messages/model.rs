@@ -116,13 +116,42 @@ pub enum SenderType {
     System,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+impl SenderType {
+    /// From the stored `sender_type` (`user`, `lead` or `system`).
+    pub fn from_db(s: &str) -> SenderType {
+        match s {
+            "lead" => SenderType::Lead,
+            "system" => SenderType::System,
+            _ => SenderType::User,
+        }
+    }
+}
+
+#[derive(Debug, Clone, ToSchema)]
 pub struct Party {
     #[serde(rename = "type")]
     pub kind: SenderType,
     /// The user's or lead's id (null for the system). The customer of a support desk that
     /// hides its agents' names sees the workspace's id for every agent: the team.
     pub id: Option<String>,
+}
+
+impl Serialize for Party {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PartyWire {
+            kind: self.kind,
+            id: self.id.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// [`Party`] as it is written, borrowed (a stored row's columns or a view's fields).
+#[derive(Serialize)]
+pub struct PartyWire<'a> {
+    #[serde(rename = "type")]
+    pub kind: SenderType,
+    pub id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -166,8 +195,8 @@ pub struct External {
     pub error: Option<serde_json::Value>,
 }
 
-/// A message as the API answers it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A message as the API answers it (written through [`MessageWire`]).
+#[derive(Debug, Clone, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     pub id: String,
@@ -203,6 +232,68 @@ pub struct MessageView {
     pub client_msg_id: Option<String>,
 }
 
+/// The one builder of a message's JSON: a view's fields, or a stored row's columns as they
+/// are read (a sync page writes a plain message straight from its row, see
+/// `messages::views::plain_wire`). The field names and order are [`MessageView`]'s.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageWire<'a> {
+    pub id: &'a str,
+    pub conversation_id: &'a str,
+    pub seq: i64,
+    pub sender: PartyWire<'a>,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    pub text: Option<&'a str>,
+    pub media: Option<&'a crate::media::model::MediaView>,
+    pub reply_to: Option<&'a ReplyPreview>,
+    pub forwarded: bool,
+    pub location: Option<&'a serde_json::Value>,
+    pub contact: Option<&'a serde_json::Value>,
+    pub payload: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<&'a serde_json::Value>,
+    pub reactions: &'a [ReactionView],
+    pub edited_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<&'a External>,
+    pub client_msg_id: Option<&'a str>,
+}
+
+impl Serialize for MessageView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        MessageWire {
+            id: &self.id,
+            conversation_id: &self.conversation_id,
+            seq: self.seq,
+            sender: PartyWire {
+                kind: self.sender.kind,
+                id: self.sender.id.as_deref(),
+            },
+            kind: self.kind,
+            text: self.text.as_deref(),
+            media: self.media.as_deref(),
+            reply_to: self.reply_to.as_ref(),
+            forwarded: self.forwarded,
+            location: self.location.as_ref(),
+            contact: self.contact.as_ref(),
+            payload: self.payload.as_ref(),
+            call: self.call.as_ref(),
+            reactions: &self.reactions,
+            edited_at: self.edited_at,
+            deleted_at: self.deleted_at,
+            created_at: self.created_at,
+            status: self.status,
+            external: self.external.as_ref(),
+            client_msg_id: self.client_msg_id.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
     pub id: String,
@@ -230,6 +321,28 @@ pub struct MessageRow {
 pub const MESSAGE_COLUMNS: &str = "msg.id, msg.conversation_id, msg.seq, msg.sender_type, msg.sender_id, \
     msg.client_msg_id, msg.type, msg.text, msg.media_id, msg.reply_to_id, msg.forwarded, msg.payload, \
     msg.edited_at, msg.deleted_at, msg.created_at, msg.external_id, msg.external_status, msg.external_error";
+
+/// Where each of [`MESSAGE_COLUMNS`] is, from the first (for rows read in place).
+pub mod column {
+    pub const ID: usize = 0;
+    pub const CONVERSATION_ID: usize = 1;
+    pub const SEQ: usize = 2;
+    pub const SENDER_TYPE: usize = 3;
+    pub const SENDER_ID: usize = 4;
+    pub const CLIENT_MSG_ID: usize = 5;
+    pub const TYPE: usize = 6;
+    pub const TEXT: usize = 7;
+    pub const MEDIA_ID: usize = 8;
+    pub const REPLY_TO_ID: usize = 9;
+    pub const FORWARDED: usize = 10;
+    pub const PAYLOAD: usize = 11;
+    pub const EDITED_AT: usize = 12;
+    pub const DELETED_AT: usize = 13;
+    pub const CREATED_AT: usize = 14;
+    pub const EXTERNAL_ID: usize = 15;
+    pub const EXTERNAL_STATUS: usize = 16;
+    pub const EXTERNAL_ERROR: usize = 17;
+}
 
 crate::db::lite::lite_row!(with_any MessageRow {
     id,
@@ -261,11 +374,7 @@ impl MessageRow {
     }
 
     pub fn sender_kind(&self) -> SenderType {
-        match self.sender_type.as_str() {
-            "lead" => SenderType::Lead,
-            "system" => SenderType::System,
-            _ => SenderType::User,
-        }
+        SenderType::from_db(&self.sender_type)
     }
 
     pub fn message_type(&self) -> MessageType {

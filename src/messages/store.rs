@@ -223,6 +223,22 @@ pub async fn receipt_floors(
         .collect())
 }
 
+/// [`receipt_floor`] on a SQLite reader already held (a sync page written as it is read).
+pub fn receipt_floor_on(
+    conn: &rusqlite::Connection,
+    conversation_id: &str,
+) -> rusqlite::Result<(i64, i64)> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| FLOORS.replace("{}", "?1"));
+    let mut stmt = conn.prepare_cached(&SQL)?;
+    let mut rows = stmt.query([conversation_id])?;
+    let Some(row) = rows.next()? else {
+        return Ok((0, 0));
+    };
+    let (d, r): (Option<i64>, Option<i64>) = (row.get(1)?, row.get(2)?);
+    Ok((d.unwrap_or(0), r.unwrap_or(0)))
+}
+
 pub async fn edit_text(tx: &mut Tx, id: &str, old_text: &str, new_text: &str) -> AppResult<()> {
     let now = now_ms();
     sqlx::query("INSERT INTO message_edits (message_id, text, replaced_at) VALUES ($1, $2, $3)")

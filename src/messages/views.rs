@@ -174,6 +174,76 @@ pub async fn build_views_with(
         .collect())
 }
 
+/// The message of a row read in place (its [`MESSAGE_COLUMNS`] from `at`), written as it is
+/// stored when nothing about it needs another read: no media, reply, reactions (`reacted`),
+/// JSON payload or provider state. Its status comes from `floor`, as [`build_views`] gives
+/// it. `None`: the message needs its view.
+pub fn plain_wire<'r>(
+    row: &'r rusqlite::Row<'_>,
+    at: usize,
+    reacted: bool,
+    floor: (i64, i64),
+) -> rusqlite::Result<Option<MessageWire<'r>>> {
+    use super::model::column as c;
+    let null = |i: usize| -> rusqlite::Result<bool> {
+        Ok(row.get_ref(at + i)? == rusqlite::types::ValueRef::Null)
+    };
+    let plain = !reacted
+        && null(c::MEDIA_ID)?
+        && null(c::REPLY_TO_ID)?
+        && null(c::PAYLOAD)?
+        && null(c::EXTERNAL_ID)?
+        && null(c::EXTERNAL_STATUS)?
+        && null(c::EXTERNAL_ERROR)?;
+    if !plain {
+        return Ok(None);
+    }
+    let text = |i: usize| -> rusqlite::Result<Option<&'r str>> {
+        row.get_ref(at + i)?.as_str_or_null().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                at + i,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
+    };
+    let required = |i: usize| -> rusqlite::Result<&'r str> {
+        text(i)?.ok_or(rusqlite::Error::InvalidColumnType(
+            at + i,
+            "NULL".into(),
+            rusqlite::types::Type::Null,
+        ))
+    };
+    let seq: i64 = row.get(at + c::SEQ)?;
+    Ok(Some(MessageWire {
+        id: required(c::ID)?,
+        conversation_id: required(c::CONVERSATION_ID)?,
+        seq,
+        sender: PartyWire {
+            kind: SenderType::from_db(required(c::SENDER_TYPE)?),
+            id: text(c::SENDER_ID)?,
+        },
+        kind: MessageType::from_db(required(c::TYPE)?),
+        text: text(c::TEXT)?,
+        media: None,
+        reply_to: None,
+        forwarded: row.get::<_, i64>(at + c::FORWARDED)? != 0,
+        location: None,
+        contact: None,
+        payload: None,
+        call: None,
+        reactions: &[],
+        edited_at: row.get::<_, Option<i64>>(at + c::EDITED_AT)?.map(Timestamp),
+        deleted_at: row
+            .get::<_, Option<i64>>(at + c::DELETED_AT)?
+            .map(Timestamp),
+        created_at: Timestamp(row.get(at + c::CREATED_AT)?),
+        status: status_of(seq, floor),
+        external: None,
+        client_msg_id: text(c::CLIENT_MSG_ID)?,
+    }))
+}
+
 /// A party as the customer of a desk that hides its agents sees it: any user but them is the
 /// team.
 fn disguise_party(p: &mut Party, face: &TeamFace) {

@@ -267,7 +267,7 @@ impl Gateway {
             }
             let reply = Box::pin(handlers::handle(&self.state, session, &name, data)).await;
             if let (Some(id), Some(reply)) = (ack, reply) {
-                answer(&socket, id, &reply).await;
+                send_ack(&socket, reply.ack(id), 0).await;
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
                     .record(started.elapsed().as_secs_f64());
             }

@@ -240,20 +240,25 @@ struct SyncPayload {
     limit: Option<i64>,
 }
 
-/// A sync page with the ack's `ok`, written to JSON once.
-#[derive(serde::Serialize)]
-pub struct SyncAck {
-    ok: bool,
-    #[serde(flatten)]
-    page: crate::sync::service::SyncPage,
-}
-
-/// An ack's payload.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
+/// An ack's payload: a value, or a sync page (written to JSON once, after the ack's `ok`).
 pub enum Reply {
     Json(Value),
-    Sync(SyncAck),
+    Sync(crate::sync::service::Page),
+}
+
+impl Reply {
+    /// The ack packet that answers event `id` with this.
+    pub fn ack(&self, id: u64) -> crate::engineio::Str {
+        match self {
+            Reply::Json(value) => super::protocol::ack(id, value),
+            Reply::Sync(page) => super::protocol::ack_with(id, page.size_hint(), |out| {
+                out.extend_from_slice(b"{\"ok\":true,");
+                page.write_fields(out)?;
+                out.push(b'}');
+                Ok(())
+            }),
+        }
+    }
 }
 
 async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply> {
@@ -276,7 +281,7 @@ async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply>
         .map(crate::http::pagination::decode_cursor::<Position>)
         .transpose()?;
     let page = crate::sync::service::page(t, &session.user_id, cursor, limit).await?;
-    Ok(Reply::Sync(SyncAck { ok: true, page }))
+    Ok(Reply::Sync(page))
 }
 
 #[derive(Deserialize)]

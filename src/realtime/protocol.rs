@@ -119,16 +119,24 @@ pub fn event(name: &str, data: &impl serde::Serialize) -> Str {
 
 /// `43<id>[data]`.
 pub fn ack(id: u64, data: &impl serde::Serialize) -> Str {
-    // Written straight into the packet's buffer: a sync page is hundreds of KB, not to be
-    // copied again to prefix it.
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(format!("43{id}").as_bytes());
+    ack_with(id, 256, |out| serde_json::to_writer(out, data))
+}
+
+/// `43<id>[data]`, `write` writing the data straight into the packet's buffer (of about
+/// `size` bytes): a sync page is hundreds of KB, not to be copied again to prefix it. `write`
+/// must write UTF-8 only.
+pub fn ack_with(
+    id: u64,
+    size: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Str {
+    let mut out = Vec::with_capacity(size + 24);
+    out.extend_from_slice(format!("43{id}[").as_bytes());
     let prefix = out.len();
-    if serde_json::to_writer(&mut out, &[data]).is_err() {
+    if write(&mut out).is_err() {
         out.truncate(prefix);
-        out.extend_from_slice(b"[]");
     }
-    // serde_json writes UTF-8 only.
+    out.push(b']');
     String::from_utf8(out)
         .unwrap_or_else(|_| format!("43{id}[]"))
         .into()

@@ -14,8 +14,9 @@ use crate::conversations::desk::TeamFace;
 use crate::db::Timestamp;
 use crate::messages::model::MessageView;
 
-/// One replayed change: the live event's name, its payload, and the cursor just after it.
-#[derive(Debug, Serialize, ToSchema)]
+/// One replayed change: the live event's name, its payload, and the cursor just after it
+/// (written through [`EnvelopeWire`]).
+#[derive(Debug, ToSchema)]
 pub struct Envelope {
     #[serde(rename = "type")]
     pub kind: String,
@@ -27,13 +28,35 @@ pub struct Envelope {
     pub cursor: Arc<str>,
 }
 
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EnvelopeWire {
+            kind: &self.kind,
+            data: &self.data,
+            cursor: &self.cursor,
+        }
+        .serialize(s)
+    }
+}
+
+/// The one builder of an envelope's JSON, for a view's payload or one written straight from
+/// its row (`sync::written`).
+#[derive(Serialize)]
+pub struct EnvelopeWire<'a, D> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub data: &'a D,
+    pub cursor: &'a str,
+}
+
 /// The payload of a change's event (typed, so a page is written to JSON once, without an
-/// intermediate `Value` per event). Every kind carries the cursor just after its change.
+/// intermediate `Value` per event). Every kind carries the cursor just after its change. The
+/// message is a view, or (`sync::written`) a stored row's [`MessageWire`](crate::messages::model::MessageWire).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-pub enum EventData {
+pub enum EventData<M = Arc<MessageView>> {
     Message {
-        message: Arc<MessageView>,
+        message: M,
         cursor: Arc<str>,
     },
     #[serde(rename_all = "camelCase")]

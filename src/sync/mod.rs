@@ -12,3 +12,4 @@ pub mod envelope;
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod written;

@@ -6,13 +6,15 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::service::{page, SyncPage};
+use axum::response::{IntoResponse, Response};
+
+use super::service::{page, Page, SyncPage};
 use crate::app::AppState;
 use crate::changes::Position;
 use crate::error::{AppError, AppResult};
 use crate::http::pagination::decode_cursor;
 use crate::http::Query;
-use crate::http::{Json, Scope};
+use crate::http::Scope;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sync))
@@ -36,7 +38,7 @@ async fn sync(
     State(state): State<AppState>,
     scope: Scope,
     Query(q): Query<SyncQuery>,
-) -> AppResult<Json<SyncPage>> {
+) -> AppResult<Page> {
     let limit = match q.limit {
         None => super::DEFAULT_LIMIT,
         Some(n) if n < 1 => return Err(AppError::invalid_field("limit", "must be at least 1")),
@@ -48,7 +50,19 @@ async fn sync(
         .filter(|c| !c.is_empty())
         .map(decode_cursor::<Position>)
         .transpose()?;
-    Ok(Json(
-        page(scope.tenant(&state.db), &scope.user_id, cursor, limit).await?,
-    ))
+    page(scope.tenant(&state.db), &scope.user_id, cursor, limit).await
+}
+
+/// The page as a JSON body ([`SyncPage`]'s shape).
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self.to_json() {
+            Ok(body) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            Err(e) => AppError::internal(e).into_response(),
+        }
+    }
 }

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::envelope::{self, Envelope};
@@ -17,7 +16,8 @@ use crate::error::AppResult;
 use crate::http::pagination::encode_cursor;
 use crate::messages::model::MessageView;
 
-#[derive(Debug, Serialize, ToSchema)]
+/// A page's JSON shape (for the API reference): [`Page`] writes it.
+#[derive(Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPage {
     /// Oldest first.
@@ -30,13 +30,94 @@ pub struct SyncPage {
     pub conversations: Option<Vec<ConversationView>>,
 }
 
+/// A page as it is answered, written to JSON once into the ack's packet or the response's
+/// body: its events are either already written (`sync::written`) or envelopes of views.
+pub struct Page {
+    written: Vec<u8>,
+    events: Vec<Event>,
+    cursor: String,
+    has_more: bool,
+    conversations: Option<Vec<ConversationView>>,
+}
+
+/// An event of a [`Page`]: a range of its written bytes, or an envelope to write.
+pub enum Event {
+    Written(std::ops::Range<usize>),
+    Viewed(Envelope),
+}
+
+impl Page {
+    pub(super) fn new(
+        written: Vec<u8>,
+        events: Vec<Event>,
+        cursor: String,
+        has_more: bool,
+    ) -> Page {
+        Page {
+            written,
+            events,
+            cursor,
+            has_more,
+            conversations: None,
+        }
+    }
+
+    /// The [`SyncPage`]'s fields, without the braces around them (the socket's ack puts its
+    /// `ok` first).
+    pub fn write_fields(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"\"events\":[");
+        for (i, event) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match event {
+                Event::Written(range) => out.extend_from_slice(&self.written[range.clone()]),
+                Event::Viewed(envelope) => serde_json::to_writer(&mut *out, envelope)?,
+            }
+        }
+        out.extend_from_slice(b"],\"cursor\":");
+        serde_json::to_writer(&mut *out, &self.cursor)?;
+        out.extend_from_slice(if self.has_more {
+            b",\"hasMore\":true"
+        } else {
+            b",\"hasMore\":false"
+        });
+        if let Some(conversations) = &self.conversations {
+            out.extend_from_slice(b",\"conversations\":");
+            serde_json::to_writer(&mut *out, conversations)?;
+        }
+        Ok(())
+    }
+
+    /// About how many bytes the page's JSON takes.
+    pub fn size_hint(&self) -> usize {
+        self.written.len() + 1024 * (self.events.len() - self.written_count()) + 256
+    }
+
+    fn written_count(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::Written(_)))
+            .count()
+    }
+
+    /// The page as a JSON object.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.size_hint());
+        out.push(b'{');
+        self.write_fields(&mut out)?;
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
 /// A page of the user's changes (shared with the socket's `sync:request`).
 pub async fn page(
     t: Tenant<'_>,
     user_id: &str,
     cursor: Option<Position>,
     limit: i64,
-) -> AppResult<SyncPage> {
+) -> AppResult<Page> {
     let db = t.db();
     let Some(after) = cursor else {
         // Snapshot: where the stream stands now, and the conversation list as of then.
@@ -57,13 +138,26 @@ pub async fn page(
             .map(|r| (r.conversation, r.member, r.unread))
             .collect();
         let conversations = chats::views(db, user_id, items).await?;
-        return Ok(SyncPage {
-            events: Vec::new(),
-            cursor: encode_cursor(&position),
-            has_more: false,
+        return Ok(Page {
             conversations: Some(conversations),
+            ..Page::new(Vec::new(), Vec::new(), encode_cursor(&position), false)
         });
     };
+    if let Some(page) = super::written::page(t, user_id, after, limit).await? {
+        return Ok(page);
+    }
+    page_viewed(t, user_id, after, limit).await
+}
+
+/// The changes after `after` as views in envelopes: PostgreSQL's page, and SQLite's when its
+/// rows come out of order; the page `sync::written` must equal.
+pub async fn page_viewed(
+    t: Tenant<'_>,
+    user_id: &str,
+    after: Position,
+    limit: i64,
+) -> AppResult<Page> {
+    let db = t.db();
     let mut rows = super::store::page_rows(t, user_id, after, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -135,19 +229,14 @@ pub async fn page(
             if let Some(face) = face.filter(|f| f.customer == user_id) {
                 data = data.disguised(face);
             }
-            events.push(Envelope {
+            events.push(Event::Viewed(Envelope {
                 kind: r.kind,
                 data,
                 cursor,
-            });
+            }));
         }
     }
-    Ok(SyncPage {
-        events,
-        cursor: next_cursor,
-        has_more,
-        conversations: None,
-    })
+    Ok(Page::new(Vec::new(), events, next_cursor, has_more))
 }
 
 /// The distinct values of `items`, sorted, copied once each.

@@ -19,9 +19,9 @@ pub struct PageRow {
     pub reacted: bool,
 }
 
-/// Where the message's columns start, and the two facts after them.
-const MESSAGE_AT: usize = ChangeRow::LITE_COLUMNS;
-const FACTS_AT: usize = MESSAGE_AT + MessageRow::LITE_COLUMNS;
+/// Where the message's columns start, and the two facts after them (hidden, reacted).
+pub const MESSAGE_AT: usize = ChangeRow::LITE_COLUMNS;
+pub const FACTS_AT: usize = MESSAGE_AT + MessageRow::LITE_COLUMNS;
 
 impl PageRow {
     fn from_lite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
@@ -65,9 +65,26 @@ pub async fn page_rows(
     after: Position,
     limit: i64,
 ) -> AppResult<Vec<PageRow>> {
-    let db = t.db();
+    let (sql, params) = page_statement(t, user_id, after, limit).await?;
+    // Put in order here rather than by the statement: an ORDER BY there sorts the wide joined
+    // rows again (SQLite copies each into a temporary B-tree; P4's catch-up took 6% less
+    // without it), and here they come in order already, which the sort only checks.
+    let mut rows = t.db().rows(sql, params, PageRow::from_lite).await?;
+    rows.sort_by_key(|r| r.change.position());
+    Ok(rows)
+}
+
+/// The statement of [`page_rows`] and its parameters: its columns are [`ChangeRow`]'s, the
+/// message's from [`MESSAGE_AT`] and the two facts from [`FACTS_AT`]. Its rows come in the
+/// page's order, though nothing in it says so (see [`page_rows`]).
+pub async fn page_statement(
+    t: Tenant<'_>,
+    user_id: &str,
+    after: Position,
+    limit: i64,
+) -> AppResult<(String, Vec<crate::db::lite::Value>)> {
     let (changes, params) =
-        changes::changes_after_query(db, user_id, t.workspace_id(), after, limit).await?;
+        changes::changes_after_query(t.db(), user_id, t.workspace_id(), after, limit).await?;
     let sql = format!(
         "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, \
          ch.status, ch.created_at, {MESSAGE_COLUMNS}, \
@@ -78,10 +95,5 @@ pub async fn page_rows(
          (SELECT COUNT(*) FROM reactions r WHERE r.message_id = ch.message_id) AS reacted \
          FROM ({changes}) ch LEFT JOIN messages msg ON msg.id = ch.message_id"
     );
-    // Put in order here rather than by the statement: an ORDER BY there sorts the wide joined
-    // rows again (SQLite copies each into a temporary B-tree; P4's catch-up took 6% less
-    // without it), and here they come in order already, which the sort only checks.
-    let mut rows = db.rows(sql, params, PageRow::from_lite).await?;
-    rows.sort_by_key(|r| r.change.position());
-    Ok(rows)
+    Ok((sql, params))
 }

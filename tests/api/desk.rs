@@ -264,6 +264,8 @@ async fn a_desk_that_hides_its_agents_shows_the_customer_one_team(app: &TestApp)
         .collect();
     assert!(kinds.contains(&"message:status"), "{kinds:?}");
     no_agent_in(&synced, &agents, "sync");
+    crate::helpers::assert_replayed_as_history(app, &patient, synced["events"].as_array().unwrap())
+        .await;
     let snapshot = app
         .get("/api/v1/sync", &patient.token)
         .await

@@ -561,6 +561,48 @@ pub async fn drain(
     }
 }
 
+/// Every message the events replay is the message its conversation's history shows now, as
+/// a value (a sync page on SQLite writes a plain message straight from its row; the history
+/// builds views). For a quiet moment: nothing may change the messages meanwhile.
+pub async fn assert_replayed_as_history(app: &TestApp, user: &User, events: &[Value]) {
+    let mut histories: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    let mut checked = 0;
+    for e in events {
+        let message = &e["data"]["message"];
+        if message.is_null() {
+            continue;
+        }
+        let conversation = message["conversationId"].as_str().unwrap().to_owned();
+        if !histories.contains_key(&conversation) {
+            let mut all = Vec::new();
+            let mut after = 0;
+            loop {
+                let r = app
+                    .get(
+                        &format!(
+                            "/api/v1/conversations/{conversation}/messages?after={after}&limit=100"
+                        ),
+                        &user.token,
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+                let items = r.body["items"].as_array().unwrap().clone();
+                let Some(last) = items.last() else { break };
+                after = last["seq"].as_i64().unwrap();
+                all.extend(items);
+            }
+            histories.insert(conversation.clone(), all);
+        }
+        let shown = histories[&conversation]
+            .iter()
+            .find(|m| m["id"] == message["id"])
+            .unwrap_or_else(|| panic!("{message} replayed but not in the history"));
+        assert_eq!(message, shown, "the replay and the history of one message");
+        checked += 1;
+    }
+    assert!(checked > 0, "no message replayed: {events:?}");
+}
+
 /// Polls `probe` every 20 ms until it answers `Ok`, for at most `limit`; past that, fails with
 /// the last `Err` (what was seen instead). For state outside the test's reach — another
 /// process, Redis, a background job — where there is no event to await.

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use crate::dual_test;
-use crate::helpers::{drain, drain_until, TestApp};
+use crate::helpers::{assert_replayed_as_history, drain, drain_until, TestApp};
 
 dual_test!(sync_pages_every_change_once_in_order);
 dual_test!(small_pages_across_conversations_match_one_large_page);
@@ -127,6 +127,8 @@ async fn sync_pages_every_change_once_in_order(app: &TestApp) {
     let expected = events.len() + 1;
     let (once, _) = drain_until(app, &b, start, 500, |e| e.len() >= expected).await;
     assert_eq!(once.len(), expected);
+    // Plain, edited, deleted and reacted messages replay as the history shows them.
+    assert_replayed_as_history(app, &b, &once).await;
 }
 
 dual_test!(replays_show_reactions_and_leave_out_what_the_reader_hid);
@@ -190,6 +192,35 @@ async fn replays_show_reactions_and_leave_out_what_the_reader_hid(app: &TestApp)
                 json!([{"emoji": "👍", "by": {"type": "user", "id": a.id}}])
             );
         }
+    }
+    // A reply and a location (messages that need more than their row) between plain ones.
+    let reply = app
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&a.token),
+            json!({"clientMsgId": "sync-reply", "type": "text", "text": "to the liked one",
+                   "replyToId": id(&liked)}),
+        )
+        .await;
+    assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.text);
+    let place = app
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&b.token),
+            json!({"clientMsgId": "sync-place", "type": "location",
+                   "location": {"latitude": 52.52, "longitude": 13.405, "name": "Berlin"}}),
+        )
+        .await;
+    assert_eq!(place.status, reqwest::StatusCode::CREATED, "{}", place.text);
+    app.say(&b, &conv, "plain after them").await;
+    let placed = |events: &[Value]| {
+        events
+            .iter()
+            .any(|e| e["data"]["message"]["text"] == "plain after them")
+    };
+    for limit in [2, 500] {
+        let (events, _) = drain_until(app, &b, start.clone(), limit, placed).await;
+        assert_replayed_as_history(app, &b, &events).await;
     }
     // A's own replay still has both.
     let (mine, _) = drain_until(app, &a, start, 500, liked_twice).await;
