@@ -239,7 +239,7 @@ impl Gateway {
                             let client_msg_id = sending.client_msg_id.clone();
                             let reply = handlers::send_finish(&state, &session, sending).await;
                             if let Some(id) = ack {
-                                answer(&socket, id, &reply).await;
+                                send_ack(&socket, reply.ack(id), 0).await;
                                 metrics::histogram!("realtime_ack_seconds", "event" => events::MESSAGE_SEND)
                                     .record(started.elapsed().as_secs_f64());
                             }

@@ -157,7 +157,7 @@ pub(super) async fn send_queued(
 }
 
 /// A `message:send`, second half: the ack once the message is durable.
-pub(super) async fn send_finish(state: &AppState, session: &Session, sending: Sending) -> Value {
+pub(super) async fn send_finish(state: &AppState, session: &Session, sending: Sending) -> Reply {
     let result = sending.queued.answer(&state.db).await;
     if sending.noted && !matches!(result, Ok((_, true))) {
         // Nothing new was committed, so the dispatcher will not come for it.
@@ -166,8 +166,8 @@ pub(super) async fn send_finish(state: &AppState, session: &Session, sending: Se
             .forget_origin(&session.user_id, &sending.client_msg_id);
     }
     match result {
-        Ok((message, _)) => json!({"ok": true, "message": message}),
-        Err(e) => failure(&e),
+        Ok((message, _)) => Reply::Sent(Box::new(message)),
+        Err(e) => Reply::Json(failure(&e)),
     }
 }
 
@@ -240,10 +240,20 @@ struct SyncPayload {
     limit: Option<i64>,
 }
 
-/// An ack's payload: a value, or a sync page (written to JSON once, after the ack's `ok`).
+/// An ack's payload: a value, a sent message (`{ok, message}`) or a sync page (written to
+/// JSON once, after the ack's `ok`), the last two written from their types without a `Value`
+/// in between.
 pub enum Reply {
     Json(Value),
+    Sent(Box<crate::messages::model::MessageView>),
     Sync(crate::sync::service::Page),
+}
+
+/// A sent message's ack.
+#[derive(serde::Serialize)]
+struct SentAck<'a> {
+    ok: bool,
+    message: &'a crate::messages::model::MessageView,
 }
 
 impl Reply {
@@ -251,6 +261,7 @@ impl Reply {
     pub fn ack(&self, id: u64) -> crate::engineio::Str {
         match self {
             Reply::Json(value) => super::protocol::ack(id, value),
+            Reply::Sent(message) => super::protocol::ack(id, &SentAck { ok: true, message }),
             Reply::Sync(page) => super::protocol::ack_with(id, page.size_hint(), |out| {
                 out.extend_from_slice(b"{\"ok\":true,");
                 page.write_fields(out)?;
