@@ -29,7 +29,7 @@
 //! | [`conversations`] | conversations as data: rows of conversations and members, their queries, the one access check, the events automation rules wait for (queued in the transaction of the change), and the facts analytics reads (written likewise) |
 //! | [`chats`] | what a user does with conversations: direct chats, groups, members and roles (with their system messages), message requests, settings, the list with last messages, message search |
 //! | [`messages`] | parsing a send (`model`), checks (`service`), the one-row write (`write`), the batched write (`pipeline`), views (`views`), history, edits, deletion, reactions, receipts, sends to WhatsApp customers (`channel`: window, templates, the jobs that carry them out) and the templates themselves |
-//! | [`sync`] | pages of a user's change stream (`GET /sync`, `sync:request`) and the wire shape of a change (`envelope`) |
+//! | [`sync`] | pages of a user's change stream (`GET /sync`, `sync:request`): on SQLite written to JSON as their rows are read (`written`), else built from views (`service`); the wire shape of a change (`envelope`) |
 //! | [`realtime`] | the Socket.IO gateway (`gateway`), the device registry (`hub`), presence, client events, the dispatcher that pushes the change log live |
 //! | [`notify`] | SMS and mail senders |
 //! | [`ops`] | health, readiness, metrics, `/docs` |

@@ -47,6 +47,9 @@ pub async fn page(
     Ok(Some(read.fill(t, user_id, after).await?))
 }
 
+/// About how many bytes a plain message's event takes, its text short.
+const EVENT_BYTES: usize = 640;
+
 /// What a conversation's events need, looked up once per page on the reading connection.
 struct Facts {
     /// Its receipt floor (for message statuses); looked up at its first message.
@@ -121,7 +124,9 @@ impl<'c> Reading<'c> {
             user,
             limit,
             facts: HashMap::new(),
-            written: Vec::with_capacity(64 * 1024),
+            // A plain message's event is ~550 bytes: a page of them fits without regrowing
+            // (which copied ~450 KB per 500-event page); a larger limit grows as it goes.
+            written: Vec::with_capacity(EVENT_BYTES * limit.clamp(1, 500) as usize),
             slots: Vec::new(),
             holes: Vec::new(),
             hole_of: HashMap::new(),
