@@ -507,6 +507,36 @@ mod tests {
         .is_err());
     }
 
+    /// The column positions name the columns of `MESSAGE_COLUMNS` they say.
+    #[test]
+    fn column_positions_match_the_column_list() {
+        let names: Vec<&str> = MESSAGE_COLUMNS.split(',').map(str::trim).collect();
+        let expected = [
+            (column::ID, "msg.id"),
+            (column::CONVERSATION_ID, "msg.conversation_id"),
+            (column::SEQ, "msg.seq"),
+            (column::SENDER_TYPE, "msg.sender_type"),
+            (column::SENDER_ID, "msg.sender_id"),
+            (column::CLIENT_MSG_ID, "msg.client_msg_id"),
+            (column::TYPE, "msg.type"),
+            (column::TEXT, "msg.text"),
+            (column::MEDIA_ID, "msg.media_id"),
+            (column::REPLY_TO_ID, "msg.reply_to_id"),
+            (column::FORWARDED, "msg.forwarded"),
+            (column::PAYLOAD, "msg.payload"),
+            (column::EDITED_AT, "msg.edited_at"),
+            (column::DELETED_AT, "msg.deleted_at"),
+            (column::CREATED_AT, "msg.created_at"),
+            (column::EXTERNAL_ID, "msg.external_id"),
+            (column::EXTERNAL_STATUS, "msg.external_status"),
+            (column::EXTERNAL_ERROR, "msg.external_error"),
+        ];
+        assert_eq!(names.len(), expected.len(), "{names:?}");
+        for (at, name) in expected {
+            assert_eq!(names[at], name);
+        }
+    }
+
     #[test]
     fn types_round_trip_through_the_database_names() {
         for t in MessageType::ALL {

@@ -41,7 +41,7 @@ pub struct Page {
 }
 
 /// An event of a [`Page`]: a range of its written bytes, or an envelope to write.
-pub enum Event {
+pub(super) enum Event {
     Written(std::ops::Range<usize>),
     Viewed(Envelope),
 }
@@ -150,13 +150,8 @@ pub async fn page(
 }
 
 /// The changes after `after` as views in envelopes: PostgreSQL's page, and SQLite's when its
-/// rows come out of order; the page `sync::written` must equal.
-pub async fn page_viewed(
-    t: Tenant<'_>,
-    user_id: &str,
-    after: Position,
-    limit: i64,
-) -> AppResult<Page> {
+/// rows come out of order (`sync::written` writes the same events).
+async fn page_viewed(t: Tenant<'_>, user_id: &str, after: Position, limit: i64) -> AppResult<Page> {
     let db = t.db();
     let mut rows = super::store::page_rows(t, user_id, after, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
@@ -245,4 +240,60 @@ fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
     items.sort_unstable();
     items.dedup();
     items.into_iter().map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(page: &Page) -> serde_json::Value {
+        serde_json::from_slice(&page.to_json().unwrap()).unwrap()
+    }
+
+    /// The hand-written fields around the events are `SyncPage`'s, written and viewed events
+    /// alike, in order, with commas between them.
+    #[test]
+    fn a_page_is_written_in_the_sync_page_shape() {
+        let written = br#"{"type":"a"}{"type":"b"}"#.to_vec();
+        let viewed = Envelope {
+            kind: "message:status".into(),
+            data: envelope::EventData::Status {
+                conversation_id: "c".into(),
+                user_id: None,
+                status: Some("read".into()),
+                up_to_seq: Some(3),
+                at: crate::db::Timestamp(0),
+                cursor: "x".into(),
+            },
+            cursor: "x".into(),
+        };
+        let events = vec![
+            Event::Written(0..12),
+            Event::Viewed(viewed),
+            Event::Written(12..24),
+        ];
+        let page = Page::new(written, events, "next".into(), true);
+        assert_eq!(
+            json(&page),
+            serde_json::json!({
+                "events": [
+                    {"type": "a"},
+                    {"type": "message:status", "data": {"conversationId": "c", "userId": null,
+                     "status": "read", "upToSeq": 3, "at": "1970-01-01T00:00:00.000Z",
+                     "cursor": "x"}, "cursor": "x"},
+                    {"type": "b"},
+                ],
+                "cursor": "next",
+                "hasMore": true,
+            })
+        );
+        let empty = Page {
+            conversations: Some(Vec::new()),
+            ..Page::new(Vec::new(), Vec::new(), "here".into(), false)
+        };
+        assert_eq!(
+            json(&empty),
+            serde_json::json!({"events": [], "cursor": "here", "hasMore": false, "conversations": []})
+        );
+    }
 }

@@ -2,8 +2,8 @@
 //! columns into the page, with no row, view or envelope of its own in between; what needs
 //! more than its row (media, a reply, reactions, a JSON payload, a desk's disguise, a
 //! conversation) is left as a hole, viewed after the read and put in its place. Every event
-//! is written by the same builders as a viewed page's (`MessageWire`, `EnvelopeWire`), and a
-//! test compares the two pages byte for byte.
+//! is written by the same builders as a viewed page's (`MessageWire`, `EnvelopeWire`); the
+//! API tests compare every message a page replays with the history's view of it.
 
 use std::collections::HashMap;
 use std::ops::Range;
