@@ -569,6 +569,19 @@ pub struct Outgoing {
     pub forwarded: bool,
 }
 
+impl Outgoing {
+    /// Nothing to check beyond the sender's membership: no media, no reply, no kind kept for
+    /// channel conversations.
+    pub fn is_plain(&self) -> bool {
+        self.content.media_id.is_none()
+            && self.reply_to_id.is_none()
+            && !matches!(
+                self.content.kind,
+                MessageType::Template | MessageType::Interactive
+            )
+    }
+}
+
 /// What a send carries besides its type and text (HTTP and socket alike).
 #[derive(Debug, Default)]
 pub struct Parts {

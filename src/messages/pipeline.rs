@@ -1,9 +1,12 @@
 //! Batched sending: the write half of `service::send` for the common case (a member
 //! who accepted the conversation sends into it), many messages per transaction.
 //!
-//! Sends that passed their checks queue here; one task takes whatever is queued (up to
-//! [`MAX_BATCH`]) and writes it in one transaction, so each message is durable when its sender
-//! is answered, in the same order and with the same changes as one by one. On SQLite the batch
+//! Sends queue here; one task takes whatever is queued (up to [`MAX_BATCH`]) and writes it in
+//! one transaction, so each message is durable when its sender is answered, in the same order
+//! and with the same changes as one by one. The transaction first checks every send's sender
+//! (`conversations::access::SendCheck`: still a member, nothing in the way) and writes only
+//! those that pass; the others are answered "retry alone", and the service sends them through
+//! every check, which gives each its answer. On SQLite the batch
 //! runs on the direct writer (`db::lite::Writer`): one kept statement per row, one hop to a
 //! blocking thread for the whole batch. On PostgreSQL, where every statement is a round trip,
 //! it is a handful of statements for the whole batch: seqs for every conversation in one
@@ -23,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::model::{MessageRow, MessageView, MESSAGE_COLUMNS};
 use super::views::{build_views, original};
 pub use super::write::Job;
-use super::write::{counts, Plan};
+use super::write::{counts, Checked, Plan};
+use crate::conversations::access::{SendCheck, Sendable};
 use crate::db::{now_ms, Db, Slots, Tx};
 use crate::error::{AppError, AppResult};
 
@@ -128,13 +132,16 @@ const PANIC_FOR_TESTS: &str = "panic-for-tests";
 async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written>) {
     let mut new_rows = Vec::new();
     let mut pending = Vec::new();
-    for (reply, w) in replies.into_iter().zip(written) {
+    for ((reply, w), job) in replies.into_iter().zip(written).zip(jobs) {
         match w {
             Written::New(row) => {
                 new_rows.push(row);
-                pending.push((reply, None));
+                pending.push((reply, job, None));
             }
-            Written::Existing(row) => pending.push((reply, Some(row))),
+            Written::Existing(row) => pending.push((reply, job, Some(row))),
+            Written::Refused => {
+                let _ = reply.send(Outcome::RetryAlone(Box::new(job.clone())));
+            }
         }
     }
     // New messages: nobody else has them yet, so their status is "sent".
@@ -145,7 +152,7 @@ async fn answer(db: &Db, jobs: &[Job], replies: Vec<Reply>, written: Vec<Written
             None
         }
     };
-    for (job, (reply, existing)) in jobs.iter().zip(pending) {
+    for (reply, job, existing) in pending {
         let result = match existing {
             Some(row) => original(db, row, &job.conversation_id).await,
             None => match views.as_mut().and_then(Iterator::next) {
@@ -165,6 +172,9 @@ enum Written {
     New(MessageRow),
     /// A retry: the message its clientMsgId already named.
     Existing(MessageRow),
+    /// Its check found more to it than the batch writes (a request, a block, no member…):
+    /// sent again alone, through every check, which gives it its answer.
+    Refused,
 }
 
 /// Earlier sends of a batch's clientMsgIds, by (sender, clientMsgId).
@@ -186,8 +196,9 @@ async fn write(db: &Db, jobs: Arc<Vec<Job>>) -> AppResult<Vec<Written>> {
     if db.writes_direct() {
         let written = db
             .write_direct(move |tx| {
-                let existing = direct::existing(tx, &jobs)?;
-                let fresh = fresh(&jobs, &existing);
+                let checks = direct::check(tx, &jobs)?;
+                let existing = direct::existing(tx, &passed(&jobs, &checks))?;
+                let fresh = fresh(&jobs, &checks, &existing);
                 let started = std::time::Instant::now();
                 let rows = if fresh.is_empty() {
                     Vec::new()
@@ -196,15 +207,16 @@ async fn write(db: &Db, jobs: Arc<Vec<Job>>) -> AppResult<Vec<Written>> {
                 };
                 metrics::histogram!("message_batch_write_seconds")
                     .record(started.elapsed().as_secs_f64());
-                Ok(outcomes(&jobs, existing, rows))
+                Ok(outcomes(&jobs, &checks, existing, rows))
             })
             .await?;
         db.changes_appended();
         return Ok(written);
     }
     let mut tx = db.begin().await?;
-    let existing = batched::existing(&mut tx, db.slots(), &jobs).await?;
-    let fresh = fresh(&jobs, &existing);
+    let checks = batched::check(&mut tx, db.slots(), &jobs).await?;
+    let existing = batched::existing(&mut tx, db.slots(), &passed(&jobs, &checks)).await?;
+    let fresh = fresh(&jobs, &checks, &existing);
     let started = std::time::Instant::now();
     let rows = if fresh.is_empty() {
         Vec::new()
@@ -213,27 +225,50 @@ async fn write(db: &Db, jobs: Arc<Vec<Job>>) -> AppResult<Vec<Written>> {
     };
     metrics::histogram!("message_batch_write_seconds").record(started.elapsed().as_secs_f64());
     db.commit(tx).await?;
-    Ok(outcomes(&jobs, existing, rows))
+    Ok(outcomes(&jobs, &checks, existing, rows))
 }
 
-/// The sends that are not retries.
-fn fresh<'j>(jobs: &'j [Job], existing: &Existing) -> Vec<&'j Job> {
+/// The sends their checks let the batch write.
+fn passed<'j>(jobs: &'j [Job], checks: &[Option<Sendable>]) -> Vec<&'j Job> {
     jobs.iter()
-        .filter(|j| !existing.contains_key(&(j.me.clone(), j.out.client_msg_id.clone())))
+        .zip(checks)
+        .filter_map(|(j, c)| c.map(|_| j))
         .collect()
 }
 
-/// Every send's outcome in job order, from the earlier sends and the new rows (in the order of
-/// the fresh sends).
-fn outcomes(jobs: &[Job], mut existing: Existing, rows: Vec<MessageRow>) -> Vec<Written> {
+/// The sends to write: passed, and not retries.
+fn fresh<'j>(
+    jobs: &'j [Job],
+    checks: &[Option<Sendable>],
+    existing: &Existing,
+) -> Vec<Checked<'j>> {
+    jobs.iter()
+        .zip(checks)
+        .filter_map(|(j, c)| Some((j, (*c)?)))
+        .filter(|(j, _)| !existing.contains_key(&(j.me.clone(), j.out.client_msg_id.clone())))
+        .collect()
+}
+
+/// Every send's outcome in job order, from its check, the earlier sends and the new rows (in
+/// the order of the fresh sends).
+fn outcomes(
+    jobs: &[Job],
+    checks: &[Option<Sendable>],
+    mut existing: Existing,
+    rows: Vec<MessageRow>,
+) -> Vec<Written> {
     let mut inserted = rows.into_iter();
     jobs.iter()
-        .map(
-            |j| match existing.remove(&(j.me.clone(), j.out.client_msg_id.clone())) {
+        .zip(checks)
+        .map(|(j, c)| {
+            if c.is_none() {
+                return Written::Refused;
+            }
+            match existing.remove(&(j.me.clone(), j.out.client_msg_id.clone())) {
                 Some(m) => Written::Existing(m),
                 None => Written::New(inserted.next().expect("one row per fresh send")),
-            },
-        )
+            }
+        })
         .collect()
 }
 
@@ -243,7 +278,23 @@ mod direct {
 
     use super::*;
 
-    pub(super) fn existing(tx: &Transaction<'_>, jobs: &[Job]) -> AppResult<Existing> {
+    /// Each send's check, in this transaction: what the batch writes it with, or `None`.
+    pub(super) fn check(tx: &Transaction<'_>, jobs: &[Job]) -> AppResult<Vec<Option<Sendable>>> {
+        let mut find = tx.prepare_cached(&SendCheck::one_sql())?;
+        jobs.iter()
+            .map(|j| {
+                let found = find
+                    .query_row(
+                        params![j.conversation_id, j.workspace_id, j.me],
+                        SendCheck::from_lite,
+                    )
+                    .optional()?;
+                Ok(found.and_then(|c| c.sendable()))
+            })
+            .collect()
+    }
+
+    pub(super) fn existing(tx: &Transaction<'_>, jobs: &[&Job]) -> AppResult<Existing> {
         let mut find = tx.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages msg \
              WHERE msg.sender_id = ?1 AND msg.client_msg_id = ?2"
@@ -264,7 +315,7 @@ mod direct {
     pub(super) fn insert_new(
         tx: &Transaction<'_>,
         now: i64,
-        jobs: &[&Job],
+        jobs: &[Checked<'_>],
     ) -> AppResult<Vec<MessageRow>> {
         let counts = counts(jobs);
         let mut seq = tx.prepare_cached(
@@ -346,13 +397,74 @@ fn insert_messages_sql(rows: usize) -> String {
 
 /// The batch on PostgreSQL (and in-memory SQLite): a handful of statements for all of it.
 mod batched {
+    use sqlx::Row;
+
     use super::*;
+
+    /// Each send's check, in this transaction: what the batch writes it with, or `None`. The
+    /// batch's conversations are locked first, in one order: a removal (which takes its
+    /// conversation's row for its system message's seq) then comes wholly before the batch,
+    /// and the check's statement sees it, or wholly after it.
+    pub(super) async fn check(
+        tx: &mut Tx,
+        mut slots: Slots,
+        jobs: &[Job],
+    ) -> AppResult<Vec<Option<Sendable>>> {
+        let mut conversations: Vec<&str> =
+            jobs.iter().map(|j| j.conversation_id.as_str()).collect();
+        conversations.sort_unstable();
+        conversations.dedup();
+        let sql = format!(
+            "SELECT id FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+            slots.list(conversations.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for c in &conversations {
+            q = q.bind(*c);
+        }
+        q.execute(&mut **tx).await?;
+
+        let mut senders: Vec<(&str, &str, &str)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.conversation_id.as_str(),
+                    j.workspace_id.as_str(),
+                    j.me.as_str(),
+                )
+            })
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        slots.restart();
+        let sql = SendCheck::many_sql(senders.len(), &mut slots);
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (c, w, u) in &senders {
+            q = q.bind(*c).bind(*w).bind(*u);
+        }
+        let mut found = HashMap::new();
+        for row in q.fetch_all(&mut **tx).await? {
+            let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            found.insert(key, SendCheck::from_any_at(&row, 2)?);
+        }
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                found
+                    .get(&(j.conversation_id.clone(), j.me.clone()))
+                    .and_then(SendCheck::sendable)
+            })
+            .collect())
+    }
 
     pub(super) async fn existing(
         tx: &mut Tx,
         mut slots: Slots,
-        jobs: &[Job],
+        jobs: &[&Job],
     ) -> AppResult<Existing> {
+        if jobs.is_empty() {
+            return Ok(Existing::new());
+        }
         let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages msg WHERE ");
         for i in 0..jobs.len() {
             if i > 0 {
@@ -379,7 +491,7 @@ mod batched {
         tx: &mut Tx,
         mut slots: Slots,
         now: i64,
-        jobs: &[&Job],
+        jobs: &[Checked<'_>],
     ) -> AppResult<Vec<MessageRow>> {
         // 1. Seqs: each conversation's last_seq moves by its number of messages, in one UPDATE.
         let counts = counts(jobs);
@@ -509,9 +621,6 @@ mod tests {
             workspace_id: "w".into(),
             me: "u".into(),
             conversation_id: "no-such-conversation".into(),
-            direct: false,
-            delivered_seq: 0,
-            read_seq: 0,
             out: Outgoing {
                 client_msg_id: client_msg_id.into(),
                 content: Content {

@@ -68,7 +68,7 @@ impl Queued {
             // rose by 35 MiB with 4,000 sends in flight).
             Outcome::RetryAlone(job) => {
                 let t = Tenant::new(db, &job.workspace_id);
-                Box::pin(send_one(t, &job.me, &job.conversation_id, job.out)).await
+                Box::pin(send_alone(t, &job.me, &job.conversation_id, job.out)).await
             }
         }
     }
@@ -77,6 +77,11 @@ impl Queued {
 /// The first half of [`send`]: checks the send and queues it. Sends queued in some order are
 /// written (and get their seqs) in that order, so a device may queue its next message before
 /// the previous one is durable and still keep its order.
+///
+/// Every batched send is checked again by its batch, in the batch's own transaction, so that
+/// nothing (a removal, a block) comes between the check and the write; the common send — no
+/// media and no reply to check — is checked only there, and costs no read of its own. The
+/// batch hands back what it does not write, to [`send_alone`].
 pub async fn send_queued(
     t: Tenant<'_>,
     sends: &Pipeline,
@@ -84,51 +89,42 @@ pub async fn send_queued(
     conversation_id: &str,
     out: Outgoing,
 ) -> AppResult<Queued> {
+    if out.is_plain() {
+        let rx = sends.enqueue(job(t, me, conversation_id, out)).await?;
+        return Ok(Queued::Waiting(rx));
+    }
     // Retries are found by the batch itself, with one query for all of its sends.
     let a = match prepare(t, me, conversation_id, &out, false).await? {
         Prepared::Original(answer) => return Ok(Queued::Done(Box::new(answer))),
         Prepared::Ready(a) => a,
     };
-    if a.conversation.kind() == Kind::Channel {
-        // To a customer on WhatsApp: checked against the window and templates, stored
-        // `pending` with its send job. A retry answers the original even if the window has
-        // closed since.
-        let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
-            Some(existing) => original(t.db(), existing, conversation_id).await?,
-            None => {
-                let out = super::channel::check(t, &a.conversation, out).await?;
-                write_one(t, me, (&a.conversation, &a.me), out).await?
-            }
-        };
-        return Ok(Queued::Done(Box::new(answer)));
+    if a.batchable() {
+        let rx = sends.enqueue(job(t, me, conversation_id, out)).await?;
+        return Ok(Queued::Waiting(rx));
     }
-    // Requests, and the support desk (the customer's message may reopen the conversation,
-    // an agent's answers the customer's wait: both keep the analytics' facts), go alone.
-    if a.me.request_state() != RequestState::Accepted || a.conversation.kind() == Kind::Support {
-        let (view, created) = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await?
-        {
-            Some(existing) => original(t.db(), existing, conversation_id).await?,
-            None => write_one(t, me, (&a.conversation, &a.me), out).await?,
-        };
-        let view = seen_by(t.db(), &a, me, view).await?;
-        return Ok(Queued::Done(Box::new((view, created))));
-    }
-    let rx = sends
-        .enqueue(super::pipeline::Job {
-            workspace_id: t.workspace_id().to_owned(),
-            me: me.to_owned(),
-            conversation_id: conversation_id.to_owned(),
-            direct: a.conversation.kind() == Kind::Direct,
-            delivered_seq: a.me.delivered_seq,
-            read_seq: a.me.read_seq,
-            out,
-        })
-        .await?;
-    Ok(Queued::Waiting(rx))
+    // A retry answers the original (even if a channel's window has closed since).
+    let answer = match store::find_by_client_id(t.db(), me, &out.client_msg_id).await? {
+        Some(existing) => {
+            let (view, created) = original(t.db(), existing, conversation_id).await?;
+            (seen_by(t.db(), &a, me, view).await?, created)
+        }
+        None => write_alone(t, &a, me, out).await?,
+    };
+    Ok(Queued::Done(Box::new(answer)))
 }
 
-/// Sends one message in a transaction of its own (the batching path's fallback).
-async fn send_one(
+fn job(t: Tenant<'_>, me: &str, conversation_id: &str, out: Outgoing) -> super::pipeline::Job {
+    super::pipeline::Job {
+        workspace_id: t.workspace_id().to_owned(),
+        me: me.to_owned(),
+        conversation_id: conversation_id.to_owned(),
+        out,
+    }
+}
+
+/// Sends one message in a transaction of its own, through every check: the batch's refusals
+/// and the sends of a batch that failed as a whole.
+async fn send_alone(
     t: Tenant<'_>,
     me: &str,
     conversation_id: &str,
@@ -136,8 +132,27 @@ async fn send_one(
 ) -> AppResult<(MessageView, bool)> {
     match prepare(t, me, conversation_id, &out, true).await? {
         Prepared::Original(answer) => Ok(answer),
-        Prepared::Ready(a) => write_one(t, me, (&a.conversation, &a.me), out).await,
+        Prepared::Ready(a) => write_alone(t, &a, me, out).await,
     }
+}
+
+/// A checked send the batch does not write. To a customer on WhatsApp: checked against the
+/// window and templates, stored `pending` with its send job. Requests, and the support desk
+/// (the customer's message may reopen the conversation, an agent's answers the customer's
+/// wait: both keep the analytics' facts), go alone too.
+async fn write_alone(
+    t: Tenant<'_>,
+    a: &Access,
+    me: &str,
+    out: Outgoing,
+) -> AppResult<(MessageView, bool)> {
+    let out = if a.conversation.kind() == Kind::Channel {
+        super::channel::check(t, &a.conversation, out).await?
+    } else {
+        out
+    };
+    let (view, created) = write_one(t, me, (&a.conversation, &a.me), out).await?;
+    Ok((seen_by(t.db(), a, me, view).await?, created))
 }
 
 enum Prepared {

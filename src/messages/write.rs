@@ -9,6 +9,7 @@ use super::model::*;
 use super::store::{self, NewMessage};
 use super::views::{one_view, original};
 use crate::changes::{self, kinds, NewChange};
+use crate::conversations::access::Sendable;
 use crate::conversations::facts;
 use crate::conversations::model::{ConversationRow, Kind, MemberRow, RequestState};
 use crate::conversations::store as conversations;
@@ -253,17 +254,16 @@ pub struct Job {
     pub workspace_id: String,
     pub me: String,
     pub conversation_id: String,
-    pub direct: bool,
-    /// The sender's marks when the checks ran (sending delivers and reads everything before).
-    pub delivered_seq: i64,
-    pub read_seq: i64,
     pub out: Outgoing,
 }
 
+/// A send the batch writes, with what its check found.
+pub(super) type Checked<'j> = (&'j Job, Sendable);
+
 /// Each conversation of the batch with its number of new messages, in order of first use.
-pub(super) fn counts<'j>(jobs: &[&'j Job]) -> Vec<(&'j str, i64)> {
+pub(super) fn counts<'j>(jobs: &[Checked<'j>]) -> Vec<(&'j str, i64)> {
     let mut counts: Vec<(&str, i64)> = Vec::new();
-    for j in jobs {
+    for (j, _) in jobs {
         match counts.iter_mut().find(|(c, _)| *c == j.conversation_id) {
             Some((_, n)) => *n += 1,
             None => counts.push((&j.conversation_id, 1)),
@@ -287,7 +287,7 @@ impl<'j> Plan<'j> {
     /// `last`: each conversation's last seq after the batch's messages were counted in.
     pub(super) fn new(
         now: i64,
-        jobs: &[&'j Job],
+        jobs: &[Checked<'j>],
         counts: &[(&str, i64)],
         last: &HashMap<String, i64>,
     ) -> AppResult<Plan<'j>> {
@@ -300,7 +300,7 @@ impl<'j> Plan<'j> {
         }
         let rows: Vec<MessageRow> = jobs
             .iter()
-            .map(|j| {
+            .map(|(j, _)| {
                 let s = next.get_mut(j.conversation_id.as_str()).expect("counted");
                 *s += 1;
                 MessageRow {
@@ -327,7 +327,7 @@ impl<'j> Plan<'j> {
             .collect();
 
         let mut marks: Vec<(&str, &str, i64, i64)> = Vec::new();
-        for (j, row) in jobs.iter().zip(&rows) {
+        for ((j, _), row) in jobs.iter().zip(&rows) {
             match marks
                 .iter_mut()
                 .find(|(c, u, _, _)| *c == j.conversation_id && *u == j.me)
@@ -342,13 +342,16 @@ impl<'j> Plan<'j> {
         // anyone can ask for.
         let mut moves = Vec::new();
         for (c, u, first, last) in &marks {
-            let Some(j) = jobs.iter().find(|j| j.conversation_id == *c && j.me == *u) else {
+            let Some((_, checked)) = jobs
+                .iter()
+                .find(|(j, _)| j.conversation_id == *c && j.me == *u)
+            else {
                 continue;
             };
-            if j.delivered_seq < first - 1 {
+            if checked.delivered_seq < first - 1 {
                 moves.push((*c, *u, "delivered", *last));
             }
-            if j.read_seq < first - 1 {
+            if checked.read_seq < first - 1 {
                 moves.push((*c, *u, "read", *last));
             }
         }
@@ -358,9 +361,9 @@ impl<'j> Plan<'j> {
     /// The batch's changes, in job order (so per conversation in seq order): message:new, the
     /// first message of a direct conversation also tells the recipient of the conversation,
     /// and a receipt change where sending read messages the sender had not read.
-    pub(super) fn changes<'p>(&'p self, jobs: &[&'p Job]) -> Vec<NewChange<'p>> {
+    pub(super) fn changes<'p>(&'p self, jobs: &[Checked<'p>]) -> Vec<NewChange<'p>> {
         let mut changes = Vec::new();
-        for (j, row) in jobs.iter().zip(&self.rows) {
+        for ((j, checked), row) in jobs.iter().zip(&self.rows) {
             let (conversation, seq) = (j.conversation_id.as_str(), row.seq);
             changes.push(NewChange::message(
                 kinds::MESSAGE_NEW,
@@ -368,7 +371,7 @@ impl<'j> Plan<'j> {
                 &row.id,
                 seq,
             ));
-            if j.direct && row.seq == 1 {
+            if checked.direct && row.seq == 1 {
                 changes.push(NewChange::conversation(conversation, None));
             }
         }

@@ -536,6 +536,169 @@ async fn blocked_users_cannot_message(app: &TestApp) {
     app.say(&a, &conv, "hello again").await;
 }
 
+/// What became of one send of a sender racing a removal or a block.
+struct Raced {
+    /// Begun after the removal or block was answered.
+    after: bool,
+    status: StatusCode,
+    seq: Option<i64>,
+}
+
+/// `senders` tasks send as `from` into `conversation` one message after another; once `go`
+/// tells them the removal or block was answered they each send three more. `started` is told
+/// when the first five sends have landed.
+async fn race_sends(
+    app: &TestApp,
+    from: &crate::helpers::User,
+    conversation: &str,
+    senders: usize,
+    started: std::sync::Arc<tokio::sync::Notify>,
+    go: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Raced>>> {
+    let landed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    (0..senders)
+        .map(|i| {
+            let (client, url, token) = (
+                app.client.clone(),
+                app.url(&format!("/api/v1/conversations/{conversation}/messages")),
+                from.token.clone(),
+            );
+            let (landed, started, mut go) = (landed.clone(), started.clone(), go.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut after_sends = 0;
+                for j in 0.. {
+                    let mut after = *go.borrow();
+                    if !after && j >= 20 {
+                        // Enough before it: the history stays one page.
+                        go.wait_for(|v| *v).await.unwrap();
+                        after = true;
+                    }
+                    if after {
+                        if after_sends == 3 {
+                            break;
+                        }
+                        after_sends += 1;
+                    }
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"clientMsgId": format!("race-{i}-{j}"), "type": "text", "text": "x"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status();
+                    let seq = r.json::<Value>().await.unwrap()["seq"].as_i64();
+                    if status == StatusCode::CREATED
+                        && landed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 4
+                    {
+                        started.notify_one();
+                    }
+                    out.push(Raced { after, status, seq });
+                }
+                out
+            })
+        })
+        .collect()
+}
+
+dual_test!(
+    sends_racing_a_removal_or_a_block_never_land_after_it,
+    super::chats_no_limits
+);
+async fn sends_racing_a_removal_or_a_block_never_land_after_it(app: &TestApp) {
+    // A removal: every send lands before the removal's system message or is refused, and
+    // every send begun after the removal was answered is refused.
+    let owner = app.signup("rown@example.com", "Owner").await;
+    let b = app.signup("rb@example.com", "Rb").await;
+    let g = app.group(&owner, "Racing", &[&b]).await;
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (go, gone) = tokio::sync::watch::channel(false);
+    let tasks = race_sends(app, &b, &g, 4, started.clone(), gone).await;
+    started.notified().await;
+    app.delete(
+        &format!("/api/v1/conversations/{g}/members/{}", b.id),
+        &owner.token,
+    )
+    .await
+    .assert_ok();
+    go.send(true).unwrap();
+    let mut landed = Vec::new();
+    for t in tasks {
+        for r in t.await.unwrap() {
+            match r.status {
+                StatusCode::CREATED => {
+                    assert!(!r.after, "a send begun after the removal landed");
+                    landed.push(r.seq.unwrap());
+                }
+                StatusCode::NOT_FOUND => {}
+                other => panic!("a racing send answered {other}"),
+            }
+        }
+    }
+    let history = app.history(&owner, &g).await;
+    let removal = history
+        .iter()
+        .find(|m| m["payload"]["event"] == "member_removed")
+        .expect("the removal's system message")["seq"]
+        .as_i64()
+        .unwrap();
+    assert!(landed.len() >= 5);
+    assert!(
+        landed.iter().all(|s| *s < removal),
+        "nothing lands after the removal"
+    );
+    let stored: BTreeSet<i64> = history
+        .iter()
+        .filter(|m| m["sender"]["id"] == b.id.as_str())
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        stored,
+        landed.into_iter().collect(),
+        "what landed, and only that"
+    );
+
+    // A block: every send begun after the block was answered is refused, either way.
+    let c = app.signup("rc@example.com", "Rc").await;
+    let d = app.direct(&owner, &c).await;
+    app.say(&c, &d, "hello").await;
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (go, gone) = tokio::sync::watch::channel(false);
+    let tasks = race_sends(app, &owner, &d, 4, started.clone(), gone).await;
+    started.notified().await;
+    app.call(
+        Method::PUT,
+        &format!("/api/v1/blocks/{}", owner.id),
+        Some(&c.token),
+        None,
+    )
+    .await
+    .assert_ok();
+    go.send(true).unwrap();
+    let mut landed = BTreeSet::new();
+    for t in tasks {
+        for r in t.await.unwrap() {
+            match r.status {
+                StatusCode::CREATED => {
+                    assert!(!r.after, "a send begun after the block landed");
+                    landed.insert(r.seq.unwrap());
+                }
+                StatusCode::FORBIDDEN => {}
+                other => panic!("a racing send answered {other}"),
+            }
+        }
+    }
+    let stored: BTreeSet<i64> = app
+        .history(&owner, &d)
+        .await
+        .iter()
+        .filter(|m| m["sender"]["id"] == owner.id.as_str())
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored, landed, "what landed, and only that");
+}
+
 dual_test!(forwarding_copies_a_message_once_per_key);
 async fn forwarding_copies_a_message_once_per_key(app: &TestApp) {
     let a = app.signup("fa@example.com", "Fa").await;
