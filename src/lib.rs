@@ -86,11 +86,13 @@
 //!
 //! `message:send` on a socket: `realtime::gateway` (the device's worker, in event order) →
 //! `realtime::handlers::send_queued` → `messages::model::Content::parse` →
-//! `messages::service::send_queued` (the checks: `conversations::access`, blocks, requests,
-//! media, replies; `messages::channel` for a WhatsApp customer) →
-//! `messages::pipeline` (batched with other sends into one transaction, as
-//! `messages::write::Plan` lays out its rows, marks and `changes`; `write::write_one` for a
-//! send that goes alone) → the ack once durable
+//! `messages::service::send_queued` (media and replies checked; a plain send is queued at
+//! once) → `messages::pipeline` (batched with other sends into one transaction, which checks
+//! each sender first — `conversations::access::SendCheck`: a member, no block or declined
+//! request — and writes those that pass as `messages::write::Plan` lays out their rows, marks
+//! and `changes`; the others, and requests, the support desk and WhatsApp customers
+//! (`messages::channel`), go alone through `conversations::access` and every check to
+//! `write::write_one`) → the ack once durable
 //! (`handlers::send_finish`). The commit wakes `realtime::dispatch`, which reads the
 //! `changes`, works out who is connected and may see each, builds the views once
 //! (`messages::views`), the payload once (`sync::envelope`), and hands the same bytes to every

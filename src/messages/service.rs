@@ -156,7 +156,7 @@ async fn write_alone(
 }
 
 enum Prepared {
-    /// A retried clientMsgId: the original.
+    /// A retried clientMsgId: the original, as the sender sees it.
     Original((MessageView, bool)),
     /// Checked; ready to write.
     Ready(Access),
@@ -175,9 +175,9 @@ async fn prepare(
     let a = access(t, conversation_id, me, false).await?;
     if retry {
         if let Some(existing) = store::find_by_client_id(db, me, &out.client_msg_id).await? {
-            return Ok(Prepared::Original(
-                original(db, existing, conversation_id).await?,
-            ));
+            let (view, created) = original(db, existing, conversation_id).await?;
+            let view = seen_by(db, &a, me, view).await?;
+            return Ok(Prepared::Original((view, created)));
         }
     }
     let channel_only = matches!(
