@@ -623,19 +623,7 @@ async fn sends_racing_a_removal_or_a_block_never_land_after_it(app: &TestApp) {
     .await
     .assert_ok();
     go.send(true).unwrap();
-    let mut landed = Vec::new();
-    for t in tasks {
-        for r in t.await.unwrap() {
-            match r.status {
-                StatusCode::CREATED => {
-                    assert!(!r.after, "a send begun after the removal landed");
-                    landed.push(r.seq.unwrap());
-                }
-                StatusCode::NOT_FOUND => {}
-                other => panic!("a racing send answered {other}"),
-            }
-        }
-    }
+    let landed = landed_seqs(tasks, StatusCode::NOT_FOUND).await;
     let history = app.history(&owner, &g).await;
     let removal = history
         .iter()
@@ -648,18 +636,9 @@ async fn sends_racing_a_removal_or_a_block_never_land_after_it(app: &TestApp) {
         landed.iter().all(|s| *s < removal),
         "nothing lands after the removal"
     );
-    let stored: BTreeSet<i64> = history
-        .iter()
-        .filter(|m| m["sender"]["id"] == b.id.as_str())
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(
-        stored,
-        landed.into_iter().collect(),
-        "what landed, and only that"
-    );
+    assert_eq!(sent_by(&history, &b), landed, "what landed, and only that");
 
-    // A block: every send begun after the block was answered is refused, either way.
+    // A block: every send of the blocked user begun after the block was answered is refused.
     let c = app.signup("rc@example.com", "Rc").await;
     let d = app.direct(&owner, &c).await;
     app.say(&c, &d, "hello").await;
@@ -676,27 +655,42 @@ async fn sends_racing_a_removal_or_a_block_never_land_after_it(app: &TestApp) {
     .await
     .assert_ok();
     go.send(true).unwrap();
+    let landed = landed_seqs(tasks, StatusCode::FORBIDDEN).await;
+    let history = app.history(&owner, &d).await;
+    assert_eq!(
+        sent_by(&history, &owner),
+        landed,
+        "what landed, and only that"
+    );
+}
+
+/// The seqs of the racing sends that landed; every other send was `refused`, and none begun
+/// after the removal or block landed.
+async fn landed_seqs(
+    tasks: Vec<tokio::task::JoinHandle<Vec<Raced>>>,
+    refused: StatusCode,
+) -> BTreeSet<i64> {
     let mut landed = BTreeSet::new();
     for t in tasks {
         for r in t.await.unwrap() {
-            match r.status {
-                StatusCode::CREATED => {
-                    assert!(!r.after, "a send begun after the block landed");
-                    landed.insert(r.seq.unwrap());
-                }
-                StatusCode::FORBIDDEN => {}
-                other => panic!("a racing send answered {other}"),
+            if r.status == StatusCode::CREATED {
+                assert!(!r.after, "a send begun after the removal or block landed");
+                landed.insert(r.seq.unwrap());
+            } else {
+                assert_eq!(r.status, refused, "a racing send's refusal");
             }
         }
     }
-    let stored: BTreeSet<i64> = app
-        .history(&owner, &d)
-        .await
+    landed
+}
+
+/// The seqs of `user`'s messages in a history page.
+fn sent_by(history: &[Value], user: &crate::helpers::User) -> BTreeSet<i64> {
+    history
         .iter()
-        .filter(|m| m["sender"]["id"] == owner.id.as_str())
+        .filter(|m| m["sender"]["id"] == user.id.as_str())
         .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(stored, landed, "what landed, and only that");
+        .collect()
 }
 
 dual_test!(forwarding_copies_a_message_once_per_key);
