@@ -265,7 +265,14 @@ impl Gateway {
                 calls::send(&self.state, signals);
                 continue;
             }
-            let reply = Box::pin(handlers::handle(&self.state, session, &name, data)).await;
+            let reply = Box::pin(handlers::handle(
+                &self.state,
+                session,
+                &socket.data,
+                &name,
+                data,
+            ))
+            .await;
             if let (Some(id), Some(reply)) = (ack, reply) {
                 send_ack(&socket, reply.ack(id), 0).await;
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))

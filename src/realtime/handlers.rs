@@ -1,10 +1,12 @@
 //! Client events: each calls the same service as its HTTP endpoint and answers through the ack,
 //! `{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::hub::Sock;
+use super::hub::{Conn, Sock};
 use super::Session;
 use crate::app::AppState;
 use crate::changes::Position;
@@ -15,6 +17,7 @@ use crate::messages::model::{
     parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType, Outgoing,
 };
 use crate::messages::service as messages;
+use crate::sync::service::Page;
 
 /// Checks a handshake: the access token (like HTTP, but without the clock leeway: a socket
 /// lives until its token's expiry, so a token at or past it is refused), then the workspace.
@@ -56,7 +59,13 @@ pub(super) fn payload<T: serde::de::DeserializeOwned>(data: Value) -> AppResult<
 }
 
 /// Handles one event; `None` for events that take no ack.
-pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value) -> Option<Reply> {
+pub async fn handle(
+    state: &AppState,
+    session: &Session,
+    conn: &Conn,
+    name: &str,
+    data: Value,
+) -> Option<Reply> {
     let t = Tenant::new(&state.db, &session.workspace_id);
     let result = match name {
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
@@ -67,7 +76,7 @@ pub async fn handle(state: &AppState, session: &Session, name: &str, data: Value
         events::MESSAGE_EDIT => edit(t, session, data).await.map(Reply::Json),
         events::MESSAGE_DELETE => delete(t, session, data).await.map(Reply::Json),
         events::MESSAGE_REACT => react(t, session, data).await.map(Reply::Json),
-        events::SYNC_REQUEST => sync(t, session, data).await,
+        events::SYNC_REQUEST => sync(state, session, conn, data).await,
         events::TYPING_START | events::TYPING_STOP => {
             typing(state, session, data, name == events::TYPING_START)
                 .await
@@ -272,7 +281,7 @@ impl Reply {
     }
 }
 
-async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply> {
+async fn sync(state: &AppState, session: &Session, conn: &Conn, data: Value) -> AppResult<Reply> {
     let p: SyncPayload = if data.is_null() {
         SyncPayload {
             cursor: None,
@@ -285,14 +294,88 @@ async fn sync(t: Tenant<'_>, session: &Session, data: Value) -> AppResult<Reply>
         .limit
         .unwrap_or(crate::sync::DEFAULT_LIMIT)
         .clamp(1, crate::sync::MAX_LIMIT);
-    let cursor = p
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(crate::http::pagination::decode_cursor::<Position>)
-        .transpose()?;
-    let page = crate::sync::service::page(t, &session.user_id, cursor, limit).await?;
+    let cursor = p.cursor.filter(|c| !c.is_empty());
+    let ahead = conn
+        .read_ahead
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let read = match (ahead, &cursor) {
+        (Some(ahead), Some(cursor)) if ahead.cursor == *cursor && ahead.limit == limit => {
+            ahead.page().await
+        }
+        _ => None,
+    };
+    let page = match read {
+        Some(page) => page,
+        None => {
+            let after = cursor
+                .as_deref()
+                .map(crate::http::pagination::decode_cursor::<Position>)
+                .transpose()?;
+            let t = Tenant::new(&state.db, &session.workspace_id);
+            crate::sync::service::page(t, &session.user_id, after, limit).await?
+        }
+    };
+    if let Some(ahead) = page
+        .next_cursor()
+        .and_then(|next| ReadAhead::start(state, session, next, limit))
+    {
+        *conn.read_ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(ahead));
+    }
     Ok(Reply::Sync(page))
+}
+
+/// The page after one a device was just sent, read while the device takes that one in: a
+/// device catching up asks for it next, and then has it as soon as it asks. A page read a
+/// moment early is as true as one read when asked: anything written in between comes after its
+/// last change, on a later page. It answers only the same cursor and limit, and only within
+/// [`READ_AHEAD_KEPT`]; any other request drops it. One per device.
+pub(super) struct ReadAhead {
+    cursor: String,
+    limit: i64,
+    claimed: Arc<tokio::sync::Notify>,
+    page: tokio::task::JoinHandle<Option<AppResult<Page>>>,
+}
+
+/// How long a page read ahead waits to be asked for before it is dropped (a device that
+/// stops paging holds no page).
+const READ_AHEAD_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ReadAhead {
+    fn start(state: &AppState, session: &Session, cursor: &str, limit: i64) -> Option<Self> {
+        let after = crate::http::pagination::decode_cursor::<Position>(cursor).ok()?;
+        let (state, session) = (state.clone(), session.clone());
+        let claimed = Arc::new(tokio::sync::Notify::new());
+        let asked = claimed.clone();
+        let page = tokio::spawn(async move {
+            let t = Tenant::new(&state.db, &session.workspace_id);
+            let page = crate::sync::service::page(t, &session.user_id, Some(after), limit).await;
+            tokio::select! {
+                _ = asked.notified() => Some(page),
+                _ = tokio::time::sleep(READ_AHEAD_KEPT) => None,
+            }
+        });
+        Some(ReadAhead {
+            cursor: cursor.to_owned(),
+            limit,
+            claimed,
+            page,
+        })
+    }
+
+    /// The page read ahead; `None` if it was dropped or its read failed (the request reads it
+    /// again, and answers that read's error if it fails too).
+    async fn page(mut self) -> Option<Page> {
+        self.claimed.notify_one();
+        (&mut self.page).await.ok()??.ok()
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.page.abort();
+    }
 }
 
 #[derive(Deserialize)]

@@ -40,6 +40,8 @@ pub struct Conn {
     pub(super) inbox: Mutex<Inbox>,
     /// Room for sends queued but not yet acked.
     pub(super) in_flight: tokio::sync::Semaphore,
+    /// The sync page after the last one sent, being read (boxed: most devices have none).
+    pub(super) read_ahead: Mutex<Option<Box<super::handlers::ReadAhead>>>,
 }
 
 impl Default for Conn {
@@ -49,6 +51,7 @@ impl Default for Conn {
             expires: OnceLock::new(),
             inbox: Mutex::default(),
             in_flight: tokio::sync::Semaphore::new(SENDS_IN_FLIGHT),
+            read_ahead: Mutex::default(),
         }
     }
 }

@@ -62,6 +62,11 @@ impl Page {
         }
     }
 
+    /// The cursor to ask from next, if there is more to read.
+    pub fn next_cursor(&self) -> Option<&str> {
+        self.has_more.then_some(self.cursor.as_str())
+    }
+
     /// The [`SyncPage`]'s fields, without the braces around them (the socket's ack puts its
     /// `ok` first).
     pub fn write_fields(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {

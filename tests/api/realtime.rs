@@ -617,3 +617,127 @@ async fn a_device_that_connects_learns_who_is_online(app: &TestApp) {
         more.iter().map(|e| &e.data).collect::<Vec<_>>()
     );
 }
+
+/// A sync page over HTTP.
+async fn http(app: &TestApp, user: &User, cursor: &str, limit: u32) -> Value {
+    let r = app
+        .get(
+            &format!("/api/v1/sync?cursor={cursor}&limit={limit}"),
+            &user.token,
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+    r.body
+}
+
+dual_test!(a_page_read_ahead_is_the_page_asked_for);
+/// A device paging through sync is answered from the page read ahead while it took in the one
+/// before: that answer is the page asked for — the same as over HTTP, where nothing is read
+/// ahead — a request with another limit is not answered from it, and a change written after
+/// it was read comes on a later page.
+async fn a_page_read_ahead_is_the_page_asked_for(app: &TestApp) {
+    let a = app.signup("ra@example.com", "Ra").await;
+    let b = app.signup("rb@example.com", "Rb").await;
+    let conv = app.direct(&a, &b).await;
+    app.say(&a, &conv, "first").await;
+    let (sb, _b_events) = connect(app, &b).await;
+    let snapshot = sb.call("sync:request", &json!({}), WAIT).await.unwrap();
+    let start = snapshot["cursor"].as_str().unwrap().to_owned();
+    let mut sent = Vec::new();
+    for i in 0..9 {
+        sent.push(app.say(&a, &conv, &format!("m{i}")).await);
+    }
+    // (On PostgreSQL the stream may trail a just-committed change briefly.)
+    crate::helpers::eventually(WAIT, || async {
+        let page = http(app, &b, &start, 50).await;
+        let n = page["events"].as_array().unwrap().len();
+        if n == 9 {
+            Ok(())
+        } else {
+            Err(format!("{n} of 9 events"))
+        }
+    })
+    .await;
+    let socket = |cursor: String, limit: u32| {
+        let sb = &sb;
+        async move {
+            let page = sb
+                .call(
+                    "sync:request",
+                    &json!({"cursor": cursor, "limit": limit}),
+                    WAIT,
+                )
+                .await
+                .unwrap();
+            assert_eq!(page["ok"], true, "{page}");
+            page
+        }
+    };
+    let same = |socket: &Value, http: &Value| {
+        for field in ["events", "cursor", "hasMore"] {
+            assert_eq!(socket[field], http[field], "{field}");
+        }
+    };
+    let cursor = |page: &Value| page["cursor"].as_str().unwrap().to_owned();
+    let seqs = |page: &Value| -> Vec<i64> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "message:new")
+            .map(|e| e["data"]["message"]["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let seq = |i: usize| sent[i]["seq"].as_i64().unwrap();
+
+    let p1 = socket(start.clone(), 2).await;
+    assert_eq!(seqs(&p1), [seq(0), seq(1)]);
+    // The page after p1 was read ahead with a limit of 2: asked with 3, it is read again.
+    let p2 = socket(cursor(&p1), 3).await;
+    same(&p2, &http(app, &b, &cursor(&p1), 3).await);
+    assert_eq!(seqs(&p2), [seq(2), seq(3), seq(4)]);
+    // Asked as read ahead: the same page as HTTP's.
+    let p3 = socket(cursor(&p2), 3).await;
+    same(&p3, &http(app, &b, &cursor(&p2), 3).await);
+    assert_eq!(seqs(&p3), [seq(5), seq(6), seq(7)]);
+    assert_eq!(p3["hasMore"], true);
+
+    // The page after p3 is being read (or was): an edit written now comes after it.
+    let edit = app
+        .patch(
+            &format!("/api/v1/messages/{}", sent[8]["id"].as_str().unwrap()),
+            &a.token,
+            json!({"text": "m8 edited"}),
+        )
+        .await;
+    assert_eq!(edit.status, reqwest::StatusCode::OK, "{}", edit.text);
+    let p4 = socket(cursor(&p3), 3).await;
+    assert_eq!(seqs(&p4), [seq(8)]);
+    // Either it was read before the edit (the edit follows on the next page) or after it.
+    let mut events: Vec<Value> = p4["events"].as_array().unwrap().clone();
+    let mut at = cursor(&p4);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !events.iter().any(|e| e["type"] == "message:updated") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no edit: {events:?}"
+        );
+        let page = socket(at.clone(), 3).await;
+        at = cursor(&page);
+        let more = page["events"].as_array().unwrap();
+        if more.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        events.extend(more.iter().cloned());
+    }
+    let updated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "message:updated")
+        .collect();
+    assert_eq!(updated.len(), 1, "{events:?}");
+    assert_eq!(updated[0]["data"]["message"]["text"], "m8 edited");
+    assert_eq!(events.last().unwrap()["type"], "message:updated");
+    let rest = socket(at, 3).await;
+    assert_eq!(rest["events"], json!([]));
+    assert_eq!(rest["hasMore"], false);
+}
