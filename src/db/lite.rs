@@ -42,7 +42,8 @@ impl Readers {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             conn.execute_batch(
-                "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
+                "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
+                 PRAGMA cache_size = -16384;",
             )?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             idle.push(conn);
