@@ -7,13 +7,16 @@
 #   bench/run.sh chat --users 1000 --window 8 --duration 10
 #   RUNS=5 bench/run.sh catchup --messages 10000
 #
-# BIN=path runs another build (to compare two commits in one session).
+# BIN=path runs another build (to compare two commits in one session); BENCH_BIN=path runs the
+# load generator of another build than the server's (default: the server's own), so that two
+# servers are measured by one generator.
 # Reports go to bench/results/<scenario>-<n>.json. The server listens on 127.0.0.1:3900 with
 # rate limits off; PALAVER_* variables in the environment reach it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/palaver}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+BENCH_BIN=${BENCH_BIN:-$BIN}
 RUNS=${RUNS:-3}
 PORT=${PORT:-3900}
 SCENARIO=$1
@@ -32,7 +35,7 @@ for n in $(seq 1 "$RUNS"); do
     sleep 0.1
   done
   # (The data dir too: the analytics scenario writes its inbox straight into the database.)
-  PALAVER_DATA_DIR="$data" "$BIN" bench --url "http://127.0.0.1:$PORT" --pid "$pid" --json "$@" \
+  PALAVER_DATA_DIR="$data" "$BENCH_BIN" bench --url "http://127.0.0.1:$PORT" --pid "$pid" --json "$@" \
     > "bench/results/$SCENARIO-$n.json"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$data"
