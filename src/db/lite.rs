@@ -43,7 +43,7 @@ impl Readers {
             )?;
             // A 16 MiB page cache (SQLite's default is 2 MiB): a catch-up of 10,000 messages
             // reads ~5 MiB of pages, which at 2 MiB were read again through `pread` on every
-            // catch-up (P4's server CPU per catch-up −10%, BENCHMARKS.md step 7).
+            // catch-up (P4's server CPU per catch-up −12%, BENCHMARKS.md step 7).
             conn.execute_batch(
                 "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
                  PRAGMA cache_size = -16384;",

@@ -7,6 +7,8 @@
 //! - Client events go through the same services as HTTP; each socket's events run in order.
 //!   A `message:send` is checked and queued in that order and acked once durable, without
 //!   holding up the socket's next events (at most 64 sends in flight per socket).
+//! - A `sync:request` answered with `hasMore` has the next page read ahead for its device
+//!   (`handlers::ReadAhead`), which answers the next request if it asks for that page.
 //! - Server events come from the change log: [`dispatch`] follows it and pushes every committed
 //!   change, in log order, to the connected devices of the users who may see it, serialized
 //!   once per event. So nothing is pushed before it is durable, and the cursor in each event is
