@@ -535,6 +535,18 @@ impl TestApp {
     }
 }
 
+/// One page of the user's stream over HTTP (`GET /sync`).
+pub async fn sync_page(app: &TestApp, user: &User, cursor: &str, limit: usize) -> Value {
+    let page = app
+        .get(
+            &format!("/api/v1/sync?cursor={cursor}&limit={limit}"),
+            &user.token,
+        )
+        .await;
+    assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.text);
+    page.body
+}
+
 /// Pages through the user's stream from `cursor` with `limit`; returns the events and the end cursor.
 pub async fn drain(
     app: &TestApp,
@@ -544,18 +556,12 @@ pub async fn drain(
 ) -> (Vec<Value>, String) {
     let mut events = Vec::new();
     loop {
-        let page = app
-            .get(
-                &format!("/api/v1/sync?cursor={cursor}&limit={limit}"),
-                &user.token,
-            )
-            .await;
-        assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.text);
-        let batch = page.body["events"].as_array().unwrap().clone();
+        let page = sync_page(app, user, &cursor, limit).await;
+        let batch = page["events"].as_array().unwrap().clone();
         assert!(batch.len() <= limit);
-        cursor = page.body["cursor"].as_str().unwrap().to_owned();
+        cursor = page["cursor"].as_str().unwrap().to_owned();
         events.extend(batch);
-        if page.body["hasMore"] != true {
+        if page["hasMore"] != true {
             return (events, cursor);
         }
     }

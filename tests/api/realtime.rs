@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::dual_test;
-use crate::helpers::{TestApp, User};
+use crate::helpers::{sync_page, TestApp, User};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long a test waits to be sure that something does *not* arrive.
@@ -618,18 +618,6 @@ async fn a_device_that_connects_learns_who_is_online(app: &TestApp) {
     );
 }
 
-/// A sync page over HTTP.
-async fn http(app: &TestApp, user: &User, cursor: &str, limit: u32) -> Value {
-    let r = app
-        .get(
-            &format!("/api/v1/sync?cursor={cursor}&limit={limit}"),
-            &user.token,
-        )
-        .await;
-    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
-    r.body
-}
-
 dual_test!(a_page_read_ahead_is_the_page_asked_for);
 /// A device paging through sync is answered from the page read ahead while it took in the one
 /// before: that answer is the page asked for — the same as over HTTP, where nothing is read
@@ -649,7 +637,7 @@ async fn a_page_read_ahead_is_the_page_asked_for(app: &TestApp) {
     }
     // (On PostgreSQL the stream may trail a just-committed change briefly.)
     crate::helpers::eventually(WAIT, || async {
-        let page = http(app, &b, &start, 50).await;
+        let page = sync_page(app, &b, &start, 50).await;
         let n = page["events"].as_array().unwrap().len();
         if n == 9 {
             Ok(())
@@ -658,7 +646,7 @@ async fn a_page_read_ahead_is_the_page_asked_for(app: &TestApp) {
         }
     })
     .await;
-    let socket = |cursor: String, limit: u32| {
+    let socket = |cursor: String, limit: usize| {
         let sb = &sb;
         async move {
             let page = sb
@@ -694,11 +682,11 @@ async fn a_page_read_ahead_is_the_page_asked_for(app: &TestApp) {
     assert_eq!(seqs(&p1), [seq(0), seq(1)]);
     // The page after p1 was read ahead with a limit of 2: asked with 3, it is read again.
     let p2 = socket(cursor(&p1), 3).await;
-    same(&p2, &http(app, &b, &cursor(&p1), 3).await);
+    same(&p2, &sync_page(app, &b, &cursor(&p1), 3).await);
     assert_eq!(seqs(&p2), [seq(2), seq(3), seq(4)]);
     // Asked as read ahead: the same page as HTTP's.
     let p3 = socket(cursor(&p2), 3).await;
-    same(&p3, &http(app, &b, &cursor(&p2), 3).await);
+    same(&p3, &sync_page(app, &b, &cursor(&p2), 3).await);
     assert_eq!(seqs(&p3), [seq(5), seq(6), seq(7)]);
     assert_eq!(p3["hasMore"], true);
 
