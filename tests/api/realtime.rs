@@ -630,22 +630,42 @@ async fn a_page_read_ahead_is_the_page_asked_for(app: &TestApp) {
     app.say(&a, &conv, "first").await;
     let (sb, _b_events) = connect(app, &b).await;
     let snapshot = sb.call("sync:request", &json!({}), WAIT).await.unwrap();
-    let start = snapshot["cursor"].as_str().unwrap().to_owned();
+    let snapshot = snapshot["cursor"].as_str().unwrap().to_owned();
     let mut sent = Vec::new();
     for i in 0..9 {
         sent.push(app.say(&a, &conv, &format!("m{i}")).await);
     }
-    // (On PostgreSQL the stream may trail a just-committed change briefly.)
-    crate::helpers::eventually(WAIT, || async {
-        let page = sync_page(app, &b, &start, 50).await;
-        let n = page["events"].as_array().unwrap().len();
+    let seq = |i: usize| sent[i]["seq"].as_i64().unwrap();
+    // On PostgreSQL the stream may trail a commit: the snapshot can come before "first" (whose
+    // changes then come first), and the nine messages show once their transactions are past.
+    let events = crate::helpers::eventually(WAIT, || async {
+        let (events, _) = crate::helpers::drain(app, &b, snapshot.clone(), 50).await;
+        let n = events
+            .iter()
+            .filter(|e| {
+                e["type"] == "message:new" && e["data"]["message"]["seq"].as_i64() >= Some(seq(0))
+            })
+            .count();
         if n == 9 {
-            Ok(())
+            Ok(events)
         } else {
-            Err(format!("{n} of 9 events"))
+            Err(format!("{n} of 9 messages"))
         }
     })
     .await;
+    let first = events
+        .iter()
+        .position(|e| e["data"]["message"]["seq"].as_i64() == Some(seq(0)))
+        .unwrap();
+    let start = match first {
+        0 => snapshot.clone(),
+        i => events[i - 1]["cursor"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(
+        events.len() - first,
+        9,
+        "only the nine after {start}: {events:?}"
+    );
     let socket = |cursor: String, limit: usize| {
         let sb = &sb;
         async move {
@@ -676,7 +696,6 @@ async fn a_page_read_ahead_is_the_page_asked_for(app: &TestApp) {
             .map(|e| e["data"]["message"]["seq"].as_i64().unwrap())
             .collect()
     };
-    let seq = |i: usize| sent[i]["seq"].as_i64().unwrap();
 
     let p1 = socket(start.clone(), 2).await;
     assert_eq!(seqs(&p1), [seq(0), seq(1)]);
