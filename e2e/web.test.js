@@ -220,8 +220,18 @@ scenario("a message sent while one side is offline appears after it reconnects",
   await dave.page.locator("li.bubble.pending").waitFor({ state: "detached" });
   assert.equal(await bubble(carol.page, "written offline").count(), 1);
 
-  await carol.context.close();
+  // Signed out everywhere when Carol writes: it is delivered when Dave next signs in (his
+  // first screen is the chat list, so it is not read yet).
   await dave.context.close();
+  await carol.page.getByLabel("Type a message").fill("are you there?");
+  await carol.page.keyboard.press("Enter");
+  await bubble(carol.page, "are you there?").locator('[data-status="sent"]').waitFor();
+  const back = await person("Dave");
+  await signIn(back, dave.email);
+  await bubble(carol.page, "are you there?").locator('[data-status="delivered"]').waitFor();
+
+  await carol.context.close();
+  await back.context.close();
 });
 
 scenario("a group: members, a voice note, a forward, search, chat settings and the account", async () => {

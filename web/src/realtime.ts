@@ -85,9 +85,18 @@ async function catchUp(sock: Socket) {
     if (!page.ok) throw new Error(page.error?.message);
     // The snapshot lists accepted conversations; message requests come from their own list.
     const requests = await get<{ items: s.Conversation[] }>("/conversations?requests=true&limit=100").catch(() => ({ items: [] }));
-    s.setConversations((page.conversations ?? []).concat(requests.items));
+    const all: s.Conversation[] = (page.conversations ?? []).concat(requests.items);
+    s.setConversations(all);
     saveCursor(page.cursor);
     synced = true;
+    // What others wrote while this device had no socket reached it now, in the snapshot:
+    // tell it as delivered (a conversation with nothing unread is read, so delivered too).
+    for (const c of all) {
+      const m = c.lastMessage;
+      if (m && c.unreadCount > 0 && !(m.sender.type === "user" && m.sender.id === s.me())) {
+        sock.emit("message:delivered", { conversationId: c.id, seq: m.seq });
+      }
+    }
     return;
   }
   let from = cursor;
