@@ -1,12 +1,11 @@
 //! Client events: each calls the same service as its HTTP endpoint and answers through the ack,
 //! `{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::hub::{Conn, Sock};
+use super::read_ahead::{self, ReadAhead};
 use super::Session;
 use crate::app::AppState;
 use crate::changes::Position;
@@ -17,7 +16,6 @@ use crate::messages::model::{
     parse_client_msg_id, parse_emoji, parse_text, ContactCard, Location, MessageType, Outgoing,
 };
 use crate::messages::service as messages;
-use crate::sync::service::Page;
 
 /// Checks a handshake: the access token (like HTTP, but without the clock leeway: a socket
 /// lives until its token's expiry, so a token at or past it is refused), then the workspace.
@@ -301,81 +299,38 @@ async fn sync(state: &AppState, session: &Session, conn: &Conn, data: Value) -> 
         .unwrap_or_else(|e| e.into_inner())
         .take();
     let read = match (ahead, &cursor) {
-        (Some(ahead), Some(cursor)) if ahead.cursor == *cursor && ahead.limit == limit => {
-            ahead.page().await
-        }
+        (Some(ahead), Some(cursor)) if ahead.answers(cursor, limit) => ahead.take().await,
         _ => None,
     };
-    let page = match read {
-        Some(page) => page,
+    let (page, next) = match read {
+        Some(read) => read,
         None => {
             let after = cursor
                 .as_deref()
                 .map(crate::http::pagination::decode_cursor::<Position>)
                 .transpose()?;
             let t = Tenant::new(&state.db, &session.workspace_id);
-            crate::sync::service::page(t, &session.user_id, after, limit).await?
+            let page = crate::sync::service::page(t, &session.user_id, after, limit).await?;
+            (page, None)
         }
     };
-    if let Some(ahead) = page
-        .next_cursor()
-        .and_then(|next| ReadAhead::start(state, session, next, limit))
-    {
-        *conn.read_ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(ahead));
+    let next = next.or_else(|| {
+        let reader = read_ahead::Reader {
+            db: state.db.clone(),
+            user_id: session.user_id.clone(),
+            workspace_id: session.workspace_id.clone(),
+        };
+        ReadAhead::start(
+            &state.hub.read_ahead_room,
+            &reader,
+            page.next_cursor()?,
+            limit,
+        )
+    });
+    if let Some(next) = next {
+        *conn.read_ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(next));
     }
     Ok(Reply::Sync(page))
-}
-
-/// The page after one a device was just sent, read while the device takes that one in: a
-/// device catching up asks for it next, and then has it as soon as it asks. A page read a
-/// moment early is as true as one read when asked: anything written in between comes after its
-/// last change, on a later page. It answers only the same cursor and limit, and only within
-/// [`READ_AHEAD_KEPT`]; any other request drops it. One per device.
-pub(super) struct ReadAhead {
-    cursor: String,
-    limit: i64,
-    claimed: Arc<tokio::sync::Notify>,
-    page: tokio::task::JoinHandle<Option<AppResult<Page>>>,
-}
-
-/// How long a page read ahead waits to be asked for before it is dropped (a device that
-/// stops paging holds no page).
-const READ_AHEAD_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl ReadAhead {
-    fn start(state: &AppState, session: &Session, cursor: &str, limit: i64) -> Option<Self> {
-        let after = crate::http::pagination::decode_cursor::<Position>(cursor).ok()?;
-        let (state, session) = (state.clone(), session.clone());
-        let claimed = Arc::new(tokio::sync::Notify::new());
-        let asked = claimed.clone();
-        let page = tokio::spawn(async move {
-            let t = Tenant::new(&state.db, &session.workspace_id);
-            let page = crate::sync::service::page(t, &session.user_id, Some(after), limit).await;
-            tokio::select! {
-                _ = asked.notified() => Some(page),
-                _ = tokio::time::sleep(READ_AHEAD_KEPT) => None,
-            }
-        });
-        Some(ReadAhead {
-            cursor: cursor.to_owned(),
-            limit,
-            claimed,
-            page,
-        })
-    }
-
-    /// The page read ahead; `None` if it was dropped or its read failed (the request reads it
-    /// again, and answers that read's error if it fails too).
-    async fn page(mut self) -> Option<Page> {
-        self.claimed.notify_one();
-        (&mut self.page).await.ok()??.ok()
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        self.page.abort();
-    }
 }
 
 #[derive(Deserialize)]

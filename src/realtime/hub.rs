@@ -41,7 +41,7 @@ pub struct Conn {
     /// Room for sends queued but not yet acked.
     pub(super) in_flight: tokio::sync::Semaphore,
     /// The sync page after the last one sent, being read (boxed: most devices have none).
-    pub(super) read_ahead: Mutex<Option<Box<super::handlers::ReadAhead>>>,
+    pub(super) read_ahead: Mutex<Option<Box<super::read_ahead::ReadAhead>>>,
 }
 
 impl Default for Conn {
@@ -99,6 +99,8 @@ pub struct Hub {
     workers: std::sync::atomic::AtomicUsize,
     /// Set by [`Hub::close_all`].
     stopping: std::sync::atomic::AtomicBool,
+    /// The room for sync pages read ahead, for every device.
+    pub(super) read_ahead_room: super::read_ahead::Room,
 }
 
 /// Counts a device worker while it runs.

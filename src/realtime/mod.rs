@@ -7,8 +7,9 @@
 //! - Client events go through the same services as HTTP; each socket's events run in order.
 //!   A `message:send` is checked and queued in that order and acked once durable, without
 //!   holding up the socket's next events (at most 64 sends in flight per socket).
-//! - A `sync:request` answered with `hasMore` has the next page read ahead for its device
-//!   (`handlers::ReadAhead`), which answers the next request if it asks for that page.
+//! - A `sync:request` answered with `hasMore` has the next pages read ahead for its device
+//!   (`read_ahead.rs`: two at most, and a bound for the server), which answer the next
+//!   requests if they ask for those pages.
 //! - Server events come from the change log: [`dispatch`] follows it and pushes every committed
 //!   change, in log order, to the connected devices of the users who may see it, serialized
 //!   once per event. So nothing is pushed before it is durable, and the cursor in each event is
@@ -18,8 +19,8 @@
 //!
 //! Files: `gateway.rs` (the handshake and each device's worker), `handlers.rs` (client
 //! events), `hub.rs` (the connected devices, sending to them; names no state),
-//! `presence.rs` (who is online) and `announce.rs` (telling who may
-//! know), `typing.rs`, `dispatch.rs`, `protocol.rs` (Socket.IO packets).
+//! `read_ahead.rs` (sync pages read ahead), `presence.rs` (who is online) and `announce.rs`
+//! (telling who may know), `typing.rs`, `dispatch.rs`, `protocol.rs` (Socket.IO packets).
 
 pub mod announce;
 pub mod calls;
@@ -29,6 +30,7 @@ mod handlers;
 pub mod hub;
 pub mod presence;
 pub mod protocol;
+mod read_ahead;
 mod typing;
 
 pub use gateway::{expire_tokens, Gateway, SEND_BUFFER};
