@@ -266,16 +266,26 @@ fn after_position(db: &Db, ch: &str, t: u8, p: u8, h: u8) -> String {
     }
 }
 
-/// The statement that reads the user's changes after `after`, oldest first, and its
-/// parameters: changes of conversations they are a member of, within their visibility window,
-/// plus changes addressed to them alone; its columns are [`ChangeRow`]'s and `$1` is the user.
-/// A statement rather than rows, so that its reader can join what the changes name (sync
-/// reads each change's message in the same statement).
+/// The condition "change `ch` is at or before the position (`$t`, `$p`)" (SQLite: `pos` alone,
+/// as in [`after_position`]).
+fn until_position(db: &Db, ch: &str, t: u8, p: u8) -> String {
+    match db.backend() {
+        Backend::Sqlite => format!("{ch}.pos <= ${p}"),
+        Backend::Postgres => format!("({ch}.txid, {ch}.pos) <= (${t}, ${p})"),
+    }
+}
+
+/// The statement that reads the user's changes after `after` (and up to `until`, if given),
+/// oldest first, and its parameters: changes of conversations they are a member of, within
+/// their visibility window, plus changes addressed to them alone; its columns are
+/// [`ChangeRow`]'s and `$1` is the user. A statement rather than rows, so that its reader can
+/// join what the changes name (sync reads each change's message in the same statement).
 pub async fn changes_after_query(
     db: &Db,
     user_id: &str,
     workspace_id: &str,
     after: Position,
+    until: Option<Position>,
     limit: i64,
 ) -> AppResult<(String, Vec<crate::db::lite::Value>)> {
     let sql = format!(
@@ -283,16 +293,17 @@ pub async fn changes_after_query(
          FROM conversation_members m \
          JOIN conversations c ON c.id = m.conversation_id AND c.workspace_id = $2 \
          JOIN changes ch ON ch.conversation_id = m.conversation_id \
-         WHERE m.user_id = $1 AND m.request_state <> 'declined' AND {} \
+         WHERE m.user_id = $1 AND m.request_state <> 'declined' AND {} AND {} \
          AND (ch.user_id IS NULL OR ch.user_id = $1) \
          AND (m.left_pos IS NULL OR ch.pos <= m.left_pos) \
          AND (ch.kind NOT IN ('message:new', 'message:updated') OR ch.seq > m.joined_seq) \
          ORDER BY ch.txid, ch.pos LIMIT $6",
-        after_position(db, "ch", 3, 4, 5)
+        after_position(db, "ch", 3, 4, 5),
+        until_position(db, "ch", 7, 8),
     );
     use crate::db::lite::{text, Value};
     let horizon = horizon(db).await?;
-    let params = vec![
+    let mut params = vec![
         text(user_id),
         text(workspace_id),
         Value::Integer(after.0),
@@ -300,6 +311,8 @@ pub async fn changes_after_query(
         Value::Integer(horizon),
         Value::Integer(limit),
     ];
+    let until = until.unwrap_or(Position(i64::MAX, i64::MAX));
+    params.extend([Value::Integer(until.0), Value::Integer(until.1)]);
     Ok((sql, params))
 }
 

@@ -302,31 +302,38 @@ async fn sync(state: &AppState, session: &Session, conn: &Conn, data: Value) -> 
         (Some(ahead), Some(cursor)) if ahead.answers(cursor, limit) => ahead.take().await,
         _ => None,
     };
-    let (page, next) = match read {
-        Some(read) => read,
-        None => {
-            let after = cursor
-                .as_deref()
-                .map(crate::http::pagination::decode_cursor::<Position>)
-                .transpose()?;
+    let reader = read_ahead::Reader {
+        db: state.db.clone(),
+        user_id: session.user_id.clone(),
+        workspace_id: session.workspace_id.clone(),
+    };
+    let room = &state.hub.read_ahead_room;
+    let (page, next) = match (read, cursor) {
+        (Some(read), _) => read,
+        (None, None) => {
             let t = Tenant::new(&state.db, &session.workspace_id);
-            let page = crate::sync::service::page(t, &session.user_id, after, limit).await?;
+            let page = crate::sync::service::page(t, &session.user_id, None, limit).await?;
             (page, None)
         }
+        (None, Some(cursor)) => {
+            // A device starting to page: its second page is read beside its first, from where
+            // the first ends (and then the ones after it as each is taken).
+            let after = crate::http::pagination::decode_cursor::<Position>(&cursor)?;
+            let t = Tenant::new(&state.db, &session.workspace_id);
+            let end = crate::sync::service::page_end(t, &session.user_id, after, limit).await?;
+            let next = end.and_then(|end| {
+                let cursor = crate::http::pagination::encode_cursor(&end);
+                ReadAhead::start(room, &reader, &cursor, limit)
+            });
+            let page =
+                crate::sync::service::page_until(t, &session.user_id, after, end, limit).await?;
+            (page, next)
+        }
     };
-    let next = next.or_else(|| {
-        let reader = read_ahead::Reader {
-            db: state.db.clone(),
-            user_id: session.user_id.clone(),
-            workspace_id: session.workspace_id.clone(),
-        };
-        ReadAhead::start(
-            &state.hub.read_ahead_room,
-            &reader,
-            page.next_cursor()?,
-            limit,
-        )
-    });
+    // (A page that found more than its end said goes on from elsewhere: read that instead.)
+    let next = next
+        .filter(|next| page.next_cursor().is_some_and(|c| next.answers(c, limit)))
+        .or_else(|| ReadAhead::start(room, &reader, page.next_cursor()?, limit));
     if let Some(next) = next {
         *conn.read_ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(next));
     }

@@ -13,7 +13,7 @@ use crate::chats::model::ConversationView;
 use crate::chats::service as chats;
 use crate::db::Tenant;
 use crate::error::AppResult;
-use crate::http::pagination::encode_cursor;
+use crate::http::pagination::{encode_cursor, encode_pair_cursor};
 use crate::messages::model::MessageView;
 
 /// A page's JSON shape (for the API reference): [`Page`] writes it.
@@ -148,17 +148,51 @@ pub async fn page(
             ..Page::new(Vec::new(), Vec::new(), encode_cursor(&position), false)
         });
     };
-    if let Some(page) = super::written::page(t, user_id, after, limit).await? {
+    page_until(t, user_id, after, None, limit).await
+}
+
+/// A page of the user's changes after `after`: up to `limit` of them, and none after `until`
+/// if given ([`page_end`]'s answer for the same `after` and `limit`, so that the page after it
+/// can be read at the same time: it starts at `until` whatever this page finds).
+pub async fn page_until(
+    t: Tenant<'_>,
+    user_id: &str,
+    after: Position,
+    until: Option<Position>,
+    limit: i64,
+) -> AppResult<Page> {
+    if let Some(page) = super::written::page(t, user_id, after, until, limit).await? {
         return Ok(page);
     }
-    page_viewed(t, user_id, after, limit).await
+    page_viewed(t, user_id, after, until, limit).await
+}
+
+pub use super::store::page_end;
+
+/// A page's cursor and `hasMore`, from the position of its last change (or of where it
+/// started, if it has none) and whether more followed it. A page up to `until` ends there
+/// and has more — the page after it starts there, even where changes `page_end` counted have
+/// gone since (a conversation deleted): nothing can come before `until` any more, positions
+/// being given in commit order. A page that found more than `page_end` did (a request
+/// accepted since) ends at its own last change instead, before `until`.
+pub(super) fn page_close(last: Position, more: bool, until: Option<Position>) -> (String, bool) {
+    match until {
+        Some(until) if !more => (encode_cursor(&until), true),
+        _ => (encode_pair_cursor(last.0, last.1).to_string(), more),
+    }
 }
 
 /// The changes after `after` as views in envelopes: PostgreSQL's page, and SQLite's when its
 /// rows come out of order (`sync::written` writes the same events).
-async fn page_viewed(t: Tenant<'_>, user_id: &str, after: Position, limit: i64) -> AppResult<Page> {
+async fn page_viewed(
+    t: Tenant<'_>,
+    user_id: &str,
+    after: Position,
+    until: Option<Position>,
+    limit: i64,
+) -> AppResult<Page> {
     let db = t.db();
-    let mut rows = super::store::page_rows(t, user_id, after, limit + 1).await?;
+    let mut rows = super::store::page_rows(t, user_id, after, until, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
 
@@ -202,10 +236,8 @@ async fn page_viewed(t: Tenant<'_>, user_id: &str, after: Position, limit: i64) 
     let faces = crate::conversations::store::team_faces(db, &page_conversations).await?;
     let mut conversations: HashMap<String, Arc<ConversationView>> = HashMap::new();
     let mut events = Vec::with_capacity(rows.len());
-    let next_cursor = match rows.last() {
-        Some(r) => envelope::cursor_after(r).to_string(),
-        None => encode_cursor(&after),
-    };
+    let last = rows.last().map_or(after, ChangeRow::position);
+    let (next_cursor, has_more) = page_close(last, has_more, until);
     for r in rows {
         let message = r
             .message_id
@@ -250,6 +282,22 @@ fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page read up to an end looked up before it goes on from that end, whatever it found
+    /// before it; one that found more than the end allowed goes on from its own last change.
+    #[test]
+    fn a_page_up_to_its_end_goes_on_from_there() {
+        let decode = |c: &str| crate::http::pagination::decode_cursor::<Position>(c).unwrap();
+        let (last, end) = (Position(0, 7), Position(0, 9));
+        let (cursor, more) = page_close(last, false, Some(end));
+        assert_eq!((decode(&cursor), more), (end, true));
+        let (cursor, more) = page_close(last, true, Some(end));
+        assert_eq!((decode(&cursor), more), (last, true));
+        for more in [false, true] {
+            let (cursor, has_more) = page_close(last, more, None);
+            assert_eq!((decode(&cursor), has_more), (last, more));
+        }
+    }
 
     fn json(page: &Page) -> serde_json::Value {
         serde_json::from_slice(&page.to_json().unwrap()).unwrap()

@@ -63,9 +63,10 @@ pub async fn page_rows(
     t: Tenant<'_>,
     user_id: &str,
     after: Position,
+    until: Option<Position>,
     limit: i64,
 ) -> AppResult<Vec<PageRow>> {
-    let (sql, params) = page_statement(t, user_id, after, limit).await?;
+    let (sql, params) = page_statement(t, user_id, after, until, limit).await?;
     // Put in order here rather than by the statement: an ORDER BY there sorts the wide joined
     // rows again (SQLite copies each into a temporary B-tree; P4's catch-up took 6% less
     // without it), and here they come in order already, which the sort only checks.
@@ -81,10 +82,12 @@ pub async fn page_statement(
     t: Tenant<'_>,
     user_id: &str,
     after: Position,
+    until: Option<Position>,
     limit: i64,
 ) -> AppResult<(String, Vec<crate::db::lite::Value>)> {
     let (changes, params) =
-        changes::changes_after_query(t.db(), user_id, t.workspace_id(), after, limit).await?;
+        changes::changes_after_query(t.db(), user_id, t.workspace_id(), after, until, limit)
+            .await?;
     let sql = format!(
         "SELECT ch.pos, ch.txid, ch.conversation_id, ch.kind, ch.message_id, ch.seq, ch.actor_id, \
          ch.status, ch.created_at, {MESSAGE_COLUMNS}, \
@@ -96,4 +99,30 @@ pub async fn page_statement(
          FROM ({changes}) ch LEFT JOIN messages msg ON msg.id = ch.message_id"
     );
     Ok((sql, params))
+}
+
+/// Where a page of up to `limit` of the user's changes after `after` ends, if more changes
+/// follow it: the position of its last change. `None`: that page is the last one for now.
+/// Positions only, so that the page after it can be read while this one is.
+pub async fn page_end(
+    t: Tenant<'_>,
+    user_id: &str,
+    after: Position,
+    limit: i64,
+) -> AppResult<Option<Position>> {
+    let (changes, mut params) =
+        changes::changes_after_query(t.db(), user_id, t.workspace_id(), after, None, limit + 1)
+            .await?;
+    let sql = format!(
+        "SELECT ch.txid, ch.pos FROM ({changes}) ch ORDER BY ch.txid, ch.pos LIMIT 2 OFFSET $9"
+    );
+    params.push(crate::db::lite::Value::Integer(limit - 1));
+    let rows: Vec<(i64, i64)> = t
+        .db()
+        .rows(sql, params, |row| Ok((row.get(0)?, row.get(1)?)))
+        .await?;
+    Ok(match rows[..] {
+        [(txid, pos), _] => Some(Position(txid, pos)),
+        _ => None,
+    })
 }
