@@ -1,8 +1,9 @@
 //! Sync pages read ahead for a device that is catching up. When a `sync:request` is answered
 //! with `hasMore`, the next page is read at once, while the answer travels and the device takes
-//! it in; and once that one is read, the page after it. So a device paging through a long
-//! catch-up finds each page read when it asks, and the server reads one page while it sends the
-//! one before (two cores, where a read begun at the request leaves one waiting on the other).
+//! it in; and once that one is read and the device has taken the one before it, the page after
+//! it. So a device paging through a long catch-up finds each page read when it asks, and the
+//! reads go on while a device slower than them takes in a page. (The first page of a
+//! catch-up has its next read beside it, from where it ends: see `handlers::sync`.)
 //!
 //! A page read a moment early is as true as one read when asked: anything written in between
 //! has a later position and comes on a later page. A read-ahead answers only the cursor and

@@ -89,7 +89,7 @@ struct Reading<'c> {
     /// Where each conversation's facts are in `facts`.
     facts_at: HashMap<String, usize>,
     /// The last row's conversation's, in `facts` (rows mostly follow one of the same: this
-    /// spares them the hashing, 1.6% of a catch-up).
+    /// spares them hashing its id, 1.6% of the server's CPU in a catch-up).
     recent: usize,
     /// The events written, back to back.
     written: Vec<u8>,
