@@ -33,13 +33,26 @@ const KEPT: Duration = Duration::from_secs(5);
 /// 30 MB; 50 devices catching up at once with 500-event pages).
 const ROOM_EVENTS: usize = 50_000;
 
-/// The server's room for pages read ahead, in events (a page takes its limit's worth).
+/// The server's room for pages read ahead, in events (a page takes its limit's worth), and
+/// how long a page waits to be asked for.
 #[derive(Clone)]
-pub struct Room(Arc<Semaphore>);
+pub struct Room {
+    events: Arc<Semaphore>,
+    kept: Duration,
+}
 
 impl Default for Room {
     fn default() -> Self {
-        Room(Arc::new(Semaphore::new(ROOM_EVENTS)))
+        Room::new(ROOM_EVENTS, KEPT)
+    }
+}
+
+impl Room {
+    fn new(events: usize, kept: Duration) -> Self {
+        Room {
+            events: Arc::new(Semaphore::new(events)),
+            kept,
+        }
     }
 }
 
@@ -86,7 +99,11 @@ impl ReadAhead {
     /// page after it (a device has at most two pages read ahead).
     fn spawn(room: &Room, reader: Reader, cursor: &str, limit: i64) -> Option<Self> {
         let after = crate::http::pagination::decode_cursor::<Position>(cursor).ok()?;
-        let permit = room.0.clone().try_acquire_many_owned(limit as u32).ok()?;
+        let permit = room
+            .events
+            .clone()
+            .try_acquire_many_owned(limit as u32)
+            .ok()?;
         let signals = Arc::<Signals>::default();
         let task = tokio::spawn(read(
             room.clone(),
@@ -144,13 +161,66 @@ async fn read(
     let page = crate::sync::service::page(t, &reader.user_id, Some(after), limit).await;
     let mut next = None;
     if let Some(cursor) = page.as_ref().ok().and_then(Page::next_cursor) {
-        tokio::time::timeout(KEPT, signals.next_in_line.notified())
+        tokio::time::timeout(room.kept, signals.next_in_line.notified())
             .await
             .ok()?;
         next = ReadAhead::spawn(&room, reader, cursor, limit);
     }
-    tokio::time::timeout(KEPT, signals.asked.notified())
+    tokio::time::timeout(room.kept, signals.asked.notified())
         .await
         .ok()?;
     Some(Ahead { page, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn reader() -> (tempfile::TempDir, Reader) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let reader = Reader {
+            db,
+            user_id: "someone".into(),
+            workspace_id: "somewhere".into(),
+        };
+        (dir, reader)
+    }
+
+    const FROM: &str = "WzAsMF0"; // [0,0]
+
+    /// A page asked for in time is answered; the server's room bounds what is read ahead,
+    /// and a page taken gives its room back.
+    #[tokio::test]
+    async fn pages_read_ahead_take_room_until_taken() {
+        let (_dir, reader) = reader().await;
+        let room = Room::new(500, Duration::from_secs(60));
+        let ahead = ReadAhead::start(&room, &reader, FROM, 500).expect("room for one page");
+        assert!(ahead.answers(FROM, 500) && !ahead.answers(FROM, 499));
+        assert!(
+            ReadAhead::start(&room, &reader, FROM, 1).is_none(),
+            "no room for a second"
+        );
+        let (page, next) = ahead.take().await.expect("the page");
+        assert!(
+            page.next_cursor().is_none() && next.is_none(),
+            "nothing more"
+        );
+        assert_eq!(room.events.available_permits(), 500);
+    }
+
+    /// A page nobody asks for is dropped after the room's wait, and its room given back.
+    #[tokio::test]
+    async fn a_page_not_asked_for_is_dropped() {
+        let (_dir, reader) = reader().await;
+        let kept = Duration::from_millis(50);
+        let room = Room::new(500, kept);
+        let ahead = ReadAhead::start(&room, &reader, FROM, 500).expect("room");
+        // (Waiting out the wait is the point here: there is no event to await instead.)
+        tokio::time::sleep(kept * 4).await;
+        assert_eq!(room.events.available_permits(), 500, "room given back");
+        assert!(ahead.take().await.is_none(), "dropped, not answered");
+    }
 }
