@@ -79,7 +79,7 @@ export function markRead(conversationId: string) {
 }
 
 async function catchUp(sock: Socket) {
-  const cursor = localStorage.getItem(CURSOR_KEY);
+  let cursor = localStorage.getItem(CURSOR_KEY);
   if (!synced || !cursor) {
     const page: any = await sock.emitWithAck("sync:request", {});
     if (!page.ok) throw new Error(page.error?.message);
@@ -97,7 +97,9 @@ async function catchUp(sock: Socket) {
         sock.emit("message:delivered", { conversationId: c.id, seq: m.seq });
       }
     }
-    return;
+    // What changed while the lists were read (a request accepted in between, whose live event
+    // the list above replaced) comes after the snapshot's cursor: page on from there.
+    cursor = page.cursor;
   }
   let from = cursor;
   const replayed = new Map<string, number>();
