@@ -80,7 +80,8 @@ export function markRead(conversationId: string) {
 
 async function catchUp(sock: Socket) {
   let cursor = localStorage.getItem(CURSOR_KEY);
-  if (!synced || !cursor) {
+  const fresh = !synced || !cursor;
+  if (fresh) {
     const page: any = await sock.emitWithAck("sync:request", {});
     if (!page.ok) throw new Error(page.error?.message);
     // The snapshot lists accepted conversations; message requests come from their own list.
@@ -106,6 +107,9 @@ async function catchUp(sock: Socket) {
   for (;;) {
     const page: any = await sock.emitWithAck("sync:request", { cursor: from, limit: 500 });
     if (!page.ok) {
+      // Just after a snapshot the cursor is good: the server could not answer now, so the
+      // connection's handler tries again shortly (not a loop of snapshots).
+      if (fresh) throw new Error(page.error?.message);
       // A cursor the server no longer knows: start again from a snapshot.
       localStorage.removeItem(CURSOR_KEY);
       synced = false;
