@@ -402,17 +402,25 @@ scenario("a Web Push notification for a device that is away shows through the se
   );
   await cdp.send("ServiceWorker.enable");
   const { registrationId } = await within(registration, 15_000, "the service worker's registration");
-  await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId, data: JSON.stringify(note) });
-  // The page has no event for a notification shown by its worker: it asks until there is one.
-  const shown = await jack.page.evaluate(async () => {
-    const reg = await navigator.serviceWorker.ready;
-    for (let waited = 0; waited < 15_000; waited += 50) {
-      const list = await reg.getNotifications();
-      if (list.length) return { title: list[0].title, body: list[0].body, url: list[0].data.url };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return null;
-  });
+  // Handed to the worker as Chromium's push service would, and handed again (as a push service
+  // does until the browser takes it) if no notification shows within 3 s: once in CI, a push
+  // handed over CDP showed nothing in 15 s. The notification's tag makes a repeat replace it.
+  const notification = () =>
+    jack.page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      for (let waited = 0; waited < 3_000; waited += 50) {
+        const list = await reg.getNotifications();
+        if (list.length) return { title: list[0].title, body: list[0].body, url: list[0].data.url };
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return null;
+    });
+  let shown = null;
+  for (let handed = 1; !shown && handed <= 5; handed++) {
+    if (handed > 1) console.log(`# the push handed to the service worker again (time ${handed})`);
+    await cdp.send("ServiceWorker.deliverPushMessage", { origin, registrationId, data: JSON.stringify(note) });
+    shown = await notification();
+  }
   assert.deepEqual(shown, { title: "Kate", body: "dinner at 8?", url: `/#/c/${conv}` });
   await jack.context.close();
 });
