@@ -303,6 +303,137 @@ mod tests {
         serde_json::from_slice(&page.to_json().unwrap()).unwrap()
     }
 
+    /// Three users in the default workspace of a new SQLite database, and a send pipeline.
+    async fn three() -> (
+        tempfile::TempDir,
+        crate::db::Db,
+        String,
+        [String; 3],
+        crate::messages::pipeline::Pipeline,
+    ) {
+        use crate::users::store::{self as users, NewUser};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = crate::db::Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let workspace = crate::workspaces::store::ensure_default(&db).await.unwrap();
+        let mut ids = Vec::new();
+        for name in ["A", "B", "C"] {
+            let mut tx = db.begin().await.unwrap();
+            let new = NewUser {
+                display_name: name,
+                email: None,
+                phone: None,
+                password_hash: None,
+                is_platform_admin: false,
+                is_invited: false,
+            };
+            let user = users::insert(&mut tx, new).await.unwrap();
+            let member = crate::db::Role::Member;
+            crate::workspaces::store::insert_membership(&mut tx, &workspace, &user.id, member)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            ids.push(user.id);
+        }
+        let sends = crate::messages::pipeline::Pipeline::start(db.clone());
+        (dir, db, workspace, ids.try_into().unwrap(), sends)
+    }
+
+    /// The events of every page from `cursor` on, read as `GET /sync` reads them.
+    async fn rest(t: Tenant<'_>, user: &str, mut cursor: Position) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        loop {
+            let read = json(&page(t, user, Some(cursor), 2).await.unwrap());
+            events.extend(read["events"].as_array().unwrap().iter().cloned());
+            if read["hasMore"] != true {
+                return events;
+            }
+            cursor = decode(read["cursor"].as_str().unwrap());
+        }
+    }
+
+    fn decode(cursor: &str) -> Position {
+        crate::http::pagination::decode_cursor::<Position>(cursor).unwrap()
+    }
+
+    /// A page read up to the end `page_end` looked up, then the pages after it, replay what
+    /// reading from the same cursor without an end replays: also when a declined request is
+    /// accepted between the look-up and the read, so that the page finds changes the look-up
+    /// did not count (it then goes on from its own last change, before the end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_that_finds_more_than_its_end_counted_loses_nothing() {
+        use crate::messages::model::{Content, MessageType, Outgoing};
+        let (_dir, db, workspace, [a, b, c], sends) = three().await;
+        let t = Tenant::new(&db, &workspace);
+        let say = |from: &str, conversation: &str, text: &str| {
+            let out = Outgoing {
+                client_msg_id: crate::db::new_id(),
+                content: Content {
+                    kind: MessageType::Text,
+                    text: Some(text.into()),
+                    media_id: None,
+                    payload: None,
+                },
+                reply_to_id: None,
+                forwarded: false,
+            };
+            let (from, conversation) = (from.to_owned(), conversation.to_owned());
+            let sends = &sends;
+            async move {
+                crate::messages::service::send(t, sends, &from, &conversation, out)
+                    .await
+                    .unwrap()
+            }
+        };
+        let after = changes::current_position(&db).await.unwrap();
+        // C's request, which B declines; then A's messages, which B sees.
+        let (request, _) = chats::open_direct(t, &c, &b).await.unwrap();
+        say(&c, &request.id, "c1").await;
+        say(&c, &request.id, "c2").await;
+        chats::answer_request(t, &b, &request.id, false)
+            .await
+            .unwrap();
+        let (direct, _) = chats::open_direct(t, &a, &b).await.unwrap();
+        for text in ["a1", "a2", "a3"] {
+            say(&a, &direct.id, text).await;
+        }
+        let texts = |events: &[serde_json::Value]| -> Vec<String> {
+            let text =
+                |e: &serde_json::Value| e["data"]["message"]["text"].as_str().map(String::from);
+            events.iter().filter_map(text).collect()
+        };
+
+        // Nothing in between: the page ends where the look-up said, and the rest follows.
+        let end = page_end(t, &b, after, 2)
+            .await
+            .unwrap()
+            .expect("more than a page");
+        let first = json(&page_until(t, &b, after, Some(end), 2).await.unwrap());
+        assert_eq!(decode(first["cursor"].as_str().unwrap()), end);
+        let mut events = first["events"].as_array().unwrap().clone();
+        events.extend(rest(t, &b, end).await);
+        assert_eq!(events, rest(t, &b, after).await);
+        assert_eq!(texts(&events), ["a1", "a2", "a3"], "{events:?}");
+
+        // The request accepted between the look-up and the read: C's messages come first.
+        let end = page_end(t, &b, after, 2)
+            .await
+            .unwrap()
+            .expect("more than a page");
+        chats::answer_request(t, &b, &request.id, true)
+            .await
+            .unwrap();
+        let first = json(&page_until(t, &b, after, Some(end), 2).await.unwrap());
+        assert_eq!(first["hasMore"], true);
+        let own = decode(first["cursor"].as_str().unwrap());
+        assert!(own < end, "{own:?} goes on before {end:?}");
+        let mut events = first["events"].as_array().unwrap().clone();
+        events.extend(rest(t, &b, own).await);
+        assert_eq!(events, rest(t, &b, after).await);
+        assert_eq!(texts(&events), ["c1", "c2", "a1", "a2", "a3"], "{events:?}");
+    }
+
     /// The hand-written fields around the events are `SyncPage`'s, written and viewed events
     /// alike, in order, with commas between them.
     #[test]
