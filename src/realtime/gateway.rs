@@ -26,12 +26,20 @@ const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
 /// Room a refusal leaves in a device's transport buffer for the server's own events.
 const EVENT_ROOM: usize = 32;
 
-/// Sends an ack. When the device's transport buffer is full (a burst of answers at once), it
-/// waits for room, looking again every 2 ms (a full queue is rare), for
-/// at most [`ACK_ROOM_WAIT`]. A device that has not read by then is disconnected (like a slow
-/// consumer of events), which its client sees at once — an ack is never dropped silently.
+/// Room any other answer leaves there for them: a device's own burst of answers never fills
+/// the buffer, because a push that finds it full drops the device. (Without it, under CPU
+/// load, the acks of a 3,000-send burst filled all 512 places before the device's session
+/// wrote them out, and the conversation's creation, dispatched late, found none: the device
+/// was dropped although it read.)
+const ANSWER_ROOM: usize = 16;
+
+/// Sends an ack. When the device's transport buffer has no more than [`ANSWER_ROOM`] places
+/// left (a burst of answers at once), it waits for room, looking again every 2 ms (a full
+/// queue is rare), for at most [`ACK_ROOM_WAIT`]. A device that has not read by then is
+/// disconnected (like a slow consumer of events), which its client sees at once — an ack is
+/// never dropped silently.
 async fn answer(socket: &Sock, id: u64, reply: &impl serde::Serialize) {
-    send_ack(socket, protocol::ack(id, reply), 0).await;
+    send_ack(socket, protocol::ack(id, reply), ANSWER_ROOM).await;
 }
 
 /// Answers a refused event `rate_limited`. A device bursting thousands of events gets
@@ -46,7 +54,7 @@ async fn refuse(socket: &Sock, id: u64, message: &str, retry_after: u64) {
 async fn send_ack(socket: &Sock, mut packet: Str, leave: usize) {
     let deadline = tokio::time::Instant::now() + ACK_ROOM_WAIT;
     loop {
-        if leave == 0 || socket.room() > leave {
+        if socket.room() > leave {
             match socket.emit(packet) {
                 Ok(()) => return,
                 Err(SendError::Full(p)) => packet = p,
@@ -239,7 +247,7 @@ impl Gateway {
                             let client_msg_id = sending.client_msg_id.clone();
                             let reply = handlers::send_finish(&state, &session, sending).await;
                             if let Some(id) = ack {
-                                send_ack(&socket, reply.ack(id), 0).await;
+                                send_ack(&socket, reply.ack(id), ANSWER_ROOM).await;
                                 metrics::histogram!("realtime_ack_seconds", "event" => events::MESSAGE_SEND)
                                     .record(started.elapsed().as_secs_f64());
                             }
@@ -274,7 +282,7 @@ impl Gateway {
             ))
             .await;
             if let (Some(id), Some(reply)) = (ack, reply) {
-                send_ack(&socket, reply.ack(id), 0).await;
+                send_ack(&socket, reply.ack(id), ANSWER_ROOM).await;
                 metrics::histogram!("realtime_ack_seconds", "event" => event_label(&name))
                     .record(started.elapsed().as_secs_f64());
             }
