@@ -192,6 +192,18 @@ impl<D> Socket<D> {
         Ok(())
     }
 
+    /// A socket on no connection, for tests of what is queued on it.
+    #[cfg(test)]
+    pub(crate) fn detached(data: D, capacity: usize) -> Self {
+        Socket::new(data, capacity, WEBSOCKET)
+    }
+
+    /// What is queued, taken as a transport writing it out takes it (tests).
+    #[cfg(test)]
+    pub(crate) fn written_out(&self) -> VecDeque<Str> {
+        self.take_queued()
+    }
+
     /// How many more packets the queue takes now.
     pub fn room(&self) -> usize {
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());

@@ -402,3 +402,46 @@ impl crate::engineio::Handler for Gateway {
         socket.close(DisconnectReason::PacketParsingError);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+
+    /// A device's own answers leave the last [`ANSWER_ROOM`] places of its buffer to pushes:
+    /// an answer that finds no more than that free waits, a push still goes in, and the
+    /// answer follows once the device has read.
+    #[tokio::test]
+    async fn answers_leave_room_for_pushes() {
+        let socket: Sock = Arc::new(crate::engineio::Socket::detached(
+            Conn::default(),
+            SEND_BUFFER,
+        ));
+        let ok = serde_json::json!({"ok": true});
+        for id in 0..(SEND_BUFFER - ANSWER_ROOM) as u64 {
+            answer(&socket, id, &ok).await;
+        }
+        assert_eq!(socket.room(), ANSWER_ROOM);
+        let mut waiting = std::pin::pin!(answer(&socket, 9_999, &ok));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_pending(),
+            "the answer waits for room"
+        );
+        assert_eq!(socket.room(), ANSWER_ROOM, "and takes none of the pushes'");
+        for _ in 0..ANSWER_ROOM {
+            let push = protocol::event("presence", &ok);
+            assert!(socket.emit(push).is_ok(), "a push finds room");
+        }
+        let written = socket.written_out();
+        assert_eq!(written.len(), SEND_BUFFER);
+        waiting.await;
+        assert_eq!(
+            socket.room(),
+            SEND_BUFFER - 1,
+            "the answer went in once read"
+        );
+        assert!(!socket.is_closed());
+    }
+}
