@@ -178,12 +178,18 @@ impl<D> Socket<D> {
     /// Queues a packet for the client. Fails at once when the queue is full or the session
     /// has ended.
     pub fn emit(&self, packet: impl Into<Str>) -> Result<(), SendError> {
+        self.emit_leaving(packet, 0)
+    }
+
+    /// Queues a packet for the client unless that would leave `room` places or fewer free
+    /// (kept for other packets); fails at once then, or when the session has ended.
+    pub fn emit_leaving(&self, packet: impl Into<Str>, room: usize) -> Result<(), SendError> {
         let packet = packet.into();
         if self.is_closed() {
             return Err(SendError::Closed(packet));
         }
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() >= self.capacity {
+        if queue.len() + room >= self.capacity {
             return Err(SendError::Full(packet));
         }
         queue.push_back(packet);

@@ -54,14 +54,9 @@ async fn refuse(socket: &Sock, id: u64, message: &str, retry_after: u64) {
 async fn send_ack(socket: &Sock, mut packet: Str, leave: usize) {
     let deadline = tokio::time::Instant::now() + ACK_ROOM_WAIT;
     loop {
-        if socket.room() > leave {
-            match socket.emit(packet) {
-                Ok(()) => return,
-                Err(SendError::Full(p)) => packet = p,
-                Err(SendError::Closed(_)) => return,
-            }
-        } else if socket.is_closed() {
-            return;
+        match socket.emit_leaving(packet, leave) {
+            Ok(()) | Err(SendError::Closed(_)) => return,
+            Err(SendError::Full(p)) => packet = p,
         }
         if tokio::time::Instant::now() >= deadline {
             tracing::info!(sid = %socket.id, "a device stopped reading its acks; disconnecting it");
