@@ -102,10 +102,9 @@ async function catchUp(sock: Socket) {
     // the list above replaced) comes after the snapshot's cursor: page on from there.
     cursor = page.cursor;
   }
-  let from = cursor;
   const replayed = new Map<string, number>();
   for (;;) {
-    const page: any = await sock.emitWithAck("sync:request", { cursor: from, limit: 500 });
+    const page: any = await sock.emitWithAck("sync:request", { cursor, limit: 500 });
     if (!page.ok) {
       // Just after a snapshot the cursor is good: the server could not answer now, so the
       // connection's handler tries again shortly (not a loop of snapshots).
@@ -117,7 +116,7 @@ async function catchUp(sock: Socket) {
     }
     for (const e of page.events) apply(e.type, e.data, true, replayed);
     saveCursor(page.cursor);
-    from = page.cursor;
+    cursor = page.cursor;
     if (!page.hasMore) break;
   }
   for (const [conversationId, seq] of replayed) sock.emit("message:delivered", { conversationId, seq });
